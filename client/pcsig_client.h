@@ -1,0 +1,109 @@
+/*
+ * libpcsig-client: a headless peerconnection signaling client.
+ *
+ * pcsig_client_connect() signs in and returns at once. Two threads of the
+ * client do the network work:
+ *   - the control thread owns the control connection and sends, in order and
+ *     one at a time, the requests of its outgoing queue: sign-in, messages
+ *     (POST /message?peer_id=&to=), sign-out;
+ *   - the hanging_get thread owns the /wait loop and re-polls after every
+ *     answer.
+ * They share state under one mutex; the caller's thread never blocks on the
+ * network. Events reach the caller through a queue: pcsig_client_next_event()
+ * (optionally after poll() on pcsig_client_event_fd()).
+ *
+ * Wire compatibility: in compat mode (the default) the requests are exactly
+ * the stock peerconnection_client's bytes (HTTP/1.0, one connection per
+ * request); keep_alive lets the hanging_get connection be reused with pcsig's
+ * own server.
+ *
+ * Ownership: the client owns everything it allocates; an event returned by
+ * pcsig_client_next_event belongs to the caller until pcsig_event_free.
+ * All functions are thread-safe unless stated.
+ */
+#ifndef PCSIG_CLIENT_H
+#define PCSIG_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pcsig_client pcsig_client_t;
+
+enum pcsig_event_type {
+    PCSIG_EV_SIGNED_IN = 1,    /* own_id, peers[0..npeers) (others, join order) */
+    PCSIG_EV_PEER_JOINED,      /* peer_id, name */
+    PCSIG_EV_PEER_LEFT,        /* peer_id, name */
+    PCSIG_EV_MESSAGE,          /* peer_id (sender), content_type, data, len */
+    PCSIG_EV_PEER_HANGUP,      /* peer_id sent the 3-byte "BYE" */
+    PCSIG_EV_MESSAGE_SENT,     /* token, peer_id */
+    PCSIG_EV_MESSAGE_FAILED,   /* token, peer_id, status (0: no answer), reason */
+    PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect or a fatal error */
+    PCSIG_EV_SERVER_UNREACHABLE, /* reason, retry_in_ms: reconnecting with backoff */
+};
+
+struct pcsig_peer {
+    uint64_t id;
+    char *name;
+    bool connected;
+};
+
+struct pcsig_event {
+    enum pcsig_event_type type;
+    uint64_t own_id;
+    uint64_t peer_id;
+    char *name;         /* NUL-terminated, or NULL */
+    struct pcsig_peer *peers;
+    size_t npeers;
+    char *content_type; /* NUL-terminated, or NULL when the sender sent none */
+    unsigned char *data;
+    size_t len;
+    uint64_t token;     /* the value pcsig_client_send returned */
+    int status;         /* HTTP status of a failed message, 0 if none */
+    char *reason;       /* human-readable, NUL-terminated, or NULL */
+    int retry_in_ms;
+};
+
+struct pcsig_client_options {
+    const char *server;   /* host name or address; default "localhost" */
+    uint16_t port;        /* default 8888 */
+    const char *name;     /* sent URL-safe (percent-encoded); default "user@host" */
+    bool keep_alive;      /* HTTP/1.1 keep-alive on the hanging_get (pcsig servers) */
+    int wait_timeout_ms;  /* client-side limit on one /wait; default 45000 */
+    int request_timeout_ms; /* limit on one control request; default 10000 */
+    int reconnect_min_ms; /* first backoff when the server is gone; default 500 */
+    int reconnect_max_ms; /* backoff cap; default 10000 */
+};
+
+/* Returns NULL when out of memory. Nothing happens on the network yet. */
+pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts);
+
+/* Start both threads and queue the sign-in. 0, -EALREADY, or -errno. */
+int pcsig_client_connect(pcsig_client_t *c);
+
+/*
+ * Queue a message to peer `to` (sent in order, one at a time). Bodies are
+ * binary-safe and copied. Returns a token (> 0) reported again in
+ * MESSAGE_SENT/MESSAGE_FAILED, or -ENOTCONN / -ENOMEM.
+ */
+int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_type,
+                          const void *data, size_t len);
+
+/* Own id, 0 when not signed in. */
+uint64_t pcsig_client_id(pcsig_client_t *c);
+
+/* Sign out (best effort), stop and join both threads; a DISCONNECTED event
+ * is queued. Safe to call twice. Returns 0. */
+int pcsig_client_disconnect(pcsig_client_t *c);
+
+/* Readable (poll POLLIN) while events are queued. */
+int pcsig_client_event_fd(pcsig_client_t *c);
+
+/* The next event, waiting up to timeout_ms (-1: forever); NULL on timeout. */
+struct pcsig_event *pcsig_client_next_event(pcsig_client_t *c, int timeout_ms);
+void pcsig_event_free(struct pcsig_event *ev);
+
+/* Disconnects if needed and frees everything. NULL-safe. */
+void pcsig_client_free(pcsig_client_t *c);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * http: a pure, incremental HTTP/1.x request and response head parser.
+ *
+ * The parser never does I/O and never allocates: it is handed the bytes
+ * received so far and either reports that more are needed, fails with the
+ * status the server should answer (and a one-line reason), or fills a
+ * struct whose slices point into the caller's buffer. Call it again with
+ * the grown buffer after each read; it keeps no state between calls.
+ * All functions are thread-safe (they touch only their arguments).
+ */
+#ifndef PCSIG_HTTP_H
+#define PCSIG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A length-carrying view into someone else's bytes. */
+typedef struct http_slice {
+    const char *ptr;
+    size_t len;
+} http_slice_t;
+
+#define HTTP_MAX_HEADERS 64 /* more header lines than this: 431 */
+
+typedef struct http_header {
+    http_slice_t name;  /* as sent (case preserved), never empty */
+    http_slice_t value; /* leading/trailing spaces and tabs trimmed */
+} http_header_t;
+
+enum http_method {
+    HTTP_METHOD_GET = 1,
+    HTTP_METHOD_POST,
+    HTTP_METHOD_OPTIONS,
+};
+
+/* Limits enforced while parsing; exceeding one is an error, not a truncation. */
+typedef struct http_limits {
+    size_t max_head; /* request/status line + headers + blank line, bytes (431) */
+    uint64_t max_body; /* Content-Length above this: 413 */
+} http_limits_t;
+
+typedef struct http_error {
+    int status;         /* 400, 405, 408, 413, 431, 501 ... (requests); 0 for responses */
+    const char *reason; /* static, one line, no CR/LF */
+} http_error_t;
+
+typedef struct http_request {
+    enum http_method method;
+    http_slice_t target;  /* request-target as sent */
+    http_slice_t path;    /* target up to the first '?' */
+    http_slice_t query;   /* after the first '?'; len 0 when absent or empty */
+    bool has_query;       /* a '?' was present */
+    int minor_version;    /* 0 or 1 */
+    size_t num_headers;
+    http_header_t headers[HTTP_MAX_HEADERS];
+    bool has_content_length;
+    uint64_t content_length; /* 0 when absent */
+    bool has_content_type;
+    http_slice_t content_type;
+    bool keep_alive; /* HTTP/1.1 without "Connection: close" */
+} http_request_t;
+
+typedef struct http_response {
+    int minor_version;
+    int status;          /* 100..999 */
+    http_slice_t reason; /* may be empty */
+    size_t num_headers;
+    http_header_t headers[HTTP_MAX_HEADERS];
+    bool has_content_length;
+    uint64_t content_length;
+    bool has_content_type;
+    http_slice_t content_type;
+    bool connection_close; /* "Connection: close" present */
+} http_response_t;
+
+/* Return values of the parsers besides a positive head length. */
+#define HTTP_NEED_MORE 0
+#define HTTP_PARSE_ERROR (-1)
+
+/*
+ * Parse a request head from buf[0..len).
+ * Returns the head length (> 0, including the blank line) when complete,
+ * HTTP_NEED_MORE when the head is incomplete but still within limits, or
+ * HTTP_PARSE_ERROR with *err filled. The body (content_length bytes) starts
+ * at buf + returned length and is the caller's to wait for.
+ */
+long http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
+                        http_request_t *req, http_error_t *err);
+
+/* The same for a response head (used by clients and tests); err->status is 0. */
+long http_parse_response(const char *buf, size_t len, const http_limits_t *lim,
+                         http_response_t *resp, http_error_t *err);
+
+/* First header named name (ASCII case-insensitive), or NULL. */
+const http_header_t *http_find_header(const http_header_t *headers, size_t n,
+                                      const char *name);
+
+/* True when s equals the NUL-terminated lit byte for byte. */
+bool http_slice_eq(http_slice_t s, const char *lit);
+
+#endif

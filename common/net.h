@@ -1,0 +1,38 @@
+/*
+ * net: socket helpers shared by the server, the client, the tools and tests.
+ * Every socket is created with SOCK_CLOEXEC. Errors: 0/fd or -errno
+ * (-EAI_* lookups are reported as -EHOSTUNREACH with the text logged).
+ */
+#ifndef PCSIG_NET_H
+#define PCSIG_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define NET_MAX_LISTENERS 8
+
+/*
+ * Open non-blocking listening sockets for bind_addr (NULL or "" or "*": every
+ * IPv4 and IPv6 address) and port (0: the kernel picks one; every socket then
+ * shares the port the first got). SO_REUSEADDR, IPV6_V6ONLY, backlog.
+ * Fills fds[0..*nfds). Returns 0 or -errno with nothing left open.
+ */
+int net_listen(const char *bind_addr, uint16_t port, int backlog,
+               int fds[NET_MAX_LISTENERS], int *nfds);
+
+/* The local port a socket is bound to, or -errno. */
+int net_local_port(int fd);
+
+/*
+ * Connect a blocking TCP socket to host:port within timeout_ms (tries every
+ * address getaddrinfo returns). Returns the fd or -errno.
+ */
+int net_connect(const char *host, uint16_t port, int timeout_ms);
+
+int net_set_nonblocking(int fd, int on);
+
+/* "addr:port" ("[v6]:port") of a peer address into b (NUL-terminated). */
+void net_addr_str(const struct sockaddr *sa, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,40 @@
+/* config: the server's options, their defaults and the command-line parser. */
+#ifndef PCSIG_CONFIG_H
+#define PCSIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+struct server_config {
+    const char *bind;       /* NULL: every interface, IPv4 and IPv6 */
+    uint16_t port;          /* 0: the kernel picks (reported on stdout) */
+    const char *port_file;  /* write the bound port here when listening */
+    int workers;
+    size_t max_connections;
+    size_t max_members;
+    uint64_t member_timeout_ms;
+    uint64_t wait_timeout_ms;
+    uint64_t read_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t shutdown_grace_ms;
+    size_t max_head;
+    size_t max_body;
+    size_t queue_max_msgs;
+    size_t queue_max_bytes;
+    bool allow_quit;
+    enum log_level log_level;
+};
+
+/* Fill cfg with the defaults. */
+void config_defaults(struct server_config *cfg);
+
+#define CONFIG_OK 0
+#define CONFIG_EXIT_OK 1 /* --help or --version printed: exit 0 */
+#define CONFIG_ERROR (-1) /* a one-line error printed: exit 2 */
+/* Parse argv over the defaults in cfg. Strings point into argv. */
+int config_parse(int argc, char **argv, struct server_config *cfg);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * pcsig-server: flags, signals and lifecycle. The main thread becomes the
+ * signal thread: every signal of interest is blocked before any thread
+ * starts, and main waits for them with sigwait().
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    struct server_config cfg;
+    config_defaults(&cfg);
+    int rc = config_parse(argc, argv, &cfg);
+    if (rc == CONFIG_EXIT_OK)
+        return 0;
+    if (rc != CONFIG_OK)
+        return 2;
+    log_set_level(cfg.log_level);
+    log_set_thread_role("main");
+
+    /* SIGPIPE never kills us: sends use MSG_NOSIGNAL and this catches the rest. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    static struct server srv; /* the server's state: one named place */
+    int err = server_start(&srv, &cfg);
+    if (err < 0) {
+        fprintf(stderr, "pcsig-server: could not start (see the log above)\n");
+        return 1;
+    }
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: nothing to reload yet");
+            continue;
+        }
+        log_info("%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+    }
+    server_stop(&srv);
+    log_info("stopped");
+    return 0;
+}

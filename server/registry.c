@@ -1,0 +1,588 @@
+/*
+ * registry: members, their queues, and parked hanging GETs.
+ *
+ * DESIGN
+ * One mutex (reg->lock) guards every member, queue and parked pointer, so
+ * a join, a message and a timeout each see and change one consistent state.
+ * Critical sections only link and unlink: bodies are copied before the lock
+ * is taken and responses are written by the worker that owns the socket
+ * after it is released.
+ *
+ * A parked /wait is a struct reg_waiter stored in its member, not a blocked
+ * thread: parking costs a pointer, so thousands of hanging GETs cost sockets
+ * and memory, not threads. Whoever has something for a member (a sender, a
+ * joining or leaving member, the reaper, shutdown) unhooks the waiter and
+ * claims it; the claim is an atomic hand-over inside the connection, because
+ * the connection's poller may claim it at the same time when the client
+ * hangs up. The winner of the claim hands the answer over with w->wake(),
+ * which queues the connection for a worker; the loser leaves it alone.
+ * Lock order: registry lock, then the work queue's lock (taken inside
+ * w->wake). Nothing else is ever taken under the registry lock.
+ *
+ * Items: a message or notification queued for one member. Notifications of
+ * a join or leave are the same bytes for everyone, so the items of one
+ * broadcast share one reference-counted blob. Items leave the queue only
+ * into a worker's hands; if its write fails, reg_requeue puts the item back
+ * at the head, so FIFO order and "nothing accepted is dropped silently"
+ * hold. Messages still queued for a member that leaves are dropped and
+ * counted (the sender's 200 meant "accepted", never "delivered").
+ *
+ * Time is passed in by the caller (monotonic ms), which keeps the timeout
+ * rules testable with an injected clock.
+ */
+#include "registry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proto.h"
+
+struct reg_blob {
+    atomic_uint refs;
+    bool has_ctype;
+    size_t ctype_len;
+    size_t body_len;
+    char data[]; /* content type, then body */
+};
+
+struct reg_item {
+    reg_item_t *next;
+    uint64_t pragma;
+    bool is_message; /* counts against the queue limits */
+    struct reg_blob *blob;
+};
+
+struct member {
+    uint64_t id;
+    struct member *hnext;      /* hash chain */
+    struct member *prev, *next; /* join order */
+    struct reg_waiter *parked;  /* NULL when no /wait is parked */
+    uint64_t parked_at;
+    uint64_t last_seen;
+    reg_item_t *qhead, *qtail;
+    size_t q_msgs, q_bytes; /* messages only; notifications are unbounded but small */
+    size_t name_len;
+    char name[];
+};
+
+struct registry {
+    pthread_mutex_t lock;
+    reg_config_t cfg;
+    struct member **buckets; /* guarded by lock */
+    size_t nbuckets;         /* power of two */
+    struct member *first, *last;
+    size_t count;
+    size_t parked;
+    uint64_t next_id;
+    bool shutting_down;
+    uint64_t accepted, refused, dropped, timeouts;
+};
+
+/* ---- blobs and items ---------------------------------------------------- */
+
+static struct reg_blob *blob_new(const char *ctype, size_t ctype_len, bool has_ctype,
+                                 const void *body, size_t body_len)
+{
+    if (!has_ctype)
+        ctype_len = 0;
+    if (body_len > SIZE_MAX - sizeof(struct reg_blob) - ctype_len)
+        return NULL;
+    struct reg_blob *b = malloc(sizeof *b + ctype_len + body_len);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->has_ctype = has_ctype;
+    b->ctype_len = ctype_len;
+    b->body_len = body_len;
+    if (ctype_len)
+        memcpy(b->data, ctype, ctype_len);
+    if (body_len)
+        memcpy(b->data + ctype_len, body, body_len);
+    return b;
+}
+
+static void blob_unref(struct reg_blob *b)
+{
+    if (b && atomic_fetch_sub(&b->refs, 1) == 1)
+        free(b);
+}
+
+static reg_item_t *item_new(struct reg_blob *b, uint64_t pragma, bool is_message)
+{
+    reg_item_t *it = malloc(sizeof *it);
+    if (!it)
+        return NULL;
+    atomic_fetch_add(&b->refs, 1);
+    it->next = NULL;
+    it->pragma = pragma;
+    it->is_message = is_message;
+    it->blob = b;
+    return it;
+}
+
+void reg_item_free(reg_item_t *it)
+{
+    if (!it)
+        return;
+    blob_unref(it->blob);
+    free(it);
+}
+
+uint64_t reg_item_pragma(const reg_item_t *it) { return it->pragma; }
+
+bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n)
+{
+    *p = it->blob->data;
+    *n = it->blob->ctype_len;
+    return it->blob->has_ctype;
+}
+
+const char *reg_item_body(const reg_item_t *it, size_t *n)
+{
+    *n = it->blob->body_len;
+    return it->blob->data + it->blob->ctype_len;
+}
+
+/* ---- members ------------------------------------------------------------ */
+
+static size_t bucket_of(const registry_t *r, uint64_t id)
+{
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 17) & (r->nbuckets - 1);
+}
+
+static struct member *find_locked(registry_t *r, uint64_t id)
+{
+    for (struct member *m = r->buckets[bucket_of(r, id)]; m; m = m->hnext)
+        if (m->id == id)
+            return m;
+    return NULL;
+}
+
+static int grow_locked(registry_t *r)
+{
+    size_t n = r->nbuckets * 2;
+    struct member **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return -ENOMEM;
+    struct member **old = r->buckets;
+    size_t oldn = r->nbuckets;
+    r->buckets = nb;
+    r->nbuckets = n;
+    for (size_t i = 0; i < oldn; i++) {
+        struct member *m = old[i];
+        while (m) {
+            struct member *next = m->hnext;
+            size_t b = bucket_of(r, m->id);
+            m->hnext = nb[b];
+            nb[b] = m;
+            m = next;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static void unlink_locked(registry_t *r, struct member *m)
+{
+    struct member **pp = &r->buckets[bucket_of(r, m->id)];
+    while (*pp != m)
+        pp = &(*pp)->hnext;
+    *pp = m->hnext;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->first = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        r->last = m->prev;
+    r->count--;
+}
+
+static void queue_push_locked(struct member *m, reg_item_t *it)
+{
+    it->next = NULL;
+    if (m->qtail)
+        m->qtail->next = it;
+    else
+        m->qhead = it;
+    m->qtail = it;
+    if (it->is_message) {
+        m->q_msgs++;
+        m->q_bytes += it->blob->body_len;
+    }
+}
+
+static reg_item_t *queue_pop_locked(struct member *m)
+{
+    reg_item_t *it = m->qhead;
+    if (!it)
+        return NULL;
+    m->qhead = it->next;
+    if (!m->qhead)
+        m->qtail = NULL;
+    it->next = NULL;
+    if (it->is_message) {
+        m->q_msgs--;
+        m->q_bytes -= it->blob->body_len;
+    }
+    return it;
+}
+
+/* Unhook m's parked waiter and, if the claim succeeds, return it. */
+static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    struct reg_waiter *w = m->parked;
+    if (!w)
+        return NULL;
+    m->parked = NULL;
+    r->parked--;
+    m->last_seen = now; /* the member's timeout clock restarts */
+    return w->claim(w) ? w : NULL;
+}
+
+/* Hand it to m's parked wait, or queue it. Takes ownership of it. */
+static void deliver_locked(registry_t *r, struct member *m, reg_item_t *it, uint64_t now)
+{
+    struct reg_waiter *w = take_parked_locked(r, m, now);
+    if (w)
+        w->wake(w, REG_WAKE_ITEM, it);
+    else
+        queue_push_locked(m, it);
+}
+
+/* Tell every member except skip about entry (a join or a leave). */
+static void broadcast_locked(registry_t *r, const struct member *subject, bool connected,
+                             uint64_t now)
+{
+    if (r->count <= (connected ? 1u : 0u))
+        return;
+    buf_t entry;
+    buf_init(&entry, PROTO_MAX_NAME + 32);
+    struct reg_blob *b = NULL;
+    if (proto_entry_append(&entry, subject->name, subject->name_len, subject->id, connected) == 0)
+        b = blob_new("text/plain", 10, true, entry.data, entry.len);
+    buf_free(&entry);
+    if (!b) {
+        log_error("out of memory: member %llu's %s notification not sent",
+                  (unsigned long long)subject->id, connected ? "join" : "leave");
+        return;
+    }
+    for (struct member *m = r->first; m; m = m->next) {
+        if (m == subject)
+            continue;
+        reg_item_t *it = item_new(b, m->id, false);
+        if (!it) {
+            log_error("out of memory: member %llu misses a notification",
+                      (unsigned long long)m->id);
+            continue;
+        }
+        deliver_locked(r, m, it, now);
+    }
+    blob_unref(b);
+}
+
+/* Drop m from the channel: answer its parked wait, drop its queue, tell the others. */
+static void remove_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    unlink_locked(r, m);
+    struct reg_waiter *w = take_parked_locked(r, m, now);
+    if (w) {
+        reg_item_t *own = NULL;
+        buf_t entry;
+        buf_init(&entry, PROTO_MAX_NAME + 32);
+        if (proto_entry_append(&entry, m->name, m->name_len, m->id, false) == 0) {
+            struct reg_blob *b = blob_new("text/plain", 10, true, entry.data, entry.len);
+            if (b) {
+                own = item_new(b, m->id, false);
+                blob_unref(b);
+            }
+        }
+        buf_free(&entry);
+        w->wake(w, REG_WAKE_GONE, own);
+    }
+    size_t dropped = 0;
+    reg_item_t *it;
+    while ((it = queue_pop_locked(m))) {
+        dropped += it->is_message;
+        reg_item_free(it);
+    }
+    if (dropped) {
+        r->dropped += dropped;
+        log_info("member %llu left with %zu undelivered message(s); dropped",
+                 (unsigned long long)m->id, dropped);
+    }
+    broadcast_locked(r, m, false, now);
+    free(m);
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+registry_t *reg_create(const reg_config_t *cfg)
+{
+    registry_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->cfg = *cfg;
+    r->nbuckets = 64;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    if (!r->buckets || pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r->buckets);
+        free(r);
+        return NULL;
+    }
+    r->next_id = 1;
+    return r;
+}
+
+void reg_destroy(registry_t *r)
+{
+    if (!r)
+        return;
+    struct member *m = r->first;
+    while (m) {
+        struct member *next = m->next;
+        reg_item_t *it;
+        while ((it = queue_pop_locked(m)))
+            reg_item_free(it);
+        free(m);
+        m = next;
+    }
+    free(r->buckets);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t now,
+                buf_t *list, uint64_t *id)
+{
+    char name[PROTO_MAX_NAME + 32];
+    size_t n = proto_name_sanitize(raw_name, name_len, name);
+    struct member *m = malloc(sizeof *m + PROTO_MAX_NAME + 32);
+    if (!m)
+        return -ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    if (r->shutting_down) {
+        rc = -ESHUTDOWN;
+        goto out;
+    }
+    if (r->count >= r->cfg.max_members || r->next_id > PROTO_MAX_ID) {
+        rc = -EUSERS;
+        goto out;
+    }
+    if (r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0)
+        goto out;
+    memset(m, 0, sizeof *m);
+    m->id = r->next_id;
+    if (n == 0) {
+        /* The original names anonymous members after their id. */
+        buf_t tmp;
+        buf_init(&tmp, sizeof name);
+        if (buf_printf(&tmp, "peer_%llu", (unsigned long long)m->id) == 0) {
+            memcpy(name, tmp.data, tmp.len);
+            n = tmp.len;
+        }
+        buf_free(&tmp);
+    }
+    memcpy(m->name, name, n);
+    m->name_len = n;
+    m->last_seen = now;
+    size_t mark = list->len;
+    rc = proto_entry_append(list, m->name, m->name_len, m->id, true);
+    for (struct member *o = r->first; o && rc == 0; o = o->next)
+        rc = proto_entry_append(list, o->name, o->name_len, o->id, true);
+    if (rc < 0) {
+        list->len = mark;
+        goto out;
+    }
+    r->next_id++;
+    size_t b = bucket_of(r, m->id);
+    m->hnext = r->buckets[b];
+    r->buckets[b] = m;
+    m->prev = r->last;
+    if (r->last)
+        r->last->next = m;
+    else
+        r->first = m;
+    r->last = m;
+    r->count++;
+    *id = m->id;
+    /* Everyone hears of the join before the newcomer gets its 200 Added. */
+    broadcast_locked(r, m, true, now);
+    m = NULL;
+out:
+    pthread_mutex_unlock(&r->lock);
+    free(m);
+    return rc;
+}
+
+int reg_sign_out(registry_t *r, uint64_t id)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m)
+        remove_locked(r, m, 0);
+    pthread_mutex_unlock(&r->lock);
+    return m ? 0 : -ENOENT;
+}
+
+int reg_touch(registry_t *r, uint64_t id, uint64_t now)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m)
+        m->last_seen = now;
+    pthread_mutex_unlock(&r->lock);
+    return m ? 0 : -ENOENT;
+}
+
+int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
+             size_t ctype_len, bool has_ctype, const void *body, size_t body_len,
+             uint64_t now)
+{
+    struct reg_blob *b = blob_new(ctype, ctype_len, has_ctype, body, body_len);
+    reg_item_t *it = b ? item_new(b, from, true) : NULL;
+    blob_unref(b);
+    if (!it)
+        return -ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    struct member *sender = find_locked(r, from);
+    struct member *target = sender ? find_locked(r, to) : NULL;
+    if (!sender) {
+        rc = -ENOENT;
+    } else if (!target) {
+        rc = -ESRCH;
+    } else {
+        sender->last_seen = now;
+        if (!target->parked && (target->q_msgs >= r->cfg.queue_max_msgs ||
+                                body_len > r->cfg.queue_max_bytes - target->q_bytes)) {
+            r->refused++;
+            rc = -ENOSPC;
+        } else {
+            r->accepted++;
+            deliver_locked(r, target, it, now);
+            it = NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    reg_item_free(it);
+    return rc;
+}
+
+int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
+             reg_item_t **item)
+{
+    int rc;
+    pthread_mutex_lock(&r->lock);
+    struct member *m = r->shutting_down ? NULL : find_locked(r, id);
+    if (r->shutting_down) {
+        rc = -ESHUTDOWN;
+    } else if (!m) {
+        rc = -ENOENT;
+    } else if (m->qhead) {
+        m->last_seen = now;
+        *item = queue_pop_locked(m);
+        rc = REG_WAIT_ITEM;
+    } else {
+        struct reg_waiter *old = take_parked_locked(r, m, now);
+        if (old)
+            old->wake(old, REG_WAKE_DISPLACED, NULL);
+        w->member_id = id;
+        m->parked = w;
+        m->parked_at = now;
+        r->parked++;
+        w->on_park(w);
+        rc = REG_WAIT_PARKED;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, w->member_id);
+    if (m && m->parked == w) {
+        m->parked = NULL;
+        r->parked--;
+        m->last_seen = now;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, member_id);
+    if (m) {
+        item->next = m->qhead;
+        m->qhead = item;
+        if (!m->qtail)
+            m->qtail = item;
+        if (item->is_message) {
+            m->q_msgs++;
+            m->q_bytes += item->blob->body_len;
+        }
+        item = NULL;
+    } else if (item->is_message) {
+        r->dropped++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    reg_item_free(item);
+}
+
+size_t reg_tick(registry_t *r, uint64_t now)
+{
+    size_t removed = 0;
+    pthread_mutex_lock(&r->lock);
+    struct member *m = r->first;
+    while (m) {
+        struct member *next = m->next;
+        if (m->parked) {
+            if (now - m->parked_at >= r->cfg.wait_timeout_ms) {
+                struct reg_waiter *w = take_parked_locked(r, m, now);
+                if (w)
+                    w->wake(w, REG_WAKE_IDLE, NULL);
+            }
+        } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
+            log_info("member %llu timed out", (unsigned long long)m->id);
+            r->timeouts++;
+            removed++;
+            remove_locked(r, m, now);
+            /* remove_locked may not touch next: it only unlinks m */
+        }
+        m = next;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return removed;
+}
+
+void reg_shutdown(registry_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->shutting_down = true;
+    for (struct member *m = r->first; m; m = m->next) {
+        struct reg_waiter *w = take_parked_locked(r, m, m->last_seen);
+        if (w)
+            w->wake(w, REG_WAKE_SHUTDOWN, NULL);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_get_stats(registry_t *r, reg_stats_t *out)
+{
+    pthread_mutex_lock(&r->lock);
+    out->members = r->count;
+    out->parked = r->parked;
+    out->messages_accepted = r->accepted;
+    out->messages_refused = r->refused;
+    out->messages_dropped = r->dropped;
+    out->timeouts = r->timeouts;
+    pthread_mutex_unlock(&r->lock);
+}

@@ -1,0 +1,128 @@
+/*
+ * registry: the members of the signaling channel, their FIFO queues, and the
+ * hanging GETs parked on them. One mutex guards it all; see the DESIGN
+ * comment in registry.c. Every function here is thread-safe.
+ */
+#ifndef PCSIG_REGISTRY_H
+#define PCSIG_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct registry registry_t;
+typedef struct reg_item reg_item_t; /* one queued delivery */
+
+typedef struct reg_config {
+    uint64_t member_timeout_ms; /* no parked wait for longer: removed */
+    uint64_t wait_timeout_ms;   /* parked wait with nothing for longer: answered empty */
+    size_t max_members;         /* sign-ins past this: -EUSERS */
+    size_t queue_max_msgs;      /* messages queued per member */
+    size_t queue_max_bytes;     /* message body bytes queued per member */
+} reg_config_t;
+
+/* Why a parked waiter is woken. */
+enum reg_wake {
+    REG_WAKE_ITEM,      /* item: a message or notification, answer 200 */
+    REG_WAKE_IDLE,      /* nothing for wait_timeout: empty notification */
+    REG_WAKE_DISPLACED, /* a newer /wait for the same member: 409 */
+    REG_WAKE_GONE,      /* member signed out / timed out: item = own entry ",0" */
+    REG_WAKE_SHUTDOWN,  /* the server is stopping: shutdown notice */
+};
+
+/*
+ * A hanging GET as the registry sees it. The server embeds this in its
+ * connection object; the registry stores the pointer while the wait is
+ * parked and never frees it. The callbacks run with the registry mutex
+ * held, so they must only flip state and enqueue, never block or call back
+ * into the registry.
+ */
+struct reg_waiter {
+    /* The wait is now parked: from here on anyone may claim it. */
+    void (*on_park)(struct reg_waiter *w);
+    /* Take the parked wait back; false if another party already did. */
+    bool (*claim)(struct reg_waiter *w);
+    /* Hand the claimed wait its answer; takes ownership of item (may be NULL). */
+    void (*wake)(struct reg_waiter *w, enum reg_wake why, reg_item_t *item);
+    uint64_t member_id; /* set by the registry when parked */
+};
+
+/* Returns NULL when out of memory. Destroy with reg_destroy. */
+registry_t *reg_create(const reg_config_t *cfg);
+/* Frees members and queues; never touches parked waiters. NULL-safe. */
+void reg_destroy(registry_t *r);
+
+/*
+ * Add a member named by the raw query bytes (sanitised here), notify every
+ * other member, and append the sign-in body (own entry first, then the others
+ * in join order) to list. Returns 0 and *id, -EUSERS (member cap),
+ * -ESHUTDOWN, -ENOMEM or -E2BIG (list over its buffer's max).
+ */
+int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t now,
+                buf_t *list, uint64_t *id);
+
+/* Remove a member at once and notify the others: 0 or -ENOENT. */
+int reg_sign_out(registry_t *r, uint64_t id);
+
+/* Any request from a member refreshes its timeout: 0 or -ENOENT. */
+int reg_touch(registry_t *r, uint64_t id, uint64_t now);
+
+/*
+ * Queue (or hand to the parked wait) a message from -> to. The body and
+ * content type are copied. Returns 0, -ENOENT (unknown sender), -ESRCH
+ * (unknown target), -ENOSPC (target's queue full), -ENOMEM.
+ */
+int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
+             size_t ctype_len, bool has_ctype, const void *body, size_t body_len,
+             uint64_t now);
+
+#define REG_WAIT_PARKED 0
+#define REG_WAIT_ITEM 1
+/*
+ * A /wait for member id. Returns REG_WAIT_ITEM with the oldest queued item
+ * in *item (the caller now owns it), REG_WAIT_PARKED after calling
+ * w->on_park (an earlier parked wait is woken DISPLACED), -ENOENT, or
+ * -ESHUTDOWN.
+ */
+int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
+             reg_item_t **item);
+
+/*
+ * The owner of w claimed it for a reason of its own (client went away):
+ * forget it if it is still parked and restart the member's timeout clock.
+ */
+void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now);
+
+/* Delivery of item to member_id failed: put it back at the head of the
+ * queue (or free it when the member is gone). Takes ownership of item. */
+void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item);
+
+/*
+ * Time out members and idle parked waits as of now. Returns the number of
+ * members removed.
+ */
+size_t reg_tick(registry_t *r, uint64_t now);
+
+/* Wake every parked wait with REG_WAKE_SHUTDOWN; later waits and sign-ins
+ * get -ESHUTDOWN. */
+void reg_shutdown(registry_t *r);
+
+typedef struct reg_stats {
+    size_t members;
+    size_t parked;
+    uint64_t messages_accepted;
+    uint64_t messages_refused; /* queue full */
+    uint64_t messages_dropped; /* queued for a member that left */
+    uint64_t timeouts;
+} reg_stats_t;
+void reg_get_stats(registry_t *r, reg_stats_t *out);
+
+/* Item accessors (an item is immutable once queued). */
+uint64_t reg_item_pragma(const reg_item_t *it); /* sender id, or recipient id for notifications */
+bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n);
+const char *reg_item_body(const reg_item_t *it, size_t *n);
+void reg_item_free(reg_item_t *it); /* NULL-safe */
+
+#endif

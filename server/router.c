@@ -1,0 +1,187 @@
+/*
+ * router: paths to handlers, following protocol.md Part A (and Part B where
+ * A is silent). Handlers validate their parameters strictly and map every
+ * registry error to one status here.
+ */
+#include "router.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "proto.h"
+#include "response.h"
+#include "server.h"
+#include "session.h"
+
+static const char sorry_body[] = "<html><body>Sorry, not yet implemented</body></html>";
+static const char gone_body[] = "Peer most likely gone.";
+static const char quit_body[] = "<html><body>Quitting...</body></html>";
+
+static int answer(struct session *s, int status, const char *reason, const char *ctype,
+                  const void *body, size_t body_len, uint64_t pragma, bool ka)
+{
+    struct resp r = {
+        .status = status,
+        .reason = reason,
+        .has_ctype = ctype != NULL,
+        .ctype = ctype,
+        .ctype_len = ctype ? strlen(ctype) : 0,
+        .body = body,
+        .body_len = body_len,
+        .pragma = pragma,
+        .keep_alive = ka,
+    };
+    return resp_append(&s->out, &r);
+}
+
+int router_answer_sorry(struct session *s, bool ka)
+{
+    return answer(s, 500, "Sorry", "text/html", sorry_body, sizeof sorry_body - 1, 0, ka);
+}
+
+static int answer_gone(struct session *s, bool ka)
+{
+    return answer(s, 500, "Error", "text/plain", gone_body, sizeof gone_body - 1, 0, ka);
+}
+
+/* peer_id / to: 1 and *id when valid; otherwise a 400 is written and 0 returned. */
+static int want_id(struct session *s, const http_request_t *req, const char *key,
+                   uint64_t *id, bool ka)
+{
+    const char *v;
+    size_t vlen;
+    int rc = proto_query_get(req->query.ptr, req->query.len, key, &v, &vlen);
+    const char *why = NULL;
+    if (rc == 0)
+        why = strcmp(key, "to") == 0 ? "missing parameter 'to'" : "missing parameter 'peer_id'";
+    else if (rc < 0)
+        why = strcmp(key, "to") == 0 ? "parameter 'to' given twice" : "parameter 'peer_id' given twice";
+    else if (proto_parse_id(v, vlen, id) < 0)
+        why = strcmp(key, "to") == 0 ? "parameter 'to' is not a valid id"
+                                     : "parameter 'peer_id' is not a valid id";
+    if (!why)
+        return 1;
+    resp_append_error(&s->out, 400, why, ka);
+    return 0;
+}
+
+static void handle_sign_in(struct session *s, const http_request_t *req, bool ka)
+{
+    struct server *srv = s->srv;
+    buf_t list;
+    /* Own entry plus every member: bounded by the member cap. */
+    buf_init(&list, (srv->cfg.max_members + 1) * (PROTO_MAX_NAME + 32));
+    uint64_t id = 0;
+    int rc = reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(), &list, &id);
+    if (rc == 0) {
+        log_debug("member %llu signed in from %s", (unsigned long long)id, s->peer);
+        answer(s, 200, "Added", "text/plain", list.data, list.len, id, ka);
+    } else if (rc == -EUSERS) {
+        resp_append_error(&s->out, 503, "member limit reached", ka);
+    } else if (rc == -ESHUTDOWN) {
+        resp_append_error(&s->out, 503, "server shutting down", false);
+    } else {
+        log_error("sign-in failed: out of memory");
+        resp_append_error(&s->out, 503, "out of memory", false);
+    }
+    buf_free(&list);
+}
+
+static void handle_message(struct session *s, const http_request_t *req, const char *body,
+                           bool ka)
+{
+    struct server *srv = s->srv;
+    uint64_t from, to;
+    if (!want_id(s, req, "peer_id", &from, ka) || !want_id(s, req, "to", &to, ka))
+        return;
+    uint64_t now = clock_now_ms();
+    size_t len = (size_t)req->content_length;
+    if (from == to) {
+        /* The original echoes a message to oneself on the same connection. */
+        if (reg_touch(srv->reg, from, now) < 0) {
+            answer_gone(s, ka);
+            return;
+        }
+        struct resp r = {
+            .status = 200, .reason = "OK",
+            .has_ctype = req->has_content_type,
+            .ctype = req->content_type.ptr, .ctype_len = req->content_type.len,
+            .body = body, .body_len = len, .pragma = from, .keep_alive = ka,
+        };
+        resp_append(&s->out, &r);
+        return;
+    }
+    int rc = reg_send(srv->reg, from, to, req->content_type.ptr, req->content_type.len,
+                      req->has_content_type, body, len, now);
+    switch (rc) {
+    case 0:
+        answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);
+        break;
+    case -ENOENT:
+    case -ESRCH:
+        answer_gone(s, ka);
+        break;
+    case -ENOSPC:
+        resp_append_error(&s->out, 503, "the target's queue is full; retry later", ka);
+        break;
+    default:
+        log_error("message %llu -> %llu: out of memory", (unsigned long long)from,
+                  (unsigned long long)to);
+        resp_append_error(&s->out, 503, "out of memory", false);
+        break;
+    }
+}
+
+enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
+                                   const char *body, uint64_t *wait_member)
+{
+    struct server *srv = s->srv;
+    bool ka = req->keep_alive && !atomic_load(&srv->draining);
+    if (!ka)
+        s->close_after_write = true;
+    http_slice_t path = req->path;
+
+    if (http_slice_eq(path, "/quit")) {
+        if (!srv->cfg.allow_quit) {
+            resp_append_error(&s->out, 403, "/quit is disabled (start the server with --allow-quit)", ka);
+            return ROUTE_RESPONDED;
+        }
+        log_info("quit requested by %s", s->peer);
+        s->close_after_write = true;
+        answer(s, 200, "OK", "text/html", quit_body, sizeof quit_body - 1, 0, false);
+        server_request_quit(srv);
+        return ROUTE_RESPONDED;
+    }
+    if (req->method == HTTP_METHOD_OPTIONS) {
+        answer(s, 200, "OK", NULL, NULL, 0, 0, ka);
+        return ROUTE_RESPONDED;
+    }
+    if (http_slice_eq(path, "/sign_in")) {
+        handle_sign_in(s, req, ka);
+        return ROUTE_RESPONDED;
+    }
+    if (http_slice_eq(path, "/message")) {
+        handle_message(s, req, body, ka);
+        return ROUTE_RESPONDED;
+    }
+    if (http_slice_eq(path, "/wait")) {
+        if (!want_id(s, req, "peer_id", wait_member, ka))
+            return ROUTE_RESPONDED;
+        s->wait_keep_alive = ka;
+        return ROUTE_WAIT;
+    }
+    if (http_slice_eq(path, "/sign_out")) {
+        uint64_t id;
+        if (!want_id(s, req, "peer_id", &id, ka))
+            return ROUTE_RESPONDED;
+        if (reg_sign_out(srv->reg, id) < 0)
+            router_answer_sorry(s, ka);
+        else
+            answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);
+        return ROUTE_RESPONDED;
+    }
+    resp_append_error(&s->out, 404, "no such path", ka);
+    return ROUTE_RESPONDED;
+}

@@ -1,0 +1,468 @@
+/*
+ * server: start-up, the acceptor, poller, worker and reaper threads, and the
+ * graceful stop. Lock order (outer first): registry -> work queue;
+ * sessions -> work queue. No other lock is taken while one is held.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "response.h"
+#include "session.h"
+
+#define POLLER_BATCH 256
+#define REAPER_PERIOD_MS 250
+#define REAPER_DRAIN_PERIOD_MS 50
+#define ACCEPT_BACKOFF_MS 100
+#define LISTEN_BACKLOG 65535 /* the kernel caps it at net.core.somaxconn */
+
+static void eventfd_poke(int fd)
+{
+    uint64_t one = 1;
+    while (write(fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+static void eventfd_drain(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+}
+
+/* ---- work queue and workers --------------------------------------------- */
+
+void server_schedule(struct server *srv, struct session *s)
+{
+    pthread_mutex_lock(&srv->wq_lock);
+    s->wq_next = NULL;
+    if (srv->wq_tail)
+        srv->wq_tail->wq_next = s;
+    else
+        srv->wq_head = s;
+    srv->wq_tail = s;
+    pthread_cond_signal(&srv->wq_cond);
+    pthread_mutex_unlock(&srv->wq_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct server *srv = arg;
+    log_set_thread_role("worker");
+    for (;;) {
+        pthread_mutex_lock(&srv->wq_lock);
+        while (!srv->wq_head && !srv->wq_stop)
+            pthread_cond_wait(&srv->wq_cond, &srv->wq_lock);
+        struct session *s = srv->wq_head;
+        if (!s) { /* stopping and nothing left */
+            pthread_mutex_unlock(&srv->wq_lock);
+            return NULL;
+        }
+        srv->wq_head = s->wq_next;
+        if (!srv->wq_head)
+            srv->wq_tail = NULL;
+        pthread_mutex_unlock(&srv->wq_lock);
+        session_run(s);
+    }
+}
+
+/* ---- poller and graveyard ---------------------------------------------- */
+
+void server_bury(struct server *srv, struct session *s)
+{
+    pthread_mutex_lock(&srv->grave_lock);
+    bool was_empty = srv->grave == NULL;
+    s->grave_next = srv->grave;
+    srv->grave = s;
+    pthread_mutex_unlock(&srv->grave_lock);
+    if (was_empty)
+        eventfd_poke(srv->poller_wake_fd);
+}
+
+static void free_graveyard(struct server *srv)
+{
+    pthread_mutex_lock(&srv->grave_lock);
+    struct session *s = srv->grave;
+    srv->grave = NULL;
+    pthread_mutex_unlock(&srv->grave_lock);
+    while (s) {
+        struct session *next = s->grave_next;
+        session_free(s);
+        s = next;
+    }
+}
+
+static void *poller_main(void *arg)
+{
+    struct server *srv = arg;
+    log_set_thread_role("poller");
+    struct epoll_event evs[POLLER_BATCH];
+    while (!atomic_load(&srv->poller_stop)) {
+        int n = epoll_wait(srv->epfd, evs, POLLER_BATCH, 1000);
+        if (n < 0 && errno != EINTR) {
+            log_errno(LOG_ERROR, errno, "epoll_wait");
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            struct session *s = evs[i].data.ptr;
+            if (!s) {
+                eventfd_drain(srv->poller_wake_fd);
+                continue;
+            }
+            if (session_claim(s, SESSION_WAKE_IO, true))
+                server_schedule(srv, s);
+        }
+        /* Only now, with no event of this batch left in hand, free the dead. */
+        free_graveyard(srv);
+    }
+    return NULL;
+}
+
+/* ---- reaper ------------------------------------------------------------- */
+
+static void sweep_sessions(struct server *srv, uint64_t now)
+{
+    bool draining = atomic_load(&srv->draining);
+    pthread_mutex_lock(&srv->sessions_lock);
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        uint64_t d = atomic_load(&s->deadline_ms);
+        if ((draining || (d && now >= d)) && session_claim(s, SESSION_WAKE_TIMEOUT, false))
+            server_schedule(srv, s);
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+static void *reaper_main(void *arg)
+{
+    struct server *srv = arg;
+    log_set_thread_role("reaper");
+    pthread_mutex_lock(&srv->reaper_lock);
+    while (!srv->reaper_stop) {
+        uint64_t period = atomic_load(&srv->draining) ? REAPER_DRAIN_PERIOD_MS : REAPER_PERIOD_MS;
+        struct timespec until = clock_deadline_in(period);
+        pthread_cond_timedwait(&srv->reaper_cond, &srv->reaper_lock, &until);
+        if (srv->reaper_stop)
+            break;
+        pthread_mutex_unlock(&srv->reaper_lock);
+        uint64_t now = clock_now_ms();
+        reg_tick(srv->reg, now);
+        sweep_sessions(srv, now);
+        pthread_mutex_lock(&srv->reaper_lock);
+    }
+    pthread_mutex_unlock(&srv->reaper_lock);
+    return NULL;
+}
+
+/* ---- acceptor ----------------------------------------------------------- */
+
+static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss)
+{
+    if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
+        /* Best effort, never blocking: the client learns why it was refused. */
+        ssize_t w = send(fd, resp_busy_bytes, resp_busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+        close(fd);
+        return;
+    }
+    struct session *s = session_new(srv, fd, (struct sockaddr *)ss);
+    if (!s) {
+        log_error("out of memory: connection refused");
+        close(fd);
+        return;
+    }
+    atomic_fetch_add(&srv->open_conns, 1);
+    atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
+    atomic_store(&s->state, SESSION_ARMED);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        log_errno(LOG_ERROR, errno, "epoll_ctl add");
+        /* Nobody else can have seen it yet: take it back and close it. */
+        if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
+            atomic_store(&s->deadline_ms, 1);
+            server_schedule(srv, s);
+        }
+    }
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct server *srv = arg;
+    log_set_thread_role("acceptor");
+    struct pollfd pfds[NET_MAX_LISTENERS + 1];
+    uint64_t backoff_until = 0;
+    uint64_t last_emfile_log = 0;
+    for (;;) {
+        int n = 0;
+        pfds[n++] = (struct pollfd){.fd = srv->acceptor_wake_fd, .events = POLLIN};
+        uint64_t now = clock_now_ms();
+        bool backing_off = now < backoff_until;
+        if (!backing_off)
+            for (int i = 0; i < srv->nlisten; i++)
+                pfds[n++] = (struct pollfd){.fd = srv->listen_fds[i], .events = POLLIN};
+        int r = poll(pfds, (nfds_t)n, backing_off ? (int)(backoff_until - now) : -1);
+        if (r < 0 && errno != EINTR) {
+            log_errno(LOG_ERROR, errno, "poll");
+            break;
+        }
+        if (pfds[0].revents)
+            break; /* stop requested */
+        for (int i = 1; i < n; i++) {
+            if (!pfds[i].revents)
+                continue;
+            /* Drain the whole backlog on every wake-up. */
+            for (;;) {
+                struct sockaddr_storage ss;
+                socklen_t sl = sizeof ss;
+                int fd = accept4(pfds[i].fd, (struct sockaddr *)&ss, &sl,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0) {
+                    accept_one(srv, fd, &ss);
+                    continue;
+                }
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    uint64_t t = clock_now_ms();
+                    if (t - last_emfile_log >= 5000) {
+                        log_errno(LOG_WARN, errno, "accept (backing off; open connections %zu)",
+                                  atomic_load(&srv->open_conns));
+                        last_emfile_log = t;
+                    }
+                    backoff_until = t + ACCEPT_BACKOFF_MS;
+                    break;
+                }
+                log_errno(LOG_ERROR, errno, "accept");
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static size_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_errno(LOG_WARN, errno, "setrlimit(NOFILE)");
+            rl.rlim_cur = old;
+        }
+    }
+    log_info("open-file limit %llu", (unsigned long long)rl.rlim_cur);
+    return rl.rlim_cur == RLIM_INFINITY ? 1000000 : (size_t)rl.rlim_cur;
+}
+
+static int write_port_file(const char *path, uint16_t port)
+{
+    buf_t tmp;
+    buf_init(&tmp, 4096);
+    int rc = buf_printf(&tmp, "%s.tmp", path);
+    if (rc == 0 && buf_append(&tmp, "", 1) == 0) {
+        FILE *f = fopen(tmp.data, "w");
+        if (!f || fprintf(f, "%u\n", (unsigned)port) < 0 || fclose(f) != 0)
+            rc = -errno;
+        else if (rename(tmp.data, path) < 0)
+            rc = -errno;
+    }
+    buf_free(&tmp);
+    return rc;
+}
+
+int server_start(struct server *srv, const struct server_config *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = *cfg;
+    srv->epfd = srv->acceptor_wake_fd = srv->poller_wake_fd = -1;
+    pthread_mutex_init(&srv->wq_lock, NULL);
+    pthread_cond_init(&srv->wq_cond, NULL);
+    pthread_mutex_init(&srv->sessions_lock, NULL);
+    clock_cond_init(&srv->sessions_cond);
+    pthread_mutex_init(&srv->grave_lock, NULL);
+    pthread_mutex_init(&srv->reaper_lock, NULL);
+    clock_cond_init(&srv->reaper_cond);
+    atomic_init(&srv->draining, false);
+    atomic_init(&srv->poller_stop, false);
+    atomic_init(&srv->open_conns, 0);
+
+    size_t fd_limit = raise_fd_limit();
+    if (srv->cfg.max_connections == 0)
+        srv->cfg.max_connections = fd_limit > 128 ? fd_limit - 64 : 64;
+
+    reg_config_t rc = {
+        .member_timeout_ms = cfg->member_timeout_ms,
+        .wait_timeout_ms = cfg->wait_timeout_ms,
+        .max_members = cfg->max_members,
+        .queue_max_msgs = cfg->queue_max_msgs,
+        .queue_max_bytes = cfg->queue_max_bytes,
+    };
+    int err = 0;
+    srv->reg = reg_create(&rc);
+    if (!srv->reg) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    err = net_listen(cfg->bind, cfg->port, LISTEN_BACKLOG, srv->listen_fds, &srv->nlisten);
+    if (err < 0) {
+        log_errno(LOG_ERROR, -err, "cannot listen on %s port %u", cfg->bind ? cfg->bind : "*",
+                  (unsigned)cfg->port);
+        goto fail;
+    }
+    srv->port = (uint16_t)net_local_port(srv->listen_fds[0]);
+    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    srv->acceptor_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    srv->poller_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->epfd < 0 || srv->acceptor_wake_fd < 0 || srv->poller_wake_fd < 0) {
+        err = -errno;
+        log_errno(LOG_ERROR, errno, "epoll/eventfd");
+        goto fail;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->poller_wake_fd, &ev) < 0) {
+        err = -errno;
+        goto fail;
+    }
+    srv->workers = calloc((size_t)cfg->workers, sizeof *srv->workers);
+    if (!srv->workers) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    if ((err = -pthread_create(&srv->poller, NULL, poller_main, srv)) < 0)
+        goto fail;
+    srv->poller_started = true;
+    for (int i = 0; i < cfg->workers; i++) {
+        if ((err = -pthread_create(&srv->workers[i], NULL, worker_main, srv)) < 0)
+            goto fail;
+        srv->nworkers_started++;
+    }
+    if ((err = -pthread_create(&srv->reaper, NULL, reaper_main, srv)) < 0)
+        goto fail;
+    srv->reaper_started = true;
+    if ((err = -pthread_create(&srv->acceptor, NULL, acceptor_main, srv)) < 0)
+        goto fail;
+    srv->acceptor_started = true;
+
+    log_info("listening on %s port %u (%d workers, max %zu connections)",
+             cfg->bind ? cfg->bind : "*", (unsigned)srv->port, cfg->workers,
+             srv->cfg.max_connections);
+    if (cfg->port_file && (err = write_port_file(cfg->port_file, srv->port)) < 0) {
+        log_errno(LOG_ERROR, -err, "cannot write port file %s", cfg->port_file);
+        goto fail;
+    }
+    printf("pcsig-server listening on port %u\n", (unsigned)srv->port);
+    fflush(stdout);
+    return 0;
+fail:
+    server_stop(srv);
+    return err ? err : -EIO;
+}
+
+void server_request_quit(struct server *srv)
+{
+    (void)srv;
+    /* Every thread blocks SIGTERM; main's sigwait() takes it from here. */
+    kill(getpid(), SIGTERM);
+}
+
+void server_stop(struct server *srv)
+{
+    /* The acceptor stops first: a session it is still arming must not be
+     * claimed by the draining reaper before it is in epoll. */
+    if (srv->acceptor_started) {
+        eventfd_poke(srv->acceptor_wake_fd);
+        pthread_join(srv->acceptor, NULL);
+        srv->acceptor_started = false;
+    }
+    for (int i = 0; i < srv->nlisten; i++)
+        close(srv->listen_fds[i]);
+    srv->nlisten = 0;
+    atomic_store(&srv->draining, true);
+
+    if (srv->reg)
+        reg_shutdown(srv->reg);
+
+    /* Let answers flush and idle connections close, within the grace period. */
+    if (srv->reaper_started && srv->poller_started && srv->nworkers_started) {
+        struct timespec until = clock_deadline_in(srv->cfg.shutdown_grace_ms);
+        pthread_mutex_lock(&srv->sessions_lock);
+        while (srv->nsessions > 0 &&
+               pthread_cond_timedwait(&srv->sessions_cond, &srv->sessions_lock, &until) == 0)
+            ;
+        if (srv->nsessions)
+            log_warn("%zu connection(s) still open after the grace period; closing",
+                     srv->nsessions);
+        pthread_mutex_unlock(&srv->sessions_lock);
+    }
+
+    if (srv->reaper_started) {
+        pthread_mutex_lock(&srv->reaper_lock);
+        srv->reaper_stop = true;
+        pthread_cond_signal(&srv->reaper_cond);
+        pthread_mutex_unlock(&srv->reaper_lock);
+        pthread_join(srv->reaper, NULL);
+        srv->reaper_started = false;
+    }
+    pthread_mutex_lock(&srv->wq_lock);
+    srv->wq_stop = true;
+    pthread_cond_broadcast(&srv->wq_cond);
+    pthread_mutex_unlock(&srv->wq_lock);
+    for (int i = 0; i < srv->nworkers_started; i++)
+        pthread_join(srv->workers[i], NULL);
+    srv->nworkers_started = 0;
+    if (srv->poller_started) {
+        atomic_store(&srv->poller_stop, true);
+        eventfd_poke(srv->poller_wake_fd);
+        pthread_join(srv->poller, NULL);
+        srv->poller_started = false;
+    }
+
+    /* One thread left: close and free whatever is still open. */
+    free_graveyard(srv);
+    struct session *s = srv->sessions;
+    while (s) {
+        struct session *next = s->next;
+        session_force_close(s);
+        session_free(s);
+        s = next;
+    }
+    srv->sessions = NULL;
+    srv->nsessions = 0;
+    srv->wq_head = srv->wq_tail = NULL;
+
+    free(srv->workers);
+    srv->workers = NULL;
+    reg_destroy(srv->reg);
+    srv->reg = NULL;
+    if (srv->epfd >= 0)
+        close(srv->epfd);
+    if (srv->acceptor_wake_fd >= 0)
+        close(srv->acceptor_wake_fd);
+    if (srv->poller_wake_fd >= 0)
+        close(srv->poller_wake_fd);
+    srv->epfd = srv->acceptor_wake_fd = srv->poller_wake_fd = -1;
+    pthread_mutex_destroy(&srv->wq_lock);
+    pthread_cond_destroy(&srv->wq_cond);
+    pthread_mutex_destroy(&srv->sessions_lock);
+    pthread_cond_destroy(&srv->sessions_cond);
+    pthread_mutex_destroy(&srv->grave_lock);
+    pthread_mutex_destroy(&srv->reaper_lock);
+    pthread_cond_destroy(&srv->reaper_cond);
+}

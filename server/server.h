@@ -1,0 +1,81 @@
+/*
+ * server: the process-wide state of pcsig-server, in one named place, and
+ * the threads that run it:
+ *
+ *   acceptor   accepts, enforces --max-connections, hands sockets to the poller
+ *   poller     epoll: turns "readable/writable/hung up" into work items
+ *   workers    read, parse, route and write; never block on a socket
+ *   reaper     member and wait timeouts, request/idle deadlines
+ *   main       flags, then sigwait() for SIGINT/SIGTERM, then the drain
+ *
+ * Sessions (one per connection) move between these owners; see session.h.
+ */
+#ifndef PCSIG_SERVER_H
+#define PCSIG_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "net.h"
+#include "registry.h"
+
+struct session;
+
+struct server {
+    struct server_config cfg;
+    registry_t *reg;
+    uint16_t port; /* as bound */
+
+    int listen_fds[NET_MAX_LISTENERS];
+    int nlisten;
+    int acceptor_wake_fd; /* eventfd: stop the acceptor */
+    int epfd;
+    int poller_wake_fd; /* eventfd: graveyard non-empty, or stop */
+
+    pthread_t acceptor, poller, reaper;
+    pthread_t *workers;
+    int nworkers_started;
+    bool acceptor_started, poller_started, reaper_started;
+
+    /* Work queue: sessions ready to run. Guarded by wq_lock. */
+    pthread_mutex_t wq_lock;
+    pthread_cond_t wq_cond;
+    struct session *wq_head, *wq_tail;
+    bool wq_stop;
+
+    /* Every open session, for the reaper and shutdown. Guarded by sessions_lock. */
+    pthread_mutex_t sessions_lock;
+    pthread_cond_t sessions_cond; /* signalled when the last session closes */
+    struct session *sessions;
+    size_t nsessions;
+
+    /* Closed sessions waiting for the poller to free them. Guarded by grave_lock. */
+    pthread_mutex_t grave_lock;
+    struct session *grave;
+
+    /* Reaper wake-up and stop. Guarded by reaper_lock. */
+    pthread_mutex_t reaper_lock;
+    pthread_cond_t reaper_cond;
+    bool reaper_stop;
+
+    atomic_bool draining;   /* SIGTERM: answer with Connection: close, close idle */
+    atomic_bool poller_stop;
+    atomic_size_t open_conns;
+};
+
+/* Create listeners and every thread. 0, or -errno with everything undone. */
+int server_start(struct server *srv, const struct server_config *cfg);
+/* Graceful stop: stop accepting, answer parked waits, flush, join all threads,
+ * close every socket and free everything. */
+void server_stop(struct server *srv);
+
+/* Queue a session for a worker (the caller won its claim). Thread-safe. */
+void server_schedule(struct server *srv, struct session *s);
+/* Hand a closed session to the poller for freeing. Thread-safe. */
+void server_bury(struct server *srv, struct session *s);
+/* Ask main to begin a graceful stop (as SIGTERM does). */
+void server_request_quit(struct server *srv);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * session: the per-connection HTTP state machine (see session.h for who
+ * owns a session when). A worker runs it until it must wait: for bytes
+ * (armed for EPOLLIN), for the client to take bytes (EPOLLOUT), or for the
+ * registry to answer a parked /wait. No step blocks on the socket.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "clock.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "response.h"
+#include "router.h"
+#include "server.h"
+
+#define SESSION_READ_CHUNK 16384
+#define SESSION_KEEP_CAP 4096 /* buffers above this are released while idle */
+#define SESSION_OUT_SLACK 65536
+
+/* What a step of the state machine left us with. */
+enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
+
+static struct session *from_waiter(struct reg_waiter *w)
+{
+    return (struct session *)((char *)w - offsetof(struct session, waiter));
+}
+
+static void waiter_on_park(struct reg_waiter *w)
+{
+    atomic_store(&from_waiter(w)->state, SESSION_PARKED);
+}
+
+static bool waiter_claim(struct reg_waiter *w)
+{
+    int expected = SESSION_PARKED;
+    return atomic_compare_exchange_strong(&from_waiter(w)->state, &expected, SESSION_RUNNING);
+}
+
+static void waiter_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *item)
+{
+    struct session *s = from_waiter(w);
+    s->has_wake = true;
+    s->wake_why = why;
+    s->wake_item = item;
+    server_schedule(s->srv, s);
+}
+
+struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->conn = conn_plain_new(fd);
+    if (!s->conn) {
+        free(s);
+        return NULL;
+    }
+    s->srv = srv;
+    s->waiter.on_park = waiter_on_park;
+    s->waiter.claim = waiter_claim;
+    s->waiter.wake = waiter_wake;
+    atomic_init(&s->state, SESSION_RUNNING);
+    atomic_init(&s->wake_bits, 0);
+    atomic_init(&s->deadline_ms, 0);
+    buf_init(&s->in, srv->cfg.max_head + srv->cfg.max_body);
+    buf_init(&s->out, srv->cfg.max_body + srv->cfg.max_head + SESSION_OUT_SLACK);
+    if (peer)
+        net_addr_str(peer, s->peer, sizeof s->peer);
+    pthread_mutex_lock(&srv->sessions_lock);
+    s->next = srv->sessions;
+    if (s->next)
+        s->next->prev = s;
+    srv->sessions = s;
+    srv->nsessions++;
+    pthread_mutex_unlock(&srv->sessions_lock);
+    return s;
+}
+
+bool session_claim(struct session *s, unsigned wake_bit, bool parked_too)
+{
+    atomic_fetch_or(&s->wake_bits, wake_bit);
+    int expected = SESSION_ARMED;
+    if (atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
+        return true;
+    if (!parked_too)
+        return false;
+    expected = SESSION_PARKED;
+    return atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
+}
+
+/* Detach from the server's list; called once, by the closer. */
+static void unlink_session(struct session *s)
+{
+    struct server *srv = s->srv;
+    pthread_mutex_lock(&srv->sessions_lock);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    if (--srv->nsessions == 0)
+        pthread_cond_broadcast(&srv->sessions_cond);
+    pthread_mutex_unlock(&srv->sessions_lock);
+}
+
+/* Give back what this session still holds of the registry, close the socket. */
+static void release(struct session *s)
+{
+    struct server *srv = s->srv;
+    s->closed = true;
+    if (s->inflight) {
+        /* Its bytes never fully left: the item goes back to the queue head. */
+        reg_requeue(srv->reg, s->inflight_member, s->inflight);
+        s->inflight = NULL;
+    }
+    if (s->has_wake && s->wake_item) {
+        reg_requeue(srv->reg, s->waiter.member_id, s->wake_item);
+        s->wake_item = NULL;
+    }
+    s->has_wake = false;
+    if (s->conn) {
+        epoll_ctl(srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
+        conn_close(s->conn);
+        s->conn = NULL;
+        atomic_fetch_sub(&srv->open_conns, 1);
+    }
+}
+
+static enum step close_session(struct session *s)
+{
+    if (s->waiting) {
+        reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
+        s->waiting = false;
+    }
+    release(s);
+    unlink_session(s);
+    server_bury(s->srv, s);
+    return STEP_HANDED_OFF;
+}
+
+void session_force_close(struct session *s)
+{
+    release(s);
+}
+
+void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    buf_free(&s->in);
+    buf_free(&s->out);
+    free(s);
+}
+
+/*
+ * Give the session to the poller until events (EPOLLIN/EPOLLOUT) or the
+ * deadline. If a wake-up raced with us, take it straight back.
+ */
+static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
+{
+    if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
+        buf_free(&s->in);
+    if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
+        buf_free(&s->out);
+    atomic_store(&s->deadline_ms, deadline);
+    struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    if (epoll_ctl(s->srv->epfd, EPOLL_CTL_MOD, conn_fd(s->conn), &ev) < 0) {
+        log_errno(LOG_ERROR, errno, "epoll_ctl for %s", s->peer);
+        return close_session(s);
+    }
+    atomic_store(&s->state, SESSION_ARMED);
+    int expected = SESSION_ARMED;
+    if (atomic_load(&s->wake_bits) &&
+        atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
+        return STEP_RECLAIMED;
+    return STEP_HANDED_OFF;
+}
+
+/* Write the answer to this session's /wait. */
+static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
+{
+    struct server *srv = s->srv;
+    bool ka = s->wait_keep_alive && !atomic_load(&srv->draining);
+    uint64_t own = s->wait_member;
+    struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka, .pragma = own,
+                     .has_ctype = true, .ctype = "text/plain", .ctype_len = 10};
+    int rc;
+    switch (why) {
+    case REG_WAKE_ITEM:
+    case REG_WAKE_GONE:
+        if (!item) {
+            rc = resp_append(&s->out, &r);
+            break;
+        }
+        r.has_ctype = reg_item_content_type(item, &r.ctype, &r.ctype_len);
+        r.body = reg_item_body(item, &r.body_len);
+        r.pragma = reg_item_pragma(item);
+        rc = resp_append(&s->out, &r);
+        if (rc == 0) {
+            s->inflight = item;
+            s->inflight_member = own;
+            item = NULL;
+        }
+        break;
+    case REG_WAKE_IDLE:
+        rc = resp_append(&s->out, &r);
+        break;
+    case REG_WAKE_DISPLACED:
+        rc = resp_append_error(&s->out, 409, "a newer /wait for this peer replaced this one", ka);
+        break;
+    case REG_WAKE_SHUTDOWN:
+    default:
+        r.body = "Server shutting down";
+        r.body_len = strlen(r.body);
+        r.keep_alive = false;
+        ka = false;
+        rc = resp_append(&s->out, &r);
+        break;
+    }
+    if (item)
+        reg_requeue(srv->reg, own, item);
+    if (rc < 0 || !ka || why == REG_WAKE_GONE)
+        s->close_after_write = true;
+}
+
+/* Park the /wait of member id, or answer it at once from the queue. */
+static enum step start_wait(struct session *s, uint64_t id)
+{
+    struct server *srv = s->srv;
+    s->waiting = true;
+    s->wait_member = id;
+    atomic_store(&s->deadline_ms, 0);
+    /* Watch for hang-up while parked; armed before parking, while we own it. */
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, conn_fd(s->conn), &ev) < 0) {
+        s->waiting = false;
+        return close_session(s);
+    }
+    reg_item_t *item = NULL;
+    int rc = reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
+    if (rc == REG_WAIT_PARKED) {
+        int expected = SESSION_PARKED;
+        if (atomic_load(&s->wake_bits) &&
+            atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
+            return STEP_RECLAIMED;
+        return STEP_HANDED_OFF;
+    }
+    s->waiting = false;
+    if (rc == REG_WAIT_ITEM)
+        answer_wait(s, REG_WAKE_ITEM, item);
+    else if (rc == -ESHUTDOWN)
+        answer_wait(s, REG_WAKE_SHUTDOWN, NULL);
+    else if (router_answer_sorry(s, s->wait_keep_alive) < 0)
+        s->close_after_write = true;
+    return STEP_RECLAIMED;
+}
+
+static void refuse(struct session *s, int status, const char *why)
+{
+    log_debug("refusing request from %s: %d %s", s->peer, status, why);
+    buf_reset(&s->out);
+    resp_append_error(&s->out, status, why, false);
+    s->close_after_write = true;
+    buf_reset(&s->in);
+}
+
+/* Flush, parse, dispatch, read; until we must wait or the session closes. */
+static enum step pump(struct session *s)
+{
+    struct server *srv = s->srv;
+    const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
+    for (;;) {
+        while (s->out.len) {
+            ssize_t n = conn_write(s->conn, s->out.data, s->out.len);
+            if (n > 0) {
+                buf_consume(&s->out, (size_t)n);
+                continue;
+            }
+            if (n == -EAGAIN) {
+                uint64_t grace = s->close_after_write ? srv->cfg.read_timeout_ms
+                                                      : srv->cfg.idle_timeout_ms;
+                return arm(s, EPOLLOUT, clock_now_ms() + grace);
+            }
+            return close_session(s);
+        }
+        if (s->inflight) {
+            reg_item_free(s->inflight); /* every byte reached the kernel */
+            s->inflight = NULL;
+        }
+        if (s->close_after_write)
+            return close_session(s);
+
+        if (s->in.len) {
+            http_request_t req;
+            http_error_t err;
+            long head = http_parse_request(s->in.data, s->in.len, &lim, &req, &err);
+            if (head < 0) {
+                refuse(s, err.status, err.reason);
+                continue;
+            }
+            if (head > 0 && s->in.len - (size_t)head >= req.content_length) {
+                uint64_t wait_member = 0;
+                enum route_outcome o =
+                    router_dispatch(s, &req, s->in.data + head, &wait_member);
+                buf_consume(&s->in, (size_t)head + (size_t)req.content_length);
+                s->request_started_ms = s->in.len ? clock_now_ms() : 0;
+                if (o == ROUTE_WAIT && start_wait(s, wait_member) == STEP_HANDED_OFF)
+                    return STEP_HANDED_OFF;
+                continue;
+            }
+        }
+
+        if (buf_room(&s->in) == 0) {
+            refuse(s, 431, "request too large");
+            continue;
+        }
+        size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
+        if (buf_reserve(&s->in, want) < 0) {
+            refuse(s, 503, "out of memory");
+            continue;
+        }
+        ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
+        if (n > 0) {
+            if (s->in.len == 0)
+                s->request_started_ms = clock_now_ms();
+            s->in.len += (size_t)n;
+            continue;
+        }
+        if (n == -EAGAIN) {
+            uint64_t deadline = s->in.len ? s->request_started_ms + srv->cfg.read_timeout_ms
+                                          : clock_now_ms() + srv->cfg.idle_timeout_ms;
+            return arm(s, EPOLLIN, deadline);
+        }
+        return close_session(s); /* EOF or error: nothing left to answer */
+    }
+}
+
+/* The reaper woke us: a deadline passed, or the server is draining. */
+static bool handle_timeout(struct session *s)
+{
+    struct server *srv = s->srv;
+    uint64_t deadline = atomic_load(&s->deadline_ms);
+    bool passed = deadline && clock_now_ms() >= deadline;
+    bool idle = s->in.len == 0 && s->out.len == 0;
+    if (!passed && !(atomic_load(&srv->draining) && idle))
+        return true; /* not yet: carry on */
+    if (s->out.len == 0 && s->in.len > 0 && !s->close_after_write) {
+        log_debug("request from %s not completed in time", s->peer);
+        refuse(s, 408, "request not completed within the read timeout");
+        return true;
+    }
+    close_session(s);
+    return false;
+}
+
+void session_run(struct session *s)
+{
+    for (;;) {
+        unsigned bits = atomic_exchange(&s->wake_bits, 0);
+        if (s->waiting) {
+            if (s->has_wake) {
+                s->has_wake = false;
+                s->waiting = false;
+                reg_item_t *item = s->wake_item;
+                s->wake_item = NULL;
+                answer_wait(s, s->wake_why, item);
+            } else {
+                /* Hang-up while parked: the client is gone. */
+                close_session(s);
+                return;
+            }
+        } else if ((bits & SESSION_WAKE_TIMEOUT) && !handle_timeout(s)) {
+            return;
+        }
+        if (pump(s) == STEP_HANDED_OFF)
+            return;
+    }
+}

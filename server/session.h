@@ -1,0 +1,82 @@
+/*
+ * session: one client connection and its HTTP state machine.
+ *
+ * Ownership: at any moment a session is owned by exactly one of
+ *   - the poller (state ARMED: registered in epoll, waiting for I/O),
+ *   - the registry (state PARKED: a hanging GET; also watched for hang-up),
+ *   - a worker (state RUNNING: in the work queue or being run).
+ * Only the RUNNING owner touches its buffers and socket. Anyone who wants
+ * it (poller event, registry delivery, reaper deadline) first records why in
+ * wake_bits and then claims it with a compare-and-swap from ARMED or PARKED
+ * to RUNNING; the winner queues it for a worker, and a worker that is about
+ * to give it up re-checks wake_bits so that no wake-up is lost.
+ * Sessions are freed only by the poller between two epoll batches (the
+ * "graveyard"), so an event still in hand never points to freed memory.
+ */
+#ifndef PCSIG_SESSION_H
+#define PCSIG_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "registry.h"
+
+struct server;
+
+enum session_state { SESSION_RUNNING = 0, SESSION_ARMED, SESSION_PARKED };
+
+#define SESSION_WAKE_IO 1u      /* epoll reported readiness or hang-up */
+#define SESSION_WAKE_TIMEOUT 2u /* the reaper found the deadline passed */
+
+struct session {
+    struct reg_waiter waiter; /* the registry's view while parked */
+    struct server *srv;
+    conn_t *conn;
+    atomic_int state;
+    atomic_uint wake_bits;
+    atomic_uint_least64_t deadline_ms; /* 0: none; read by the reaper */
+
+    /* Written by whoever claims a parked session, before it is queued. */
+    bool has_wake;
+    enum reg_wake wake_why;
+    reg_item_t *wake_item;
+
+    /* Owned by the RUNNING owner. */
+    buf_t in, out;
+    bool waiting;            /* a /wait is (or was just) parked */
+    bool wait_keep_alive;    /* answer the parked /wait with keep-alive */
+    uint64_t wait_member;
+    reg_item_t *inflight;    /* delivered item whose bytes are in out */
+    uint64_t inflight_member;
+    bool close_after_write;
+    bool closed;
+    uint64_t request_started_ms; /* first byte of the pending request, 0: none */
+    char peer[64];
+
+    struct session *wq_next;           /* work queue; guarded by wq_lock */
+    struct session *prev, *next;       /* all sessions; guarded by sessions_lock */
+    struct session *grave_next;        /* graveyard; guarded by grave_lock */
+};
+
+/* A session for an accepted socket (takes ownership of fd on success) in
+ * state RUNNING, linked into the server's list. NULL when out of memory. */
+struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer);
+
+/* Run the state machine until the session must wait again or is closed.
+ * Called only by a worker that owns the session (RUNNING). */
+void session_run(struct session *s);
+
+/* Record why and try to take the session from ARMED (or also PARKED when
+ * parked_too). True when the caller won and must server_schedule() it. */
+bool session_claim(struct session *s, unsigned wake_bit, bool parked_too);
+
+/* Free a closed session (poller graveyard, final cleanup). */
+void session_free(struct session *s);
+/* Close a session that no worker will ever run again (final cleanup). */
+void session_force_close(struct session *s);
+
+#endif

@@ -1,0 +1,454 @@
+/*
+ * Unit tests of the registry: sign-in lists, join/leave broadcasts, park and
+ * wake, FIFO order, queue bounds, displacement, requeue, and timeouts driven
+ * by an injected clock. Waiters are fakes that record what they were handed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+
+struct fake_waiter {
+    struct reg_waiter w;
+    bool parked;
+    bool claimable; /* false: someone else (the poller) got there first */
+    int wakes;
+    enum reg_wake why;
+    reg_item_t *item;
+};
+
+static void fake_on_park(struct reg_waiter *w)
+{
+    ((struct fake_waiter *)w)->parked = true;
+}
+
+static bool fake_claim(struct reg_waiter *w)
+{
+    struct fake_waiter *f = (struct fake_waiter *)w;
+    if (!f->parked || !f->claimable)
+        return false;
+    f->parked = false;
+    return true;
+}
+
+static void fake_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *item)
+{
+    struct fake_waiter *f = (struct fake_waiter *)w;
+    f->wakes++;
+    f->why = why;
+    reg_item_free(f->item);
+    f->item = item;
+}
+
+static void fake_init(struct fake_waiter *f)
+{
+    memset(f, 0, sizeof *f);
+    f->w.on_park = fake_on_park;
+    f->w.claim = fake_claim;
+    f->w.wake = fake_wake;
+    f->claimable = true;
+}
+
+static const reg_config_t cfg = {
+    .member_timeout_ms = 30000,
+    .wait_timeout_ms = 30000,
+    .max_members = 100,
+    .queue_max_msgs = 3,
+    .queue_max_bytes = 100,
+};
+
+static uint64_t sign_in(registry_t *r, const char *name, uint64_t now, char *list_out, size_t cap)
+{
+    buf_t list;
+    buf_init(&list, 1 << 20);
+    uint64_t id = 0;
+    assert_int_equal(reg_sign_in(r, name, strlen(name), now, &list, &id), 0);
+    if (list_out) {
+        assert_true(list.len < cap);
+        memcpy(list_out, list.data, list.len);
+        list_out[list.len] = '\0';
+    }
+    buf_free(&list);
+    return id;
+}
+
+static void assert_body(const reg_item_t *it, const char *want)
+{
+    size_t n;
+    const char *b = reg_item_body(it, &n);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(b, want, n);
+}
+
+/* Pop the next queued item for id (REG_WAIT_ITEM expected). */
+static reg_item_t *pop(registry_t *r, uint64_t id, uint64_t now)
+{
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, id, &f.w, now, &it), REG_WAIT_ITEM);
+    assert_non_null(it);
+    return it;
+}
+
+static void test_sign_in_lists(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    char list[4096];
+    assert_int_equal(sign_in(r, "alice", 0, list, sizeof list), 1);
+    assert_string_equal(list, "alice,1,1\n");
+    assert_int_equal(sign_in(r, "bob", 0, list, sizeof list), 2);
+    assert_string_equal(list, "bob,2,1\nalice,1,1\n");
+    assert_int_equal(sign_in(r, "", 0, list, sizeof list), 3);
+    assert_string_equal(list, "peer_3,3,1\nalice,1,1\nbob,2,1\n");
+    assert_int_equal(sign_in(r, "a,b\nc", 0, list, sizeof list), 4);
+    assert_true(strncmp(list, "a_b_c,4,1\n", 10) == 0);
+    /* Alice heard of bob, peer_3 and the fourth, in that order. */
+    reg_item_t *it = pop(r, 1, 0);
+    assert_int_equal(reg_item_pragma(it), 1);
+    assert_body(it, "bob,2,1\n");
+    const char *ct;
+    size_t ctn;
+    assert_true(reg_item_content_type(it, &ct, &ctn));
+    assert_int_equal(ctn, 10);
+    assert_memory_equal(ct, "text/plain", 10);
+    reg_item_free(it);
+    it = pop(r, 1, 0);
+    assert_body(it, "peer_3,3,1\n");
+    reg_item_free(it);
+    reg_destroy(r);
+}
+
+static void test_ids_never_reused(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    assert_int_equal(sign_in(r, "x", 0, NULL, 0), 1);
+    assert_int_equal(reg_sign_out(r, 1), 0);
+    assert_int_equal(reg_sign_out(r, 1), -ENOENT);
+    assert_int_equal(sign_in(r, "y", 0, NULL, 0), 2);
+    reg_destroy(r);
+}
+
+static void test_fifo_and_park(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0)); /* b's join */
+    assert_int_equal(reg_send(r, b, a, "text/plain", 10, true, "m0", 2, 1), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m1", 2, 1), 0);
+    reg_item_t *it = pop(r, a, 2);
+    assert_int_equal(reg_item_pragma(it), b);
+    assert_body(it, "m0");
+    reg_item_free(it);
+    it = pop(r, a, 2);
+    assert_body(it, "m1");
+    const char *ct;
+    size_t ctn;
+    assert_false(reg_item_content_type(it, &ct, &ctn));
+    reg_item_free(it);
+
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *none = NULL;
+    assert_int_equal(reg_wait(r, a, &f.w, 3, &none), REG_WAIT_PARKED);
+    assert_true(f.parked);
+    assert_int_equal(f.wakes, 0);
+    assert_int_equal(reg_send(r, b, a, "t", 1, true, "m2", 2, 4), 0);
+    assert_int_equal(f.wakes, 1);
+    assert_int_equal(f.why, REG_WAKE_ITEM);
+    assert_body(f.item, "m2");
+    reg_item_free(f.item);
+    reg_destroy(r);
+}
+
+static void test_queue_bounds(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), -ENOSPC);
+    /* Draining one message (and the join notice) makes room again. */
+    reg_item_free(pop(r, a, 0));
+    reg_item_free(pop(r, a, 0));
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
+    /* The byte bound: 100 bytes per member. */
+    char big[101];
+    memset(big, 'z', sizeof big);
+    assert_int_equal(reg_send(r, a, b, NULL, 0, false, big, 101, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, a, b, NULL, 0, false, big, 100, 0), 0);
+    assert_int_equal(reg_send(r, a, b, NULL, 0, false, big, 1, 0), -ENOSPC);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.messages_refused, 3);
+    reg_destroy(r);
+}
+
+static void test_unknown_members(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    assert_int_equal(reg_send(r, 99, a, NULL, 0, false, "x", 1, 0), -ENOENT);
+    assert_int_equal(reg_send(r, a, 99, NULL, 0, false, "x", 1, 0), -ESRCH);
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, 99, &f.w, 0, &it), -ENOENT);
+    assert_int_equal(reg_touch(r, 99, 0), -ENOENT);
+    reg_destroy(r);
+}
+
+static void test_displaced_wait(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    struct fake_waiter f1, f2;
+    fake_init(&f1);
+    fake_init(&f2);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &f1.w, 0, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_wait(r, a, &f2.w, 0, &it), REG_WAIT_PARKED);
+    assert_int_equal(f1.wakes, 1);
+    assert_int_equal(f1.why, REG_WAKE_DISPLACED);
+    assert_true(f2.parked);
+    reg_destroy(r);
+}
+
+static void test_lost_claim_queues(void **state)
+{
+    (void)state;
+    /* The poller claimed the parked wait first: the message must be queued. */
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0));
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &f.w, 0, &it), REG_WAIT_PARKED);
+    f.claimable = false;
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "kept", 4, 0), 0);
+    assert_int_equal(f.wakes, 0);
+    reg_unpark(r, &f.w, 0);
+    it = pop(r, a, 0);
+    assert_body(it, "kept");
+    reg_item_free(it);
+    reg_destroy(r);
+}
+
+static void test_requeue_keeps_order(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0));
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "first", 5, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "second", 6, 0), 0);
+    reg_item_t *it = pop(r, a, 0);
+    reg_requeue(r, a, it); /* its write failed */
+    it = pop(r, a, 0);
+    assert_body(it, "first");
+    reg_item_free(it);
+    it = pop(r, a, 0);
+    assert_body(it, "second");
+    reg_item_free(it);
+    /* Requeue for a member that left frees the item (ASan checks). */
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
+    it = pop(r, a, 0);
+    assert_int_equal(reg_sign_out(r, a), 0);
+    reg_requeue(r, a, it);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.messages_dropped, 1);
+    reg_destroy(r);
+}
+
+static void test_sign_out_notifies_and_answers_parked(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "bob", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0));
+    struct fake_waiter fa, fb;
+    fake_init(&fa);
+    fake_init(&fb);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 0, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_wait(r, b, &fb.w, 0, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_sign_out(r, b), 0);
+    /* bob's own parked wait is answered with its own entry, ",0". */
+    assert_int_equal(fb.wakes, 1);
+    assert_int_equal(fb.why, REG_WAKE_GONE);
+    assert_body(fb.item, "bob,2,0\n");
+    assert_int_equal(reg_item_pragma(fb.item), b);
+    reg_item_free(fb.item);
+    /* a hears bob leave at once. */
+    assert_int_equal(fa.wakes, 1);
+    assert_int_equal(fa.why, REG_WAKE_ITEM);
+    assert_body(fa.item, "bob,2,0\n");
+    assert_int_equal(reg_item_pragma(fa.item), a);
+    reg_item_free(fa.item);
+    reg_destroy(r);
+}
+
+static void test_member_timeout(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    c.wait_timeout_ms = 5000;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 100));
+    struct fake_waiter fa;
+    fake_init(&fa);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 100, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_tick(r, 1000), 0); /* exactly the limit: not yet */
+    assert_int_equal(reg_touch(r, b, 500), 0);
+    assert_int_equal(reg_tick(r, 1400), 0); /* b refreshed at 500 */
+    assert_int_equal(reg_tick(r, 1501), 1); /* b gone; a is parked, so kept */
+    assert_int_equal(fa.wakes, 1);
+    assert_body(fa.item, "b,2,0\n");
+    reg_item_free(fa.item);
+    fa.item = NULL;
+    /* a's clock restarted when its wait was answered at 1501. */
+    assert_int_equal(reg_tick(r, 2400), 0);
+    assert_int_equal(reg_tick(r, 2502), 1);
+    assert_int_equal(reg_wait(r, a, &fa.w, 2600, &it), -ENOENT);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.timeouts, 2);
+    reg_destroy(r);
+}
+
+static void test_wait_timeout_and_shutdown(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.wait_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0));
+    struct fake_waiter fa, fb;
+    fake_init(&fa);
+    fake_init(&fb);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 0, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_wait(r, b, &fb.w, 500, &it), REG_WAIT_PARKED);
+    reg_tick(r, 999);
+    assert_int_equal(fa.wakes, 0);
+    reg_tick(r, 1000);
+    assert_int_equal(fa.wakes, 1);
+    assert_int_equal(fa.why, REG_WAKE_IDLE);
+    assert_null(fa.item);
+    assert_int_equal(fb.wakes, 0);
+    reg_shutdown(r);
+    assert_int_equal(fb.wakes, 1);
+    assert_int_equal(fb.why, REG_WAKE_SHUTDOWN);
+    assert_int_equal(reg_wait(r, a, &fa.w, 1100, &it), -ESHUTDOWN);
+    buf_t list;
+    buf_init(&list, 4096);
+    uint64_t id;
+    assert_int_equal(reg_sign_in(r, "late", 4, 1100, &list, &id), -ESHUTDOWN);
+    buf_free(&list);
+    reg_destroy(r);
+}
+
+static void test_member_cap(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.max_members = 2;
+    registry_t *r = reg_create(&c);
+    sign_in(r, "a", 0, NULL, 0);
+    sign_in(r, "b", 0, NULL, 0);
+    buf_t list;
+    buf_init(&list, 4096);
+    uint64_t id;
+    assert_int_equal(reg_sign_in(r, "c", 1, 0, &list, &id), -EUSERS);
+    assert_int_equal(list.len, 0);
+    buf_free(&list);
+    reg_destroy(r);
+}
+
+static void test_many_members(void **state)
+{
+    (void)state;
+    /* Grows the hash table and broadcasts to many: every join reaches all. */
+    reg_config_t c = cfg;
+    c.max_members = 1000;
+    registry_t *r = reg_create(&c);
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        int n = snprintf(name, sizeof name, "m%d", i);
+        buf_t list;
+        buf_init(&list, 1 << 20);
+        uint64_t id;
+        assert_int_equal(reg_sign_in(r, name, (size_t)n, 0, &list, &id), 0);
+        assert_int_equal(id, (uint64_t)i + 1);
+        buf_free(&list);
+    }
+    size_t total = 0;
+    for (uint64_t id = 1; id <= N; id++) {
+        struct fake_waiter f;
+        fake_init(&f);
+        reg_item_t *it;
+        for (;;) {
+            it = NULL;
+            int rc = reg_wait(r, id, &f.w, 0, &it);
+            if (rc != REG_WAIT_ITEM)
+                break;
+            total++;
+            reg_item_free(it);
+        }
+        reg_unpark(r, &f.w, 0);
+    }
+    assert_int_equal(total, (size_t)N * (N - 1) / 2);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.members, N);
+    assert_int_equal(st.parked, 0);
+    reg_destroy(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sign_in_lists),
+        cmocka_unit_test(test_ids_never_reused),
+        cmocka_unit_test(test_fifo_and_park),
+        cmocka_unit_test(test_queue_bounds),
+        cmocka_unit_test(test_unknown_members),
+        cmocka_unit_test(test_displaced_wait),
+        cmocka_unit_test(test_lost_claim_queues),
+        cmocka_unit_test(test_requeue_keeps_order),
+        cmocka_unit_test(test_sign_out_notifies_and_answers_parked),
+        cmocka_unit_test(test_member_timeout),
+        cmocka_unit_test(test_wait_timeout_and_shutdown),
+        cmocka_unit_test(test_member_cap),
+        cmocka_unit_test(test_many_members),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

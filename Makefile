@@ -25,12 +25,15 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
+CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
+CLIENT_MAIN_SRC := $(wildcard client/main.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 ITEST_SRC  := $(wildcard tests/integration/test_*.c)
 HARNESS_SRC := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/%.o)
 HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # Unit tests link libpcsig; a test of a server module names its objects here.
 # Everything else of the server is exercised through the real binary.
@@ -38,11 +41,13 @@ UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
+LIBCLIENT := $(BUILD)/libpcsig-client.a
+CLIENT   := $(if $(CLIENT_MAIN_SRC),$(BUILD)/pcsig-client)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 
 .PHONY: all run test unit-test integration-test check clean deps
-all: deps $(SERVER)
+all: deps $(SERVER) $(LIBCLIENT) $(CLIENT)
 
 # ---- build dependencies: installed when we can, else the exact command ----
 DEB_DEPS := libcmocka-dev
@@ -70,20 +75,28 @@ $(LIBPCSIG): $(COMMON_OBJ)
 $(SERVER): $(SERVER_OBJ) $(LIBPCSIG)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG)
 
-.SECONDEXPANSION:
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBPCSIG) | deps
+$(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -o $@ $< $(UNIT_EXTRA_$*) $(LIBPCSIG) $(LDFLAGS) -lcmocka
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBPCSIG) | deps
+$(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG)
+
+.SECONDEXPANSION:
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration -o $@ $< $(HARNESS_OBJ) $(LIBPCSIG) $(LDFLAGS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) -lcmocka
+
+$(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) -lcmocka
 
 run: all
 	$(SERVER)
 
 test: all $(UNIT_BIN) $(ITEST_BIN)
-	@PCSIG_SERVER=$(abspath $(SERVER)) tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
+	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
 
 check:
 	$(MAKE) BUILD=build/asan SANITIZE=address,undefined test

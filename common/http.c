@@ -1,0 +1,543 @@
+/*
+ * http: the strict HTTP/1.x head parser shared by the server and the client.
+ *
+ * Each call re-reads the buffer from its first byte, so a connection only
+ * keeps its bytes between reads, never parser state. Checks run left to
+ * right and an error is reported only once the bytes seen so far cannot
+ * begin any acceptable head: every prefix of a valid request therefore
+ * yields HTTP_NEED_MORE, while garbage is refused as soon as it arrives
+ * instead of after max_head bytes. The grammar is deliberately narrower
+ * than RFC 9112 (CRLF only, no obs-fold, no Transfer-Encoding, single
+ * spaces in the first line) because the peers speaking to us are our own
+ * client and the stock WebRTC example, and every leniency is a
+ * request-smuggling or desync risk.
+ */
+#include "http.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* Internal result of a parsing step; HTTP_STEP_MORE means "not yet". */
+enum { HTTP_STEP_ERROR = -1, HTTP_STEP_MORE = 0, HTTP_STEP_OK = 1 };
+
+/* What the header loop collects; identical for requests and responses. */
+typedef struct http_fields {
+    http_header_t *headers;
+    size_t num_headers;
+    bool has_content_length;
+    uint64_t content_length;
+    bool has_content_type;
+    http_slice_t content_type;
+    bool connection_close;
+} http_fields_t;
+
+/* Response errors carry no status: there is nobody to answer. */
+static int http_fail(http_error_t *err, bool is_request, int status, const char *reason)
+{
+    if (err != NULL) {
+        err->status = is_request ? status : 0;
+        err->reason = reason;
+    }
+    return HTTP_STEP_ERROR;
+}
+
+/* RFC 9110 tchar; spelled out rather than <ctype.h> to stay locale-free. */
+static bool http_is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return true;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Visible ASCII only: anything else in a target is either an attack or a bug. */
+static bool http_is_target_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* field-vchar, SP, HTAB and obs-text; CTLs (NUL, DEL, CR, LF ...) refused. */
+static bool http_is_value_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static bool http_is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static unsigned char http_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static bool http_caseeq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (http_lower((unsigned char)a[i]) != http_lower((unsigned char)b[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Case-insensitive equality of a slice with a literal (header names, tokens). */
+static bool http_slice_caseeq(http_slice_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && http_caseeq(s.ptr, lit, n);
+}
+
+static http_slice_t http_mkslice(const unsigned char *p, size_t n)
+{
+    http_slice_t s = { (const char *)p, n };
+    return s;
+}
+
+/*
+ * Strict decimal: 1+ digits, nothing else, no overflow. A lenient reading
+ * ("+5", " 5", "5x") is how two parsers come to disagree about where a
+ * body ends, so anything unusual is refused.
+ */
+static bool http_parse_u64(http_slice_t s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c < '0' || c > '9')
+            return false;
+        unsigned d = (unsigned)(c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* True when the comma-separated list in s holds token (case-insensitive). */
+static bool http_list_has_token(http_slice_t s, const char *token)
+{
+    size_t i = 0;
+
+    while (i < s.len) {
+        size_t start, end;
+        while (i < s.len && (http_is_ows((unsigned char)s.ptr[i]) || s.ptr[i] == ','))
+            i++;
+        start = i;
+        while (i < s.len && s.ptr[i] != ',')
+            i++;
+        end = i;
+        while (end > start && http_is_ows((unsigned char)s.ptr[end - 1]))
+            end--;
+        if (end > start && http_slice_caseeq(http_mkslice((const unsigned char *)s.ptr + start,
+                                                          end - start), token))
+            return true;
+    }
+    return false;
+}
+
+/* The head may not exceed this many bytes; the return type caps it too. */
+static size_t http_max_head(const http_limits_t *lim)
+{
+    size_t m = lim != NULL ? lim->max_head : SIZE_MAX;
+    return m > (size_t)LONG_MAX ? (size_t)LONG_MAX : m;
+}
+
+static uint64_t http_max_body(const http_limits_t *lim)
+{
+    return lim != NULL ? lim->max_body : UINT64_MAX;
+}
+
+/*
+ * Byte-level checks and the search for the blank line, over the part of
+ * the buffer that may still belong to the head: a head that has not ended
+ * within max_head bytes is too large whatever follows, so nothing beyond
+ * is looked at. *head_len is the head length, or 0 when no blank line has
+ * arrived yet.
+ */
+static int http_scan_head(const unsigned char *b, size_t len, size_t max_head, bool is_request,
+                          size_t *head_len, http_error_t *err)
+{
+    size_t n = len < max_head ? len : max_head;
+
+    *head_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = b[i];
+        if (c == '\0')
+            return http_fail(err, is_request, 400, "NUL byte in header");
+        if (c == '\r') {
+            if (i + 1 < len && b[i + 1] != '\n')
+                return http_fail(err, is_request, 400, "CR not followed by LF");
+        } else if (c == '\n') {
+            if (i == 0 || b[i - 1] != '\r')
+                return http_fail(err, is_request, 400, "bare LF line ending");
+            if (i >= 3 && b[i - 2] == '\n' && b[i - 3] == '\r') {
+                *head_len = i + 1;
+                return HTTP_STEP_OK;
+            }
+        }
+    }
+    return HTTP_STEP_MORE;
+}
+
+/*
+ * The line starting at pos within b[0..avail): *eol is where its content
+ * ends (its CR, or avail). Returns true when the CRLF is complete; the scan
+ * already guaranteed that a CR with a following byte is followed by LF.
+ */
+static bool http_next_line(const unsigned char *b, size_t pos, size_t avail, size_t *eol)
+{
+    const unsigned char *cr;
+
+    *eol = avail;
+    if (pos >= avail)
+        return false;
+    cr = memchr(b + pos, '\r', avail - pos);
+    if (cr == NULL)
+        return false;
+    *eol = (size_t)(cr - b);
+    return *eol + 1 < avail;
+}
+
+/*
+ * "HTTP/1.0" or "HTTP/1.1" at the start of p[0..n). OK only with all eight
+ * bytes present; a shorter n is MORE while it is still a prefix of one.
+ */
+static int http_parse_version(const unsigned char *p, size_t n, bool complete, bool is_request,
+                              int *minor, http_error_t *err)
+{
+    static const char prefix[] = "HTTP/1.";
+    size_t k = n < sizeof prefix - 1 ? n : sizeof prefix - 1;
+
+    if (k > 0 && memcmp(p, prefix, k) != 0) /* p may be NULL when k is 0 */
+        return http_fail(err, is_request, 400, "invalid HTTP version");
+    if (n < sizeof prefix) /* the minor digit has not arrived */
+        return complete ? http_fail(err, is_request, 400, "invalid HTTP version")
+                        : HTTP_STEP_MORE;
+    if (p[7] != '0' && p[7] != '1')
+        return http_fail(err, is_request, 400, "invalid HTTP version");
+    *minor = p[7] - '0';
+    return HTTP_STEP_OK;
+}
+
+/* METHOD SP request-target SP HTTP-version, p[0..n) without the CRLF. */
+static int http_parse_request_line(const unsigned char *p, size_t n, bool complete,
+                                   http_request_t *req, http_error_t *err)
+{
+    size_t i = 0, t0;
+    int rc;
+
+    while (i < n && http_is_tchar(p[i]))
+        i++;
+    if (i == n)
+        return complete ? http_fail(err, true, 400, "malformed request line") : HTTP_STEP_MORE;
+    if (i == 0 || p[i] != ' ')
+        return http_fail(err, true, 400, "invalid method");
+    /* Methods are case-sensitive (RFC 9110 9.1): "get" is a different one. */
+    if (i == 3 && memcmp(p, "GET", 3) == 0)
+        req->method = HTTP_METHOD_GET;
+    else if (i == 4 && memcmp(p, "POST", 4) == 0)
+        req->method = HTTP_METHOD_POST;
+    else if (i == 7 && memcmp(p, "OPTIONS", 7) == 0)
+        req->method = HTTP_METHOD_OPTIONS;
+    else
+        return http_fail(err, true, 405, "method not allowed");
+    i++;
+
+    if (i == n)
+        return complete ? http_fail(err, true, 400, "malformed request line") : HTTP_STEP_MORE;
+    if (p[i] != '/')
+        return http_fail(err, true, 400, "invalid request target");
+    t0 = i;
+    while (i < n && http_is_target_char(p[i]))
+        i++;
+    if (i == n)
+        return complete ? http_fail(err, true, 400, "missing HTTP version") : HTTP_STEP_MORE;
+    if (p[i] != ' ')
+        return http_fail(err, true, 400, "invalid request target");
+    req->target = http_mkslice(p + t0, i - t0);
+    i++;
+
+    rc = http_parse_version(p + i, n - i, complete, true, &req->minor_version, err);
+    if (rc != HTTP_STEP_OK)
+        return rc;
+    if (n - i != 8) /* trailing bytes after the version, e.g. "HTTP/1.10" */
+        return http_fail(err, true, 400, "invalid HTTP version");
+    return complete ? HTTP_STEP_OK : HTTP_STEP_MORE;
+}
+
+/* HTTP-version SP 3DIGIT [SP reason-phrase], p[0..n) without the CRLF. */
+static int http_parse_status_line(const unsigned char *p, size_t n, bool complete,
+                                  http_response_t *resp, http_error_t *err)
+{
+    size_t i;
+    int rc, status = 0;
+
+    rc = http_parse_version(p, n, complete, false, &resp->minor_version, err);
+    if (rc != HTTP_STEP_OK)
+        return rc;
+    i = 8;
+    if (i == n)
+        return complete ? http_fail(err, false, 0, "malformed status line") : HTTP_STEP_MORE;
+    if (p[i] != ' ')
+        return http_fail(err, false, 0, "malformed status line");
+    i++;
+    for (int k = 0; k < 3; k++, i++) {
+        if (i == n)
+            return complete ? http_fail(err, false, 0, "invalid status code") : HTTP_STEP_MORE;
+        if (p[i] < '0' || p[i] > '9' || (k == 0 && p[i] == '0'))
+            return http_fail(err, false, 0, "invalid status code");
+        status = status * 10 + (p[i] - '0');
+    }
+    resp->status = status;
+    if (i == n) { /* "HTTP/1.1 200" with no reason at all */
+        if (!complete)
+            return HTTP_STEP_MORE;
+        resp->reason = http_mkslice(p + i, 0);
+        return HTTP_STEP_OK;
+    }
+    if (p[i] != ' ')
+        return http_fail(err, false, 0, "invalid status code");
+    i++;
+    for (size_t j = i; j < n; j++) {
+        if (!http_is_value_char(p[j]))
+            return http_fail(err, false, 0, "invalid byte in reason phrase");
+    }
+    if (!complete)
+        return HTTP_STEP_MORE;
+    resp->reason = http_mkslice(p + i, n - i);
+    return HTTP_STEP_OK;
+}
+
+/* name ":" OWS value OWS, p[0..n) without the CRLF; n > 0. */
+static int http_parse_header_line(const unsigned char *p, size_t n, bool complete,
+                                  bool is_request, http_header_t *h, http_error_t *err)
+{
+    size_t i = 0, v0, v1;
+
+    while (i < n && http_is_tchar(p[i]))
+        i++;
+    if (i == n)
+        return complete ? http_fail(err, is_request, 400, "missing colon in header line")
+                        : HTTP_STEP_MORE;
+    if (p[i] != ':') {
+        /* "Name : v" is refused (RFC 9112 5.1): proxies disagree about it. */
+        if (http_is_ows(p[i]))
+            return http_fail(err, is_request, 400, "whitespace before header colon");
+        return http_fail(err, is_request, 400, "invalid header name");
+    }
+    if (i == 0)
+        return http_fail(err, is_request, 400, "empty header name");
+    h->name = http_mkslice(p, i);
+    i++;
+    while (i < n && http_is_ows(p[i]))
+        i++;
+    v0 = i;
+    for (; i < n; i++) {
+        if (!http_is_value_char(p[i]))
+            return http_fail(err, is_request, 400, "invalid byte in header value");
+    }
+    if (!complete)
+        return HTTP_STEP_MORE;
+    v1 = n;
+    while (v1 > v0 && http_is_ows(p[v1 - 1]))
+        v1--;
+    h->value = http_mkslice(p + v0, v1 - v0);
+    return HTTP_STEP_OK;
+}
+
+/* The meaning of the few headers that change how the message is framed. */
+static int http_apply_header(const http_header_t *h, bool is_request, const http_limits_t *lim,
+                             http_fields_t *f, http_error_t *err)
+{
+    if (http_slice_caseeq(h->name, "Content-Length")) {
+        uint64_t v;
+        if (!http_parse_u64(h->value, &v))
+            return http_fail(err, is_request, 400, "invalid Content-Length");
+        if (f->has_content_length && f->content_length != v)
+            return http_fail(err, is_request, 400, "conflicting Content-Length headers");
+        f->has_content_length = true;
+        f->content_length = v;
+        if (v > http_max_body(lim))
+            return http_fail(err, is_request, 413,
+                             is_request ? "request body too large" : "response body too large");
+    } else if (http_slice_caseeq(h->name, "Transfer-Encoding")) {
+        /* We only frame bodies by Content-Length; guessing would desync. */
+        return http_fail(err, is_request, 501, "Transfer-Encoding not supported");
+    } else if (http_slice_caseeq(h->name, "Content-Type")) {
+        if (!f->has_content_type && h->value.len > 0) {
+            f->has_content_type = true;
+            f->content_type = h->value;
+        }
+    } else if (http_slice_caseeq(h->name, "Connection")) {
+        if (http_list_has_token(h->value, "close"))
+            f->connection_close = true;
+    }
+    return HTTP_STEP_OK;
+}
+
+/*
+ * Header lines from pos up to the blank line, within b[0..avail). On OK,
+ * *end is the offset just past the blank line.
+ */
+static int http_parse_fields(const unsigned char *b, size_t pos, size_t avail, bool is_request,
+                             const http_limits_t *lim, http_fields_t *f, size_t *end,
+                             http_error_t *err)
+{
+    for (;;) {
+        size_t eol;
+        bool complete = http_next_line(b, pos, avail, &eol);
+        int rc;
+
+        if (eol == pos) {
+            if (!complete) /* nothing, or a lone CR, so far */
+                return HTTP_STEP_MORE;
+            *end = pos + 2;
+            return HTTP_STEP_OK;
+        }
+        if (http_is_ows(b[pos]))
+            return http_fail(err, is_request, 400, "obsolete line folding");
+        if (f->num_headers == HTTP_MAX_HEADERS)
+            return http_fail(err, is_request, 431, "too many headers");
+        http_header_t *h = &f->headers[f->num_headers];
+        rc = http_parse_header_line(b + pos, eol - pos, complete, is_request, h, err);
+        if (rc != HTTP_STEP_OK)
+            return rc;
+        f->num_headers++;
+        rc = http_apply_header(h, is_request, lim, f, err);
+        if (rc != HTTP_STEP_OK)
+            return rc;
+        pos = eol + 2;
+    }
+}
+
+static void http_fields_init(http_fields_t *f, http_header_t *headers)
+{
+    f->headers = headers;
+    f->num_headers = 0;
+    f->has_content_length = false;
+    f->content_length = 0;
+    f->has_content_type = false;
+    f->content_type = http_mkslice(NULL, 0);
+    f->connection_close = false;
+}
+
+long http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
+                        http_request_t *req, http_error_t *err)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t max_head = http_max_head(lim);
+    size_t head_len, avail, eol, end = 0;
+    http_fields_t f;
+    bool complete;
+    int rc;
+
+    req->method = 0;
+    req->target = req->path = req->query = http_mkslice(NULL, 0);
+    req->has_query = false;
+    req->minor_version = 0;
+    req->keep_alive = false;
+    http_fields_init(&f, req->headers);
+
+    rc = http_scan_head(b, len, max_head, true, &head_len, err);
+    if (rc == HTTP_STEP_ERROR)
+        return HTTP_PARSE_ERROR;
+    avail = head_len != 0 ? head_len : (len < max_head ? len : max_head);
+
+    complete = http_next_line(b, 0, avail, &eol);
+    rc = http_parse_request_line(b, eol, complete, req, err);
+    if (rc == HTTP_STEP_OK)
+        rc = http_parse_fields(b, eol + 2, avail, true, lim, &f, &end, err);
+    req->num_headers = f.num_headers;
+    if (rc == HTTP_STEP_ERROR)
+        return HTTP_PARSE_ERROR;
+    if (rc == HTTP_STEP_MORE) {
+        if (len >= max_head)
+            return http_fail(err, true, 431, "request header too large");
+        return HTTP_NEED_MORE;
+    }
+
+    const char *q = memchr(req->target.ptr, '?', req->target.len);
+    if (q != NULL) {
+        size_t plen = (size_t)(q - req->target.ptr);
+        req->path = http_mkslice((const unsigned char *)req->target.ptr, plen);
+        req->query = http_mkslice((const unsigned char *)q + 1, req->target.len - plen - 1);
+        req->has_query = true;
+    } else {
+        req->path = req->target;
+        req->query = http_mkslice((const unsigned char *)req->target.ptr + req->target.len, 0);
+    }
+    req->has_content_length = f.has_content_length;
+    req->content_length = f.content_length;
+    req->has_content_type = f.has_content_type;
+    req->content_type = f.content_type;
+    /* HTTP/1.0 keep-alive is an opt-in extension we do not offer. */
+    req->keep_alive = req->minor_version == 1 && !f.connection_close;
+    return (long)end;
+}
+
+long http_parse_response(const char *buf, size_t len, const http_limits_t *lim,
+                         http_response_t *resp, http_error_t *err)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t max_head = http_max_head(lim);
+    size_t head_len, avail, eol, end = 0;
+    http_fields_t f;
+    bool complete;
+    int rc;
+
+    resp->minor_version = 0;
+    resp->status = 0;
+    resp->reason = http_mkslice(NULL, 0);
+    http_fields_init(&f, resp->headers);
+
+    rc = http_scan_head(b, len, max_head, false, &head_len, err);
+    if (rc == HTTP_STEP_ERROR)
+        return HTTP_PARSE_ERROR;
+    avail = head_len != 0 ? head_len : (len < max_head ? len : max_head);
+
+    complete = http_next_line(b, 0, avail, &eol);
+    rc = http_parse_status_line(b, eol, complete, resp, err);
+    if (rc == HTTP_STEP_OK)
+        rc = http_parse_fields(b, eol + 2, avail, false, lim, &f, &end, err);
+    resp->num_headers = f.num_headers;
+    resp->has_content_length = f.has_content_length;
+    resp->content_length = f.content_length;
+    resp->has_content_type = f.has_content_type;
+    resp->content_type = f.content_type;
+    resp->connection_close = f.connection_close;
+    if (rc == HTTP_STEP_ERROR)
+        return HTTP_PARSE_ERROR;
+    if (rc == HTTP_STEP_MORE) {
+        if (len >= max_head)
+            return http_fail(err, false, 0, "response header too large");
+        return HTTP_NEED_MORE;
+    }
+    return (long)end;
+}
+
+const http_header_t *http_find_header(const http_header_t *headers, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (http_slice_caseeq(headers[i].name, name))
+            return &headers[i];
+    }
+    return NULL;
+}
+
+bool http_slice_eq(http_slice_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    /* memcmp with a NULL pointer is undefined even for zero bytes. */
+    return s.len == n && (n == 0 || memcmp(s.ptr, lit, n) == 0);
+}

@@ -18,6 +18,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP -Icommon
 LDFLAGS += -pthread
+LIBS    := -lssl -lcrypto
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -54,6 +55,8 @@ DEB_DEPS := libcmocka-dev
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
+	[ -f /usr/include/openssl/ssl.h ] || missing="$$missing libssl-dev"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -73,23 +76,23 @@ $(LIBPCSIG): $(COMMON_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(SERVER): $(SERVER_OBJ) $(LIBPCSIG)
-	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG)
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS)
 
 $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG) $(LIBS)
 
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
 $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) -lcmocka
+	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
 run: all
 	$(SERVER)
@@ -99,6 +102,7 @@ test: all $(UNIT_BIN) $(ITEST_BIN)
 	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
 
 check:
+	tools/check-banned.sh
 	$(MAKE) BUILD=build/asan SANITIZE=address,undefined test
 	$(MAKE) BUILD=build/tsan SANITIZE=thread test
 

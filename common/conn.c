@@ -69,8 +69,11 @@ conn_t *conn_plain_new(int fd)
     c->ops = &plain_ops;
     c->fd = fd;
     c->want = POLLIN;
+    c->established = true;
     return c;
 }
+
+const char *conn_error(const conn_t *c) { return c->error; }
 
 ssize_t conn_read(conn_t *c, void *p, size_t n) { return c->ops->read(c, p, n); }
 ssize_t conn_write(conn_t *c, const void *p, size_t n) { return c->ops->write(c, p, n); }
@@ -121,6 +124,23 @@ ssize_t conn_read_timed(conn_t *c, void *p, size_t n, int timeout_ms)
         if (w < 0)
             return w;
     }
+}
+
+int conn_handshake_timed(conn_t *c, int timeout_ms)
+{
+    uint64_t deadline = deadline_for(timeout_ms);
+    while (!c->established) {
+        /* A zero-length write drives the TLS handshake without sending data. */
+        ssize_t r = conn_write(c, "", 0);
+        if (r >= 0 && c->established)
+            break;
+        if (r != -EAGAIN && r < 0)
+            return (int)r;
+        int w = wait_ready(c, deadline);
+        if (w < 0)
+            return w;
+    }
+    return 0;
 }
 
 int conn_write_all_timed(conn_t *c, const void *p, size_t n, int timeout_ms)

@@ -11,6 +11,7 @@
 #ifndef PCSIG_CONN_H
 #define PCSIG_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,10 +23,16 @@ struct conn_ops {
     void (*destroy)(conn_t *c); /* closes the socket and frees c */
 };
 
+#define CONN_ERROR_MAX 256
+
 struct conn {
     const struct conn_ops *ops;
     int fd;
-    short want; /* POLLIN or POLLOUT: what the last -EAGAIN waits for */
+    short want;       /* POLLIN or POLLOUT: what the last -EAGAIN waits for */
+    bool secure;      /* TLS */
+    bool established; /* plain: always; TLS: the handshake completed */
+    bool resumed;     /* TLS: the handshake resumed an earlier session */
+    char error[CONN_ERROR_MAX]; /* why the last call failed, "" if unknown */
 };
 
 /* Wrap a connected socket (made non-blocking here). Takes ownership of fd on
@@ -38,6 +45,11 @@ ssize_t conn_read(conn_t *c, void *p, size_t n);
 ssize_t conn_write(conn_t *c, const void *p, size_t n);
 /* The poll events a caller should wait for after -EAGAIN. */
 short conn_want(const conn_t *c);
+/* A one-line reason for the last failure ("" when there is none). */
+const char *conn_error(const conn_t *c);
+/* Finish the TLS handshake (no-op for plain) within timeout_ms: 0, -ETIMEDOUT,
+ * -ECONNRESET, or -EPROTO with conn_error() saying why. */
+int conn_handshake_timed(conn_t *c, int timeout_ms);
 int conn_fd(const conn_t *c);
 /* Close the socket and free c. NULL-safe. */
 void conn_close(conn_t *c);

@@ -33,6 +33,7 @@ void config_defaults(struct server_config *cfg)
         .queue_max_bytes = 16 * 1024 * 1024,
         .allow_quit = false,
         .log_level = LOG_INFO,
+        .tls_port = -1,
     };
 }
 
@@ -59,6 +60,12 @@ static void usage(FILE *f)
         "  --queue-max-msgs N     messages queued per member, else 503 (default 1000)\n"
         "  --queue-max-bytes N    message bytes queued per member, else 503 (default 16777216)\n"
         "  --allow-quit           let GET /quit stop the server (default: 403)\n"
+        "  --tls-cert FILE        PEM certificate chain: serve TLS (on --tls-port if\n"
+        "                         given, else on --port)\n"
+        "  --tls-key FILE         PEM private key of --tls-cert\n"
+        "  --tls-port N           a TLS listener beside the plain one (0 = any free port)\n"
+        "  --tls-client-ca FILE   require client certificates signed by this CA (mutual TLS)\n"
+        "                         SIGHUP re-reads certificate and key without dropping anyone\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --version              print the version\n"
         "  --help                 this text\n");
@@ -98,6 +105,7 @@ enum {
     OPT_PORT = 256, OPT_BIND, OPT_PORT_FILE, OPT_WORKERS, OPT_MAX_CONN, OPT_MAX_MEMBERS,
     OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
     OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
+    OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA,
 };
 
 int config_parse(int argc, char **argv, struct server_config *cfg)
@@ -120,6 +128,10 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         {"queue-max-bytes", required_argument, NULL, OPT_Q_BYTES},
         {"allow-quit", no_argument, NULL, OPT_ALLOW_QUIT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+        {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -149,6 +161,10 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         case OPT_Q_BYTES: rc = parse_size(optarg, 1, 1ull << 34, &v); cfg->queue_max_bytes = v; break;
         case OPT_ALLOW_QUIT: cfg->allow_quit = true; break;
         case OPT_LOG_LEVEL: rc = log_level_parse(optarg, &cfg->log_level); break;
+        case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg->tls_key = optarg; break;
+        case OPT_TLS_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->tls_port = (int)v; break;
+        case OPT_TLS_CLIENT_CA: cfg->tls_client_ca = optarg; break;
         case OPT_VERSION: printf("pcsig-server %s\n", PCSIG_VERSION); return CONFIG_EXIT_OK;
         case OPT_HELP: usage(stdout); return CONFIG_EXIT_OK;
         case '?':
@@ -163,6 +179,14 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
             fprintf(stderr, "pcsig-server: bad value '%s' for %s (see --help)\n", optarg, name);
             return CONFIG_ERROR;
         }
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        fprintf(stderr, "pcsig-server: --tls-cert and --tls-key go together (see --help)\n");
+        return CONFIG_ERROR;
+    }
+    if (!cfg->tls_cert && (cfg->tls_port >= 0 || cfg->tls_client_ca)) {
+        fprintf(stderr, "pcsig-server: --tls-port and --tls-client-ca need --tls-cert and --tls-key\n");
+        return CONFIG_ERROR;
     }
     if (optind < argc) {
         fprintf(stderr, "pcsig-server: unexpected argument '%s' (see --help)\n", argv[optind]);

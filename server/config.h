@@ -26,6 +26,10 @@ struct server_config {
     size_t queue_max_bytes;
     bool allow_quit;
     enum log_level log_level;
+    const char *tls_cert;      /* with tls_key: TLS on --tls-port, or on --port */
+    const char *tls_key;
+    const char *tls_client_ca; /* require client certificates from this CA */
+    int tls_port;              /* -1: no separate TLS port */
 };
 
 /* Fill cfg with the defaults. */

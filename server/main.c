@@ -43,7 +43,7 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: nothing to reload yet");
+            server_reload(&srv);
             continue;
         }
         log_info("%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");

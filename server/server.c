@@ -166,7 +166,7 @@ static void *reaper_main(void *arg)
 
 /* ---- acceptor ----------------------------------------------------------- */
 
-static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss)
+static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls)
 {
     if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
         /* Best effort, never blocking: the client learns why it was refused. */
@@ -175,7 +175,7 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss)
         close(fd);
         return;
     }
-    struct session *s = session_new(srv, fd, (struct sockaddr *)ss);
+    struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
     if (!s) {
         log_error("out of memory: connection refused");
         close(fd);
@@ -199,7 +199,8 @@ static void *acceptor_main(void *arg)
 {
     struct server *srv = arg;
     log_set_thread_role("acceptor");
-    struct pollfd pfds[NET_MAX_LISTENERS + 1];
+    struct pollfd pfds[SERVER_MAX_LISTENERS + 1];
+    bool tls_of[SERVER_MAX_LISTENERS + 1];
     uint64_t backoff_until = 0;
     uint64_t last_emfile_log = 0;
     for (;;) {
@@ -208,8 +209,10 @@ static void *acceptor_main(void *arg)
         uint64_t now = clock_now_ms();
         bool backing_off = now < backoff_until;
         if (!backing_off)
-            for (int i = 0; i < srv->nlisten; i++)
+            for (int i = 0; i < srv->nlisten; i++) {
+                tls_of[n] = srv->listen_tls[i];
                 pfds[n++] = (struct pollfd){.fd = srv->listen_fds[i], .events = POLLIN};
+            }
         int r = poll(pfds, (nfds_t)n, backing_off ? (int)(backoff_until - now) : -1);
         if (r < 0 && errno != EINTR) {
             log_errno(LOG_ERROR, errno, "poll");
@@ -227,7 +230,7 @@ static void *acceptor_main(void *arg)
                 int fd = accept4(pfds[i].fd, (struct sockaddr *)&ss, &sl,
                                  SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
-                    accept_one(srv, fd, &ss);
+                    accept_one(srv, fd, &ss, tls_of[i]);
                     continue;
                 }
                 if (errno == EINTR || errno == ECONNABORTED)
@@ -320,6 +323,15 @@ int server_start(struct server *srv, const struct server_config *cfg)
         err = -ENOMEM;
         goto fail;
     }
+    if (cfg->tls_cert) {
+        char why[256] = "";
+        struct tls_server_options to = {.cert_file = cfg->tls_cert, .key_file = cfg->tls_key,
+                                        .client_ca_file = cfg->tls_client_ca};
+        if ((err = tls_server_new(&to, &srv->tls, why, sizeof why)) < 0) {
+            log_error("TLS: %s", why);
+            goto fail;
+        }
+    }
     err = net_listen(cfg->bind, cfg->port, LISTEN_BACKLOG, srv->listen_fds, &srv->nlisten);
     if (err < 0) {
         log_errno(LOG_ERROR, -err, "cannot listen on %s port %u", cfg->bind ? cfg->bind : "*",
@@ -327,6 +339,22 @@ int server_start(struct server *srv, const struct server_config *cfg)
         goto fail;
     }
     srv->port = (uint16_t)net_local_port(srv->listen_fds[0]);
+    /* Without --tls-port, the main port itself speaks TLS. */
+    for (int i = 0; i < srv->nlisten; i++)
+        srv->listen_tls[i] = srv->tls && cfg->tls_port < 0;
+    if (srv->tls && cfg->tls_port >= 0) {
+        int nt = 0;
+        err = net_listen(cfg->bind, (uint16_t)cfg->tls_port, LISTEN_BACKLOG,
+                         srv->listen_fds + srv->nlisten, &nt);
+        if (err < 0) {
+            log_errno(LOG_ERROR, -err, "cannot listen on TLS port %d", cfg->tls_port);
+            goto fail;
+        }
+        srv->tls_port = (uint16_t)net_local_port(srv->listen_fds[srv->nlisten]);
+        for (int i = 0; i < nt; i++)
+            srv->listen_tls[srv->nlisten + i] = true;
+        srv->nlisten += nt;
+    }
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     srv->acceptor_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     srv->poller_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -368,11 +396,26 @@ int server_start(struct server *srv, const struct server_config *cfg)
         goto fail;
     }
     printf("pcsig-server listening on port %u\n", (unsigned)srv->port);
+    if (srv->tls_port)
+        printf("pcsig-server listening on TLS port %u\n", (unsigned)srv->tls_port);
     fflush(stdout);
     return 0;
 fail:
     server_stop(srv);
     return err ? err : -EIO;
+}
+
+void server_reload(struct server *srv)
+{
+    if (!srv->tls) {
+        log_info("SIGHUP: no TLS certificate to reload");
+        return;
+    }
+    char why[256] = "";
+    if (tls_server_reload(srv->tls, why, sizeof why) < 0)
+        log_error("SIGHUP: TLS reload failed, keeping the current certificate: %s", why);
+    else
+        log_info("SIGHUP: TLS certificate and key reloaded");
 }
 
 void server_request_quit(struct server *srv)
@@ -449,6 +492,8 @@ void server_stop(struct server *srv)
 
     free(srv->workers);
     srv->workers = NULL;
+    tls_server_free(srv->tls);
+    srv->tls = NULL;
     reg_destroy(srv->reg);
     srv->reg = NULL;
     if (srv->epfd >= 0)

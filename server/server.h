@@ -20,6 +20,9 @@
 #include "config.h"
 #include "net.h"
 #include "registry.h"
+#include "tls.h"
+
+#define SERVER_MAX_LISTENERS (2 * NET_MAX_LISTENERS)
 
 struct session;
 
@@ -28,8 +31,11 @@ struct server {
     registry_t *reg;
     uint16_t port; /* as bound */
 
-    int listen_fds[NET_MAX_LISTENERS];
+    int listen_fds[SERVER_MAX_LISTENERS];
+    bool listen_tls[SERVER_MAX_LISTENERS];
     int nlisten;
+    tls_server_t *tls; /* NULL: no TLS */
+    uint16_t tls_port;
     int acceptor_wake_fd; /* eventfd: stop the acceptor */
     int epfd;
     int poller_wake_fd; /* eventfd: graveyard non-empty, or stop */
@@ -75,6 +81,8 @@ void server_stop(struct server *srv);
 void server_schedule(struct server *srv, struct session *s);
 /* Hand a closed session to the poller for freeing. Thread-safe. */
 void server_bury(struct server *srv, struct session *s);
+/* SIGHUP: re-read the TLS certificate and key (the old ones stay on failure). */
+void server_reload(struct server *srv);
 /* Ask main to begin a graceful stop (as SIGTERM does). */
 void server_request_quit(struct server *srv);
 

@@ -7,6 +7,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "response.h"
 #include "router.h"
 #include "server.h"
+#include "tls.h"
 
 #define SESSION_READ_CHUNK 16384
 #define SESSION_KEEP_CAP 4096 /* buffers above this are released while idle */
@@ -52,12 +54,13 @@ static void waiter_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *ite
     server_schedule(s->srv, s);
 }
 
-struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer)
+struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer, bool tls)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->conn = conn_plain_new(fd);
+    s->conn = tls ? tls_server_wrap(srv->tls, fd) : conn_plain_new(fd);
+    s->accepted_ms = clock_now_ms();
     if (!s->conn) {
         free(s);
         return NULL;
@@ -171,6 +174,13 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
         buf_free(&s->in);
     if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
         buf_free(&s->out);
+    /* TLS may need the other direction first (handshake, key update). */
+    if (conn_want(s->conn) == POLLOUT)
+        events = EPOLLOUT;
+    else if (events == EPOLLOUT && conn_want(s->conn) == POLLIN)
+        events = EPOLLIN;
+    if (!s->conn->established && deadline > s->accepted_ms + s->srv->cfg.read_timeout_ms)
+        deadline = s->accepted_ms + s->srv->cfg.read_timeout_ms;
     atomic_store(&s->deadline_ms, deadline);
     struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
     if (epoll_ctl(s->srv->epfd, EPOLL_CTL_MOD, conn_fd(s->conn), &ev) < 0) {
@@ -340,6 +350,8 @@ static enum step pump(struct session *s)
                                           : clock_now_ms() + srv->cfg.idle_timeout_ms;
             return arm(s, EPOLLIN, deadline);
         }
+        if (n < 0 && s->conn->error[0])
+            log_debug("connection from %s: %s", s->peer, s->conn->error);
         return close_session(s); /* EOF or error: nothing left to answer */
     }
 }

@@ -55,6 +55,7 @@ struct session {
     bool close_after_write;
     bool closed;
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
+    uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
     char peer[64];
 
     struct session *wq_next;           /* work queue; guarded by wq_lock */
@@ -64,7 +65,7 @@ struct session {
 
 /* A session for an accepted socket (takes ownership of fd on success) in
  * state RUNNING, linked into the server's list. NULL when out of memory. */
-struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer);
+struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer, bool tls);
 
 /* Run the state machine until the session must wait again or is closed.
  * Called only by a worker that owns the session (RUNNING). */

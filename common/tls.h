@@ -1,0 +1,56 @@
+/*
+ * tls: TLS for the connection layer. The only file of pcsig that includes
+ * OpenSSL headers; everything above it uses conn_read/conn_write/conn_close.
+ *
+ * Server: a tls_server_t holds the certificate, key and (for mutual TLS) the
+ * client CA; tls_server_reload() swaps in freshly read files while existing
+ * connections keep the context they started with. Client: a tls_client_t
+ * holds the trust store, an optional client certificate, and the last
+ * session for resumption. Both are thread-safe; a conn_t is not.
+ * Errors: 0 or a negative errno; a one-line reason goes to err (a caller's
+ * buffer of err_len bytes) where there is one.
+ */
+#ifndef PCSIG_TLS_H
+#define PCSIG_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conn.h"
+
+typedef struct tls_server tls_server_t;
+typedef struct tls_client tls_client_t;
+
+struct tls_server_options {
+    const char *cert_file;      /* PEM chain */
+    const char *key_file;       /* PEM private key */
+    const char *client_ca_file; /* non-NULL: require and verify client certificates */
+};
+
+/* Returns 0 and *out, or -errno with the reason in err. */
+int tls_server_new(const struct tls_server_options *o, tls_server_t **out, char *err, size_t err_len);
+/* Re-read the files; on failure keep serving with the old ones. 0 or -errno + err. */
+int tls_server_reload(tls_server_t *t, char *err, size_t err_len);
+void tls_server_free(tls_server_t *t); /* NULL-safe; connections may outlive it */
+
+/* Wrap an accepted socket; the handshake runs inside the first reads/writes.
+ * Takes ownership of fd on success; NULL when out of memory. */
+conn_t *tls_server_wrap(tls_server_t *t, int fd);
+
+/* Handshakes done since start: full and resumed. */
+void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed);
+
+struct tls_client_options {
+    const char *ca_file;   /* NULL: the system's trust store */
+    const char *cert_file; /* client certificate for mutual TLS, or NULL */
+    const char *key_file;
+    bool insecure;         /* skip verification (logged loudly by the caller) */
+};
+
+int tls_client_new(const struct tls_client_options *o, tls_client_t **out, char *err, size_t err_len);
+void tls_client_free(tls_client_t *t);
+/* Wrap a connected socket for host (SNI and hostname/IP verification), offering
+ * the last session for resumption. Takes ownership of fd on success. */
+conn_t *tls_client_wrap(tls_client_t *t, int fd, const char *host);
+
+#endif

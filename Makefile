@@ -47,7 +47,7 @@ CLIENT   := $(if $(CLIENT_MAIN_SRC),$(BUILD)/pcsig-client)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 
-.PHONY: all run test unit-test integration-test check clean deps
+.PHONY: all run run-tls certs test check clean deps
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -96,6 +96,14 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) 
 
 run: all
 	$(SERVER)
+
+# A development CA, server and client certificates in certs/ (never committed).
+certs: certs/server.pem
+certs/server.pem: certs/gen-certs.sh certs/ca.cnf certs/server.cnf certs/client.cnf
+	certs/gen-certs.sh --force
+
+run-tls: all certs
+	$(SERVER) --tls-cert certs/server.pem --tls-key certs/server.key --tls-port 8443
 
 test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \

@@ -5,9 +5,41 @@
 # kept unless --force is given. Keys are never committed (.gitignore).
 #
 #   gen-certs.sh [--force] [DIR] [DAYS]
+#   gen-certs.sh --expired DIR   (an already expired server certificate,
+#                                 expired.{pem,key}, signed by DIR's CA: tests)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 force=0
+if [ "${1:-}" = "--expired" ]; then
+    out=$2
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    : > "$work/index.txt"
+    echo 1000 > "$work/serial"
+    cat > "$work/ca.cnf" <<CNF
+[ ca ]
+default_ca = dev
+[ dev ]
+database = $work/index.txt
+serial = $work/serial
+new_certs_dir = $work
+default_md = sha256
+policy = any
+copy_extensions = none
+[ any ]
+commonName = supplied
+CNF
+    umask 077
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out/expired.key" 2>/dev/null
+    openssl req -new -config "$here/server.cnf" -key "$out/expired.key" -out "$work/expired.csr"
+    openssl ca -batch -notext -config "$work/ca.cnf" -cert "$out/ca.pem" -keyfile "$out/ca.key" \
+        -startdate 20200101000000Z -enddate 20200102000000Z \
+        -extfile "$here/server.cnf" -extensions v3_server \
+        -in "$work/expired.csr" -out "$out/expired.pem" 2>/dev/null
+    chmod 644 "$out/expired.pem"
+    echo "wrote $out/expired.{pem,key} (expired 2020-01-02)"
+    exit 0
+fi
 if [ "${1:-}" = "--force" ]; then force=1; shift; fi
 out=${1:-$here}
 days=${2:-825}

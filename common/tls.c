@@ -48,13 +48,14 @@ struct tls_conn {
     bool checked_first_byte;
 };
 
+#define PLAIN_HTTP_REFUSAL_BODY "this port speaks TLS: use https://\n"
 static const char plain_http_refusal[] =
     "HTTP/1.1 400 Bad Request\r\n"
     "Connection: close\r\n"
     "Content-Type: text/plain\r\n"
-    "Content-Length: 40\r\n"
-    "\r\n"
-    "this port speaks HTTPS; use https:// ...\n";
+    "Content-Length: 35\r\n"
+    "\r\n" PLAIN_HTTP_REFUSAL_BODY;
+_Static_assert(sizeof PLAIN_HTTP_REFUSAL_BODY - 1 == 35, "Content-Length of the refusal");
 
 static void set_err(char *err, size_t len, const char *what)
 {

@@ -138,9 +138,14 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
     };
     opterr = 0;
     optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        const char *name = optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?";
+    int c, idx = -1;
+    while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+        char name[64];
+        if (c != '?' && idx >= 0)
+            snprintf(name, sizeof name, "--%s", opts[idx].name);
+        else
+            snprintf(name, sizeof name, "%s", optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?");
+        idx = -1;
         uint64_t v = 0;
         int rc = 0;
         switch (c) {

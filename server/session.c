@@ -199,7 +199,8 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
 static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 {
     struct server *srv = s->srv;
-    bool ka = s->wait_keep_alive && !atomic_load(&srv->draining);
+    /* A member that is gone has nothing more to wait for on this connection. */
+    bool ka = s->wait_keep_alive && !atomic_load(&srv->draining) && why != REG_WAKE_GONE;
     uint64_t own = s->wait_member;
     struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka, .pragma = own,
                      .has_ctype = true, .ctype = "text/plain", .ctype_len = 10};

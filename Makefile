@@ -85,6 +85,8 @@ $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 $(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG) $(LIBS)
 
+# Objects built through pattern rules are kept (never deleted as intermediates).
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) | deps
 	@mkdir -p $(dir $@)

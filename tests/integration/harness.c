@@ -1,0 +1,892 @@
+/*
+ * harness: spawning and stopping the real server, raw client connections,
+ * response reading, and the protocol's steps. See harness.h.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "net.h"
+
+extern char **environ;
+
+const char H_CORS_BLOCK[] =
+    "\r\nAccess-Control-Allow-Origin: *\r\n"
+    "Access-Control-Allow-Credentials: true\r\n"
+    "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
+    "Access-Control-Allow-Headers: Content-Type, Content-Length, Connection, Cache-Control\r\n"
+    "Access-Control-Expose-Headers: Content-Length\r\n";
+
+#define H_MAX_SERVERS 8
+#define H_MAX_BUFFER (64u << 20)
+
+struct h_conn {
+    int fd;
+    uint16_t port;
+    char *buf;
+    size_t len, cap;
+    bool eof;
+    struct h_conn *prev, *next; /* every open connection, for the teardown */
+};
+
+/* The servers started by the running test: the harness's own copies (the
+ * test's h_server_t is on its stack, gone by the time the teardown runs). */
+static h_server_t servers[H_MAX_SERVERS];
+static size_t nservers;
+static bool passed;
+static h_conn_t *open_conns;
+static const char *where_file = "?";
+static int where_line;
+static unsigned log_counter;
+
+uint64_t h_now_ms(void)
+{
+    return clock_now_ms();
+}
+
+void h_at(const char *file, int line)
+{
+    where_file = file;
+    where_line = line;
+}
+
+/* fail_msg with the test's location in front. */
+#define H_FAIL(fmt, ...) \
+    fail_msg("%s:%d: " fmt, where_file, where_line, __VA_ARGS__)
+
+static int remaining_ms(uint64_t deadline)
+{
+    uint64_t now = clock_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* ---- child processes ---------------------------------------------------- */
+
+static int pidfd_open_(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int decode_status(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+/* Await the exit of pid through pidfd within timeout_ms: 1 and *status when
+ * it exited (reaped), 0 on timeout. */
+static int await_exit(pid_t pid, int pidfd, int timeout_ms, int *status)
+{
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        int r = poll(&p, 1, remaining_ms(deadline));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        int st = 0;
+        pid_t w;
+        while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+            ;
+        *status = w == pid ? decode_status(st) : -1;
+        return 1;
+    }
+}
+
+static void kill_and_reap(pid_t pid, int pidfd)
+{
+    int st;
+    kill(pid, SIGKILL);
+    if (!await_exit(pid, pidfd, 5000, &st))
+        fprintf(stderr, "harness: pid %d did not die after SIGKILL\n", (int)pid);
+}
+
+static const char *server_path(void)
+{
+    const char *p = getenv("PCSIG_SERVER");
+    return p && *p ? p : "build/pcsig-server";
+}
+
+static void print_log_tail(const h_server_t *s)
+{
+    if (!s->log_path[0])
+        return;
+    fprintf(stderr, "---- server log: %s (tail)\n", s->log_path);
+    int fd = open(s->log_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "(cannot open it: errno %d)\n", errno);
+        return;
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > 4096 ? end - 4096 : 0;
+    char tail[4097];
+    ssize_t n = pread(fd, tail, 4096, from);
+    close(fd);
+    if (n > 0) {
+        tail[n] = '\0';
+        fprintf(stderr, "%s%s", tail, tail[n - 1] == '\n' ? "" : "\n");
+    }
+    fprintf(stderr, "---- end of server log\n");
+}
+
+/* Spawn path with argv; stdout to a new pipe (*out_fd, read end), stderr to
+ * err_fd (-1: inherited). Returns the pid or -1 (errno kept). */
+static pid_t spawn(char *const argv[], int *out_fd, int err_fd)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    if (err_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    /* The child starts with default SIGPIPE handling whatever ours is. */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        errno = rc;
+        return -1;
+    }
+    *out_fd = pfd[0];
+    return pid;
+}
+
+#define H_MAX_ARGS 64
+
+/* s exited with code and was reaped: close its fds, update our copy. */
+static void server_reaped(h_server_t *s, int code)
+{
+    s->running = false;
+    s->exit_code = code;
+    if (s->pidfd >= 0)
+        close(s->pidfd);
+    if (s->out_fd >= 0)
+        close(s->out_fd);
+    s->pidfd = s->out_fd = -1;
+    if (s->slot < nservers && servers[s->slot].pid == s->pid)
+        servers[s->slot] = *s;
+}
+
+void h_server_start_(h_server_t *s, ...)
+{
+    memset(s, 0, sizeof *s);
+    s->pidfd = s->out_fd = -1;
+    if (nservers == H_MAX_SERVERS)
+        H_FAIL("more than %d servers in one test", H_MAX_SERVERS);
+
+    char *argv[H_MAX_ARGS + 8];
+    size_t argc = 0;
+    argv[argc++] = (char *)server_path();
+    argv[argc++] = "--bind";
+    argv[argc++] = "127.0.0.1";
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    va_list ap;
+    va_start(ap, s);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        if (argc >= H_MAX_ARGS) {
+            va_end(ap);
+            H_FAIL("more than %d server arguments", H_MAX_ARGS);
+        }
+        argv[argc++] = (char *)a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+
+    int log_fd = -1;
+    if (!getenv("PCSIG_TEST_VERBOSE")) {
+        snprintf(s->log_path, sizeof s->log_path, "/tmp/pcsig-%s-%d-%u.log",
+                 program_invocation_short_name, (int)getpid(), log_counter++);
+        log_fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (log_fd < 0)
+            H_FAIL("cannot create %s: errno %d", s->log_path, errno);
+    }
+    pid_t pid = spawn(argv, &s->out_fd, log_fd);
+    int spawn_errno = errno;
+    if (log_fd >= 0)
+        close(log_fd);
+    if (pid < 0)
+        H_FAIL("cannot spawn %s (errno %d); set PCSIG_SERVER", argv[0], spawn_errno);
+    s->pid = pid;
+    s->running = true;
+    s->exit_code = -1;
+    s->pidfd = pidfd_open_(pid);
+    s->slot = nservers;
+    servers[nservers++] = *s;
+    if (s->pidfd < 0)
+        H_FAIL("pidfd_open: errno %d", errno);
+
+    /* The one ready line: "pcsig-server listening on port N\n". */
+    char line[256];
+    size_t len = 0;
+    uint64_t deadline = clock_now_ms() + H_START_TIMEOUT_MS;
+    while (!memchr(line, '\n', len)) {
+        struct pollfd p = {.fd = s->out_fd, .events = POLLIN};
+        int r = poll(&p, 1, remaining_ms(deadline));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            H_FAIL("server printed no ready line within %d ms (log %s)", H_START_TIMEOUT_MS,
+                   s->log_path);
+        ssize_t n = read(s->out_fd, line + len, sizeof line - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int st;
+            if (await_exit(s->pid, s->pidfd, 5000, &st))
+                server_reaped(s, st);
+            H_FAIL("server exited (status %d) before its ready line (log %s)", s->exit_code,
+                   s->log_path);
+        }
+        len += (size_t)n;
+        if (len == sizeof line - 1 && !memchr(line, '\n', len))
+            H_FAIL("ready line too long (log %s)", s->log_path);
+    }
+    line[len] = '\0';
+    static const char prefix[] = "pcsig-server listening on port ";
+    char *nl = strchr(line, '\n');
+    *nl = '\0';
+    if (strncmp(line, prefix, sizeof prefix - 1) != 0 || nl + 1 != line + len)
+        H_FAIL("unexpected ready output \"%s\"", line);
+    const char *digits = line + sizeof prefix - 1;
+    unsigned long port = 0;
+    size_t nd = 0;
+    for (; digits[nd] >= '0' && digits[nd] <= '9' && nd < 6; nd++)
+        port = port * 10 + (unsigned long)(digits[nd] - '0');
+    if (nd == 0 || digits[nd] != '\0' || port == 0 || port > 65535)
+        H_FAIL("bad port in ready line \"%s\"", line);
+    s->port = (uint16_t)port;
+    servers[s->slot] = *s;
+}
+
+
+int h_server_await_exit_(h_server_t *s, int timeout_ms)
+{
+    if (!s->running)
+        return s->exit_code;
+    int st;
+    if (!await_exit(s->pid, s->pidfd, timeout_ms, &st))
+        return -2;
+    server_reaped(s, st);
+    return st;
+}
+
+int h_server_stop_(h_server_t *s)
+{
+    if (!s->running)
+        return s->exit_code;
+    kill(s->pid, SIGTERM);
+    int st;
+    if (await_exit(s->pid, s->pidfd, H_STOP_TIMEOUT_MS, &st)) {
+        server_reaped(s, st);
+        return st;
+    }
+    fprintf(stderr, "%s:%d: server pid %d did not exit within %d ms of SIGTERM; SIGKILL\n",
+            where_file, where_line, (int)s->pid, H_STOP_TIMEOUT_MS);
+    kill_and_reap(s->pid, s->pidfd);
+    server_reaped(s, -1);
+    return -1;
+}
+
+int h_run_server_cmd(const char *const *args, char *err, size_t cap, int timeout_ms)
+{
+    char *argv[H_MAX_ARGS + 8];
+    size_t argc = 0;
+    argv[argc++] = (char *)server_path();
+    argv[argc++] = "--bind";
+    argv[argc++] = "127.0.0.1";
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    for (; *args && argc < H_MAX_ARGS; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+
+    int epipe[2];
+    if (pipe2(epipe, O_CLOEXEC) < 0)
+        return -1;
+    int out_fd = -1;
+    pid_t pid = spawn(argv, &out_fd, epipe[1]);
+    close(epipe[1]);
+    if (pid < 0) {
+        close(epipe[0]);
+        return -1;
+    }
+    int pidfd = pidfd_open_(pid);
+    size_t len = 0;
+    char sink[512];
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    bool err_open = true, out_open = true;
+    /* Read both pipes until EOF (or the deadline), then await the exit. */
+    while ((err_open || out_open) && remaining_ms(deadline) > 0) {
+        struct pollfd p[2] = {{.fd = err_open ? epipe[0] : -1, .events = POLLIN},
+                              {.fd = out_open ? out_fd : -1, .events = POLLIN}};
+        int r = poll(p, 2, remaining_ms(deadline));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (p[0].revents) {
+            char tmp[512];
+            ssize_t n = read(epipe[0], tmp, sizeof tmp);
+            if (n <= 0) {
+                err_open = false;
+            } else {
+                for (ssize_t i = 0; i < n && len + 1 < cap; i++)
+                    err[len++] = tmp[i];
+            }
+        }
+        if (p[1].revents && read(out_fd, sink, sizeof sink) <= 0)
+            out_open = false;
+    }
+    if (cap)
+        err[len < cap ? len : cap - 1] = '\0';
+    close(epipe[0]);
+    close(out_fd);
+    int st = -1;
+    if (pidfd < 0 || !await_exit(pid, pidfd, remaining_ms(deadline), &st)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        st = -1;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return st;
+}
+
+/* ---- setup / teardown ---------------------------------------------------- */
+
+int h_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    nservers = 0;
+    passed = false;
+    where_file = "?";
+    where_line = 0;
+    return 0;
+}
+
+void h_pass_(void)
+{
+    for (size_t i = 0; i < nservers; i++)
+        if (servers[i].running)
+            H_FAIL("the test left server pid %d running", (int)servers[i].pid);
+    passed = true;
+}
+
+int h_teardown(void **state)
+{
+    (void)state;
+    while (open_conns)
+        h_close(open_conns);
+    for (size_t i = 0; i < nservers; i++) {
+        h_server_t *s = &servers[i];
+        if (!passed) {
+            fprintf(stderr, "test failed near %s:%d; server pid %d on port %u%s\n", where_file,
+                    where_line, (int)s->pid, (unsigned)s->port,
+                    s->running ? " still running: killed" : "");
+            print_log_tail(s);
+        }
+        if (s->running) {
+            kill_and_reap(s->pid, s->pidfd);
+            server_reaped(s, -1);
+        }
+        if (passed && s->log_path[0])
+            unlink(s->log_path);
+    }
+    nservers = 0;
+    return 0;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static char *dup_bytes(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (!d)
+        H_FAIL("out of memory (%zu bytes)", n + 1);
+    if (n)
+        memcpy(d, p, n);
+    d[n] = '\0';
+    return d;
+}
+
+const char *h_hdr(const h_resp_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->nhdr; i++)
+        if (strcasecmp(r->hname[i], name) == 0)
+            return r->hval[i];
+    return NULL;
+}
+
+size_t h_hdr_count(const h_resp_t *r, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nhdr; i++)
+        n += strcasecmp(r->hname[i], name) == 0;
+    return n;
+}
+
+long long h_hdr_num(const h_resp_t *r, const char *name)
+{
+    const char *v = h_hdr(r, name);
+    if (!v || !*v)
+        return -1;
+    long long n = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || n > 100000000000LL)
+            return -1;
+        n = n * 10 + (*v - '0');
+    }
+    return n;
+}
+
+bool h_head_has(const h_resp_t *r, const char *lit)
+{
+    return strstr(r->head, lit) != NULL;
+}
+
+size_t h_head_count(const h_resp_t *r, const char *lit)
+{
+    size_t n = 0, l = strlen(lit);
+    for (const char *p = r->head; l && (p = strstr(p, lit)) != NULL; p += l)
+        n++;
+    return n;
+}
+
+void h_resp_free(h_resp_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nhdr; i++) {
+        free(r->hname[i]);
+        free(r->hval[i]);
+    }
+    free(r->reason);
+    free(r->head);
+    free(r->body);
+    free(r);
+}
+
+bool h_parse_entry(const char *body, size_t len, uint64_t *id, int *connected)
+{
+    /* name,id,c\n with a non-empty name, digits, 0 or 1, one line. */
+    if (len < 6 || body[len - 1] != '\n' || memchr(body, '\n', len - 1))
+        return false;
+    const char *c2 = NULL, *c1 = NULL;
+    for (size_t i = len - 1; i-- > 0;) {
+        if (body[i] == ',') {
+            if (!c2)
+                c2 = body + i;
+            else {
+                c1 = body + i;
+                break;
+            }
+        }
+    }
+    if (!c1 || c1 == body || c2 - c1 < 2 || (body + len - 1) - c2 != 2)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = c1 + 1; p < c2; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (c2[1] != '0' && c2[1] != '1')
+        return false;
+    *id = v;
+    *connected = c2[1] - '0';
+    return true;
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+h_conn_t *h_try_connect(const h_server_t *s)
+{
+    int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
+    if (fd < 0)
+        return NULL;
+    h_conn_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->port = s->port;
+    c->next = open_conns;
+    if (open_conns)
+        open_conns->prev = c;
+    open_conns = c;
+    return c;
+}
+
+h_conn_t *h_connect_(const h_server_t *s)
+{
+    int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
+    if (fd < 0)
+        H_FAIL("cannot connect to 127.0.0.1:%u: errno %d", (unsigned)s->port, -fd);
+    h_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        H_FAIL("out of memory%s", "");
+    c->fd = fd;
+    c->port = s->port;
+    c->next = open_conns;
+    if (open_conns)
+        open_conns->prev = c;
+    open_conns = c;
+    return c;
+}
+
+void h_close(h_conn_t *c)
+{
+    if (!c)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        open_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    close(c->fd);
+    free(c->buf);
+    free(c);
+}
+
+int h_fd(const h_conn_t *c)
+{
+    return c->fd;
+}
+
+size_t h_pending(const h_conn_t *c)
+{
+    return c->len;
+}
+
+void h_send_(h_conn_t *c, const void *p, size_t n)
+{
+    const char *b = p;
+    uint64_t deadline = clock_now_ms() + H_TIMEOUT_MS;
+    while (n) {
+        ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            b += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
+            int r = poll(&pf, 1, remaining_ms(deadline));
+            if (r == 0)
+                H_FAIL("send: %zu bytes not taken by the server within %d ms", n, H_TIMEOUT_MS);
+            continue;
+        }
+        H_FAIL("send to port %u failed: errno %d (%zu bytes left)", (unsigned)c->port, errno, n);
+    }
+}
+
+void h_sendf_(h_conn_t *c, const char *fmt, ...)
+{
+    char tmp[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        H_FAIL("h_sendf: request longer than %zu bytes", sizeof tmp - 1);
+    h_send_(c, tmp, (size_t)n);
+}
+
+ssize_t h_pump(h_conn_t *c)
+{
+    if (c->eof)
+        return 0;
+    if (c->cap - c->len < 16384) {
+        size_t ncap = c->cap ? c->cap * 2 : 65536;
+        if (ncap > H_MAX_BUFFER)
+            H_FAIL("more than %u bytes buffered on one connection", H_MAX_BUFFER);
+        char *nb = realloc(c->buf, ncap);
+        if (!nb)
+            H_FAIL("out of memory%s", "");
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+        if (n > 0) {
+            c->len += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            c->eof = true;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -1;
+        c->eof = true; /* reset: the server closed it */
+        return 0;
+    }
+}
+
+/* Printable excerpt of buffered bytes for failure messages. */
+static const char *excerpt(const char *p, size_t n)
+{
+    static char out[600];
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < sizeof out; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r') {
+            out[o++] = '\\';
+            out[o++] = 'r';
+        } else if (ch == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+            out[o++] = '\n';
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            out[o++] = '.';
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+h_resp_t *h_take_(h_conn_t *c)
+{
+    if (c->len == 0)
+        return NULL;
+    static http_response_t pr; /* large: not on the stack */
+    http_error_t err = {0};
+    const http_limits_t lim = {.max_head = 1u << 20, .max_body = UINT64_MAX};
+    long head = http_parse_response(c->buf, c->len, &lim, &pr, &err);
+    if (head < 0)
+        H_FAIL("malformed response (%s):\n%s", err.reason ? err.reason : "?",
+               excerpt(c->buf, c->len));
+    if (head == 0)
+        return NULL;
+    if (!pr.has_content_length)
+        H_FAIL("response without Content-Length:\n%s", excerpt(c->buf, (size_t)head));
+    if (c->len - (size_t)head < pr.content_length)
+        return NULL;
+    size_t body_len = (size_t)pr.content_length;
+    h_resp_t *r = calloc(1, sizeof *r);
+    if (!r)
+        H_FAIL("out of memory%s", "");
+    r->status = pr.status;
+    r->reason = dup_bytes(pr.reason.ptr ? pr.reason.ptr : "", pr.reason.len);
+    r->head = dup_bytes(c->buf, (size_t)head);
+    r->head_len = (size_t)head;
+    r->body = dup_bytes(c->buf + head, body_len);
+    r->body_len = body_len;
+    r->nhdr = pr.num_headers;
+    for (size_t i = 0; i < pr.num_headers; i++) {
+        r->hname[i] = dup_bytes(pr.headers[i].name.ptr, pr.headers[i].name.len);
+        r->hval[i] = dup_bytes(pr.headers[i].value.ptr ? pr.headers[i].value.ptr : "",
+                               pr.headers[i].value.len);
+    }
+    size_t used = (size_t)head + body_len;
+    memmove(c->buf, c->buf + used, c->len - used);
+    c->len -= used;
+    return r;
+}
+
+h_resp_t *h_read_(h_conn_t *c, int timeout_ms)
+{
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        h_resp_t *r = h_take_(c);
+        if (r)
+            return r;
+        if (c->eof)
+            H_FAIL("connection closed by the server before a complete response "
+                   "(%zu bytes buffered):\n%s", c->len, excerpt(c->buf, c->len));
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int n = poll(&p, 1, remaining_ms(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            H_FAIL("no complete response within %d ms (%zu bytes buffered):\n%s", timeout_ms,
+                   c->len, excerpt(c->buf, c->len));
+        h_pump(c);
+    }
+}
+
+void h_expect_silence_(h_conn_t *c, int ms)
+{
+    if (c->len)
+        H_FAIL("expected silence but %zu bytes are already buffered:\n%s", c->len,
+               excerpt(c->buf, c->len));
+    if (c->eof)
+        H_FAIL("expected silence but the connection is closed%s", "");
+    uint64_t deadline = clock_now_ms() + (uint64_t)ms;
+    for (;;) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int n = poll(&p, 1, remaining_ms(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            return;
+        ssize_t got = h_pump(c);
+        if (got == 0)
+            H_FAIL("expected silence for %d ms but the server closed the connection", ms);
+        if (got > 0)
+            H_FAIL("expected silence for %d ms but received:\n%s", ms,
+                   excerpt(c->buf, c->len));
+    }
+}
+
+void h_expect_eof_(h_conn_t *c, int timeout_ms)
+{
+    if (c->len)
+        H_FAIL("expected the connection to close but %zu bytes are buffered:\n%s", c->len,
+               excerpt(c->buf, c->len));
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    while (!c->eof) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int n = poll(&p, 1, remaining_ms(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            H_FAIL("the server did not close the connection within %d ms", timeout_ms);
+        if (h_pump(c) > 0)
+            H_FAIL("expected the connection to close but received:\n%s",
+                   excerpt(c->buf, c->len));
+    }
+}
+
+/* ---- protocol steps ------------------------------------------------------ */
+
+h_resp_t *h_request_(const h_server_t *s, const void *p, size_t n)
+{
+    h_conn_t *c = h_connect_(s);
+    h_send_(c, p, n);
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    return r;
+}
+
+uint64_t h_sign_in_(const h_server_t *s, const char *name)
+{
+    h_conn_t *c = h_connect_(s);
+    if (name)
+        h_sendf_(c, "GET /sign_in?%s HTTP/1.0\r\n\r\n", name);
+    else
+        h_sendf_(c, "GET /sign_in HTTP/1.0\r\n\r\n");
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    if (r->status != 200 || strcmp(r->reason, "Added") != 0)
+        H_FAIL("sign-in of \"%s\": expected 200 Added, got %d %s:\n%s", name ? name : "",
+               r->status, r->reason, excerpt(r->body, r->body_len));
+    long long id = h_hdr_num(r, "Pragma");
+    if (id <= 0)
+        H_FAIL("sign-in answer without a valid Pragma:\n%s", r->head);
+    h_resp_free(r);
+    return (uint64_t)id;
+}
+
+h_resp_t *h_wait_once_(const h_server_t *s, uint64_t id)
+{
+    h_conn_t *c = h_connect_(s);
+    h_sendf_(c, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", id);
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    return r;
+}
+
+h_resp_t *h_post_message_(const h_server_t *s, uint64_t from, uint64_t to, const void *body,
+                          size_t len, const char *ctype)
+{
+    h_conn_t *c = h_connect_(s);
+    if (ctype)
+        h_sendf_(c,
+                 "POST /message?peer_id=%" PRIu64 "&to=%" PRIu64 " HTTP/1.0\r\n"
+                 "Content-Length: %zu\r\nContent-Type: %s\r\n\r\n",
+                 from, to, len, ctype);
+    else
+        h_sendf_(c,
+                 "POST /message?peer_id=%" PRIu64 "&to=%" PRIu64 " HTTP/1.0\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 from, to, len);
+    if (len)
+        h_send_(c, body, len);
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    return r;
+}
+
+void h_send_ok_(const h_server_t *s, uint64_t from, uint64_t to, const void *body, size_t len,
+                const char *ctype)
+{
+    h_resp_t *r = h_post_message_(s, from, to, body, len, ctype);
+    if (r->status != 200 || strcmp(r->reason, "OK") != 0 || r->body_len != 0 ||
+        h_hdr(r, "Pragma") || !h_hdr(r, "Content-Type") ||
+        strcmp(h_hdr(r, "Content-Type"), "text/plain") != 0)
+        H_FAIL("message %" PRIu64 " -> %" PRIu64 ": expected the ack 200 OK, text/plain, "
+               "empty, no Pragma; got:\n%s%s", from, to, r->head,
+               excerpt(r->body, r->body_len));
+    h_resp_free(r);
+}
+
+h_resp_t *h_sign_out_(const h_server_t *s, uint64_t id)
+{
+    h_conn_t *c = h_connect_(s);
+    h_sendf_(c, "GET /sign_out?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", id);
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    return r;
+}
+
+void h_drain_joins_(const h_server_t *s, const uint64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            h_resp_t *r = h_wait_once_(s, ids[i]);
+            uint64_t id;
+            int conn;
+            if (r->status != 200 || h_hdr_num(r, "Pragma") != (long long)ids[i] ||
+                !h_parse_entry(r->body, r->body_len, &id, &conn) || id != ids[j] || conn != 1)
+                H_FAIL("member %" PRIu64 ": expected the join of %" PRIu64
+                       " (Pragma %" PRIu64 "), got %d %s:\n%s%s",
+                       ids[i], ids[j], ids[i], r->status, r->reason, r->head,
+                       excerpt(r->body, r->body_len));
+            h_resp_free(r);
+        }
+    }
+}

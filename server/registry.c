@@ -421,12 +421,12 @@ out:
     return rc;
 }
 
-int reg_sign_out(registry_t *r, uint64_t id)
+int reg_sign_out(registry_t *r, uint64_t id, uint64_t now)
 {
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
     if (m)
-        remove_locked(r, m, 0);
+        remove_locked(r, m, now);
     pthread_mutex_unlock(&r->lock);
     return m ? 0 : -ENOENT;
 }
@@ -545,7 +545,8 @@ size_t reg_tick(registry_t *r, uint64_t now)
     while (m) {
         struct member *next = m->next;
         if (m->parked) {
-            if (now - m->parked_at >= r->cfg.wait_timeout_ms) {
+            /* now may predate a wait parked after the caller read the clock. */
+            if (now > m->parked_at && now - m->parked_at >= r->cfg.wait_timeout_ms) {
                 struct reg_waiter *w = take_parked_locked(r, m, now);
                 if (w)
                     w->wake(w, REG_WAKE_IDLE, NULL);
@@ -568,7 +569,7 @@ void reg_shutdown(registry_t *r)
     pthread_mutex_lock(&r->lock);
     r->shutting_down = true;
     for (struct member *m = r->first; m; m = m->next) {
-        struct reg_waiter *w = take_parked_locked(r, m, m->last_seen);
+        struct reg_waiter *w = take_parked_locked(r, m, m->last_seen > m->parked_at ? m->last_seen : m->parked_at);
         if (w)
             w->wake(w, REG_WAKE_SHUTDOWN, NULL);
     }

@@ -64,7 +64,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
                 buf_t *list, uint64_t *id);
 
 /* Remove a member at once and notify the others: 0 or -ENOENT. */
-int reg_sign_out(registry_t *r, uint64_t id);
+int reg_sign_out(registry_t *r, uint64_t id, uint64_t now);
 
 /* Any request from a member refreshes its timeout: 0 or -ENOENT. */
 int reg_touch(registry_t *r, uint64_t id, uint64_t now);

@@ -143,7 +143,7 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         s->close_after_write = true;
     http_slice_t path = req->path;
 
-    if (http_slice_eq(path, "/quit")) {
+    if (http_slice_eq(path, "/quit") && !req->has_query) {
         if (!srv->cfg.allow_quit) {
             resp_append_error(&s->out, 403, "/quit is disabled (start the server with --allow-quit)", ka);
             return ROUTE_RESPONDED;
@@ -176,7 +176,7 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         uint64_t id;
         if (!want_id(s, req, "peer_id", &id, ka))
             return ROUTE_RESPONDED;
-        if (reg_sign_out(srv->reg, id) < 0)
+        if (reg_sign_out(srv->reg, id, clock_now_ms()) < 0)
             router_answer_sorry(s, ka);
         else
             answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);

@@ -292,7 +292,6 @@ void h_server_start_(h_server_t *s, ...)
     servers[s->slot] = *s;
 }
 
-
 int h_server_await_exit_(h_server_t *s, int timeout_ms)
 {
     if (!s->running)

@@ -262,8 +262,8 @@ static void test_read_timeout(void **state)
     static const char *const partial[] = {
         "GET /sign_in?slow HTTP/1.1\r\nHost: x\r\n",
         "GET /sign_in?slow HTTP/1.1\r\nHost: x\r\nX-Half: abc",
-        "POST /message?peer_id=2&to=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-        "Content-Length: 10\r\n\r\nabc",
+        ("POST /message?peer_id=2&to=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 10\r\n\r\nabc"),
     };
     for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++) {
         h_conn_t *c = h_connect(&srv);

@@ -181,7 +181,8 @@ static void test_second_wait_displaces_first(void **state)
     alice_and_bob(&srv);
     h_conn_t *w1 = h_connect(&srv);
     h_send_str(w1, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
-    h_expect_silence(w1, H_SILENCE_MS);
+    /* w1 must be parked before w2 arrives: give the server ample time. */
+    h_expect_silence(w1, 1000);
     h_conn_t *w2 = h_connect(&srv);
     h_send_str(w2, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
     h_resp_t *r = h_read(w1);
@@ -355,6 +356,43 @@ static void test_signout_answers_own_parked_wait(void **state)
     h_pass();
 }
 
+/* A sign-out that answers the others' parked waits (the departure) must not
+ * shorten their member timeout: alice, answered and then idle for a while
+ * (well under the 30 s default), is still a member. */
+static void test_signout_keeps_others_alive(void **state)
+{
+    (void)state;
+    h_server_t srv;
+    h_server_start(&srv, NULL);
+    assert_int_equal(h_sign_in(&srv, "alice"), 1);
+    assert_int_equal(h_sign_in(&srv, "bob"), 2);
+    assert_int_equal(h_sign_in(&srv, "carol"), 3);
+    uint64_t ids[] = {1, 2, 3};
+    h_drain_joins(&srv, ids, 3);
+    h_conn_t *wa = h_connect(&srv);
+    h_send_str(wa, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
+    h_expect_silence(wa, H_SILENCE_MS);
+    h_resp_t *r = h_sign_out(&srv, 3);
+    H_ASSERT_STATUS(r, 200, "OK");
+    h_resp_free(r);
+    r = h_read(wa);
+    H_ASSERT_PRAGMA(r, 1);
+    H_ASSERT_BODY(r, "carol,3,0\n");
+    h_resp_free(r);
+    /* Alice does not poll for a second; bob, parked, hears nothing. */
+    h_resp_t *rb = h_wait_once(&srv, 2);
+    H_ASSERT_BODY(rb, "carol,3,0\n");
+    h_resp_free(rb);
+    h_conn_t *wb = h_connect(&srv);
+    h_send_str(wb, "GET /wait?peer_id=2 HTTP/1.0\r\n\r\n");
+    h_expect_silence(wb, 1500);
+    /* Alice is still a member. */
+    h_send_ok(&srv, 1, 2, "alive", 5, "text/plain");
+    assert_message(h_read(wb), 1, "alive");
+    assert_int_equal(h_server_stop(&srv), 0);
+    h_pass();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +405,7 @@ int main(void)
         H_TEST(test_parked_member_not_timed_out),
         H_TEST(test_signout_drops_queued),
         H_TEST(test_signout_answers_own_parked_wait),
+        H_TEST(test_signout_keeps_others_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

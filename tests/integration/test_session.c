@@ -234,8 +234,8 @@ static void test_options(void **state)
     static const char *const reqs[] = {
         "OPTIONS /message?peer_id=1&to=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "OPTIONS /sign_in HTTP/1.0\r\n\r\n",
-        "OPTIONS /anything HTTP/1.0\r\nOrigin: http://example.org\r\n"
-        "Access-Control-Request-Method: POST\r\n\r\n",
+        ("OPTIONS /anything HTTP/1.0\r\nOrigin: http://example.org\r\n"
+         "Access-Control-Request-Method: POST\r\n\r\n"),
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
         h_resp_t *r = h_request_str(&srv, reqs[i]);

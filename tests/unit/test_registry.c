@@ -133,8 +133,8 @@ static void test_ids_never_reused(void **state)
     (void)state;
     registry_t *r = reg_create(&cfg);
     assert_int_equal(sign_in(r, "x", 0, NULL, 0), 1);
-    assert_int_equal(reg_sign_out(r, 1), 0);
-    assert_int_equal(reg_sign_out(r, 1), -ENOENT);
+    assert_int_equal(reg_sign_out(r, 1, 0), 0);
+    assert_int_equal(reg_sign_out(r, 1, 0), -ENOENT);
     assert_int_equal(sign_in(r, "y", 0, NULL, 0), 2);
     reg_destroy(r);
 }
@@ -272,7 +272,7 @@ static void test_requeue_keeps_order(void **state)
     /* Requeue for a member that left frees the item (ASan checks). */
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
     it = pop(r, a, 0);
-    assert_int_equal(reg_sign_out(r, a), 0);
+    assert_int_equal(reg_sign_out(r, a, 0), 0);
     reg_requeue(r, a, it);
     reg_stats_t st;
     reg_get_stats(r, &st);
@@ -293,7 +293,7 @@ static void test_sign_out_notifies_and_answers_parked(void **state)
     reg_item_t *it = NULL;
     assert_int_equal(reg_wait(r, a, &fa.w, 0, &it), REG_WAIT_PARKED);
     assert_int_equal(reg_wait(r, b, &fb.w, 0, &it), REG_WAIT_PARKED);
-    assert_int_equal(reg_sign_out(r, b), 0);
+    assert_int_equal(reg_sign_out(r, b, 0), 0);
     /* bob's own parked wait is answered with its own entry, ",0". */
     assert_int_equal(fb.wakes, 1);
     assert_int_equal(fb.why, REG_WAKE_GONE);
@@ -433,6 +433,48 @@ static void test_many_members(void **state)
     reg_destroy(r);
 }
 
+static void test_sign_out_restarts_clock_at_now(void **state)
+{
+    (void)state;
+    /* Regression: a sign-out used to stamp the others' clocks with time 0,
+     * so the members it woke timed out at the next tick. */
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 5000, NULL, 0);
+    uint64_t b = sign_in(r, "b", 5000, NULL, 0);
+    reg_item_free(pop(r, a, 5000));
+    struct fake_waiter fa;
+    fake_init(&fa);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 5000, &it), REG_WAIT_PARKED);
+    assert_int_equal(reg_sign_out(r, b, 5100), 0);
+    assert_int_equal(fa.wakes, 1);
+    reg_item_free(fa.item);
+    fa.item = NULL;
+    assert_int_equal(reg_tick(r, 5500), 0);
+    assert_int_equal(reg_touch(r, a, 5600), 0);
+    reg_destroy(r);
+}
+
+static void test_tick_older_than_park(void **state)
+{
+    (void)state;
+    /* Regression: a clock reading taken before a wait parked made the
+     * unsigned age wrap and answered the fresh wait as idle. */
+    reg_config_t c = cfg;
+    c.wait_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 2000, NULL, 0);
+    struct fake_waiter fa;
+    fake_init(&fa);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 2000, &it), REG_WAIT_PARKED);
+    reg_tick(r, 1999);
+    assert_int_equal(fa.wakes, 0);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +491,8 @@ int main(void)
         cmocka_unit_test(test_wait_timeout_and_shutdown),
         cmocka_unit_test(test_member_cap),
         cmocka_unit_test(test_many_members),
+        cmocka_unit_test(test_sign_out_restarts_clock_at_now),
+        cmocka_unit_test(test_tick_older_than_park),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,6 +46,8 @@ LIBCLIENT := $(BUILD)/libpcsig-client.a
 CLIENT   := $(if $(CLIENT_MAIN_SRC),$(BUILD)/pcsig-client)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+# Run again over TLS: every scenario but those that test TLS (or plain) themselves.
+ITEST_TLS_BIN := $(filter-out %/test_tls %/test_client,$(ITEST_BIN))
 
 .PHONY: all run run-tls certs test check clean deps
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT)
@@ -109,7 +111,7 @@ run-tls: all certs
 
 test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN)
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) --tls $(ITEST_TLS_BIN)
 
 check:
 	tools/check-banned.sh

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "http.h"
@@ -25,6 +26,10 @@
 #define SESSION_READ_CHUNK 16384
 #define SESSION_KEEP_CAP 4096 /* buffers above this are released while idle */
 #define SESSION_OUT_SLACK 65536
+/* After an error answer we stop sending and drain what the client is still
+ * sending for up to this long, so that closing does not reset the
+ * connection before the client has read the answer. */
+#define SESSION_LINGER_MS 2000
 
 /* What a step of the state machine left us with. */
 enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
@@ -281,6 +286,7 @@ static void refuse(struct session *s, int status, const char *why)
     buf_reset(&s->out);
     resp_append_error(&s->out, status, why, false);
     s->close_after_write = true;
+    s->linger = true;
     buf_reset(&s->in);
 }
 
@@ -307,8 +313,22 @@ static enum step pump(struct session *s)
             reg_item_free(s->inflight); /* every byte reached the kernel */
             s->inflight = NULL;
         }
-        if (s->close_after_write)
+        if (s->close_after_write && !s->linger)
             return close_session(s);
+        if (s->close_after_write) {
+            if (!s->lingering) {
+                s->lingering = true;
+                shutdown(conn_fd(s->conn), SHUT_WR);
+                atomic_store(&s->deadline_ms, clock_now_ms() + SESSION_LINGER_MS);
+            }
+            char sink[4096];
+            ssize_t n;
+            while ((n = conn_read(s->conn, sink, sizeof sink)) > 0)
+                ;
+            if (n == -EAGAIN)
+                return arm(s, EPOLLIN, atomic_load(&s->deadline_ms));
+            return close_session(s);
+        }
 
         if (s->in.len) {
             http_request_t req;

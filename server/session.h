@@ -53,6 +53,8 @@ struct session {
     reg_item_t *inflight;    /* delivered item whose bytes are in out */
     uint64_t inflight_member;
     bool close_after_write;
+    bool linger;             /* after an error answer: drain input before closing */
+    bool lingering;          /* our side is shut down; discarding what still comes */
     bool closed;
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */

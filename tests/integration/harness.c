@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "conn.h"
 #include "net.h"
+#include "tls.h"
 
 extern char **environ;
 
@@ -34,6 +36,7 @@ const char H_CORS_BLOCK[] =
 
 struct h_conn {
     int fd;
+    conn_t *tls; /* TLS mode: all I/O goes through it */
     uint16_t port;
     char *buf;
     size_t len, cap;
@@ -50,6 +53,29 @@ static h_conn_t *open_conns;
 static const char *where_file = "?";
 static int where_line;
 static unsigned log_counter;
+
+/* TLS mode: one development CA and server certificate per test process. */
+static tls_client_t *tls_client;
+static char tls_dir[64];
+static char tls_cert_path[128], tls_key_path[128];
+
+bool h_tls_mode(void)
+{
+    const char *e = getenv("PCSIG_TEST_TLS");
+    return e && e[0] && strcmp(e, "0") != 0;
+}
+
+static void tls_cleanup(void)
+{
+    tls_client_free(tls_client);
+    tls_client = NULL;
+    if (tls_dir[0]) {
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "harness: could not remove %s\n", tls_dir);
+    }
+}
 
 uint64_t h_now_ms(void)
 {
@@ -199,6 +225,27 @@ static void server_reaped(h_server_t *s, int code)
         servers[s->slot] = *s;
 }
 
+static void tls_prepare(void)
+{
+    if (tls_client)
+        return;
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/pcsig-harness-tls-XXXXXX");
+    if (!mkdtemp(tls_dir))
+        H_FAIL("mkdtemp: errno %d", errno);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "certs/gen-certs.sh --force '%s' >/dev/null", tls_dir);
+    if (system(cmd) != 0)
+        H_FAIL("certs/gen-certs.sh failed (run the tests from the repository root)%s", "");
+    snprintf(tls_cert_path, sizeof tls_cert_path, "%s/server.pem", tls_dir);
+    snprintf(tls_key_path, sizeof tls_key_path, "%s/server.key", tls_dir);
+    char ca[128], why[256] = "";
+    snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+    struct tls_client_options o = {.ca_file = ca};
+    if (tls_client_new(&o, &tls_client, why, sizeof why) < 0)
+        H_FAIL("tls_client_new: %s", why);
+    atexit(tls_cleanup);
+}
+
 void h_server_start_(h_server_t *s, ...)
 {
     memset(s, 0, sizeof *s);
@@ -213,6 +260,13 @@ void h_server_start_(h_server_t *s, ...)
     argv[argc++] = "127.0.0.1";
     argv[argc++] = "--port";
     argv[argc++] = "0";
+    if (h_tls_mode()) {
+        tls_prepare();
+        argv[argc++] = "--tls-cert";
+        argv[argc++] = tls_cert_path;
+        argv[argc++] = "--tls-key";
+        argv[argc++] = tls_key_path;
+    }
     va_list ap;
     va_start(ap, s);
     const char *a;
@@ -533,17 +587,42 @@ bool h_parse_entry(const char *body, size_t len, uint64_t *id, int *connected)
 
 /* ---- connections --------------------------------------------------------- */
 
+/* TLS mode: wrap and handshake. NULL (fd closed) on failure, why says why. */
+static conn_t *tls_wrap_fd(int fd, char *why, size_t why_len)
+{
+    conn_t *t = tls_client_wrap(tls_client, fd, "localhost");
+    if (!t) {
+        close(fd);
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    if (conn_handshake_timed(t, H_TIMEOUT_MS) < 0) {
+        snprintf(why, why_len, "%s", conn_error(t));
+        conn_close(t);
+        return NULL;
+    }
+    return t;
+}
+
 h_conn_t *h_try_connect(const h_server_t *s)
 {
     int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
     if (fd < 0)
         return NULL;
+    conn_t *t = NULL;
+    char why[256];
+    if (tls_client && !(t = tls_wrap_fd(fd, why, sizeof why)))
+        return NULL;
     h_conn_t *c = calloc(1, sizeof *c);
     if (!c) {
-        close(fd);
+        if (t)
+            conn_close(t);
+        else
+            close(fd);
         return NULL;
     }
     c->fd = fd;
+    c->tls = t;
     c->port = s->port;
     c->next = open_conns;
     if (open_conns)
@@ -557,10 +636,15 @@ h_conn_t *h_connect_(const h_server_t *s)
     int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
     if (fd < 0)
         H_FAIL("cannot connect to 127.0.0.1:%u: errno %d", (unsigned)s->port, -fd);
+    conn_t *t = NULL;
+    char why[256];
+    if (tls_client && !(t = tls_wrap_fd(fd, why, sizeof why)))
+        H_FAIL("TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)s->port, why);
     h_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         H_FAIL("out of memory%s", "");
     c->fd = fd;
+    c->tls = t;
     c->port = s->port;
     c->next = open_conns;
     if (open_conns)
@@ -579,7 +663,10 @@ void h_close(h_conn_t *c)
         open_conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    close(c->fd);
+    if (c->tls)
+        conn_close(c->tls); /* closes fd */
+    else
+        close(c->fd);
     free(c->buf);
     free(c);
 }
@@ -598,6 +685,12 @@ void h_send_(h_conn_t *c, const void *p, size_t n)
 {
     const char *b = p;
     uint64_t deadline = clock_now_ms() + H_TIMEOUT_MS;
+    if (c->tls) {
+        int rc = conn_write_all_timed(c->tls, p, n, H_TIMEOUT_MS);
+        if (rc < 0)
+            H_FAIL("TLS send to port %u failed: %d %s", (unsigned)c->port, rc, conn_error(c->tls));
+        return;
+    }
     while (n) {
         ssize_t w = send(c->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
@@ -643,6 +736,30 @@ ssize_t h_pump(h_conn_t *c)
             H_FAIL("out of memory%s", "");
         c->buf = nb;
         c->cap = ncap;
+    }
+    if (c->tls) {
+        /* Drain what OpenSSL has buffered too: poll() cannot see it. */
+        ssize_t total = 0;
+        for (;;) {
+            if (c->cap - c->len < 16384) {
+                size_t ncap = c->cap * 2;
+                char *nb = ncap <= H_MAX_BUFFER ? realloc(c->buf, ncap) : NULL;
+                if (!nb)
+                    H_FAIL("more than %zu bytes buffered on one connection", c->cap);
+                c->buf = nb;
+                c->cap = ncap;
+            }
+            ssize_t n = conn_read(c->tls, c->buf + c->len, c->cap - c->len);
+            if (n > 0) {
+                c->len += (size_t)n;
+                total += n;
+                continue;
+            }
+            if (n == -EAGAIN)
+                return total ? total : -1;
+            c->eof = true; /* close_notify, EOF or reset */
+            return total ? total : 0;
+        }
     }
     for (;;) {
         ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);

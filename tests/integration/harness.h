@@ -248,6 +248,12 @@ void h_drain_joins_(const h_server_t *s, const uint64_t *ids, size_t n);
 /* Parse "name,id,connected\n" (exactly one line): true and the parts. */
 bool h_parse_entry(const char *body, size_t len, uint64_t *id, int *connected);
 
+/* TLS mode (env PCSIG_TEST_TLS=1): every server started by h_server_start
+ * serves TLS with a freshly generated development certificate, and every
+ * h_conn speaks TLS to it (verified against that CA), so each scenario runs
+ * unchanged over TLS. Tests of plain-only behaviour skip themselves. */
+bool h_tls_mode(void);
+
 /* Milliseconds on the monotonic clock. */
 uint64_t h_now_ms(void);
 

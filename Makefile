@@ -44,13 +44,16 @@ LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
 LIBCLIENT := $(BUILD)/libpcsig-client.a
 CLIENT   := $(if $(CLIENT_MAIN_SRC),$(BUILD)/pcsig-client)
+BENCH_SRC := $(wildcard tools/bench*.c)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+BENCH    := $(BUILD)/pcsig-bench
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # Run again over TLS: every scenario but those that test TLS (or plain) themselves.
 ITEST_TLS_BIN := $(filter-out %/test_tls %/test_client,$(ITEST_BIN))
 
-.PHONY: all run run-tls certs test check clean deps
-all: deps $(SERVER) $(LIBCLIENT) $(CLIENT)
+.PHONY: all run run-tls certs test check clean deps bench
+all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH)
 
 # ---- build dependencies: installed when we can, else the exact command ----
 DEB_DEPS := libcmocka-dev
@@ -79,6 +82,15 @@ $(LIBPCSIG): $(COMMON_OBJ)
 
 $(SERVER): $(SERVER_OBJ) $(LIBPCSIG)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS)
+
+$(BENCH): $(BENCH_OBJ) $(LIBPCSIG)
+	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG)
+
+# The figures of BENCHMARKS.md (a few minutes on 2 cores).
+bench: all
+	$(BENCH) --spawn-server $(SERVER) --peers 400 --messages 50000
+	$(BENCH) --spawn-server $(SERVER) --peers 400 --messages 50000 --keepalive
+	$(BENCH) --spawn-server $(SERVER) --peers 1000 --messages 10000 --rate 1000 --keepalive
 
 $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -111,7 +123,8 @@ run-tls: all certs
 
 test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) --tls $(ITEST_TLS_BIN)
+	  PCSIG_BENCH=$(abspath $(BENCH)) \
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh --tls $(ITEST_TLS_BIN)
 
 check:
 	tools/check-banned.sh

@@ -1,0 +1,171 @@
+/*
+ * bench: the pieces of pcsig-bench (the load generator) shared by its files.
+ *
+ *   bench.c        options, the server it may spawn, the phases, the report
+ *   bench_net.c    sockets (loopback source spreading), message bodies,
+ *                  the latency histogram, the random generator
+ *   bench_peers.c  receiver event loops: sign-in, hanging /wait, checking
+ *   bench_send.c   sender threads: POST /message, closed loop or at a rate
+ *
+ * Ownership: struct bench is created by main and outlives every thread.
+ * Each peer belongs to exactly one receiver loop (index % loops), which
+ * alone touches its mutable fields; the few figures several threads update
+ * are atomics in struct bench. Peer ids are written by the loops during
+ * sign-in and only read by senders, which start after main has seen every
+ * sign-in counted (acquire on the counter, release by each increment).
+ */
+#ifndef PCSIG_BENCH_H
+#define PCSIG_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+
+#define BENCH_MAX_SENDERS 256
+#define BENCH_MAX_LOOPS 64
+#define BENCH_MAX_SRC 254          /* 127.0.0.1 .. 127.0.0.254 */
+#define BENCH_MAX_PEERS 1000000
+#define BENCH_BODY_HDR 54          /* fixed prefix of every message body */
+#define BENCH_MAX_SIZE (4u << 20)  /* the server's default body limit */
+#define BENCH_RESP_MAX_HEAD 16384
+#define BENCH_MAX_ATTEMPTS 50      /* sends of one message before giving up */
+#define BENCH_RETRY_MS 20          /* back-off after a 503 or a broken connection */
+
+struct bench_opts {
+    const char *host;       /* --server */
+    uint16_t port;          /* --port */
+    const char *spawn;      /* --spawn-server PATH, or NULL */
+    char **server_args;     /* after "--" */
+    int nserver_args;
+    unsigned peers;
+    uint64_t messages;
+    unsigned senders;
+    unsigned inflight;      /* per sender */
+    double rate;            /* msgs/s in total; 0: closed loop */
+    size_t size;            /* message body bytes */
+    bool keepalive;
+    unsigned loops;         /* receiver event-loop threads */
+    unsigned src_addrs;     /* loopback source addresses to spread over */
+    double timeout_s;
+    double drain_s;
+    unsigned signin_conc;   /* sign-ins in flight per loop */
+    int sign_out;           /* -1: auto (only against an external server) */
+    uint64_t seed;
+    bool quiet;
+};
+
+/* Latency histogram in microseconds: exact below 128 us, then 64 linear
+ * sub-buckets per power of two (about 1.5 % resolution). */
+#define HIST_LINEAR 128u
+#define HIST_SUB 64u
+#define HIST_BUCKETS (HIST_SUB * 60u)
+struct bench_hist {
+    uint64_t count[HIST_BUCKETS];
+    uint64_t n;
+    uint64_t max_us;
+};
+void hist_add(struct bench_hist *h, uint64_t us);
+void hist_merge(struct bench_hist *dst, const struct bench_hist *src);
+/* Value (us) at quantile q in [0,1]: the midpoint of its bucket; 0 when empty. */
+double hist_quantile(const struct bench_hist *h, double q);
+
+/* xorshift64*: a per-thread generator; never seeded with 0. */
+uint64_t bench_rand(uint64_t *state);
+
+uint64_t bench_now_ns(void);
+
+/* What a message body says (see bench_body_encode for the layout). */
+struct bench_msg {
+    unsigned sender;   /* sender thread index */
+    uint64_t num;      /* message number within that sender */
+    uint64_t from_id;  /* server id of the peer it was posted as */
+    uint32_t to;       /* receiver peer index */
+    uint32_t seq;      /* per (sender thread, receiver), from 1 */
+    uint64_t t_ns;     /* bench_now_ns() when the POST started */
+};
+/* Write exactly size (>= BENCH_BODY_HDR) bytes for m into dst. */
+void bench_body_encode(char *dst, size_t size, const struct bench_msg *m);
+/* Decode and verify a received body: 0, or -EINVAL when anything is off. */
+int bench_body_decode(const char *p, size_t n, size_t size, struct bench_msg *m);
+
+struct bench_peer {
+    uint64_t id;          /* the server's id; 0 until signed in */
+    uint32_t index;
+    bool dead;            /* the server no longer knows it */
+    struct pconn *wait;   /* its /wait connection (keep-alive: its only one) */
+    uint64_t retry_at_ms; /* re-poll due at this time when nonzero */
+};
+
+struct bench_loop;
+struct bench_sender;
+
+enum bench_phase { PH_JOIN = 0, PH_RUN, PH_SIGNOUT, PH_STOP };
+
+struct bench {
+    struct bench_opts o;
+    struct sockaddr_storage srv;
+    socklen_t srv_len;
+    bool spread_src;            /* server on IPv4 loopback: bind sources */
+    char host_hdr[300];         /* Host header value for HTTP/1.1 */
+
+    struct bench_peer *peers;   /* [o.peers] */
+    uint32_t *last_seq;         /* [peer * senders + s], owned by the peer's loop */
+    uint64_t msgs_for[BENCH_MAX_SENDERS];
+    _Atomic uint64_t *seen[BENCH_MAX_SENDERS]; /* bitmap over message numbers */
+    uint64_t join_target;       /* N(N-1)/2 */
+    uint64_t t0_ns;             /* sign-in start */
+
+    atomic_int phase;
+    atomic_bool stop;           /* everyone: finish now */
+
+    atomic_uint_fast64_t signed_in, signin_failed, signed_out;
+    atomic_uint_fast64_t joins, leaves, idle_answers, gone, unexpected, wait_errors;
+    atomic_uint_fast64_t delivered, dups, reordered, corrupt;
+    atomic_uint_fast64_t t_signed_in_ns, t_joined_ns;
+    atomic_uint src_rr;
+
+    struct bench_loop *loops;
+    struct bench_sender *senders;
+};
+
+/* Sender-side figures, read by main after the thread is joined. */
+struct bench_send_stats {
+    uint64_t sent;        /* messages started (first attempts) */
+    uint64_t accepted;    /* 200 OK */
+    uint64_t refused;     /* given up: 500, 4xx, too many attempts */
+    uint64_t busy503;     /* 503 answers (retried) */
+    uint64_t conn_errors; /* connections lost or refused (retried) */
+    uint64_t first_ns, last_ns;
+};
+
+/* bench_net.c */
+/* A non-blocking TCP socket connecting to the server (EINPROGRESS is fine),
+ * bound to one of the loopback sources when b->spread_src. fd or -errno. */
+int bench_connect(struct bench *b);
+/* Write what is left of p[0..len) from *off; 1 when all is out, 0 on
+ * EAGAIN, -errno on error. */
+int bench_write(int fd, const char *p, size_t len, size_t *off);
+/* Pending SO_ERROR of fd (0 when connected). */
+int bench_so_error(int fd);
+/* Read what fd has into in (growing it by up to chunk): >0 bytes, 0 EOF,
+ * -EAGAIN, or -errno. */
+long bench_read(int fd, buf_t *in, size_t chunk);
+
+/* bench_peers.c */
+int bench_loops_start(struct bench *b);
+void bench_loops_join(struct bench *b, struct bench_hist *lat, uint64_t *last_delivery_ns);
+/* Loops that finished their sign-outs. */
+unsigned bench_loops_signout_done(const struct bench *b);
+
+/* bench_send.c */
+int bench_senders_start(struct bench *b);
+void bench_senders_join(struct bench *b, struct bench_send_stats *total);
+/* Messages settled so far (accepted or given up), over all senders. */
+uint64_t bench_senders_settled(const struct bench *b);
+
+#endif

@@ -1,0 +1,273 @@
+/*
+ * bench_net: the small helpers every pcsig-bench thread uses: non-blocking
+ * connects spread over loopback source addresses, short-write-safe writes,
+ * reads into a bounded buffer, the message body codec, the latency
+ * histogram and a per-thread random generator. All are thread-safe (they
+ * touch only their arguments, plus one atomic round-robin counter).
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+/*
+ * Bind to 127.0.0.k before connecting, with IP_BIND_ADDRESS_NO_PORT so the
+ * kernel picks the port at connect() time per 4-tuple: each source address
+ * gets its own ephemeral range, which is what lets tens of thousands of
+ * connections (and their TIME_WAITs) coexist. Sources are 127.0.0.0/8 only.
+ */
+static int bind_source(struct bench *b, int fd, unsigned *k)
+{
+    struct sockaddr_in src;
+    int one = 1;
+
+    *k = atomic_fetch_add(&b->src_rr, 1) % b->o.src_addrs;
+    memset(&src, 0, sizeof src);
+    src.sin_family = AF_INET;
+    src.sin_port = 0;
+    src.sin_addr.s_addr = htonl(0x7f000001u + *k); /* 127.0.0.(1+k), k < 254 */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
+        return -errno;
+    return 0;
+}
+
+int bench_connect(struct bench *b)
+{
+    int last = -EADDRNOTAVAIL;
+    unsigned tries = b->spread_src ? b->o.src_addrs : 1;
+
+    /* EADDRNOTAVAIL: this source ran out of ports; the next one may not have. */
+    for (unsigned t = 0; t < tries; t++) {
+        int fd = socket(b->srv.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (b->spread_src) {
+            unsigned k;
+            int rc = bind_source(b, fd, &k);
+            if (rc < 0) {
+                close(fd);
+                last = rc;
+                continue;
+            }
+        }
+        if (connect(fd, (struct sockaddr *)&b->srv, b->srv_len) == 0 || errno == EINPROGRESS)
+            return fd;
+        last = -errno;
+        close(fd);
+        if (last != -EADDRNOTAVAIL && last != -EADDRINUSE)
+            break;
+    }
+    return last;
+}
+
+int bench_write(int fd, const char *p, size_t len, size_t *off)
+{
+    while (*off < len) {
+        ssize_t n = send(fd, p + *off, len - *off, MSG_NOSIGNAL);
+        if (n > 0) {
+            *off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return n < 0 ? -errno : -EPIPE;
+    }
+    return 1;
+}
+
+int bench_so_error(int fd)
+{
+    int err = 0;
+    socklen_t sl = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+        return errno;
+    return err;
+}
+
+long bench_read(int fd, buf_t *in, size_t chunk)
+{
+    size_t room = buf_room(in);
+    if (room == 0)
+        return -E2BIG;
+    if (chunk > room)
+        chunk = room;
+    if (in->cap - in->len < chunk / 2 || in->cap == in->len) {
+        int rc = buf_reserve(in, chunk);
+        if (rc < 0)
+            return rc;
+    }
+    size_t want = in->cap - in->len;
+    if (want > room)
+        want = room;
+    for (;;) {
+        ssize_t n = recv(fd, in->data + in->len, want, 0);
+        if (n > 0) {
+            in->len += (size_t)n;
+            return (long)n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -EAGAIN;
+        return -errno;
+    }
+}
+
+/* ---- message bodies ----------------------------------------------------- */
+
+/*
+ * Layout: "P" sender(4 hex) number(8) from_id(8) to(8) seq(8) t_ns(16) "|",
+ * 54 bytes, then padding whose every byte depends on the message number
+ * and its offset, so a truncated, shifted or mixed-up body never checks.
+ */
+static char pad_byte(uint64_t num, size_t i)
+{
+    return (char)('a' + (num * 7u + i) % 26u);
+}
+
+void bench_body_encode(char *dst, size_t size, const struct bench_msg *m)
+{
+    char hdr[BENCH_BODY_HDR + 1];
+    snprintf(hdr, sizeof hdr, "P%04x%08llx%08llx%08x%08x%016llx|", m->sender & 0xffffu,
+             (unsigned long long)(m->num & 0xffffffffu),
+             (unsigned long long)(m->from_id & 0xffffffffu), (unsigned)m->to, (unsigned)m->seq,
+             (unsigned long long)m->t_ns);
+    memcpy(dst, hdr, BENCH_BODY_HDR);
+    for (size_t i = BENCH_BODY_HDR; i < size; i++)
+        dst[i] = pad_byte(m->num, i);
+}
+
+static int hex_field(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return -EINVAL;
+        v = (v << 4) | d;
+    }
+    *out = v;
+    return 0;
+}
+
+int bench_body_decode(const char *p, size_t n, size_t size, struct bench_msg *m)
+{
+    uint64_t s, num, from, to, seq, t;
+    if (n != size || n < BENCH_BODY_HDR || p[0] != 'P' || p[BENCH_BODY_HDR - 1] != '|')
+        return -EINVAL;
+    if (hex_field(p + 1, 4, &s) || hex_field(p + 5, 8, &num) || hex_field(p + 13, 8, &from) ||
+        hex_field(p + 21, 8, &to) || hex_field(p + 29, 8, &seq) || hex_field(p + 37, 16, &t))
+        return -EINVAL;
+    for (size_t i = BENCH_BODY_HDR; i < n; i++) {
+        if (p[i] != pad_byte(num, i))
+            return -EINVAL;
+    }
+    m->sender = (unsigned)s;
+    m->num = num;
+    m->from_id = from;
+    m->to = (uint32_t)to;
+    m->seq = (uint32_t)seq;
+    m->t_ns = t;
+    return 0;
+}
+
+/* ---- latency histogram -------------------------------------------------- */
+
+static unsigned hist_index(uint64_t v)
+{
+    if (v < HIST_LINEAR)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned shift = msb - 6u;           /* mantissa in [64, 128) */
+    unsigned idx = shift * HIST_SUB + (unsigned)(v >> shift);
+    return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
+}
+
+static double hist_value(unsigned idx)
+{
+    if (idx < HIST_LINEAR)
+        return idx;
+    unsigned shift = idx / HIST_SUB - 1u;
+    uint64_t mant = idx - shift * HIST_SUB;
+    double lo = (double)(mant << shift);
+    double hi = (double)((mant + 1) << shift);
+    return (lo + hi) / 2.0;
+}
+
+void hist_add(struct bench_hist *h, uint64_t us)
+{
+    h->count[hist_index(us)]++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+void hist_merge(struct bench_hist *dst, const struct bench_hist *src)
+{
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        dst->count[i] += src->count[i];
+    dst->n += src->n;
+    if (src->max_us > dst->max_us)
+        dst->max_us = src->max_us;
+}
+
+double hist_quantile(const struct bench_hist *h, double q)
+{
+    if (h->n == 0)
+        return 0.0;
+    uint64_t rank = (uint64_t)(q * (double)h->n);
+    if ((double)rank < q * (double)h->n)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->count[i];
+        if (seen >= rank) {
+            double v = hist_value(i);
+            return v > (double)h->max_us ? (double)h->max_us : v;
+        }
+    }
+    return (double)h->max_us;
+}

@@ -61,4 +61,12 @@ typedef struct proto_entry {
  */
 long proto_entry_parse(const char *s, size_t n, proto_entry_t *e);
 
+/* Equal bytes, in time that depends only on n (for secrets). */
+bool proto_ct_equal(const void *a, const void *b, size_t n);
+
+/* Hex codec for tokens: proto_hex_decode needs exactly 2*n hex digits (either
+ * case) and returns 0 or -EINVAL; proto_hex_encode writes 2*n chars + NUL. */
+int proto_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n);
+void proto_hex_encode(const uint8_t *in, size_t n, char *out);
+
 #endif

@@ -65,6 +65,11 @@ static void usage(FILE *f)
         "  --tls-key FILE         PEM private key of --tls-cert\n"
         "  --tls-port N           a TLS listener beside the plain one (0 = any free port)\n"
         "  --tls-client-ca FILE   require client certificates signed by this CA (mutual TLS)\n"
+        "  --secure-ids           give each member a secret token at sign-in (header\n"
+        "                         X-Pcsig-Token); /wait, /message, /sign_out must carry it\n"
+        "                         (same header, or token= in the query), else 403\n"
+        "  --auth-token TOKEN     /sign_in needs 'Authorization: Bearer TOKEN', else 401\n"
+        "  --auth-token-file FILE the same with any token of FILE (one per line)\n"
         "                         SIGHUP re-reads certificate and key without dropping anyone\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --version              print the version\n"
@@ -105,7 +110,8 @@ enum {
     OPT_PORT = 256, OPT_BIND, OPT_PORT_FILE, OPT_WORKERS, OPT_MAX_CONN, OPT_MAX_MEMBERS,
     OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
     OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
-    OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA,
+    OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA, OPT_SECURE_IDS, OPT_AUTH_TOKEN,
+    OPT_AUTH_TOKEN_FILE,
 };
 
 int config_parse(int argc, char **argv, struct server_config *cfg)
@@ -132,6 +138,9 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-port", required_argument, NULL, OPT_TLS_PORT},
         {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+        {"secure-ids", no_argument, NULL, OPT_SECURE_IDS},
+        {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
+        {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -170,6 +179,9 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         case OPT_TLS_KEY: cfg->tls_key = optarg; break;
         case OPT_TLS_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->tls_port = (int)v; break;
         case OPT_TLS_CLIENT_CA: cfg->tls_client_ca = optarg; break;
+        case OPT_SECURE_IDS: cfg->secure_ids = true; break;
+        case OPT_AUTH_TOKEN: cfg->auth_token = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
+        case OPT_AUTH_TOKEN_FILE: cfg->auth_token_file = optarg; break;
         case OPT_VERSION: printf("pcsig-server %s\n", PCSIG_VERSION); return CONFIG_EXIT_OK;
         case OPT_HELP: usage(stdout); return CONFIG_EXIT_OK;
         case '?':

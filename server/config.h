@@ -30,6 +30,9 @@ struct server_config {
     const char *tls_key;
     const char *tls_client_ca; /* require client certificates from this CA */
     int tls_port;              /* -1: no separate TLS port */
+    bool secure_ids;           /* per-member secret tokens, 403 without */
+    const char *auth_token;    /* sign-in needs "Authorization: Bearer <this>" */
+    const char *auth_token_file; /* ... or one of the tokens in this file */
 };
 
 /* Fill cfg with the defaults. */

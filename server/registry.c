@@ -37,6 +37,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "log.h"
 #include "proto.h"
@@ -65,6 +66,7 @@ struct member {
     uint64_t last_seen;
     reg_item_t *qhead, *qtail;
     size_t q_msgs, q_bytes; /* messages only; notifications are unbounded but small */
+    uint8_t token[REG_TOKEN_BYTES]; /* secure_ids only */
     size_t name_len;
     char name[];
 };
@@ -378,6 +380,11 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     if (r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0)
         goto out;
     memset(m, 0, sizeof *m);
+    if (r->cfg.secure_ids &&
+        getrandom(m->token, sizeof m->token, 0) != (ssize_t)sizeof m->token) {
+        rc = -EIO; /* never hand out a guessable token */
+        goto out;
+    }
     m->id = r->next_id;
     if (n == 0) {
         /* The original names anonymous members after their id. */
@@ -418,6 +425,26 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
 out:
     pthread_mutex_unlock(&r->lock);
     free(m);
+    return rc;
+}
+
+int reg_member_token(registry_t *r, uint64_t id, uint8_t out[REG_TOKEN_BYTES])
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m)
+        memcpy(out, m->token, REG_TOKEN_BYTES);
+    pthread_mutex_unlock(&r->lock);
+    return m ? 0 : -ENOENT;
+}
+
+int reg_check_token(registry_t *r, uint64_t id, const uint8_t *token, size_t len)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    int rc = !m ? -ENOENT
+                : (len == REG_TOKEN_BYTES && proto_ct_equal(m->token, token, len)) ? 0 : -EACCES;
+    pthread_mutex_unlock(&r->lock);
     return rc;
 }
 

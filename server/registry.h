@@ -21,7 +21,10 @@ typedef struct reg_config {
     size_t max_members;         /* sign-ins past this: -EUSERS */
     size_t queue_max_msgs;      /* messages queued per member */
     size_t queue_max_bytes;     /* message body bytes queued per member */
+    bool secure_ids;            /* give each member a random secret token */
 } reg_config_t;
+
+#define REG_TOKEN_BYTES 16
 
 /* Why a parked waiter is woken. */
 enum reg_wake {
@@ -62,6 +65,12 @@ void reg_destroy(registry_t *r);
  */
 int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t now,
                 buf_t *list, uint64_t *id);
+
+/* The secret token of member id (secure_ids): 0, -ENOENT. */
+int reg_member_token(registry_t *r, uint64_t id, uint8_t out[REG_TOKEN_BYTES]);
+/* Does token (any length) match member id's, compared in constant time?
+ * 0, -ENOENT (no such member), -EACCES (wrong or missing token). */
+int reg_check_token(registry_t *r, uint64_t id, const uint8_t *token, size_t len);
 
 /* Remove a member at once and notify the others: 0 or -ENOENT. */
 int reg_sign_out(registry_t *r, uint64_t id, uint64_t now);

@@ -6,6 +6,14 @@
 
 #include <string.h>
 
+#define CORS_BLOCK_SECURE                                                        \
+    "Access-Control-Allow-Origin: *\r\n"                                         \
+    "Access-Control-Allow-Credentials: true\r\n"                                 \
+    "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"                       \
+    "Access-Control-Allow-Headers: Content-Type, Content-Length, Connection, "   \
+    "Cache-Control, X-Pcsig-Token\r\n"                                           \
+    "Access-Control-Expose-Headers: Content-Length, X-Pcsig-Token\r\n"
+
 #define CORS_BLOCK                                                               \
     "Access-Control-Allow-Origin: *\r\n"                                         \
     "Access-Control-Allow-Credentials: true\r\n"                                 \
@@ -68,7 +76,7 @@ int resp_append(buf_t *out, const struct resp *r)
     if (rc == 0 && r->extra)
         rc = buf_append_str(out, r->extra);
     if (rc == 0)
-        rc = buf_append_str(out, CORS_BLOCK "\r\n");
+        rc = buf_append_str(out, r->cors_token ? CORS_BLOCK_SECURE "\r\n" : CORS_BLOCK "\r\n");
     if (rc == 0 && r->body_len)
         rc = buf_append(out, r->body, r->body_len);
     if (rc < 0)

@@ -26,6 +26,7 @@ struct resp {
     uint64_t pragma;        /* 0: no Pragma header */
     bool keep_alive;
     const char *extra;      /* extra header lines, each ending in CRLF, or NULL */
+    bool cors_token;        /* --secure-ids: let browsers send and read X-Pcsig-Token */
 };
 
 /* Append one response: 0 or the buf error (nothing appended then). */

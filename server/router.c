@@ -6,7 +6,9 @@
 #include "router.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "clock.h"
 #include "log.h"
@@ -67,9 +69,64 @@ static int want_id(struct session *s, const http_request_t *req, const char *key
     return 0;
 }
 
+/* --auth-token: "Authorization: Bearer <token>" with one of the tokens. */
+static bool sign_in_authorized(const struct server *srv, const http_request_t *req)
+{
+    if (srv->nauth_tokens == 0)
+        return true;
+    const http_header_t *h = http_find_header(req->headers, req->num_headers, "Authorization");
+    if (!h || h->value.len <= 7 || strncasecmp(h->value.ptr, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = h->value.ptr + 7;
+    size_t len = h->value.len - 7;
+    bool ok = false;
+    for (size_t i = 0; i < srv->nauth_tokens; i++) {
+        const char *want = srv->auth_tokens[i];
+        /* Every token is compared, each in constant time. */
+        if (strlen(want) == len)
+            ok |= proto_ct_equal(want, tok, len);
+    }
+    return ok;
+}
+
+/* --secure-ids: does the request carry member id's token? Unknown members
+ * pass here and are refused by their handler as before. */
+static bool token_ok(struct session *s, const http_request_t *req, uint64_t id, bool ka)
+{
+    struct server *srv = s->srv;
+    if (!srv->cfg.secure_ids)
+        return true;
+    const char *text = NULL;
+    size_t text_len = 0;
+    const http_header_t *h = http_find_header(req->headers, req->num_headers, "X-Pcsig-Token");
+    if (h) {
+        text = h->value.ptr;
+        text_len = h->value.len;
+    } else if (proto_query_get(req->query.ptr, req->query.len, "token", &text, &text_len) != 1) {
+        text = NULL;
+    }
+    uint8_t token[REG_TOKEN_BYTES];
+    size_t len = text && proto_hex_decode(text, text_len, token, sizeof token) == 0 ? sizeof token : 0;
+    int rc = reg_check_token(srv->reg, id, token, len);
+    if (rc != -EACCES)
+        return true;
+    resp_append_error(&s->out, 403, "missing or wrong token for this peer_id (--secure-ids)", ka);
+    return false;
+}
+
 static void handle_sign_in(struct session *s, const http_request_t *req, bool ka)
 {
     struct server *srv = s->srv;
+    if (!sign_in_authorized(srv, req)) {
+        static const char why[] = "sign-in needs Authorization: Bearer <token>\n";
+        struct resp r = {
+            .status = 401, .reason = "Unauthorized", .has_ctype = true,
+            .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
+            .keep_alive = ka, .extra = "WWW-Authenticate: Bearer realm=\"pcsig\"\r\n",
+        };
+        resp_append(&s->out, &r);
+        return;
+    }
     buf_t list;
     /* Own entry plus every member: bounded by the member cap. */
     buf_init(&list, (srv->cfg.max_members + 1) * (PROTO_MAX_NAME + 32));
@@ -77,7 +134,21 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
     int rc = reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(), &list, &id);
     if (rc == 0) {
         log_debug("member %llu signed in from %s", (unsigned long long)id, s->peer);
-        answer(s, 200, "Added", "text/plain", list.data, list.len, id, ka);
+        char extra[64] = "";
+        uint8_t token[REG_TOKEN_BYTES];
+        if (srv->cfg.secure_ids && reg_member_token(srv->reg, id, token) == 0) {
+            char hex[2 * REG_TOKEN_BYTES + 1];
+            proto_hex_encode(token, sizeof token, hex);
+            snprintf(extra, sizeof extra, "X-Pcsig-Token: %s\r\n", hex);
+            explicit_bzero(token, sizeof token);
+        }
+        struct resp r = {
+            .status = 200, .reason = "Added", .has_ctype = true, .ctype = "text/plain",
+            .ctype_len = 10, .body = list.data, .body_len = list.len, .pragma = id,
+            .keep_alive = ka, .extra = extra[0] ? extra : NULL, .cors_token = srv->cfg.secure_ids,
+        };
+        resp_append(&s->out, &r);
+        explicit_bzero(extra, sizeof extra);
     } else if (rc == -EUSERS) {
         resp_append_error(&s->out, 503, "member limit reached", ka);
     } else if (rc == -ESHUTDOWN) {
@@ -94,7 +165,8 @@ static void handle_message(struct session *s, const http_request_t *req, const c
 {
     struct server *srv = s->srv;
     uint64_t from, to;
-    if (!want_id(s, req, "peer_id", &from, ka) || !want_id(s, req, "to", &to, ka))
+    if (!want_id(s, req, "peer_id", &from, ka) || !want_id(s, req, "to", &to, ka) ||
+        !token_ok(s, req, from, ka))
         return;
     uint64_t now = clock_now_ms();
     size_t len = (size_t)req->content_length;
@@ -155,7 +227,9 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         return ROUTE_RESPONDED;
     }
     if (req->method == HTTP_METHOD_OPTIONS) {
-        answer(s, 200, "OK", NULL, NULL, 0, 0, ka);
+        struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka,
+                         .cors_token = srv->cfg.secure_ids};
+        resp_append(&s->out, &r);
         return ROUTE_RESPONDED;
     }
     if (http_slice_eq(path, "/sign_in")) {
@@ -167,14 +241,14 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         return ROUTE_RESPONDED;
     }
     if (http_slice_eq(path, "/wait")) {
-        if (!want_id(s, req, "peer_id", wait_member, ka))
+        if (!want_id(s, req, "peer_id", wait_member, ka) || !token_ok(s, req, *wait_member, ka))
             return ROUTE_RESPONDED;
         s->wait_keep_alive = ka;
         return ROUTE_WAIT;
     }
     if (http_slice_eq(path, "/sign_out")) {
         uint64_t id;
-        if (!want_id(s, req, "peer_id", &id, ka))
+        if (!want_id(s, req, "peer_id", &id, ka) || !token_ok(s, req, id, ka))
             return ROUTE_RESPONDED;
         if (reg_sign_out(srv->reg, id, clock_now_ms()) < 0)
             router_answer_sorry(s, ka);

@@ -290,6 +290,51 @@ static int write_port_file(const char *path, uint16_t port)
     return rc;
 }
 
+static int add_token(struct server *srv, const char *tok, size_t len)
+{
+    char **grown = realloc(srv->auth_tokens, (srv->nauth_tokens + 1) * sizeof *grown);
+    if (!grown)
+        return -ENOMEM;
+    srv->auth_tokens = grown;
+    char *copy = strndup(tok, len);
+    if (!copy)
+        return -ENOMEM;
+    srv->auth_tokens[srv->nauth_tokens++] = copy;
+    return 0;
+}
+
+/* The sign-in tokens: --auth-token, plus each non-empty line of the file. */
+static int load_auth_tokens(struct server *srv, const struct server_config *cfg)
+{
+    int rc = 0;
+    if (cfg->auth_token && (rc = add_token(srv, cfg->auth_token, strlen(cfg->auth_token))) < 0)
+        return rc;
+    if (!cfg->auth_token_file)
+        return 0;
+    FILE *f = fopen(cfg->auth_token_file, "r");
+    if (!f) {
+        rc = -errno;
+        log_errno(LOG_ERROR, errno, "cannot read --auth-token-file %s", cfg->auth_token_file);
+        return rc;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+            n--;
+        if (n > 0 && line[0] != '#')
+            rc = add_token(srv, line, (size_t)n);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && srv->nauth_tokens == 0) {
+        log_error("--auth-token-file %s holds no token", cfg->auth_token_file);
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
 int server_start(struct server *srv, const struct server_config *cfg)
 {
     memset(srv, 0, sizeof *srv);
@@ -316,8 +361,11 @@ int server_start(struct server *srv, const struct server_config *cfg)
         .max_members = cfg->max_members,
         .queue_max_msgs = cfg->queue_max_msgs,
         .queue_max_bytes = cfg->queue_max_bytes,
+        .secure_ids = cfg->secure_ids,
     };
-    int err = 0;
+    int err = load_auth_tokens(srv, cfg);
+    if (err < 0)
+        goto fail;
     srv->reg = reg_create(&rc);
     if (!srv->reg) {
         err = -ENOMEM;
@@ -494,6 +542,14 @@ void server_stop(struct server *srv)
     srv->workers = NULL;
     tls_server_free(srv->tls);
     srv->tls = NULL;
+    for (size_t i = 0; i < srv->nauth_tokens; i++) {
+        /* Secrets do not linger in freed memory. */
+        explicit_bzero(srv->auth_tokens[i], strlen(srv->auth_tokens[i]));
+        free(srv->auth_tokens[i]);
+    }
+    free(srv->auth_tokens);
+    srv->auth_tokens = NULL;
+    srv->nauth_tokens = 0;
     reg_destroy(srv->reg);
     srv->reg = NULL;
     if (srv->epfd >= 0)

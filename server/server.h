@@ -35,6 +35,8 @@ struct server {
     bool listen_tls[SERVER_MAX_LISTENERS];
     int nlisten;
     tls_server_t *tls; /* NULL: no TLS */
+    char **auth_tokens; /* sign-in bearer tokens (--auth-token, --auth-token-file) */
+    size_t nauth_tokens;
     uint16_t tls_port;
     int acceptor_wake_fd; /* eventfd: stop the acceptor */
     int epfd;

@@ -348,6 +348,24 @@ static void test_entry_parse_list(void **state)
     assert_string_equal(list + off, "half,3");
 }
 
+static void test_tokens_hex_and_ct(void **state)
+{
+    (void)state;
+    uint8_t in[4] = {0x00, 0x9f, 0xa0, 0xff}, out[4];
+    char hex[9];
+    proto_hex_encode(in, 4, hex);
+    assert_string_equal(hex, "009fa0ff");
+    assert_int_equal(proto_hex_decode("009FA0ff", 8, out, 4), 0);
+    assert_memory_equal(in, out, 4);
+    assert_int_equal(proto_hex_decode("009fa0f", 7, out, 4), -EINVAL);
+    assert_int_equal(proto_hex_decode("009fa0fg", 8, out, 4), -EINVAL);
+    assert_int_equal(proto_hex_decode("", 0, out, 4), -EINVAL);
+    assert_true(proto_ct_equal("abcd", "abcd", 4));
+    assert_false(proto_ct_equal("abcd", "abce", 4));
+    assert_false(proto_ct_equal("\x80" "bcd", "abcd", 4));
+    assert_true(proto_ct_equal("", "x", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_entry_round_trip),
         cmocka_unit_test(test_entry_parse),
         cmocka_unit_test(test_entry_parse_list),
+        cmocka_unit_test(test_tokens_hex_and_ct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,9 @@ static void usage(FILE *f)
         "                         (same header, or token= in the query), else 403\n"
         "  --auth-token TOKEN     /sign_in needs 'Authorization: Bearer TOKEN', else 401\n"
         "  --auth-token-file FILE the same with any token of FILE (one per line)\n"
+        "  --max-conns-per-ip N   open connections per client address, else 429 (default: off)\n"
+        "  --rate-limit N         requests per second per client address (burst 2N),\n"
+        "                         else 429 (default: off)\n"
         "                         SIGHUP re-reads certificate and key without dropping anyone\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --version              print the version\n"
@@ -111,7 +114,7 @@ enum {
     OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
     OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA, OPT_SECURE_IDS, OPT_AUTH_TOKEN,
-    OPT_AUTH_TOKEN_FILE,
+    OPT_AUTH_TOKEN_FILE, OPT_MAX_CONNS_PER_IP, OPT_RATE_LIMIT,
 };
 
 int config_parse(int argc, char **argv, struct server_config *cfg)
@@ -141,6 +144,8 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         {"secure-ids", no_argument, NULL, OPT_SECURE_IDS},
         {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
         {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
+        {"max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP},
+        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -182,6 +187,8 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         case OPT_SECURE_IDS: cfg->secure_ids = true; break;
         case OPT_AUTH_TOKEN: cfg->auth_token = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
         case OPT_AUTH_TOKEN_FILE: cfg->auth_token_file = optarg; break;
+        case OPT_MAX_CONNS_PER_IP: rc = parse_size(optarg, 1, 10000000, &v); cfg->max_conns_per_ip = v; break;
+        case OPT_RATE_LIMIT: rc = parse_size(optarg, 1, 10000000, &cfg->rate_limit); break;
         case OPT_VERSION: printf("pcsig-server %s\n", PCSIG_VERSION); return CONFIG_EXIT_OK;
         case OPT_HELP: usage(stdout); return CONFIG_EXIT_OK;
         case '?':

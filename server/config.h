@@ -33,6 +33,8 @@ struct server_config {
     bool secure_ids;           /* per-member secret tokens, 403 without */
     const char *auth_token;    /* sign-in needs "Authorization: Bearer <this>" */
     const char *auth_token_file; /* ... or one of the tokens in this file */
+    size_t max_conns_per_ip;   /* 0: no limit */
+    uint64_t rate_limit;       /* requests per second per address, 0: no limit */
 };
 
 /* Fill cfg with the defaults. */

@@ -34,6 +34,19 @@ const char resp_busy_bytes[] =
     "connection limit reached\n";
 const size_t resp_busy_len = sizeof resp_busy_bytes - 1;
 
+#define PER_IP_BODY "too many connections from your address\n"
+const char resp_per_ip_bytes[] =
+    "HTTP/1.1 429 Too Many Requests\r\n"
+    "Server: pcsig/" PCSIG_VERSION "\r\n"
+    "Cache-Control: no-cache\r\n"
+    "Connection: close\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 39\r\n"
+    CORS_BLOCK
+    "\r\n" PER_IP_BODY;
+_Static_assert(sizeof PER_IP_BODY - 1 == 39, "Content-Length of the 429");
+const size_t resp_per_ip_len = sizeof resp_per_ip_bytes - 1;
+
 const char *resp_reason(int status)
 {
     switch (status) {
@@ -45,6 +58,7 @@ const char *resp_reason(int status)
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";

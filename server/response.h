@@ -41,5 +41,8 @@ const char *resp_reason(int status);
 /* The fixed 503 sent by the acceptor when the connection cap is reached. */
 extern const char resp_busy_bytes[];
 extern const size_t resp_busy_len;
+/* The fixed 429 sent by the acceptor past --max-conns-per-ip. */
+extern const char resp_per_ip_bytes[];
+extern const size_t resp_per_ip_len;
 
 #endif

@@ -213,6 +213,16 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
     bool ka = req->keep_alive && !atomic_load(&srv->draining);
     if (!ka)
         s->close_after_write = true;
+    if (!rl_request(srv->rl, &s->rl_key, clock_now_ms())) {
+        struct resp r = {
+            .status = 429, .reason = "Too Many Requests", .has_ctype = true,
+            .ctype = "text/plain", .ctype_len = 10, .body = "request rate limit reached\n",
+            .body_len = 27, .keep_alive = false, .extra = "Retry-After: 1\r\n",
+        };
+        resp_append(&s->out, &r);
+        s->close_after_write = true;
+        return ROUTE_RESPONDED;
+    }
     http_slice_t path = req->path;
 
     if (http_slice_eq(path, "/quit") && !req->has_query) {

@@ -158,6 +158,7 @@ static void *reaper_main(void *arg)
         uint64_t now = clock_now_ms();
         reg_tick(srv->reg, now);
         sweep_sessions(srv, now);
+        rl_sweep(srv->rl, now);
         pthread_mutex_lock(&srv->reaper_lock);
     }
     pthread_mutex_unlock(&srv->reaper_lock);
@@ -175,12 +176,22 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
         close(fd);
         return;
     }
-    struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
-    if (!s) {
-        log_error("out of memory: connection refused");
+    rl_key_t key;
+    rl_key_from(&key, (struct sockaddr *)ss);
+    if (!rl_conn_open(srv->rl, &key)) {
+        ssize_t w = send(fd, resp_per_ip_bytes, resp_per_ip_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
         close(fd);
         return;
     }
+    struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
+    if (!s) {
+        log_error("out of memory: connection refused");
+        rl_conn_close(srv->rl, &key);
+        close(fd);
+        return;
+    }
+    s->rl_counted = true;
     atomic_fetch_add(&srv->open_conns, 1);
     atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
     atomic_store(&s->state, SESSION_ARMED);
@@ -366,6 +377,11 @@ int server_start(struct server *srv, const struct server_config *cfg)
     int err = load_auth_tokens(srv, cfg);
     if (err < 0)
         goto fail;
+    srv->rl = rl_create(cfg->max_conns_per_ip, (double)cfg->rate_limit);
+    if (!srv->rl) {
+        err = -ENOMEM;
+        goto fail;
+    }
     srv->reg = reg_create(&rc);
     if (!srv->reg) {
         err = -ENOMEM;
@@ -542,6 +558,8 @@ void server_stop(struct server *srv)
     srv->workers = NULL;
     tls_server_free(srv->tls);
     srv->tls = NULL;
+    rl_destroy(srv->rl);
+    srv->rl = NULL;
     for (size_t i = 0; i < srv->nauth_tokens; i++) {
         /* Secrets do not linger in freed memory. */
         explicit_bzero(srv->auth_tokens[i], strlen(srv->auth_tokens[i]));

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "net.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "tls.h"
 
@@ -37,6 +38,7 @@ struct server {
     tls_server_t *tls; /* NULL: no TLS */
     char **auth_tokens; /* sign-in bearer tokens (--auth-token, --auth-token-file) */
     size_t nauth_tokens;
+    ratelimit_t *rl; /* per-address limits */
     uint16_t tls_port;
     int acceptor_wake_fd; /* eventfd: stop the acceptor */
     int epfd;

@@ -79,8 +79,10 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
     atomic_init(&s->deadline_ms, 0);
     buf_init(&s->in, srv->cfg.max_head + srv->cfg.max_body);
     buf_init(&s->out, srv->cfg.max_body + srv->cfg.max_head + SESSION_OUT_SLACK);
-    if (peer)
+    if (peer) {
         net_addr_str(peer, s->peer, sizeof s->peer);
+        rl_key_from(&s->rl_key, peer);
+    }
     pthread_mutex_lock(&srv->sessions_lock);
     s->next = srv->sessions;
     if (s->next)
@@ -140,6 +142,9 @@ static void release(struct session *s)
         conn_close(s->conn);
         s->conn = NULL;
         atomic_fetch_sub(&srv->open_conns, 1);
+        if (s->rl_counted)
+            rl_conn_close(srv->rl, &s->rl_key);
+        s->rl_counted = false;
     }
 }
 

@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "ratelimit.h"
 #include "registry.h"
 
 struct server;
@@ -59,6 +60,8 @@ struct session {
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
     char peer[64];
+    rl_key_t rl_key;  /* the client's address, for per-address limits */
+    bool rl_counted;  /* counted in rl_conn_open */
 
     struct session *wq_next;           /* work queue; guarded by wq_lock */
     struct session *prev, *next;       /* all sessions; guarded by sessions_lock */

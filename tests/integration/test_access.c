@@ -142,11 +142,51 @@ static void test_secure_ids(void **state)
     h_pass();
 }
 
+static void test_rate_limits(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--rate-limit", "2", "--max-conns-per-ip", "4", (char *)NULL);
+    /* A burst of twice the rate passes, then 429 with Retry-After. */
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 30; i++) {
+        h_resp_t *r = h_request_str(&s, "OPTIONS / HTTP/1.0\r\n\r\n");
+        if (r->status == 200) {
+            ok++;
+        } else {
+            H_ASSERT_STATUS(r, 429, "Too Many Requests");
+            H_ASSERT_HDR(r, "Retry-After", "1");
+            limited++;
+        }
+        h_resp_free(r);
+    }
+    /* The burst (4) always passes; 30 requests outrun a 2/s refill unless
+     * they take over 13 s. */
+    assert_true(ok >= 4);
+    assert_true(limited > 0);
+    if (!h_tls_mode()) {
+        /* The fifth connection from one address is refused with 429. */
+        h_conn_t *c[5];
+        for (int i = 0; i < 4; i++)
+            c[i] = h_connect(&s);
+        c[4] = h_connect(&s);
+        h_resp_t *r = h_read(c[4]);
+        H_ASSERT_STATUS(r, 429, "Too Many Requests");
+        h_resp_free(r);
+        h_expect_eof(c[4], H_TIMEOUT_MS);
+        for (int i = 0; i < 5; i++)
+            h_close(c[i]);
+    }
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         H_TEST(test_auth_token),
         H_TEST(test_secure_ids),
+        H_TEST(test_rate_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,14 +17,24 @@
  * peer is signed in and all N(N-1)/2 join notifications have arrived; rate
  * is delivered / (first POST start .. last delivery); the percentiles are
  * POST start -> delivery. A line of details (errors, retries, idle /wait
- * answers, the bench's own CPU) comes first.
+ * answers, the bench's own CPU; with --tls the handshakes, full, resumed
+ * and failed) comes first.
+ *
+ * --tls runs all of it over TLS (one shared tls_client_t: reconnects
+ * resume). --handshakes N measures handshakes instead (bench_hs.c): N
+ * connections with a fresh client each (full), then N sharing one
+ * (resumed), and prints
+ *
+ *   handshakes full=N rate=R/s; resumed=N rate=R/s (reused=K)
+ *   [server_cpu_s full=.. resumed=..]
  *
  * Exit status: 0 all good; 1 a check failed (loss, duplicate, reorder,
  * corrupt body, refused message, failed sign-in, unexpected answer);
  * 2 bad usage; 3 timeout or a fatal error (server died, out of memory).
  *
  * Threads: main (phases, watchdog, report), --loops receiver loops
- * (bench_peers.c), --senders sender threads (bench_send.c).
+ * (bench_peers.c), --senders sender threads (bench_send.c); with
+ * --handshakes only --hs-parallel connecting threads (bench_hs.c).
  */
 #include "bench.h"
 
@@ -55,6 +65,9 @@
 #define POLL_MS 2
 #define PROGRESS_EVERY_NS 5000000000ull
 #define SIGNOUT_WAIT_S 10.0
+#define DEFAULT_CA "certs/ca.pem"
+#define DEFAULT_TLS_CERT "certs/server.pem"
+#define DEFAULT_TLS_KEY "certs/server.key"
 
 static void usage(FILE *f)
 {
@@ -88,11 +101,25 @@ static void usage(FILE *f)
         "                         the server was not spawned)\n"
         "  --seed N               random seed (default 1)\n"
         "  --quiet                no progress lines on stderr\n"
+        "  --tls                  every connection speaks TLS (one shared client context:\n"
+        "                         reconnects resume the newest session); the details line\n"
+        "                         counts full, resumed and failed handshakes\n"
+        "  --ca FILE              CA to verify the server with (default %s)\n"
+        "  --tls-name NAME        name (or address) to verify and send as SNI\n"
+        "                         (default: the --server host)\n"
+        "  --tls-cert FILE        with --spawn-server: the server's certificate and key,\n"
+        "  --tls-key FILE         passed as its --tls-cert/--tls-key (default %s,\n"
+        "                         %s) unless the server options after -- name them\n"
+        "  --handshakes N         TLS handshake mode (implies --tls): N connections, each\n"
+        "                         a handshake + GET /sign_in?h + GET /sign_out on it, first\n"
+        "                         with a fresh client context each (full handshakes), then\n"
+        "                         sharing one (resumed); rates and the server's CPU per phase\n"
+        "  --hs-parallel P        connections at a time in that mode (default 1)\n"
         "  --help                 this text\n"
         "\n"
         "Exit status: 0 every message delivered once, intact and in order; 1 a check\n"
         "failed; 2 bad usage; 3 timeout or fatal error. --churn is not implemented yet.\n",
-        BENCH_BODY_HDR);
+        BENCH_BODY_HDR, DEFAULT_CA, DEFAULT_TLS_CERT, DEFAULT_TLS_KEY);
 }
 
 /* ---- option values ------------------------------------------------------ */
@@ -126,6 +153,7 @@ enum {
     OPT_SERVER = 256, OPT_PORT, OPT_SPAWN, OPT_PEERS, OPT_MESSAGES, OPT_SENDERS, OPT_INFLIGHT,
     OPT_RATE, OPT_SIZE, OPT_KEEPALIVE, OPT_LOOPS, OPT_SRC, OPT_SIGNIN_CONC, OPT_TIMEOUT,
     OPT_DRAIN, OPT_SIGN_OUT, OPT_NO_SIGN_OUT, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_CHURN,
+    OPT_TLS, OPT_CA, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY, OPT_HANDSHAKES, OPT_HS_PARALLEL,
 };
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
@@ -151,6 +179,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"seed", required_argument, NULL, OPT_SEED},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"churn", required_argument, NULL, OPT_CHURN},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"tls-name", required_argument, NULL, OPT_TLS_NAME},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"handshakes", required_argument, NULL, OPT_HANDSHAKES},
+        {"hs-parallel", required_argument, NULL, OPT_HS_PARALLEL},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -162,6 +197,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         .host = "127.0.0.1", .port = 8888, .peers = 100, .messages = 10000, .senders = 2,
         .inflight = 1, .size = 64, .loops = 2, .src_addrs = 8, .timeout_s = 120,
         .drain_s = 10, .signin_conc = 64, .sign_out = -1, .seed = 1,
+        .ca_file = DEFAULT_CA, .tls_cert = DEFAULT_TLS_CERT, .tls_key = DEFAULT_TLS_KEY,
+        .hs_parallel = 1,
     };
     opterr = 0;
     while (rc == 0 && (c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -218,6 +255,25 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         case OPT_NO_SIGN_OUT: o->sign_out = 0; break;
         case OPT_SEED: rc = opt_u64("--seed", optarg, 0, UINT64_MAX, &o->seed); break;
         case OPT_QUIET: o->quiet = true; break;
+        case OPT_TLS: o->tls = true; break;
+        case OPT_CA: o->ca_file = optarg; break;
+        case OPT_TLS_NAME:
+            if (strlen(optarg) == 0 || strlen(optarg) > 253) {
+                fprintf(stderr, "pcsig-bench: --tls-name wants a name of 1..253 bytes\n");
+                rc = -1;
+            }
+            o->tls_name = optarg;
+            break;
+        case OPT_TLS_CERT: o->tls_cert = optarg; break;
+        case OPT_TLS_KEY: o->tls_key = optarg; break;
+        case OPT_HANDSHAKES:
+            rc = opt_u64("--handshakes", optarg, 1, 100000000, &o->handshakes);
+            o->tls = true;
+            break;
+        case OPT_HS_PARALLEL:
+            if ((rc = opt_u64("--hs-parallel", optarg, 1, 256, &v)) == 0)
+                o->hs_parallel = (unsigned)v;
+            break;
         case OPT_CHURN:
             fprintf(stderr, "pcsig-bench: --churn is not implemented yet\n");
             rc = -1;
@@ -258,21 +314,44 @@ struct server_proc {
     int status;
 };
 
+/* Does a server option after -- start with name ("--x" or "--x=...")? */
+static bool server_arg_given(const struct bench_opts *o, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < o->nserver_args; i++) {
+        const char *a = o->server_args[i];
+        if (strncmp(a, name, n) == 0 && (a[n] == '\0' || a[n] == '='))
+            return true;
+    }
+    return false;
+}
+
 static int spawn_server(const struct bench_opts *o, struct server_proc *sp, uint16_t *port)
 {
     static const char *const fixed[] = {"--port", "0", "--bind", "127.0.0.1",
                                         "--log-level", "warn"};
     size_t nfixed = sizeof fixed / sizeof fixed[0];
-    size_t argc = 1 + nfixed + (size_t)o->nserver_args;
+    /* --tls: the server speaks TLS on its main port, unless the options after
+     * -- say otherwise (with --tls-port we load that TLS port instead). */
+    bool add_tls = o->tls && !server_arg_given(o, "--tls-cert");
+    bool tls_port = o->tls && server_arg_given(o, "--tls-port");
+    size_t argc = 1 + nfixed + (add_tls ? 4u : 0u) + (size_t)o->nserver_args;
     char **argv = calloc(argc + 1, sizeof *argv);
     int pfd[2];
     if (!argv)
         return -ENOMEM;
-    argv[0] = (char *)o->spawn;
+    size_t at = 0;
+    argv[at++] = (char *)o->spawn;
     for (size_t i = 0; i < nfixed; i++)
-        argv[1 + i] = (char *)fixed[i];
+        argv[at++] = (char *)fixed[i];
+    if (add_tls) {
+        argv[at++] = (char *)"--tls-cert";
+        argv[at++] = (char *)o->tls_cert;
+        argv[at++] = (char *)"--tls-key";
+        argv[at++] = (char *)o->tls_key;
+    }
     for (int i = 0; i < o->nserver_args; i++)
-        argv[1 + nfixed + (size_t)i] = o->server_args[i];
+        argv[at++] = o->server_args[i];
     if (pipe2(pfd, O_CLOEXEC) < 0) {
         free(argv);
         return -errno;
@@ -298,17 +377,19 @@ static int spawn_server(const struct bench_opts *o, struct server_proc *sp, uint
     sp->pid = pid;
     sp->out_fd = pfd[0];
 
-    /* Wait for "pcsig-server listening on port N". */
-    static const char banner[] = "pcsig-server listening on port ";
+    /* Wait for "pcsig-server listening on port N" (or on "TLS port N"). */
+    const char *banner = tls_port ? "pcsig-server listening on TLS port "
+                                  : "pcsig-server listening on port ";
+    size_t blen = strlen(banner);
     char line[512];
     size_t len = 0;
     uint64_t deadline = bench_now_ns() + (uint64_t)SPAWN_WAIT_MS * 1000000u;
     for (;;) {
         char *nl = memchr(line, '\n', len);
         if (nl) {
-            char *at = memmem(line, (size_t)(nl - line), banner, sizeof banner - 1);
-            if (at) {
-                const char *digits = at + sizeof banner - 1;
+            char *hit = memmem(line, (size_t)(nl - line), banner, blen);
+            if (hit) {
+                const char *digits = hit + blen;
                 uint64_t v;
                 if (proto_parse_u64(digits, (size_t)(nl - digits), &v) == 0 && v > 0 &&
                     v <= 65535) {

@@ -6,6 +6,15 @@
  *                  the latency histogram, the random generator
  *   bench_peers.c  receiver event loops: sign-in, hanging /wait, checking
  *   bench_send.c   sender threads: POST /message, closed loop or at a rate
+ *   bench_hs.c     --handshakes: TLS handshake rates, full vs resumed
+ *
+ * Every connection is a conn_t (common/conn.h): plain TCP, or TLS with --tls
+ * through one shared tls_client_t, which keeps the newest session ticket and
+ * offers it on the next connection, so reconnects resume. The event loops
+ * register both directions edge-triggered, so whichever conn_want() names
+ * after an -EAGAIN, its edge wakes the loop and the pending operation is
+ * retried; reads always go on until -EAGAIN (OpenSSL may hold decrypted
+ * records that epoll cannot see).
  *
  * Ownership: struct bench is created by main and outlives every thread.
  * Each peer belongs to exactly one receiver loop (index % loops), which
@@ -25,6 +34,8 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "conn.h"
+#include "tls.h"
 
 #define BENCH_MAX_SENDERS 256
 #define BENCH_MAX_LOOPS 64
@@ -57,6 +68,13 @@ struct bench_opts {
     int sign_out;           /* -1: auto (only against an external server) */
     uint64_t seed;
     bool quiet;
+    bool tls;               /* --tls: every connection speaks TLS */
+    const char *ca_file;    /* --ca (default certs/ca.pem) */
+    const char *tls_name;   /* --tls-name: verified name/SNI (default: the host) */
+    const char *tls_cert;   /* --tls-cert/--tls-key: given to a spawned server */
+    const char *tls_key;
+    uint64_t handshakes;    /* --handshakes N: the handshake mode; 0: off */
+    unsigned hs_parallel;   /* --hs-parallel: connections at a time in that mode */
 };
 
 /* Latency histogram in microseconds: exact below 128 us, then 64 linear
@@ -129,6 +147,10 @@ struct bench {
     atomic_uint_fast64_t t_signed_in_ns, t_joined_ns;
     atomic_uint src_rr;
 
+    tls_client_t *tls;          /* --tls: shared by every thread (thread-safe) */
+    atomic_uint_fast64_t tls_full, tls_resumed, tls_failed; /* handshakes */
+    atomic_uint tls_logged;     /* handshake failures reported in detail */
+
     struct bench_loop *loops;
     struct bench_sender *senders;
 };
@@ -143,18 +165,34 @@ struct bench_send_stats {
     uint64_t first_ns, last_ns;
 };
 
+/* One connection of the bench, plain or TLS; owned by one thread. */
+struct bench_conn {
+    conn_t *c;     /* NULL when closed */
+    bool counted;  /* TLS: its handshake (or its failure) is in the figures */
+};
+
 /* bench_net.c */
 /* A non-blocking TCP socket connecting to the server (EINPROGRESS is fine),
  * bound to one of the loopback sources when b->spread_src. fd or -errno. */
 int bench_connect(struct bench *b);
+/* bench_connect, wrapped as a conn_t: TLS (through b->tls) or plain. The
+ * TLS handshake runs inside the first writes. 0 or -errno. */
+int bench_open(struct bench *b, struct bench_conn *bc);
+/* Close (TLS: best-effort close_notify) and forget; NULL-safe. */
+void bench_close(struct bench_conn *bc);
+static inline int bench_fd(const struct bench_conn *bc) { return conn_fd(bc->c); }
+static inline bool bench_established(const struct bench_conn *bc)
+{
+    return bc->c && bc->c->established;
+}
 /* Write what is left of p[0..len) from *off; 1 when all is out, 0 on
- * EAGAIN, -errno on error. */
-int bench_write(int fd, const char *p, size_t len, size_t *off);
+ * EAGAIN (the edge of conn_want() comes), -errno on error. */
+int bench_write(struct bench *b, struct bench_conn *bc, const char *p, size_t len, size_t *off);
 /* Pending SO_ERROR of fd (0 when connected). */
 int bench_so_error(int fd);
-/* Read what fd has into in (growing it by up to chunk): >0 bytes, 0 EOF,
- * -EAGAIN, or -errno. */
-long bench_read(int fd, buf_t *in, size_t chunk);
+/* Read what the connection has into in (growing it by up to chunk): >0
+ * bytes, 0 EOF, -EAGAIN, or -errno. Callers loop until -EAGAIN. */
+long bench_read(struct bench *b, struct bench_conn *bc, buf_t *in, size_t chunk);
 
 /* bench_peers.c */
 int bench_loops_start(struct bench *b);
@@ -167,5 +205,19 @@ int bench_senders_start(struct bench *b);
 void bench_senders_join(struct bench *b, struct bench_send_stats *total);
 /* Messages settled so far (accepted or given up), over all senders. */
 uint64_t bench_senders_settled(const struct bench *b);
+
+/* bench_hs.c: one phase of --handshakes: o.handshakes connections, each a
+ * TLS handshake plus GET /sign_in?h and GET /sign_out on it (keep-alive, so
+ * the server keeps no members), with a fresh tls_client_t per connection
+ * (reuse false: full handshakes) or one shared client (reuse true). */
+struct bench_hs_phase {
+    uint64_t done;       /* connections that completed both round trips */
+    uint64_t failed;     /* connections that did not */
+    uint64_t resumed;    /* of done: the handshake resumed a session */
+    double wall_s;       /* the phase, first connect to last close */
+    struct bench_hist hs;    /* connect -> handshake complete, us */
+    struct bench_hist total; /* connect -> close, us */
+};
+int bench_hs_phase(struct bench *b, bool reuse, struct bench_hs_phase *out);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * bench_net: the small helpers every pcsig-bench thread uses: non-blocking
- * connects spread over loopback source addresses, short-write-safe writes,
- * reads into a bounded buffer, the message body codec, the latency
+ * connects spread over loopback source addresses, wrapped as plain or TLS
+ * conn_t, short-write-safe writes, reads into a bounded buffer (both count
+ * TLS handshakes, full, resumed or failed), the message body codec, the latency
  * histogram and a per-thread random generator. All are thread-safe (they
  * touch only their arguments, plus one atomic round-robin counter).
  */
@@ -15,6 +16,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -92,19 +95,66 @@ int bench_connect(struct bench *b)
     return last;
 }
 
-int bench_write(int fd, const char *p, size_t len, size_t *off)
+int bench_open(struct bench *b, struct bench_conn *bc)
+{
+    int fd = bench_connect(b);
+    if (fd < 0)
+        return fd;
+    conn_t *c = b->tls ? tls_client_wrap(b->tls, fd, b->o.tls_name) : conn_plain_new(fd);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    bc->c = c;
+    bc->counted = false;
+    return 0;
+}
+
+void bench_close(struct bench_conn *bc)
+{
+    conn_close(bc->c);
+    bc->c = NULL;
+    bc->counted = false;
+}
+
+/* Count a TLS handshake once, when it completed or when it failed (r is
+ * the result of the read or write that may have driven it). */
+static void note_handshake(struct bench *b, struct bench_conn *bc, long r)
+{
+    conn_t *c = bc->c;
+    if (bc->counted || !c->secure)
+        return;
+    if (c->established) {
+        bc->counted = true;
+        atomic_fetch_add(c->resumed ? &b->tls_resumed : &b->tls_full, 1);
+        return;
+    }
+    if (r == -EAGAIN)
+        return;
+    bc->counted = true;
+    atomic_fetch_add(&b->tls_failed, 1);
+    if (atomic_fetch_add(&b->tls_logged, 1) < 5) {
+        const char *e = conn_error(c);
+        if (e[0])
+            log_warn("TLS handshake failed: %s", e);
+        else
+            log_errno(LOG_WARN, r < 0 ? (int)r : 0, "TLS handshake failed (%s)",
+                      r == 0 ? "EOF" : "connection error");
+    }
+}
+
+int bench_write(struct bench *b, struct bench_conn *bc, const char *p, size_t len, size_t *off)
 {
     while (*off < len) {
-        ssize_t n = send(fd, p + *off, len - *off, MSG_NOSIGNAL);
+        ssize_t n = conn_write(bc->c, p + *off, len - *off);
+        note_handshake(b, bc, n);
         if (n > 0) {
             *off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == -EAGAIN)
             return 0;
-        return n < 0 ? -errno : -EPIPE;
+        return n < 0 ? (int)n : -EPIPE;
     }
     return 1;
 }
@@ -118,7 +168,7 @@ int bench_so_error(int fd)
     return err;
 }
 
-long bench_read(int fd, buf_t *in, size_t chunk)
+long bench_read(struct bench *b, struct bench_conn *bc, buf_t *in, size_t chunk)
 {
     size_t room = buf_room(in);
     if (room == 0)
@@ -133,20 +183,11 @@ long bench_read(int fd, buf_t *in, size_t chunk)
     size_t want = in->cap - in->len;
     if (want > room)
         want = room;
-    for (;;) {
-        ssize_t n = recv(fd, in->data + in->len, want, 0);
-        if (n > 0) {
-            in->len += (size_t)n;
-            return (long)n;
-        }
-        if (n == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return -EAGAIN;
-        return -errno;
-    }
+    ssize_t n = conn_read(bc->c, in->data + in->len, want);
+    note_handshake(b, bc, n);
+    if (n > 0)
+        in->len += (size_t)n;
+    return (long)n;
 }
 
 /* ---- message bodies ----------------------------------------------------- */

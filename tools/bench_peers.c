@@ -33,7 +33,7 @@ enum pc_kind { PK_SIGNIN, PK_WAIT, PK_SIGNOUT };
 enum pc_state { PS_CONNECTING, PS_WRITING, PS_READING };
 
 struct pconn {
-    int fd;
+    struct bench_conn bc;
     enum pc_kind kind;
     enum pc_state state;
     struct bench_peer *peer;
@@ -71,7 +71,7 @@ static void pc_free(struct bench_loop *l, struct pconn *c)
 {
     if (c->peer && c->peer->wait == c)
         c->peer->wait = NULL;
-    close(c->fd); /* also leaves the epoll set */
+    bench_close(&c->bc); /* also leaves the epoll set */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -131,16 +131,15 @@ static struct pconn *pc_open(struct bench_loop *l, struct bench_peer *peer, enum
         free(c);
         return NULL;
     }
-    c->fd = bench_connect(b);
-    if (c->fd < 0) {
-        *err = c->fd;
+    if ((*err = bench_open(b, &c->bc)) < 0) {
         free(c);
         return NULL;
     }
+    /* Both directions, edge-triggered: covers whatever conn_want() asks for. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, bench_fd(&c->bc), &ev) < 0) {
         *err = -errno;
-        close(c->fd);
+        bench_close(&c->bc);
         free(c);
         return NULL;
     }
@@ -210,12 +209,19 @@ static void pc_broken(struct bench_loop *l, struct pconn *c, int err, bool befor
     }
 }
 
-/* Write what is left of the request; false when c was freed. */
+/* Before its TLS handshake completed, a connection carried no request. */
+static bool pc_before_request(const struct pconn *c)
+{
+    return !bench_established(&c->bc);
+}
+
+/* Write what is left of the request (the first writes also drive the TLS
+ * handshake); false when c was freed. */
 static bool pc_flush(struct bench_loop *l, struct pconn *c)
 {
-    int rc = bench_write(c->fd, c->req, c->req_len, &c->req_off);
+    int rc = bench_write(l->b, &c->bc, c->req, c->req_len, &c->req_off);
     if (rc < 0) {
-        pc_broken(l, c, rc, false);
+        pc_broken(l, c, rc, pc_before_request(c));
         return false;
     }
     if (rc > 0)
@@ -424,11 +430,11 @@ static void pc_read(struct bench_loop *l, struct pconn *c)
     size_t chunk = 1024 + (l->b->o.size < 15360 ? l->b->o.size : 15360);
 
     for (;;) {
-        long n = bench_read(c->fd, &c->in, chunk);
+        long n = bench_read(l->b, &c->bc, &c->in, chunk);
         if (n == -EAGAIN)
             return;
         if (n <= 0) {
-            pc_broken(l, c, n == 0 ? -ECONNRESET : (int)n, false);
+            pc_broken(l, c, n == 0 ? -ECONNRESET : (int)n, pc_before_request(c));
             return;
         }
         if (c->state != PS_READING) {
@@ -470,7 +476,7 @@ static void pc_event(struct bench_loop *l, struct pconn *c, uint32_t events)
     if (c->state == PS_CONNECTING) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        int err = bench_so_error(c->fd);
+        int err = bench_so_error(bench_fd(&c->bc));
         if (err) {
             pc_broken(l, c, -err, true);
             return;
@@ -478,6 +484,10 @@ static void pc_event(struct bench_loop *l, struct pconn *c, uint32_t events)
         c->state = PS_WRITING;
     }
     if (c->state == PS_WRITING && !pc_flush(l, c))
+        return;
+    /* A TLS handshake in progress is driven by the writes alone: every edge
+     * comes back to pc_flush until the request can go. */
+    if (!bench_established(&c->bc))
         return;
     pc_read(l, c);
 }

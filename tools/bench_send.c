@@ -33,7 +33,7 @@
 enum slot_state { SL_FREE, SL_RETRY, SL_SENT };
 
 struct sconn {
-    int fd;           /* -1 when closed */
+    struct bench_conn bc; /* bc.c NULL when closed */
     bool connecting;
     buf_t out;
     size_t off;
@@ -77,7 +77,7 @@ struct bench_sender {
 
 static void sc_init(struct sconn *c, size_t size)
 {
-    c->fd = -1;
+    c->bc.c = NULL;
     c->connecting = false;
     buf_init(&c->out, BENCH_RESP_MAX_HEAD + size + 4096);
     buf_init(&c->in, BENCH_RESP_MAX_HEAD + 65536);
@@ -88,9 +88,7 @@ static void sc_init(struct sconn *c, size_t size)
 
 static void sc_close(struct sconn *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    bench_close(&c->bc);
     c->connecting = false;
     buf_reset(&c->out);
     buf_reset(&c->in);
@@ -101,16 +99,16 @@ static void sc_close(struct sconn *c)
 
 static int sc_open(struct bench_sender *s, struct sconn *c, void *tag)
 {
-    int fd = bench_connect(s->b);
-    if (fd < 0)
-        return fd;
+    int rc = bench_open(s->b, &c->bc);
+    if (rc < 0)
+        return rc;
+    /* Both directions, edge-triggered: covers whatever conn_want() asks for. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = tag};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, bench_fd(&c->bc), &ev) < 0) {
         int err = -errno;
-        close(fd);
+        bench_close(&c->bc);
         return err;
     }
-    c->fd = fd;
     c->connecting = true;
     c->off = 0;
     c->head_len = 0;
@@ -118,12 +116,13 @@ static int sc_open(struct bench_sender *s, struct sconn *c, void *tag)
     return 0;
 }
 
-/* Flush c->out: 0 (all out or EAGAIN) or -errno. */
-static int sc_flush(struct sconn *c)
+/* Flush c->out (the first writes also drive the TLS handshake): 0 (all out
+ * or EAGAIN) or -errno. */
+static int sc_flush(struct bench_sender *s, struct sconn *c)
 {
     if (c->connecting || c->out.len == 0)
         return 0;
-    int rc = bench_write(c->fd, c->out.data, c->out.len, &c->off);
+    int rc = bench_write(s->b, &c->bc, c->out.data, c->out.len, &c->off);
     if (rc < 0)
         return rc;
     buf_consume(&c->out, c->off);
@@ -210,7 +209,7 @@ static void slot_send(struct bench_sender *s, struct sslot *sl)
     int rc;
     sl->st = SL_SENT;
     if (s->b->o.keepalive) {
-        if (s->ka.fd < 0 && (rc = sc_open(s, &s->ka, &s->ka)) < 0) {
+        if (!s->ka.bc.c && (rc = sc_open(s, &s->ka, &s->ka)) < 0) {
             s->st.conn_errors++;
             if (s->logged++ < SEND_LOG_MAX)
                 log_errno(LOG_WARN, rc, "sender %u: cannot connect", s->idx);
@@ -223,7 +222,7 @@ static void slot_send(struct bench_sender *s, struct sslot *sl)
             return;
         }
         s->fifo[(s->fifo_head + s->fifo_n++) % s->nslots] = (unsigned)(sl - s->slots);
-        if ((rc = sc_flush(&s->ka)) < 0)
+        if ((rc = sc_flush(s, &s->ka)) < 0)
             ka_fail(s, rc, "write failed");
         return;
     }
@@ -331,24 +330,26 @@ static void ka_event(struct bench_sender *s, uint32_t events)
 {
     struct sconn *c = &s->ka;
     int rc;
-    if (c->fd < 0)
+    if (!c->bc.c)
         return;
     if (c->connecting) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        int err = bench_so_error(c->fd);
+        int err = bench_so_error(bench_fd(&c->bc));
         if (err) {
             ka_fail(s, -err, "connect failed");
             return;
         }
         c->connecting = false;
     }
-    if ((rc = sc_flush(c)) < 0) {
+    if ((rc = sc_flush(s, c)) < 0) {
         ka_fail(s, rc, "write failed");
         return;
     }
+    if (!bench_established(&c->bc))
+        return; /* the TLS handshake is driven by the writes alone */
     for (;;) {
-        long n = bench_read(c->fd, &c->in, 16384);
+        long n = bench_read(s->b, &c->bc, &c->in, 16384);
         if (n == -EAGAIN)
             return;
         if (n == 0 && s->fifo_n == 0 && c->in.len == 0) {
@@ -390,12 +391,12 @@ static void slot_event(struct bench_sender *s, struct sslot *sl, uint32_t events
 {
     struct sconn *c = &sl->c;
     int rc;
-    if (c->fd < 0 || sl->st != SL_SENT)
+    if (!c->bc.c || sl->st != SL_SENT)
         return;
     if (c->connecting) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        int err = bench_so_error(c->fd);
+        int err = bench_so_error(bench_fd(&c->bc));
         if (err) {
             s->st.conn_errors++;
             if (s->logged++ < SEND_LOG_MAX)
@@ -406,10 +407,12 @@ static void slot_event(struct bench_sender *s, struct sslot *sl, uint32_t events
         }
         c->connecting = false;
     }
-    if ((rc = sc_flush(c)) < 0)
+    if ((rc = sc_flush(s, c)) < 0)
         goto broken;
+    if (!bench_established(&c->bc))
+        return; /* the TLS handshake is driven by the writes alone */
     for (;;) {
-        long n = bench_read(c->fd, &c->in, 4096);
+        long n = bench_read(s->b, &c->bc, &c->in, 4096);
         if (n == -EAGAIN)
             return;
         if (n <= 0) {

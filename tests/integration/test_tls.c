@@ -358,6 +358,29 @@ static void test_sighup_reload_keeps_members(void **state)
     h_pass();
 }
 
+/* openssl s_client, an independent client, confirms TLS 1.3 and resumption. */
+static void test_s_client_tls13_and_reuse(void **state)
+{
+    (void)state;
+    h_server_t s;
+    start_tls_server(&s, NULL);
+    char sess[96], cmd[1024];
+    snprintf(sess, sizeof sess, "%s/s_client.sess", dir);
+    const char *flags[] = {"-sess_out", "-sess_in"};
+    const char *want[] = {"New, TLSv1.3", "Reused, TLSv1.3"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "printf 'GET /sign_in?s%d HTTP/1.0\\r\\n\\r\\n' | timeout 20 openssl s_client "
+                 "-connect 127.0.0.1:%u -servername localhost -CAfile %s -verify_return_error "
+                 "-ign_eof %s %s 2>/dev/null | grep -q '^%s'",
+                 i, (unsigned)s.port, in(dir, "ca.pem"), flags[i], sess, want[i]);
+        if (run_sh(cmd) != 0)
+            fail_msg("s_client did not report '%s': %s", want[i], cmd);
+    }
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +389,7 @@ int main(void)
         H_TEST(test_verification_failures),
         H_TEST(test_port_mismatches_and_stalled_handshake),
         H_TEST(test_sighup_reload_keeps_members),
+        H_TEST(test_s_client_tls13_and_reuse),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,17 @@
  * request); keep_alive lets the hanging_get connection be reused with pcsig's
  * own server.
  *
+ * Where it is more robust than the stock client: a non-200 answer to a
+ * message fails that message only (MESSAGE_FAILED); when the server goes
+ * away (refused, reset, "Server shutting down") the session ends, queued
+ * messages fail, and sign-in is retried with jittered exponential backoff
+ * (SERVER_UNREACHABLE before each wait), then SIGNED_IN comes again with
+ * the new id and list (peer ids of the old session mean nothing any more);
+ * a 500 on /wait (the server forgot our id) signs in again at once; pcsig's
+ * empty idle answers and 409s are followed by a new /wait; a /wait with no
+ * answer for wait_timeout_ms is half-closed and re-issued (nothing the
+ * server already wrote is lost).
+ *
  * Ownership: the client owns everything it allocates; an event returned by
  * pcsig_client_next_event belongs to the caller until pcsig_event_free.
  * All functions are thread-safe unless stated.
@@ -31,14 +42,17 @@
 typedef struct pcsig_client pcsig_client_t;
 
 enum pcsig_event_type {
-    PCSIG_EV_SIGNED_IN = 1,    /* own_id, peers[0..npeers) (others, join order) */
+    PCSIG_EV_SIGNED_IN = 1,    /* own_id, peers[0..npeers) (others, join order);
+                                  again after each re-sign-in (new id, new list) */
     PCSIG_EV_PEER_JOINED,      /* peer_id, name */
     PCSIG_EV_PEER_LEFT,        /* peer_id, name */
-    PCSIG_EV_MESSAGE,          /* peer_id (sender), content_type, data, len */
+    PCSIG_EV_MESSAGE,          /* peer_id (sender), content_type, data, len;
+                                  a message to ourselves comes back as one too */
     PCSIG_EV_PEER_HANGUP,      /* peer_id sent the 3-byte "BYE" */
     PCSIG_EV_MESSAGE_SENT,     /* token, peer_id */
     PCSIG_EV_MESSAGE_FAILED,   /* token, peer_id, status (0: no answer), reason */
-    PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect or a fatal error */
+    PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect or a fatal
+                                  error (a 4xx answer to sign-in other than 408/429) */
     PCSIG_EV_SERVER_UNREACHABLE, /* reason, retry_in_ms: reconnecting with backoff */
 };
 
@@ -56,7 +70,7 @@ struct pcsig_event {
     struct pcsig_peer *peers;
     size_t npeers;
     char *content_type; /* NUL-terminated, or NULL when the sender sent none */
-    unsigned char *data;
+    unsigned char *data;  /* len bytes, then a NUL not counted in len */
     size_t len;
     uint64_t token;     /* the value pcsig_client_send returned */
     int status;         /* HTTP status of a failed message, 0 if none */
@@ -67,7 +81,11 @@ struct pcsig_event {
 struct pcsig_client_options {
     const char *server;   /* host name or address; default "localhost" */
     uint16_t port;        /* default 8888 */
-    const char *name;     /* sent URL-safe (percent-encoded); default "user@host" */
+    const char *name;     /* default $USERNAME@hostname ("user", "host" if unset).
+                           * Sent URL-safe: bytes other than A-Z a-z 0-9 - . _ ~ @
+                           * become %XX. The server keeps raw query bytes, so
+                           * others see "a b" as "a%20b". At most 512 encoded
+                           * bytes (the server's limit), cut between characters. */
     bool keep_alive;      /* HTTP/1.1 keep-alive on the hanging_get (pcsig servers) */
     int wait_timeout_ms;  /* client-side limit on one /wait; default 45000 */
     int request_timeout_ms; /* limit on one control request; default 10000 */
@@ -78,13 +96,17 @@ struct pcsig_client_options {
 /* Returns NULL when out of memory. Nothing happens on the network yet. */
 pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts);
 
-/* Start both threads and queue the sign-in. 0, -EALREADY, or -errno. */
+/* Start both threads and queue the sign-in. 0, -EALREADY, or -errno.
+ * Also after pcsig_client_disconnect or a fatal DISCONNECTED (a new id). */
 int pcsig_client_connect(pcsig_client_t *c);
 
 /*
  * Queue a message to peer `to` (sent in order, one at a time). Bodies are
- * binary-safe and copied. Returns a token (> 0) reported again in
- * MESSAGE_SENT/MESSAGE_FAILED, or -ENOTCONN / -ENOMEM.
+ * binary-safe and copied. content_type NULL or "": "text/plain". Returns a
+ * token (> 0) reported again in MESSAGE_SENT/MESSAGE_FAILED, -ENOTCONN
+ * while not signed in, -EINVAL for to == 0 or a content type with control
+ * characters (it would break the header), or -ENOMEM. The 3-byte body
+ * "BYE" is the protocol's hang-up (the peer gets PEER_HANGUP).
  */
 int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_type,
                           const void *data, size_t len);
@@ -92,8 +114,10 @@ int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_ty
 /* Own id, 0 when not signed in. */
 uint64_t pcsig_client_id(pcsig_client_t *c);
 
-/* Sign out (best effort), stop and join both threads; a DISCONNECTED event
- * is queued. Safe to call twice. Returns 0. */
+/* Stop: a pending sign-in or /wait is abandoned at once; messages already
+ * queued are still sent, in order, for up to 2 s (then fail), then the
+ * sign-out (if signed in, up to 2 s); both threads are joined and a
+ * DISCONNECTED event is queued last. Safe to call twice. Returns 0. */
 int pcsig_client_disconnect(pcsig_client_t *c);
 
 /* Readable (poll POLLIN) while events are queued. */

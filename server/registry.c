@@ -543,11 +543,16 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
     pthread_mutex_unlock(&r->lock);
 }
 
-void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item)
+void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t now)
 {
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, member_id);
-    if (m) {
+    if (m && m->parked) {
+        /* A newer /wait is parked (so the queue is empty): it gets the item
+         * now rather than when something else arrives. */
+        deliver_locked(r, m, item, now);
+        item = NULL;
+    } else if (m) {
         item->next = m->qhead;
         m->qhead = item;
         if (!m->qtail)

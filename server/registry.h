@@ -104,9 +104,10 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
  */
 void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now);
 
-/* Delivery of item to member_id failed: put it back at the head of the
- * queue (or free it when the member is gone). Takes ownership of item. */
-void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item);
+/* Delivery of item to member_id failed: hand it to the member's newer
+ * parked /wait if there is one, else put it back at the head of the queue
+ * (or free it when the member is gone). Takes ownership of item. */
+void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t now);
 
 /*
  * Time out members and idle parked waits as of now. Returns the number of

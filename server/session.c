@@ -129,11 +129,11 @@ static void release(struct session *s)
     s->closed = true;
     if (s->inflight) {
         /* Its bytes never fully left: the item goes back to the queue head. */
-        reg_requeue(srv->reg, s->inflight_member, s->inflight);
+        reg_requeue(srv->reg, s->inflight_member, s->inflight, clock_now_ms());
         s->inflight = NULL;
     }
     if (s->has_wake && s->wake_item) {
-        reg_requeue(srv->reg, s->waiter.member_id, s->wake_item);
+        reg_requeue(srv->reg, s->waiter.member_id, s->wake_item, clock_now_ms());
         s->wake_item = NULL;
     }
     s->has_wake = false;
@@ -248,7 +248,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
         break;
     }
     if (item)
-        reg_requeue(srv->reg, own, item);
+        reg_requeue(srv->reg, own, item, clock_now_ms());
     if (rc < 0 || !ka || why == REG_WAKE_GONE)
         s->close_after_write = true;
 }

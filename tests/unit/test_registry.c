@@ -262,7 +262,7 @@ static void test_requeue_keeps_order(void **state)
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, "first", 5, 0), 0);
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, "second", 6, 0), 0);
     reg_item_t *it = pop(r, a, 0);
-    reg_requeue(r, a, it); /* its write failed */
+    reg_requeue(r, a, it, 0); /* its write failed */
     it = pop(r, a, 0);
     assert_body(it, "first");
     reg_item_free(it);
@@ -273,7 +273,7 @@ static void test_requeue_keeps_order(void **state)
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
     it = pop(r, a, 0);
     assert_int_equal(reg_sign_out(r, a, 0), 0);
-    reg_requeue(r, a, it);
+    reg_requeue(r, a, it, 0);
     reg_stats_t st;
     reg_get_stats(r, &st);
     assert_int_equal(st.messages_dropped, 1);
@@ -475,6 +475,29 @@ static void test_tick_older_than_park(void **state)
     reg_destroy(r);
 }
 
+static void test_requeue_to_newer_parked_wait(void **state)
+{
+    (void)state;
+    /* Regression: an item whose delivery failed went back to the queue even
+     * though the member had already parked a new /wait, and sat there. */
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_item_free(pop(r, a, 0));
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "cut", 3, 0), 0);
+    reg_item_t *it = pop(r, a, 1); /* on its way over the old connection */
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *none = NULL;
+    assert_int_equal(reg_wait(r, a, &f.w, 2, &none), REG_WAIT_PARKED);
+    reg_requeue(r, a, it, 3); /* the old connection died */
+    assert_int_equal(f.wakes, 1);
+    assert_int_equal(f.why, REG_WAKE_ITEM);
+    assert_body(f.item, "cut");
+    reg_item_free(f.item);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_many_members),
         cmocka_unit_test(test_sign_out_restarts_clock_at_now),
         cmocka_unit_test(test_tick_older_than_park),
+        cmocka_unit_test(test_requeue_to_newer_parked_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

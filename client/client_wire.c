@@ -1,0 +1,331 @@
+/*
+ * client_wire: request bytes, response framing and /wait classification for
+ * the pcsig client (see client_wire.h). No I/O: pcsig_client.c owns that.
+ */
+#include "client_wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 3986 unreserved, plus '@': see cwire_name_encode in the header. */
+static bool name_byte_kept(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~' || c == '@';
+}
+
+int cwire_name_encode(buf_t *b, const char *name, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)name;
+    /* How many input bytes fit in PROTO_MAX_NAME encoded bytes. */
+    size_t used = 0, n = 0;
+    while (n < len) {
+        size_t w = name_byte_kept(p[n]) ? 1 : 3;
+        if (used + w > PROTO_MAX_NAME)
+            break;
+        used += w;
+        n++;
+    }
+    /* A cut inside a UTF-8 sequence would leave a broken character at the
+     * end of the name everybody sees; a sequence is at most 4 bytes. */
+    if (n < len) {
+        size_t back = 0;
+        while (n > 0 && back < 3 && (p[n] & 0xC0) == 0x80) {
+            n--;
+            back++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (name_byte_kept(p[i])) {
+            rc = buf_append(b, &p[i], 1);
+        } else {
+            char esc[3] = {'%', hex[p[i] >> 4], hex[p[i] & 15]};
+            rc = buf_append(b, esc, sizeof esc);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int cwire_sign_in(buf_t *b, const char *name, size_t len)
+{
+    int rc = buf_append_str(b, "GET /sign_in?");
+    if (rc == 0)
+        rc = cwire_name_encode(b, name, len);
+    if (rc == 0)
+        rc = buf_append_str(b, " HTTP/1.0\r\n\r\n");
+    return rc;
+}
+
+int cwire_wait(buf_t *b, uint64_t own_id, bool keep_alive, const char *host)
+{
+    int rc = buf_append_str(b, "GET /wait?peer_id=");
+    if (rc == 0)
+        rc = buf_append_u64(b, own_id);
+    if (rc < 0)
+        return rc;
+    if (!keep_alive)
+        return buf_append_str(b, " HTTP/1.0\r\n\r\n");
+    /* HTTP/1.1 keeps the connection open by default; Host is mandatory. */
+    rc = buf_append_str(b, " HTTP/1.1\r\nHost: ");
+    if (rc == 0)
+        rc = buf_append_str(b, host);
+    if (rc == 0)
+        rc = buf_append_str(b, "\r\n\r\n");
+    return rc;
+}
+
+bool cwire_ctype_ok(const char *ctype)
+{
+    for (const unsigned char *p = (const unsigned char *)ctype; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+int cwire_message(buf_t *b, uint64_t from, uint64_t to, const char *ctype,
+                  const void *body, size_t len)
+{
+    if (ctype == NULL || ctype[0] == '\0')
+        ctype = CWIRE_DEFAULT_CTYPE;
+    if (!cwire_ctype_ok(ctype))
+        return -EINVAL;
+    int rc = buf_append_str(b, "POST /message?peer_id=");
+    if (rc == 0)
+        rc = buf_append_u64(b, from);
+    if (rc == 0)
+        rc = buf_append_str(b, "&to=");
+    if (rc == 0)
+        rc = buf_append_u64(b, to);
+    if (rc == 0)
+        rc = buf_append_str(b, " HTTP/1.0\r\nContent-Length: ");
+    if (rc == 0)
+        rc = buf_append_u64(b, len);
+    if (rc == 0)
+        rc = buf_append_str(b, "\r\nContent-Type: ");
+    if (rc == 0)
+        rc = buf_append_str(b, ctype);
+    if (rc == 0)
+        rc = buf_append_str(b, "\r\n\r\n");
+    if (rc == 0)
+        rc = buf_append(b, body, len);
+    return rc;
+}
+
+int cwire_sign_out(buf_t *b, uint64_t own_id)
+{
+    int rc = buf_append_str(b, "GET /sign_out?peer_id=");
+    if (rc == 0)
+        rc = buf_append_u64(b, own_id);
+    if (rc == 0)
+        rc = buf_append_str(b, " HTTP/1.0\r\n\r\n");
+    return rc;
+}
+
+int cwire_host_header(buf_t *b, const char *host, uint16_t port)
+{
+    bool v6 = strchr(host, ':') != NULL && host[0] != '[';
+    int rc = 0;
+    if (v6)
+        rc = buf_append_str(b, "[");
+    if (rc == 0)
+        rc = buf_append_str(b, host);
+    if (rc == 0)
+        rc = buf_append_str(b, v6 ? "]:" : ":");
+    if (rc == 0)
+        rc = buf_append_u64(b, port);
+    return rc;
+}
+
+int cwire_frame_response(const char *buf, size_t len, bool eof, http_response_t *resp,
+                         size_t *head_len, size_t *body_len)
+{
+    const http_limits_t lim = {.max_head = CWIRE_MAX_HEAD, .max_body = CWIRE_MAX_BODY};
+    http_error_t err;
+    long h = http_parse_response(buf, len, &lim, resp, &err);
+    if (h == HTTP_PARSE_ERROR)
+        return -EPROTO;
+    if (h == HTTP_NEED_MORE)
+        return eof ? -EPROTO : 0;
+    size_t head = (size_t)h, have = len - head;
+    if (resp->has_content_length) {
+        if (resp->content_length > CWIRE_MAX_BODY)
+            return -EPROTO;
+        if (have < resp->content_length)
+            return eof ? -EPROTO : 0;
+        *body_len = (size_t)resp->content_length;
+    } else {
+        /* HTTP/1.0 framing: the body is everything up to the close. */
+        if (have > CWIRE_MAX_BODY)
+            return -EPROTO;
+        if (!eof)
+            return 0;
+        *body_len = have;
+    }
+    *head_len = head;
+    return 1;
+}
+
+int cwire_pragma(const http_response_t *resp, uint64_t *id)
+{
+    const http_header_t *h = http_find_header(resp->headers, resp->num_headers, "Pragma");
+    if (h == NULL)
+        return -ENOENT;
+    return proto_parse_id(h->value.ptr, h->value.len, id) < 0 ? -EINVAL : 0;
+}
+
+static bool body_is(const char *body, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && memcmp(body, lit, n) == 0;
+}
+
+void cwire_classify_wait(const http_response_t *resp, const char *body, size_t len,
+                         uint64_t own_id, struct cwire_wait_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = CWIRE_WAIT_BAD;
+    switch (resp->status) {
+    case 200:
+        break;
+    case 409:
+        out->kind = CWIRE_WAIT_REPOLL;
+        out->why = "a newer /wait replaced this one (409)";
+        return;
+    case 500:
+        /* "500 Sorry": the server does not know our id (it restarted, or
+         * timed us out); the stock server has no other 500 for /wait. */
+        out->kind = CWIRE_WAIT_ID_GONE;
+        out->why = "the server does not know our id (500)";
+        return;
+    case 503:
+        out->kind = CWIRE_WAIT_SHUTDOWN;
+        out->why = "the server is shutting down (503)";
+        return;
+    default:
+        out->why = "unexpected status on /wait";
+        return;
+    }
+
+    uint64_t pragma = 0;
+    int prc = cwire_pragma(resp, &pragma);
+    /* The stock server's notice has no Pragma, pcsig's carries our own id;
+     * from any other id the same text is an ordinary message. */
+    if (body_is(body, len, CWIRE_SHUTDOWN_BODY) && (prc == -ENOENT || (prc == 0 && pragma == own_id))) {
+        out->kind = CWIRE_WAIT_SHUTDOWN;
+        out->why = "server shutting down";
+        return;
+    }
+    if (prc < 0) {
+        out->why = prc == -ENOENT ? "no Pragma on a /wait answer" : "bad Pragma on a /wait answer";
+        return;
+    }
+    if (pragma != own_id) {
+        out->from = pragma;
+        if (body_is(body, len, CWIRE_BYE)) {
+            out->kind = CWIRE_WAIT_BYE;
+            return;
+        }
+        out->kind = CWIRE_WAIT_MESSAGE;
+        if (resp->has_content_type)
+            out->ctype = resp->content_type;
+        return;
+    }
+    if (len == 0) {
+        out->kind = CWIRE_WAIT_EMPTY;
+        return;
+    }
+    long n = proto_entry_parse(body, len, &out->entry);
+    if (n <= 0 || (size_t)n != len) {
+        out->why = "malformed notification";
+        return;
+    }
+    if (out->entry.id == own_id) {
+        /* pcsig answers a removed member's /wait with its own ",0" entry. */
+        if (out->entry.connected) {
+            out->kind = CWIRE_WAIT_EMPTY;
+        } else {
+            out->kind = CWIRE_WAIT_ID_GONE;
+            out->why = "the server removed us";
+        }
+        return;
+    }
+    out->kind = out->entry.connected ? CWIRE_WAIT_JOINED : CWIRE_WAIT_LEFT;
+}
+
+void cwire_peers_free(struct pcsig_peer *peers, size_t npeers)
+{
+    if (peers == NULL)
+        return;
+    for (size_t i = 0; i < npeers; i++)
+        free(peers[i].name);
+    free(peers);
+}
+
+int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
+                          struct pcsig_peer **peers, size_t *npeers)
+{
+    struct pcsig_peer *v = NULL;
+    size_t n = 0, cap = 0, pos = 0;
+    *peers = NULL;
+    *npeers = 0;
+    while (pos < len) {
+        proto_entry_t e;
+        long used = proto_entry_parse(body + pos, len - pos, &e);
+        if (used == 0)
+            break; /* a trailing piece without '\n' */
+        if (used < 0) {
+            /* Skip the malformed line, as the stock client skips entries
+             * it cannot parse; the rest of the list is still good. */
+            const char *nl = memchr(body + pos, '\n', len - pos);
+            pos = (size_t)(nl - body) + 1;
+            continue;
+        }
+        pos += (size_t)used;
+        if (e.id == own_id)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct pcsig_peer *nv = realloc(v, ncap * sizeof *nv);
+            if (nv == NULL)
+                goto oom;
+            v = nv;
+            cap = ncap;
+        }
+        char *name = malloc(e.name_len + 1);
+        if (name == NULL)
+            goto oom;
+        memcpy(name, e.name, e.name_len);
+        name[e.name_len] = '\0';
+        v[n++] = (struct pcsig_peer){.id = e.id, .name = name, .connected = e.connected};
+    }
+    *peers = v;
+    *npeers = n;
+    return 0;
+oom:
+    cwire_peers_free(v, n);
+    return -ENOMEM;
+}
+
+int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd)
+{
+    if (min_ms < 1)
+        min_ms = 1;
+    if (max_ms < min_ms)
+        max_ms = min_ms;
+    int64_t base = min_ms;
+    for (unsigned i = 0; i < attempt && base < max_ms; i++)
+        base *= 2;
+    if (base > max_ms)
+        base = max_ms;
+    /* Equal jitter: never less than half the base, so retries still back
+     * off, but clients that lost the same server do not retry in step. */
+    int64_t half = base / 2;
+    int64_t ms = half + (int64_t)(rnd % (uint64_t)(base - half + 1));
+    return ms < 1 ? 1 : (int)ms;
+}

@@ -1,0 +1,1354 @@
+/*
+ * Integration: libpcsig-client and the pcsig-client CLI against the real
+ * server (started on a free port by the harness), and the library against
+ * a scripted server that answers byte for byte like the original.
+ *
+ * Sign-in lists and join/leave events with two and three clients, the
+ * conductor's offer/answer/candidate JSON, FIFO order of 1,000 messages,
+ * binary bodies, a message to a departed peer failing alone, the server
+ * killed and restarted on the same port, SIGTERM's shutdown notice, our id
+ * vanishing, client-side /wait timeouts and the server's idle answers,
+ * keep-alive, self-send, clean disconnect, and the CLI's --json mode over
+ * pipes. Every wait is for an event with a timeout, never a sleep.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "net.h"
+#include "pcsig_client.h"
+
+extern char **environ;
+
+#define T_EVENT_MS 10000 /* one expected event */
+#define T_QUIET_MS 300   /* "nothing else arrives" windows */
+
+/* ---- clients the running test created (freed by the teardown) ------------------ */
+
+#define T_MAX_CLIENTS 8
+static pcsig_client_t *clients[T_MAX_CLIENTS];
+
+#define T_MAX_PROCS 8
+struct proc {
+    pid_t pid;
+    int pidfd;
+    int in_fd;  /* its stdin (-1 once closed) */
+    int out_fd; /* its stdout */
+    int err_fd; /* its stderr */
+    char buf[1 << 16];
+    size_t len;
+};
+static struct proc *procs[T_MAX_PROCS];
+
+static int t_teardown(void **state)
+{
+    for (size_t i = 0; i < T_MAX_CLIENTS; i++) {
+        pcsig_client_free(clients[i]);
+        clients[i] = NULL;
+    }
+    for (size_t i = 0; i < T_MAX_PROCS; i++) {
+        struct proc *p = procs[i];
+        if (!p)
+            continue;
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        if (p->in_fd >= 0)
+            close(p->in_fd);
+        close(p->out_fd);
+        close(p->err_fd);
+        close(p->pidfd);
+        free(p);
+        procs[i] = NULL;
+    }
+    return h_teardown(state);
+}
+#define T_TEST(f) cmocka_unit_test_setup_teardown(f, h_setup, t_teardown)
+
+static const char *ev_type_name(enum pcsig_event_type t)
+{
+    switch (t) {
+    case PCSIG_EV_SIGNED_IN: return "SIGNED_IN";
+    case PCSIG_EV_PEER_JOINED: return "PEER_JOINED";
+    case PCSIG_EV_PEER_LEFT: return "PEER_LEFT";
+    case PCSIG_EV_MESSAGE: return "MESSAGE";
+    case PCSIG_EV_PEER_HANGUP: return "PEER_HANGUP";
+    case PCSIG_EV_MESSAGE_SENT: return "MESSAGE_SENT";
+    case PCSIG_EV_MESSAGE_FAILED: return "MESSAGE_FAILED";
+    case PCSIG_EV_DISCONNECTED: return "DISCONNECTED";
+    case PCSIG_EV_SERVER_UNREACHABLE: return "SERVER_UNREACHABLE";
+    }
+    return "?";
+}
+
+static pcsig_client_t *client_on(uint16_t port, const char *name, bool keep_alive,
+                                 int wait_timeout_ms)
+{
+    struct pcsig_client_options o = {
+        .server = "127.0.0.1",
+        .port = port,
+        .name = name,
+        .keep_alive = keep_alive,
+        .wait_timeout_ms = wait_timeout_ms,
+        .reconnect_min_ms = 50,
+        .reconnect_max_ms = 400,
+    };
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    size_t i = 0;
+    while (i < T_MAX_CLIENTS && clients[i])
+        i++;
+    assert_true(i < T_MAX_CLIENTS);
+    clients[i] = c;
+    assert_int_equal(pcsig_client_connect(c), 0);
+    return c;
+}
+
+static pcsig_client_t *client(const h_server_t *s, const char *name)
+{
+    return client_on(s->port, name, false, 0);
+}
+
+static void client_free(pcsig_client_t *c)
+{
+    for (size_t i = 0; i < T_MAX_CLIENTS; i++)
+        if (clients[i] == c)
+            clients[i] = NULL;
+    pcsig_client_free(c);
+}
+
+/* The next event, which must be of type t (and arrive within T_EVENT_MS). */
+#define expect_ev(c, t) (h_at(__FILE__, __LINE__), expect_ev_((c), (t), __FILE__, __LINE__))
+static struct pcsig_event *expect_ev_(pcsig_client_t *c, enum pcsig_event_type t,
+                                      const char *file, int line)
+{
+    struct pcsig_event *ev = pcsig_client_next_event(c, T_EVENT_MS);
+    if (!ev)
+        fail_msg("%s:%d: no %s within %d ms", file, line, ev_type_name(t), T_EVENT_MS);
+    if (ev->type != t) {
+        char why[256];
+        snprintf(why, sizeof why, "%s:%d: got %s (peer %" PRIu64 ", reason %s), wanted %s", file,
+                 line, ev_type_name(ev->type), ev->peer_id, ev->reason ? ev->reason : "-",
+                 ev_type_name(t));
+        pcsig_event_free(ev);
+        fail_msg("%s", why);
+    }
+    return ev;
+}
+
+/* The first event of type t, dropping others of the types in skip (a mask
+ * of 1 << type); any other event fails the test. */
+#define await_ev(c, t, skip) (h_at(__FILE__, __LINE__), await_ev_((c), (t), (skip), __FILE__, __LINE__))
+static struct pcsig_event *await_ev_(pcsig_client_t *c, enum pcsig_event_type t, unsigned skip,
+                                     const char *file, int line)
+{
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    for (;;) {
+        uint64_t now = h_now_ms();
+        struct pcsig_event *ev =
+            pcsig_client_next_event(c, now >= deadline ? 0 : (int)(deadline - now));
+        if (!ev)
+            fail_msg("%s:%d: no %s within %d ms", file, line, ev_type_name(t), T_EVENT_MS);
+        if (ev->type == t)
+            return ev;
+        if (!(skip & (1u << ev->type))) {
+            char why[256];
+            snprintf(why, sizeof why, "%s:%d: unexpected %s (reason %s) while awaiting %s", file,
+                     line, ev_type_name(ev->type), ev->reason ? ev->reason : "-",
+                     ev_type_name(t));
+            pcsig_event_free(ev);
+            fail_msg("%s", why);
+        }
+        pcsig_event_free(ev);
+    }
+}
+
+/* No event at all within ms. */
+static void expect_quiet(pcsig_client_t *c, int ms)
+{
+    struct pcsig_event *ev = pcsig_client_next_event(c, ms);
+    if (ev) {
+        char why[256];
+        snprintf(why, sizeof why, "unexpected %s (peer %" PRIu64 ", reason %s)",
+                 ev_type_name(ev->type), ev->peer_id, ev->reason ? ev->reason : "-");
+        pcsig_event_free(ev);
+        fail_msg("%s", why);
+    }
+}
+
+static uint64_t signed_in(pcsig_client_t *c, size_t npeers)
+{
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->npeers, npeers);
+    uint64_t id = ev->own_id;
+    assert_true(id > 0);
+    pcsig_event_free(ev);
+    assert_int_equal(pcsig_client_id(c), id);
+    return id;
+}
+
+static void expect_peer(pcsig_client_t *c, enum pcsig_event_type t, uint64_t id, const char *name)
+{
+    struct pcsig_event *ev = expect_ev(c, t);
+    assert_int_equal(ev->peer_id, id);
+    assert_non_null(ev->name);
+    assert_string_equal(ev->name, name);
+    pcsig_event_free(ev);
+}
+
+static int64_t send_ok(pcsig_client_t *c, uint64_t to, const char *ctype, const void *p, size_t n)
+{
+    int64_t t = pcsig_client_send(c, to, ctype, p, n);
+    if (t <= 0)
+        fail_msg("pcsig_client_send: %" PRId64, t);
+    return t;
+}
+
+static void expect_sent(pcsig_client_t *c, int64_t token, uint64_t to)
+{
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_MESSAGE_SENT);
+    assert_int_equal(ev->token, (uint64_t)token);
+    assert_int_equal(ev->peer_id, to);
+    pcsig_event_free(ev);
+}
+
+static void expect_message(pcsig_client_t *c, uint64_t from, const char *ctype, const void *p,
+                           size_t n)
+{
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_MESSAGE);
+    assert_int_equal(ev->peer_id, from);
+    if (ctype) {
+        assert_non_null(ev->content_type);
+        assert_string_equal(ev->content_type, ctype);
+    } else {
+        assert_null(ev->content_type);
+    }
+    assert_int_equal(ev->len, n);
+    if (n)
+        assert_memory_equal(ev->data, p, n);
+    pcsig_event_free(ev);
+}
+
+/* Send a string and check both ends: the sender's ack, the receiver's copy. */
+static void relay(pcsig_client_t *from, uint64_t from_id, pcsig_client_t *to, uint64_t to_id,
+                  const char *text)
+{
+    int64_t t = send_ok(from, to_id, NULL, text, strlen(text));
+    expect_sent(from, t, to_id);
+    expect_message(to, from_id, "text/plain", text, strlen(text));
+}
+
+static void disconnect_clean(pcsig_client_t *c)
+{
+    assert_int_equal(pcsig_client_disconnect(c), 0);
+    /* Peers that left just before may still be queued ahead of it. */
+    struct pcsig_event *ev = await_ev(c, PCSIG_EV_DISCONNECTED,
+                                      1u << PCSIG_EV_PEER_LEFT | 1u << PCSIG_EV_PEER_JOINED);
+    pcsig_event_free(ev);
+    assert_int_equal(pcsig_client_id(c), 0);
+    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
+}
+
+/* ---- two and three clients -------------------------------------------------------------------- */
+
+static void test_two_clients(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "alice");
+    uint64_t ida = signed_in(a, 0);
+    assert_int_equal(ida, 1);
+
+    pcsig_client_t *b = client(&s, "bob");
+    struct pcsig_event *ev = expect_ev(b, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->own_id, 2);
+    assert_int_equal(ev->npeers, 1);
+    assert_int_equal(ev->peers[0].id, 1);
+    assert_string_equal(ev->peers[0].name, "alice");
+    assert_true(ev->peers[0].connected);
+    pcsig_event_free(ev);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "bob");
+
+    relay(a, 1, b, 2, "hello bob");
+    relay(b, 2, a, 1, "hello alice");
+
+    /* A clean disconnect signs out: the other side hears of it at once. */
+    uint64_t t0 = h_now_ms();
+    disconnect_clean(b);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "bob");
+    uint64_t took = h_now_ms() - t0;
+    if (took > 2000)
+        fail_msg("PEER_LEFT came %" PRIu64 " ms after the disconnect", took);
+    expect_quiet(a, T_QUIET_MS);
+
+    /* A disconnected client can sign in again (a new id). */
+    assert_int_equal(pcsig_client_connect(b), 0);
+    ev = expect_ev(b, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->own_id, 3);
+    assert_int_equal(ev->npeers, 1);
+    pcsig_event_free(ev);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 3, "bob");
+
+    disconnect_clean(a);
+    expect_peer(b, PCSIG_EV_PEER_LEFT, 1, "alice");
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
+static void test_three_clients(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "alice");
+    signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "bob b");
+    signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "bob%20b"); /* names go URL-safe */
+    pcsig_client_t *c = client(&s, "carol,\xc3\xa9");
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->own_id, 3);
+    assert_int_equal(ev->npeers, 2); /* the others, in join order */
+    assert_int_equal(ev->peers[0].id, 1);
+    assert_string_equal(ev->peers[0].name, "alice");
+    assert_int_equal(ev->peers[1].id, 2);
+    assert_string_equal(ev->peers[1].name, "bob%20b");
+    pcsig_event_free(ev);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 3, "carol%2C%C3%A9");
+    expect_peer(b, PCSIG_EV_PEER_JOINED, 3, "carol%2C%C3%A9");
+
+    relay(c, 3, a, 1, "c to a");
+    relay(c, 3, b, 2, "c to b");
+    relay(a, 1, c, 3, "a to c");
+
+    disconnect_clean(b);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "bob%20b");
+    expect_peer(c, PCSIG_EV_PEER_LEFT, 2, "bob%20b");
+    disconnect_clean(a);
+    expect_peer(c, PCSIG_EV_PEER_LEFT, 1, "alice");
+    expect_quiet(c, T_QUIET_MS);
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- the conductor's payloads -------------------------------------------------------------------- */
+
+/* JsonCpp StyledWriter output as the stock conductor sends it. */
+static const char OFFER[] =
+    "{\n   \"sdp\" : \"v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\n"
+    "t=0 0\\r\\na=group:BUNDLE 0\\r\\na=msid-semantic: WMS stream\\r\\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\nc=IN IP4 0.0.0.0\\r\\na=rtcp:9 IN IP4 0.0.0.0\\r\\n"
+    "a=ice-ufrag:Xk3a\\r\\na=ice-pwd:4vYcbwhgtKRDNkhv6xQ0mQgW\\r\\na=ice-options:trickle\\r\\n"
+    "a=fingerprint:sha-256 12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:"
+    "DE:F0:12:34:56:78:9A:BC:DE:F0\\r\\na=setup:actpass\\r\\na=mid:0\\r\\na=sendrecv\\r\\n"
+    "a=rtcp-mux\\r\\na=rtpmap:111 opus/48000/2\\r\\n\",\n   \"type\" : \"offer\"\n}\n";
+static const char ANSWER[] =
+    "{\n\t\"sdp\" : \"v=0\\r\\no=- 8032411920455416186 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\n"
+    "t=0 0\\r\\na=group:BUNDLE 0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n"
+    "c=IN IP4 0.0.0.0\\r\\na=ice-ufrag:Qw9z\\r\\na=ice-pwd:Yd2P0b7Yh4cKk0E1t9a8Lm3N\\r\\n"
+    "a=setup:active\\r\\na=mid:0\\r\\na=sendrecv\\r\\na=rtcp-mux\\r\\n"
+    "a=rtpmap:111 opus/48000/2\\r\\n\",\n\t\"type\" : \"answer\"\n}";
+static const char CAND1[] =
+    "{\n   \"candidate\" : \"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx "
+    "raddr 192.168.1.2 rport 46154 generation 0 ufrag Xk3a network-cost 999\",\n"
+    "   \"sdpMLineIndex\" : 0,\n   \"sdpMid\" : \"0\"\n}\n";
+static const char CAND2[] =
+    "{\n   \"candidate\" : \"candidate:1 1 udp 2122260223 192.168.1.2 50000 typ host "
+    "generation 0\",\n   \"sdpMLineIndex\" : 0,\n   \"sdpMid\" : \"0\"\n}\n";
+static const char CAND3[] =
+    "{\n\t\"candidate\" : \"candidate:2 1 tcp 1518280447 192.168.1.3 9 typ host tcptype active\","
+    "\n\t\"sdpMLineIndex\" : 0,\n\t\"sdpMid\" : \"0\"\n}";
+
+static void test_offer_answer_candidates(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "caller");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "callee");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "callee");
+
+    /* Offer, trickled candidates, answer, then the callee's candidate. */
+    int64_t t1 = send_ok(a, idb, NULL, OFFER, sizeof OFFER - 1);
+    int64_t t2 = send_ok(a, idb, NULL, CAND1, sizeof CAND1 - 1);
+    int64_t t3 = send_ok(a, idb, NULL, CAND2, sizeof CAND2 - 1);
+    assert_true(t1 < t2 && t2 < t3);
+    expect_message(b, ida, "text/plain", OFFER, sizeof OFFER - 1);
+    expect_message(b, ida, "text/plain", CAND1, sizeof CAND1 - 1);
+    expect_message(b, ida, "text/plain", CAND2, sizeof CAND2 - 1);
+    expect_sent(a, t1, idb);
+    expect_sent(a, t2, idb);
+    expect_sent(a, t3, idb);
+    relay(b, idb, a, ida, ANSWER);
+    relay(b, idb, a, ida, CAND3);
+
+    /* Hang-up: the 3-byte BYE is an event of its own, not a message. */
+    int64_t t = send_ok(a, idb, NULL, "BYE", 3);
+    expect_sent(a, t, idb);
+    struct pcsig_event *ev = expect_ev(b, PCSIG_EV_PEER_HANGUP);
+    assert_int_equal(ev->peer_id, ida);
+    pcsig_event_free(ev);
+    /* "BYE\n" is just a message. */
+    relay(b, idb, a, ida, "BYE\n");
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- order and size ------------------------------------------------------------------------------ */
+
+static void test_fifo_1000(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--queue-max-msgs", "5000", NULL);
+    pcsig_client_t *a = client(&s, "sender");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "receiver");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "receiver");
+
+    enum { N = 1000 };
+    int64_t first = 0;
+    for (int i = 0; i < N; i++) {
+        char msg[64];
+        int n = snprintf(msg, sizeof msg, "message %04d of %d, %.*s", i, N, i % 20, "xxxxxxxxxxxxxxxxxxxx");
+        int64_t t = send_ok(a, idb, i % 2 ? "application/json" : NULL, msg, (size_t)n);
+        if (i == 0)
+            first = t;
+        assert_int_equal(t, first + i); /* tokens count up */
+    }
+    for (int i = 0; i < N; i++) {
+        char msg[64];
+        int n = snprintf(msg, sizeof msg, "message %04d of %d, %.*s", i, N, i % 20, "xxxxxxxxxxxxxxxxxxxx");
+        struct pcsig_event *ev = expect_ev(b, PCSIG_EV_MESSAGE);
+        if (ev->len != (size_t)n || memcmp(ev->data, msg, (size_t)n) != 0)
+            fail_msg("message %d out of order or changed: got \"%.*s\"", i, (int)ev->len,
+                     (const char *)ev->data);
+        assert_int_equal(ev->peer_id, ida);
+        assert_string_equal(ev->content_type, i % 2 ? "application/json" : "text/plain");
+        pcsig_event_free(ev);
+    }
+    for (int i = 0; i < N; i++)
+        expect_sent(a, first + i, idb);
+    expect_quiet(a, 50);
+    expect_quiet(b, 50);
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
+static void test_binary_bodies(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "bin-a");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client_on(s.port, "bin-b", true, 0); /* and keep-alive on one end */
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "bin-b");
+
+    unsigned char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (unsigned char)i;
+    int64_t t = send_ok(a, idb, "application/octet-stream", all, sizeof all);
+    expect_sent(a, t, idb);
+    expect_message(b, ida, "application/octet-stream", all, sizeof all);
+
+    enum { BIG = 200 * 1024 };
+    unsigned char *big = malloc(BIG);
+    assert_non_null(big);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < BIG; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        big[i] = (unsigned char)x;
+    }
+    /* One way, then the other: each client's events then come in one order. */
+    t = send_ok(b, ida, "application/octet-stream", big, BIG);
+    expect_sent(b, t, ida);
+    expect_message(a, idb, "application/octet-stream", big, BIG);
+    t = send_ok(a, idb, "application/octet-stream", big, BIG);
+    expect_sent(a, t, idb);
+    expect_message(b, ida, "application/octet-stream", big, BIG);
+    free(big);
+
+    /* An empty body is a message too (pcsig relays it). */
+    t = send_ok(a, idb, NULL, NULL, 0);
+    expect_sent(a, t, idb);
+    expect_message(b, ida, "text/plain", "", 0);
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- failures that must stay small --------------------------------------------------------------- */
+
+static void test_message_to_departed_peer(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "a");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "b");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "b");
+    pcsig_client_t *c = client(&s, "c");
+    uint64_t idc = signed_in(c, 2);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idc, "c");
+    expect_peer(b, PCSIG_EV_PEER_JOINED, idc, "c");
+
+    disconnect_clean(b);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, idb, "b");
+    expect_peer(c, PCSIG_EV_PEER_LEFT, idb, "b");
+
+    /* The server answers 500 for the departed peer: that message fails... */
+    int64_t t = send_ok(a, idb, NULL, "are you there?", 14);
+    struct pcsig_event *ev = expect_ev(a, PCSIG_EV_MESSAGE_FAILED);
+    assert_int_equal(ev->token, (uint64_t)t);
+    assert_int_equal(ev->peer_id, idb);
+    assert_int_equal(ev->status, 500);
+    assert_non_null(ev->reason);
+    if (!strstr(ev->reason, "Peer most likely gone."))
+        fail_msg("reason \"%s\"", ev->reason);
+    pcsig_event_free(ev);
+
+    /* ...and only that message: same id, the session goes on. */
+    assert_int_equal(pcsig_client_id(a), ida);
+    relay(a, ida, c, idc, "still here");
+    relay(c, idc, a, ida, "me too");
+    expect_quiet(a, T_QUIET_MS);
+
+    /* Messages to ourselves come back through the server (B 4.5). */
+    t = send_ok(a, ida, "text/x-self", "self", 4);
+    expect_sent(a, t, ida);
+    expect_message(a, ida, "text/x-self", "self", 4);
+
+    disconnect_clean(a);
+    disconnect_clean(c);
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    h_server_stop(&s);
+    h_pass();
+}
+
+#define SKIP_NOISE ((1u << PCSIG_EV_SERVER_UNREACHABLE))
+
+static void test_server_killed_and_restarted(void **state)
+{
+    (void)state;
+    h_server_t s1;
+    h_server_start(&s1, NULL);
+    uint16_t port = s1.port;
+    pcsig_client_t *a = client(&s1, "a");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s1, "b");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "b");
+    relay(a, ida, b, idb, "before");
+
+    kill(s1.pid, SIGKILL);
+    assert_int_equal(h_server_await_exit(&s1, 5000), 128 + SIGKILL);
+
+    /* Both notice, say when they retry, and keep retrying (refused). */
+    pcsig_client_t *both[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        struct pcsig_event *ev = expect_ev(both[i], PCSIG_EV_SERVER_UNREACHABLE);
+        assert_non_null(ev->reason);
+        assert_true(ev->retry_in_ms >= 25 && ev->retry_in_ms <= 400);
+        pcsig_event_free(ev);
+        assert_int_equal(pcsig_client_id(both[i]), 0);
+        assert_int_equal(pcsig_client_send(both[i], 1, NULL, "x", 1), -ENOTCONN);
+        ev = expect_ev(both[i], PCSIG_EV_SERVER_UNREACHABLE);
+        pcsig_event_free(ev);
+    }
+
+    /* A new server on the same port: both sign in again with new ids. */
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    h_server_t s2;
+    h_server_start(&s2, "--port", portstr, NULL);
+    assert_int_equal(s2.port, port);
+    struct pcsig_event *ea = await_ev(a, PCSIG_EV_SIGNED_IN, SKIP_NOISE);
+    struct pcsig_event *eb = await_ev(b, PCSIG_EV_SIGNED_IN, SKIP_NOISE);
+    uint64_t na = ea->own_id, nb = eb->own_id;
+    assert_true((na == 1 && nb == 2) || (na == 2 && nb == 1));
+    /* The later one sees the earlier one in its list; the earlier a join. */
+    pcsig_client_t *later = na > nb ? a : b, *earlier = na > nb ? b : a;
+    struct pcsig_event *el = na > nb ? ea : eb;
+    assert_int_equal(el->npeers, 1);
+    assert_int_equal(el->peers[0].id, na > nb ? nb : na);
+    pcsig_event_free(ea);
+    pcsig_event_free(eb);
+    expect_peer(earlier, PCSIG_EV_PEER_JOINED, na > nb ? na : nb, later == a ? "a" : "b");
+    assert_int_equal(pcsig_client_id(a), na);
+    relay(a, na, b, nb, "after");
+    relay(b, nb, a, na, "after too");
+
+    /* SIGTERM: parked waits get the shutdown notice; same story. */
+    assert_int_equal(h_server_stop(&s2), 0);
+    for (int i = 0; i < 2; i++) {
+        struct pcsig_event *ev = expect_ev(both[i], PCSIG_EV_SERVER_UNREACHABLE);
+        assert_non_null(ev->reason);
+        pcsig_event_free(ev);
+    }
+    h_server_t s3;
+    h_server_start(&s3, "--port", portstr, NULL);
+    ea = await_ev(a, PCSIG_EV_SIGNED_IN, SKIP_NOISE);
+    eb = await_ev(b, PCSIG_EV_SIGNED_IN, SKIP_NOISE);
+    na = ea->own_id;
+    nb = eb->own_id;
+    pcsig_event_free(ea);
+    pcsig_event_free(eb);
+    pcsig_event_free(await_ev(na > nb ? b : a, PCSIG_EV_PEER_JOINED, 0));
+    relay(a, na, b, nb, "third server");
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s3);
+    h_pass();
+}
+
+static void test_id_gone_signs_in_again(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "a");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "b");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "b");
+
+    /* Someone signs a out behind its back: a's /wait learns its id is gone. */
+    h_resp_t *r = h_sign_out(&s, ida);
+    H_ASSERT_STATUS(r, 200, "OK");
+    h_resp_free(r);
+    expect_peer(b, PCSIG_EV_PEER_LEFT, ida, "a");
+    /* At once, without a backoff (the server is there). */
+    struct pcsig_event *ev = expect_ev(a, PCSIG_EV_SIGNED_IN);
+    uint64_t na = ev->own_id;
+    assert_int_equal(na, 3);
+    assert_int_equal(ev->npeers, 1);
+    pcsig_event_free(ev);
+    expect_peer(b, PCSIG_EV_PEER_JOINED, na, "a");
+    relay(b, idb, a, na, "welcome back");
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- timeouts, idle answers, keep-alive ----------------------------------------------------------- */
+
+static void test_wait_timeouts_and_idle_answers(void **state)
+{
+    (void)state;
+    h_server_t s;
+    /* The server answers idle waits every 0.3 s; a re-polls every 0.2 s
+     * itself (its old wait is then displaced with a 409 nobody reads). */
+    h_server_start(&s, "--wait-timeout", "0.3", "--member-timeout", "2", NULL);
+    pcsig_client_t *a = client_on(s.port, "short", false, 200);
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client_on(s.port, "idle", false, 0);
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "idle");
+
+    /* Several rounds of both: nothing surfaces as an event, nobody times out. */
+    expect_quiet(a, 2500);
+    expect_quiet(b, 10);
+    relay(a, ida, b, idb, "after the idle answers");
+    relay(b, idb, a, ida, "after the client timeouts");
+
+    /* The same with keep-alive on the hanging GET. */
+    pcsig_client_t *c = client_on(s.port, "kept", true, 0);
+    uint64_t idc = signed_in(c, 2);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idc, "kept");
+    expect_peer(b, PCSIG_EV_PEER_JOINED, idc, "kept");
+    expect_quiet(c, 1000);
+    for (int i = 0; i < 20; i++) {
+        char m[32];
+        snprintf(m, sizeof m, "kept %d", i);
+        relay(a, ida, c, idc, m);
+    }
+    relay(c, idc, b, idb, "from kept");
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    disconnect_clean(c);
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- a scripted server with the original's exact answers ---------------------------------------- */
+
+struct fake {
+    int lfd;
+    uint16_t port;
+};
+
+static void fake_start(struct fake *f)
+{
+    int fds[NET_MAX_LISTENERS], n = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &n), 0);
+    f->lfd = fds[0];
+    f->port = (uint16_t)net_local_port(fds[0]);
+}
+
+static int fake_accept(struct fake *f)
+{
+    struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+    if (poll(&p, 1, T_EVENT_MS) != 1)
+        fail_msg("the client did not connect within %d ms", T_EVENT_MS);
+    int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+/* Read one request (head + Content-Length body); return its bytes. */
+static char *fake_read(int fd, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    for (;;) {
+        http_request_t req;
+        http_error_t err;
+        http_limits_t lim = {.max_head = 16384, .max_body = 1 << 20};
+        long h = http_parse_request(b, n, &lim, &req, &err);
+        if (h < 0)
+            fail_msg("the client sent a malformed request: %s", err.reason);
+        if (h > 0 && n >= (size_t)h + req.content_length) {
+            assert_int_equal(n, (size_t)h + req.content_length); /* nothing after it */
+            b[n] = '\0';
+            *len = n;
+            return b;
+        }
+        uint64_t now = h_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) != 1)
+            fail_msg("no complete request within %d ms (%zu bytes)", T_EVENT_MS, n);
+        ssize_t r = read(fd, b + n, cap - 1 - n);
+        if (r <= 0)
+            fail_msg("the client closed before a complete request (%zu bytes)", n);
+        n += (size_t)r;
+    }
+}
+
+static void fake_expect(int fd, const char *want)
+{
+    size_t n;
+    char *got = fake_read(fd, &n);
+    if (n != strlen(want) || memcmp(got, want, n) != 0)
+        fail_msg("request bytes differ:\n got: %s\nwant: %s", got, want);
+    free(got);
+}
+
+/* An answer laid out exactly as the original's DataSocket::Send (B 4.1). */
+static void fake_answer_ka(int fd, const char *status, const char *ctype, long pragma,
+                           const char *body, bool keep)
+{
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    buf_printf(&b, "HTTP/1.1 %s\r\nServer: PeerConnectionTestServer/0.1\r\n"
+                   "Cache-Control: no-cache\r\nConnection: %s\r\n", status,
+               keep ? "keep-alive" : "close");
+    if (ctype)
+        buf_printf(&b, "Content-Type: %s\r\n", ctype);
+    buf_printf(&b, "Content-Length: %zu\r\n", strlen(body));
+    if (pragma >= 0)
+        buf_printf(&b, "Pragma: %ld\r\n", pragma);
+    buf_append_str(&b, H_CORS_BLOCK + 2);
+    buf_append_str(&b, "\r\n");
+    buf_append_str(&b, body);
+    assert_int_equal(write(fd, b.data, b.len), (ssize_t)b.len);
+    buf_free(&b);
+}
+
+static void fake_answer(int fd, const char *status, const char *ctype, long pragma,
+                        const char *body)
+{
+    fake_answer_ka(fd, status, ctype, pragma, body, false);
+}
+
+/* The original never closes after answering: the client must (B 7.4). */
+static void fake_expect_client_close(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, T_EVENT_MS) != 1)
+        fail_msg("the client did not close the connection");
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0);
+    close(fd);
+}
+
+static void *disconnect_thread(void *arg)
+{
+    pcsig_client_disconnect(arg);
+    return NULL;
+}
+
+static void test_wire_against_original(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f);
+    pcsig_client_t *c = client_on(f.port, "wire test", false, 0);
+
+    /* C1: the sign-in; the answer lists us first, then the others. */
+    int s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?wire%20test HTTP/1.0\r\n\r\n");
+    fake_answer(s1, "200 Added", "text/plain", 7, "wire%20test,7,1\nother,3,1\n");
+    fake_expect_client_close(s1);
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->own_id, 7);
+    assert_int_equal(ev->npeers, 1);
+    assert_int_equal(ev->peers[0].id, 3);
+    assert_string_equal(ev->peers[0].name, "other");
+    pcsig_event_free(ev);
+
+    /* C2: the hanging GET, re-issued after every answer. */
+    int w1 = fake_accept(&f);
+    fake_expect(w1, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n");
+    fake_answer(w1, "200 OK", "text/plain", 3, "{\"type\":\"offer\"}");
+    fake_expect_client_close(w1);
+    expect_message(c, 3, "text/plain", "{\"type\":\"offer\"}", 16);
+    int w2 = fake_accept(&f);
+    fake_expect(w2, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n");
+    fake_answer(w2, "200 OK", "text/plain", 7, "late,9,1\n");
+    fake_expect_client_close(w2);
+    expect_peer(c, PCSIG_EV_PEER_JOINED, 9, "late");
+    int w3 = fake_accept(&f);
+    fake_expect(w3, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n"); /* parked */
+
+    /* C3: a message, then one the server refuses (only it fails). */
+    int64_t t = send_ok(c, 3, NULL, "{\"type\":\"answer\"}", 17);
+    int m1 = fake_accept(&f);
+    fake_expect(m1, "POST /message?peer_id=7&to=3 HTTP/1.0\r\nContent-Length: 17\r\n"
+                    "Content-Type: text/plain\r\n\r\n{\"type\":\"answer\"}");
+    fake_answer(m1, "200 OK", "text/plain", -1, "");
+    fake_expect_client_close(m1);
+    expect_sent(c, t, 3);
+    t = send_ok(c, 4, NULL, "BYE", 3);
+    int m2 = fake_accept(&f);
+    fake_expect(m2, "POST /message?peer_id=7&to=4 HTTP/1.0\r\nContent-Length: 3\r\n"
+                    "Content-Type: text/plain\r\n\r\nBYE");
+    fake_answer(m2, "500 Error", "text/plain", -1, "Peer most likely gone.");
+    fake_expect_client_close(m2);
+    ev = expect_ev(c, PCSIG_EV_MESSAGE_FAILED);
+    assert_int_equal(ev->status, 500);
+    assert_string_equal(ev->reason, "500 Error: Peer most likely gone.");
+    pcsig_event_free(ev);
+    assert_int_equal(pcsig_client_id(c), 7);
+
+    /* The original's shutdown notice (no Pragma) on the parked wait: the
+     * server is going; sign in again (B 7.4 would call it a message). */
+    fake_answer(w3, "200 OK", "text/plain", -1, "Server shutting down");
+    fake_expect_client_close(w3);
+    ev = expect_ev(c, PCSIG_EV_SERVER_UNREACHABLE);
+    assert_string_equal(ev->reason, "server shutting down");
+    pcsig_event_free(ev);
+    int s2 = fake_accept(&f);
+    fake_expect(s2, "GET /sign_in?wire%20test HTTP/1.0\r\n\r\n");
+    fake_answer(s2, "200 Added", "text/plain", 1, "wire%20test,1,1\n");
+    fake_expect_client_close(s2);
+    assert_int_equal(signed_in(c, 0), 1);
+
+    /* C5: disconnect closes the hanging GET and signs out. */
+    int w4 = fake_accept(&f);
+    fake_expect(w4, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, disconnect_thread, c), 0);
+    fake_expect_client_close(w4);
+    int o1 = fake_accept(&f);
+    fake_expect(o1, "GET /sign_out?peer_id=1 HTTP/1.0\r\n\r\n");
+    fake_answer(o1, "200 OK", "text/plain", -1, "");
+    pthread_join(th, NULL);
+    fake_expect_client_close(o1);
+    ev = expect_ev(c, PCSIG_EV_DISCONNECTED);
+    pcsig_event_free(ev);
+    client_free(c);
+    close(f.lfd);
+    h_pass();
+}
+
+/* keep_alive: the hanging GET in HTTP/1.1 on one connection while the
+ * server keeps it open; a kept connection the server closed is replaced
+ * quietly (no lost server, no event). */
+static void test_wire_keep_alive(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f);
+    pcsig_client_t *c = client_on(f.port, "ka", true, 0);
+    int s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?ka HTTP/1.0\r\n\r\n"); /* control stays HTTP/1.0 */
+    fake_answer(s1, "200 Added", "text/plain", 5, "ka,5,1\n");
+    fake_expect_client_close(s1);
+    assert_int_equal(signed_in(c, 0), 5);
+
+    char want[128];
+    snprintf(want, sizeof want, "GET /wait?peer_id=5 HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             (unsigned)f.port);
+    int w = fake_accept(&f);
+    fake_expect(w, want);
+    fake_answer_ka(w, "200 OK", "text/plain", 5, "", true); /* pcsig's idle answer */
+    fake_expect(w, want);                                   /* same connection */
+    fake_answer_ka(w, "200 OK", "application/json", 8, "{}", true);
+    expect_message(c, 8, "application/json", "{}", 2);
+    fake_expect(w, want);
+    close(w); /* the server drops the kept connection */
+    int w2 = fake_accept(&f);
+    fake_expect(w2, want);
+    expect_quiet(c, T_QUIET_MS);
+    fake_answer_ka(w2, "200 OK", "text/plain", 5, "late,9,1\n", false); /* ...and close */
+    fake_expect_client_close(w2);
+    expect_peer(c, PCSIG_EV_PEER_JOINED, 9, "late");
+    int w3 = fake_accept(&f);
+    fake_expect(w3, want);
+
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, disconnect_thread, c), 0);
+    fake_expect_client_close(w3);
+    int o1 = fake_accept(&f);
+    fake_expect(o1, "GET /sign_out?peer_id=5 HTTP/1.0\r\n\r\n");
+    fake_answer(o1, "200 OK", "text/plain", -1, "");
+    pthread_join(th, NULL);
+    fake_expect_client_close(o1);
+    pcsig_event_free(expect_ev(c, PCSIG_EV_DISCONNECTED));
+    client_free(c);
+    close(f.lfd);
+    h_pass();
+}
+
+/* ---- the CLI in --json mode -------------------------------------------------------------------- */
+
+static const char *client_path(void)
+{
+    const char *p = getenv("PCSIG_CLIENT");
+    return p && *p ? p : "build/pcsig-client";
+}
+
+/* Spawn the CLI with args (NULL-terminated) and pipes on stdin and stdout;
+ * stderr is ours unless capture_err (then a pipe: p->err_fd). */
+static struct proc *cli_spawn_(const char *const *args, bool capture_err)
+{
+    int in[2], out[2], err[2];
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    char *argv[32];
+    size_t n = 0;
+    argv[n++] = (char *)client_path();
+    for (; *args && n < 31; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    if (capture_err)
+        posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (rc != 0)
+        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
+    struct proc *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->pid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    size_t i = 0;
+    while (i < T_MAX_PROCS && procs[i])
+        i++;
+    assert_true(i < T_MAX_PROCS);
+    procs[i] = p;
+    assert_true(p->pidfd >= 0);
+    return p;
+}
+
+static struct proc *cli_spawn(const char *const *args)
+{
+    return cli_spawn_(args, false);
+}
+
+static void cli_send(struct proc *p, const char *line)
+{
+    size_t n = strlen(line);
+    assert_int_equal(write(p->in_fd, line, n), (ssize_t)n);
+    assert_int_equal(write(p->in_fd, "\n", 1), 1);
+}
+
+/* The next stdout line (without '\n'), malloc'd. */
+static char *cli_line(struct proc *p)
+{
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    for (;;) {
+        char *nl = memchr(p->buf, '\n', p->len);
+        if (nl) {
+            size_t l = (size_t)(nl - p->buf);
+            char *line = malloc(l + 1);
+            assert_non_null(line);
+            memcpy(line, p->buf, l);
+            line[l] = '\0';
+            memmove(p->buf, nl + 1, p->len - l - 1);
+            p->len -= l + 1;
+            return line;
+        }
+        uint64_t now = h_now_ms();
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
+        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1)
+            fail_msg("no output line from the CLI within %d ms (have \"%.*s\")", T_EVENT_MS,
+                     (int)p->len, p->buf);
+        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
+        if (r <= 0)
+            fail_msg("the CLI closed its stdout (have \"%.*s\")", (int)p->len, p->buf);
+        p->len += (size_t)r;
+    }
+}
+
+#define cli_expect(p, want) (h_at(__FILE__, __LINE__), cli_expect_((p), (want), __LINE__))
+static void cli_expect_(struct proc *p, const char *want, int line)
+{
+    char *got = cli_line(p);
+    if (strcmp(got, want) != 0)
+        fail_msg("line %d: CLI printed\n  %s\nwanted\n  %s", line, got, want);
+    free(got);
+}
+
+/* Close stdin (EOF = quit) and await the exit; returns the exit status. */
+static int cli_finish(struct proc *p, bool close_stdin)
+{
+    if (close_stdin && p->in_fd >= 0) {
+        close(p->in_fd);
+        p->in_fd = -1;
+    }
+    struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+    if (poll(&pf, 1, T_EVENT_MS) != 1)
+        fail_msg("the CLI did not exit within %d ms", T_EVENT_MS);
+    int st;
+    assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
+    for (size_t i = 0; i < T_MAX_PROCS; i++)
+        if (procs[i] == p)
+            procs[i] = NULL;
+    if (p->in_fd >= 0)
+        close(p->in_fd);
+    close(p->out_fd);
+    close(p->err_fd);
+    close(p->pidfd);
+    free(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_cli_json(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+
+    const char *xa[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "x", NULL};
+    struct proc *x = cli_spawn(xa);
+    cli_expect(x, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
+    const char *ya[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "y z", NULL};
+    struct proc *y = cli_spawn(ya);
+    cli_expect(y, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,\"name\":\"x\","
+                  "\"connected\":true}]}");
+    cli_expect(x, "{\"event\":\"peer_joined\",\"id\":2,\"name\":\"y%20z\"}");
+
+    /* Text with escapes, then binary. */
+    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"hello \\\"world\\\"\\n\\u00e9\"}");
+    cli_expect(y, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
+    cli_expect(y, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
+    cli_expect(x, "{\"event\":\"message\",\"from\":2,\"content_type\":\"text/plain\","
+                  "\"data\":\"hello \\\"world\\\"\\n\xc3\xa9\"}");
+    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data_b64\":\"AP8=\","
+                "\"content_type\":\"application/octet-stream\"}");
+    cli_expect(y, "{\"event\":\"queued\",\"token\":2,\"to\":1}");
+    cli_expect(y, "{\"event\":\"sent\",\"token\":2,\"to\":1}");
+    cli_expect(x, "{\"event\":\"message\",\"from\":2,\"content_type\":"
+                  "\"application/octet-stream\",\"data_b64\":\"AP8=\"}");
+
+    /* Bad input lines are reported, never fatal. */
+    cli_send(x, "this is not json");
+    cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: not a JSON object\"}");
+    cli_send(x, "{\"cmd\":\"send\",\"to\":\"1\",\"data\":\"x\"}");
+    cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: \\\"to\\\" must be a peer id "
+                  "(a positive integer)\"}");
+    cli_send(x, "{\"cmd\":\"send\",\"to\":2,\"data\":{\"nested\":1}}");
+    cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: nested objects and arrays "
+                  "are not supported\"}");
+    cli_send(x, "{\"cmd\":\"dance\"}");
+    cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: unknown \\\"cmd\\\"\"}");
+    cli_send(x, "");
+
+    /* A message to nobody fails alone. */
+    cli_send(x, "{\"cmd\":\"send\",\"to\":99,\"data\":\"anyone?\"}");
+    cli_expect(x, "{\"event\":\"queued\",\"token\":1,\"to\":99}");
+    cli_expect(x, "{\"event\":\"send_failed\",\"token\":1,\"to\":99,\"status\":500,"
+                  "\"reason\":\"500 Error: Peer most likely gone.\"}");
+
+    /* Hang-up and the peer list. */
+    cli_send(x, "{\"cmd\":\"bye\",\"to\":2}");
+    cli_expect(x, "{\"event\":\"queued\",\"token\":2,\"to\":2}");
+    cli_expect(x, "{\"event\":\"sent\",\"token\":2,\"to\":2}");
+    cli_expect(y, "{\"event\":\"hangup\",\"from\":1}");
+    cli_send(y, "{\"cmd\":\"peers\"}");
+    cli_expect(y, "{\"event\":\"peers\",\"peers\":[{\"id\":1,\"name\":\"x\",\"connected\":true}]}");
+
+    /* --autocall: a third CLI calls the lowest id with an offer. */
+    const char *za[] = {"--json", "--autocall", "--server", "127.0.0.1", "--port", port,
+                        "--name", "z", NULL};
+    struct proc *z = cli_spawn(za);
+    char *line = cli_line(z);
+    assert_non_null(strstr(line, "{\"event\":\"signed_in\",\"id\":3,"));
+    free(line);
+    cli_expect(z, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
+    cli_expect(z, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
+    cli_expect(x, "{\"event\":\"peer_joined\",\"id\":3,\"name\":\"z\"}");
+    cli_expect(y, "{\"event\":\"peer_joined\",\"id\":3,\"name\":\"z\"}");
+    line = cli_line(x);
+    if (!strstr(line, "{\"event\":\"message\",\"from\":3,\"content_type\":\"text/plain\","
+                      "\"data\":\"{\\\"sdp\\\": \\\"v=0\\\\r\\\\no=- ") ||
+        !strstr(line, "\\\", \\\"type\\\": \\\"offer\\\"}\"}"))
+        fail_msg("not an offer: %s", line);
+    free(line);
+
+    /* EOF on stdin: sign out, report, exit 0; the others see it at once. */
+    assert_int_equal(close(z->in_fd), 0);
+    z->in_fd = -1;
+    cli_expect(z, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(z, true), 0);
+    cli_expect(x, "{\"event\":\"peer_left\",\"id\":3,\"name\":\"z\"}");
+    cli_expect(y, "{\"event\":\"peer_left\",\"id\":3,\"name\":\"z\"}");
+
+    /* A send right before EOF still goes out before the sign-out. */
+    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"last words\"}");
+    assert_int_equal(close(y->in_fd), 0);
+    y->in_fd = -1;
+    cli_expect(y, "{\"event\":\"queued\",\"token\":3,\"to\":1}");
+    cli_expect(y, "{\"event\":\"sent\",\"token\":3,\"to\":1}");
+    cli_expect(y, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(y, true), 0);
+    cli_expect(x, "{\"event\":\"message\",\"from\":2,\"content_type\":\"text/plain\","
+                  "\"data\":\"last words\"}");
+    cli_expect(x, "{\"event\":\"peer_left\",\"id\":2,\"name\":\"y%20z\"}");
+
+    cli_send(x, "{\"cmd\":\"quit\"}");
+    cli_expect(x, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(x, false), 0);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* Commands piped before the sign-in completes wait for it; EOF after them
+ * still means quit (once they ran). */
+static void test_cli_piped(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    pcsig_client_t *a = client(&s, "listener");
+    uint64_t ida = signed_in(a, 0);
+
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "pipe",
+                          NULL};
+    struct proc *p = cli_spawn(args);
+    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 1\"}");
+    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 2\",\"content_type\":\"text/x\"}");
+    close(p->in_fd);
+    p->in_fd = -1;
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,"
+                  "\"name\":\"listener\",\"connected\":true}]}");
+    cli_expect(p, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
+    cli_expect(p, "{\"event\":\"queued\",\"token\":2,\"to\":1}");
+    cli_expect(p, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
+    cli_expect(p, "{\"event\":\"sent\",\"token\":2,\"to\":1}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, true), 0);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "pipe");
+    expect_message(a, 2, "text/plain", "piped 1", 7);
+    expect_message(a, 2, "text/x", "piped 2", 7);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "pipe");
+    (void)ida;
+    disconnect_clean(a);
+    client_free(a);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* --exec: the command gets the body on stdin and the sender in its env. */
+static void test_cli_exec(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-exec-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[64], cmd[256];
+    snprintf(fifo, sizeof fifo, "%s/out", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* Read-write: we are a writer too, so the FIFO never reports a hang-up. */
+    int ffd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    assert_true(ffd >= 0);
+    snprintf(cmd, sizeof cmd,
+             "{ printf 'from=%%s type=%%s body=' \"$PCSIG_FROM\" \"$PCSIG_CONTENT_TYPE\"; cat; "
+             "printf '|'; } > %s", fifo);
+
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
+                          "--exec", cmd, NULL};
+    struct proc *p = cli_spawn(args);
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
+    pcsig_client_t *a = client(&s, "sender");
+    uint64_t ida = signed_in(a, 1);
+    int64_t t = send_ok(a, 1, "text/x-exec", "line one\nline two", 17);
+    expect_sent(a, t, 1);
+
+    char got[256];
+    size_t n = 0;
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    while (!memchr(got, '|', n)) {
+        struct pollfd pf = {.fd = ffd, .events = POLLIN};
+        uint64_t now = h_now_ms();
+        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1)
+            fail_msg("--exec wrote \"%.*s\" only", (int)n, got);
+        ssize_t r = read(ffd, got + n, sizeof got - 1 - n);
+        if (r > 0)
+            n += (size_t)r;
+    }
+    got[n] = '\0';
+    char want[128];
+    snprintf(want, sizeof want, "from=%" PRIu64 " type=text/x-exec body=line one\nline two|", ida);
+    assert_string_equal(got, want);
+
+    disconnect_clean(a);
+    client_free(a);
+    assert_int_equal(cli_finish(p, true), 0);
+    h_server_stop(&s);
+    close(ffd);
+    unlink(fifo);
+    rmdir(dir);
+    h_pass();
+}
+
+static void test_cli_options(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"0", "65536", "abc", "-1", "8888x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"--json", "--port", bad[i], NULL};
+        struct proc *p = cli_spawn_(args, true);
+        char err[256];
+        size_t n = 0;
+        struct pollfd pf = {.fd = p->err_fd, .events = POLLIN};
+        while (n < sizeof err - 1 && poll(&pf, 1, T_EVENT_MS) == 1) {
+            ssize_t r = read(p->err_fd, err + n, sizeof err - 1 - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+        }
+        err[n] = '\0';
+        char want[128];
+        snprintf(want, sizeof want, "Error: %s is not a valid port.\n", bad[i]);
+        assert_string_equal(err, want);
+        assert_int_equal(cli_finish(p, true), 2);
+    }
+    const char *help[] = {"--help", NULL};
+    struct proc *p = cli_spawn(help);
+    char *line = cli_line(p);
+    assert_non_null(strstr(line, "usage: pcsig-client"));
+    free(line);
+    assert_int_equal(cli_finish(p, true), 0);
+    const char *unknown[] = {"--bogus", NULL};
+    p = cli_spawn(unknown);
+    assert_int_equal(cli_finish(p, true), 2);
+    h_pass();
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        T_TEST(test_two_clients),
+        T_TEST(test_three_clients),
+        T_TEST(test_offer_answer_candidates),
+        T_TEST(test_fifo_1000),
+        T_TEST(test_binary_bodies),
+        T_TEST(test_message_to_departed_peer),
+        T_TEST(test_server_killed_and_restarted),
+        T_TEST(test_id_gone_signs_in_again),
+        T_TEST(test_wait_timeouts_and_idle_answers),
+        T_TEST(test_wire_against_original),
+        T_TEST(test_wire_keep_alive),
+        T_TEST(test_cli_json),
+        T_TEST(test_cli_piped),
+        T_TEST(test_cli_exec),
+        T_TEST(test_cli_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,787 @@
+/*
+ * Unit tests of the client's pure parts: the exact request bytes of
+ * protocol.md B 7.2, URL-safe names, response framing, the classification
+ * of /wait answers, sign-in list parsing, backoff, and the CLI's JSON
+ * command parser, string escaping and base64. Plus the library's lifecycle
+ * without a server: calls before connect, and a disconnect that must not
+ * wait for a server that never answers.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "client_json.h"
+#include "client_wire.h"
+#include "clock.h"
+#include "net.h"
+#include "pcsig_client.h"
+
+/* b's bytes as a NUL-terminated string (tests only hold text here). */
+static const char *str(buf_t *b)
+{
+    assert_int_equal(buf_append(b, "", 1), 0);
+    b->len--;
+    return b->data;
+}
+
+/* ---- request bytes ------------------------------------------------------------- */
+
+static void test_sign_in_bytes(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_sign_in(&b, "alice", 5), 0);
+    assert_string_equal(str(&b), "GET /sign_in?alice HTTP/1.0\r\n\r\n");
+    buf_reset(&b);
+    assert_int_equal(cwire_sign_in(&b, "user@host", 9), 0);
+    assert_string_equal(str(&b), "GET /sign_in?user@host HTTP/1.0\r\n\r\n");
+    buf_reset(&b);
+    assert_int_equal(cwire_sign_in(&b, "a b", 3), 0);
+    assert_string_equal(str(&b), "GET /sign_in?a%20b HTTP/1.0\r\n\r\n");
+    buf_free(&b);
+}
+
+static void test_wait_bytes(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_wait(&b, 7, false, "ignored:1"), 0);
+    assert_string_equal(str(&b), "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n");
+    buf_reset(&b);
+    assert_int_equal(cwire_wait(&b, 2147483647, true, "localhost:8888"), 0);
+    assert_string_equal(str(&b),
+                        "GET /wait?peer_id=2147483647 HTTP/1.1\r\nHost: localhost:8888\r\n\r\n");
+    buf_free(&b);
+}
+
+static void test_message_bytes(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_message(&b, 1, 2, NULL, "hello", 5), 0);
+    assert_string_equal(str(&b), "POST /message?peer_id=1&to=2 HTTP/1.0\r\n"
+                                 "Content-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello");
+    buf_reset(&b);
+    assert_int_equal(cwire_message(&b, 12, 3, "", "BYE", 3), 0);
+    assert_string_equal(str(&b), "POST /message?peer_id=12&to=3 HTTP/1.0\r\n"
+                                 "Content-Length: 3\r\nContent-Type: text/plain\r\n\r\nBYE");
+    buf_reset(&b);
+    assert_int_equal(cwire_message(&b, 1, 2, "application/json", "{}", 2), 0);
+    assert_string_equal(str(&b), "POST /message?peer_id=1&to=2 HTTP/1.0\r\n"
+                                 "Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{}");
+    buf_reset(&b);
+    /* Binary bodies go as they are, NULs included. */
+    static const char bin[4] = {0, '\r', '\n', (char)0xff};
+    assert_int_equal(cwire_message(&b, 1, 2, "application/octet-stream", bin, 4), 0);
+    static const char want[] = "POST /message?peer_id=1&to=2 HTTP/1.0\r\nContent-Length: 4\r\n"
+                               "Content-Type: application/octet-stream\r\n\r\n";
+    assert_int_equal(b.len, sizeof want - 1 + 4);
+    assert_memory_equal(b.data, want, sizeof want - 1);
+    assert_memory_equal(b.data + sizeof want - 1, bin, 4);
+    buf_reset(&b);
+    assert_int_equal(cwire_message(&b, 1, 2, NULL, NULL, 0), 0);
+    assert_string_equal(str(&b), "POST /message?peer_id=1&to=2 HTTP/1.0\r\n"
+                                 "Content-Length: 0\r\nContent-Type: text/plain\r\n\r\n");
+    buf_reset(&b);
+    /* A type that would split the header is refused, nothing appended. */
+    assert_int_equal(cwire_message(&b, 1, 2, "text/plain\r\nX-Evil: 1", "x", 1), -EINVAL);
+    assert_int_equal(b.len, 0);
+    assert_false(cwire_ctype_ok("a\nb"));
+    assert_false(cwire_ctype_ok("a\x7f"));
+    assert_true(cwire_ctype_ok("text/plain; charset=utf-8"));
+    buf_free(&b);
+}
+
+static void test_sign_out_bytes(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_sign_out(&b, 42), 0);
+    assert_string_equal(str(&b), "GET /sign_out?peer_id=42 HTTP/1.0\r\n\r\n");
+    buf_free(&b);
+}
+
+static void test_host_header(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_host_header(&b, "localhost", 8888), 0);
+    assert_string_equal(str(&b), "localhost:8888");
+    buf_reset(&b);
+    assert_int_equal(cwire_host_header(&b, "::1", 80), 0);
+    assert_string_equal(str(&b), "[::1]:80");
+    buf_reset(&b);
+    assert_int_equal(cwire_host_header(&b, "[::1]", 80), 0);
+    assert_string_equal(str(&b), "[::1]:80");
+    buf_free(&b);
+}
+
+/* ---- names ----------------------------------------------------------------------- */
+
+static void test_name_encoding(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cwire_name_encode(&b, "AZaz09-._~@", 11), 0);
+    assert_string_equal(str(&b), "AZaz09-._~@");
+    buf_reset(&b);
+    assert_int_equal(cwire_name_encode(&b, "a,b&c=d?e/f%g+h#i", 17), 0);
+    assert_string_equal(str(&b), "a%2Cb%26c%3Dd%3Fe%2Ff%25g%2Bh%23i");
+    buf_reset(&b);
+    assert_int_equal(cwire_name_encode(&b, "caf\xc3\xa9", 5), 0);
+    assert_string_equal(str(&b), "caf%C3%A9");
+    buf_reset(&b);
+    assert_int_equal(cwire_name_encode(&b, "", 0), 0);
+    assert_int_equal(b.len, 0);
+
+    /* Every byte value: kept ones as themselves, the rest as %XX. */
+    char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)i;
+    for (int i = 0; i < 256; i++) {
+        buf_reset(&b);
+        assert_int_equal(cwire_name_encode(&b, all + i, 1), 0);
+        bool kept = (i >= 'A' && i <= 'Z') || (i >= 'a' && i <= 'z') || (i >= '0' && i <= '9') ||
+                    i == '-' || i == '.' || i == '_' || i == '~' || i == '@';
+        if (kept) {
+            assert_int_equal(b.len, 1);
+            assert_int_equal((unsigned char)b.data[0], i);
+        } else {
+            char want[4];
+            snprintf(want, sizeof want, "%%%02X", (unsigned)i);
+            assert_int_equal(b.len, 3);
+            assert_memory_equal(b.data, want, 3);
+        }
+        /* Whatever the byte, the request line stays one line of visible ASCII. */
+        for (size_t k = 0; k < b.len; k++)
+            assert_true(b.data[k] > 0x20 && b.data[k] < 0x7f);
+    }
+    buf_free(&b);
+}
+
+static void test_name_truncation(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 8192);
+    char name[2000];
+    memset(name, 'x', sizeof name);
+    assert_int_equal(cwire_name_encode(&b, name, sizeof name), 0);
+    assert_int_equal(b.len, PROTO_MAX_NAME);
+
+    /* 511 kept bytes then a space: "%20" does not fit, and is not cut. */
+    buf_reset(&b);
+    name[511] = ' ';
+    assert_int_equal(cwire_name_encode(&b, name, 600), 0);
+    assert_int_equal(b.len, 511);
+
+    /* A two-byte character across the limit is dropped whole. */
+    buf_reset(&b);
+    memset(name, 'x', sizeof name);
+    name[506] = (char)0xc3; /* %C3 ends at 509 + %A9 would end at 512 */
+    name[507] = (char)0xa9;
+    name[508] = (char)0xc3; /* %C3 would end at 515 */
+    name[509] = (char)0xa9;
+    assert_int_equal(cwire_name_encode(&b, name, 600), 0);
+    assert_int_equal(b.len, 512);
+    assert_memory_equal(b.data + 506, "%C3%A9", 6);
+    buf_reset(&b);
+    name[505] = (char)0xe2; /* a three-byte char %E2%82%AC from 505: ends at 514 */
+    name[506] = (char)0x82;
+    name[507] = (char)0xac;
+    assert_int_equal(cwire_name_encode(&b, name, 600), 0);
+    assert_int_equal(b.len, 505); /* the whole character is left out */
+    buf_free(&b);
+}
+
+/* ---- response framing --------------------------------------------------------------- */
+
+static const char NOTIFY[] = "HTTP/1.1 200 OK\r\nServer: PeerConnectionTestServer/0.1\r\n"
+                             "Cache-Control: no-cache\r\nConnection: close\r\n"
+                             "Content-Type: text/plain\r\nContent-Length: 8\r\nPragma: 1\r\n"
+                             "Access-Control-Allow-Origin: *\r\n\r\nbob,2,1\n";
+
+static void test_frame_response(void **state)
+{
+    (void)state;
+    http_response_t r;
+    size_t hl = 0, bl = 0;
+    size_t n = sizeof NOTIFY - 1;
+    /* Every truncation needs more; EOF inside it is an error. */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(cwire_frame_response(NOTIFY, i, false, &r, &hl, &bl), 0);
+        assert_int_equal(cwire_frame_response(NOTIFY, i, true, &r, &hl, &bl), -EPROTO);
+    }
+    assert_int_equal(cwire_frame_response(NOTIFY, n, false, &r, &hl, &bl), 1);
+    assert_int_equal(hl, n - 8);
+    assert_int_equal(bl, 8);
+    assert_int_equal(r.status, 200);
+    assert_true(r.connection_close);
+    /* Bytes after the body (the next response) are not part of this one. */
+    char two[2 * sizeof NOTIFY];
+    memcpy(two, NOTIFY, n);
+    memcpy(two + n, NOTIFY, n);
+    assert_int_equal(cwire_frame_response(two, 2 * n, false, &r, &hl, &bl), 1);
+    assert_int_equal(hl + bl, n);
+
+    /* Without Content-Length the body runs to EOF. */
+    static const char old[] = "HTTP/1.0 200 OK\r\nPragma: 3\r\n\r\nabc";
+    assert_int_equal(cwire_frame_response(old, sizeof old - 1, false, &r, &hl, &bl), 0);
+    assert_int_equal(cwire_frame_response(old, sizeof old - 1, true, &r, &hl, &bl), 1);
+    assert_int_equal(bl, 3);
+
+    static const char junk[] = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
+    assert_int_equal(cwire_frame_response(junk, sizeof junk - 1, false, &r, &hl, &bl), -EPROTO);
+    static const char huge[] = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n";
+    assert_int_equal(cwire_frame_response(huge, sizeof huge - 1, false, &r, &hl, &bl), -EPROTO);
+}
+
+/* ---- /wait classification ---------------------------------------------------------------- */
+
+/* Frame text (which must be complete) and classify it for own id. */
+static void classify(const char *text, uint64_t own, struct cwire_wait_result *w)
+{
+    static http_response_t r; /* the result points into it */
+    size_t hl = 0, bl = 0;
+    assert_int_equal(cwire_frame_response(text, strlen(text), true, &r, &hl, &bl), 1);
+    cwire_classify_wait(&r, text + hl, bl, own, w);
+}
+
+static void test_classify_notifications(void **state)
+{
+    (void)state;
+    struct cwire_wait_result w;
+    classify(NOTIFY, 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_JOINED);
+    assert_int_equal(w.entry.id, 2);
+    assert_int_equal(w.entry.name_len, 3);
+    assert_memory_equal(w.entry.name, "bob", 3);
+    assert_true(w.entry.connected);
+
+    classify("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
+             "Pragma: 1\r\n\r\nbob,2,0\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_LEFT);
+    assert_int_equal(w.entry.id, 2);
+    assert_false(w.entry.connected);
+
+    /* pcsig's idle answer: Pragma = own id, nothing in it. */
+    classify("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n"
+             "Pragma: 1\r\nConnection: keep-alive\r\n\r\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_EMPTY);
+
+    /* Our own entry ",0": the server removed us (pcsig's answer to a gone member). */
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 10\r\nPragma: 1\r\n\r\nalice,1,0\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_ID_GONE);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 10\r\nPragma: 1\r\n\r\nalice,1,1\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_EMPTY);
+
+    /* Not one well-formed entry. */
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 7\r\nPragma: 1\r\n\r\nbob,2,1", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 16\r\nPragma: 1\r\n\r\nbob,2,1\ncar,3,1\n", 1,
+             &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+}
+
+static void test_classify_messages(void **state)
+{
+    (void)state;
+    struct cwire_wait_result w;
+    classify("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+             "Pragma: 2\r\n\r\nmsg0", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+    assert_int_equal(w.from, 2);
+    assert_int_equal(w.ctype.len, 16);
+    assert_memory_equal(w.ctype.ptr, "application/json", 16);
+
+    /* Untyped (a GET /message relayed): no content type. */
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nPragma: 2\r\n\r\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+    assert_null(w.ctype.ptr);
+
+    /* The in-band hang-up is exactly three bytes. */
+    classify("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+             "Pragma: 2\r\n\r\nBYE", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BYE);
+    assert_int_equal(w.from, 2);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nPragma: 2\r\n\r\nBYE\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nPragma: 2\r\n\r\nbye", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+
+    /* A peer may well send the words of the shutdown notice. */
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 20\r\nPragma: 2\r\n\r\nServer shutting down", 1,
+             &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+}
+
+static void test_classify_server_states(void **state)
+{
+    (void)state;
+    struct cwire_wait_result w;
+    /* The stock server's notice has no Pragma; pcsig's has our id. */
+    classify("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
+             "Server shutting down", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_SHUTDOWN);
+    classify("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+             "Pragma: 1\r\n\r\nServer shutting down", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_SHUTDOWN);
+    classify("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_SHUTDOWN);
+
+    classify("HTTP/1.1 500 Sorry\r\nContent-Type: text/html\r\nContent-Length: 52\r\n\r\n"
+             "<html><body>Sorry, not yet implemented</body></html>", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_ID_GONE);
+    classify("HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\n\r\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_REPOLL);
+    classify("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+    /* 200 without a (valid) Pragma: neither a notification nor a message. */
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nPragma: -1\r\n\r\nhi", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+    classify("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nPragma: no-cache\r\n\r\nhi", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_BAD);
+    /* Header names are case-insensitive here (the stock client is stricter). */
+    classify("HTTP/1.1 200 OK\r\ncontent-length: 2\r\npragma: 5\r\n\r\nhi", 1, &w);
+    assert_int_equal(w.kind, CWIRE_WAIT_MESSAGE);
+    assert_int_equal(w.from, 5);
+}
+
+/* ---- sign-in list --------------------------------------------------------------------------- */
+
+static void test_peer_list(void **state)
+{
+    (void)state;
+    struct pcsig_peer *p;
+    size_t n;
+    static const char list[] = "carol,3,1\nalice,1,1\nbob,2,0\n";
+    assert_int_equal(cwire_parse_peer_list(list, sizeof list - 1, 3, &p, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0].id, 1);
+    assert_string_equal(p[0].name, "alice");
+    assert_true(p[0].connected);
+    assert_int_equal(p[1].id, 2);
+    assert_string_equal(p[1].name, "bob");
+    assert_false(p[1].connected);
+    cwire_peers_free(p, n);
+
+    /* Only ourselves: no peers, no allocation. */
+    assert_int_equal(cwire_parse_peer_list("alice,1,1\n", 10, 1, &p, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(p);
+
+    /* Malformed lines are skipped, a trailing piece without '\n' ignored. */
+    static const char messy[] = "me,9,1\n,4,1\nx,0,1\ny,abc,1\nz,5,2\ngood,6,1\nhalf,7,1";
+    assert_int_equal(cwire_parse_peer_list(messy, sizeof messy - 1, 9, &p, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(p[0].id, 6);
+    assert_string_equal(p[0].name, "good");
+    cwire_peers_free(p, n);
+
+    /* Names are the server's raw bytes (an encoded space stays encoded). */
+    assert_int_equal(cwire_parse_peer_list("a%20b,2,1\n", 10, 1, &p, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(p[0].name, "a%20b");
+    cwire_peers_free(p, n);
+    cwire_peers_free(NULL, 0);
+}
+
+static void test_backoff(void **state)
+{
+    (void)state;
+    /* Within [base/2, base], base doubling from min up to max. */
+    int base = 500;
+    for (unsigned a = 0; a < 12; a++) {
+        for (uint64_t r = 0; r < 2000; r += 97) {
+            int ms = cwire_backoff_ms(a, 500, 10000, r * 0x9E3779B97F4A7C15ULL);
+            assert_true(ms >= base / 2);
+            assert_true(ms <= base);
+        }
+        base = base * 2 > 10000 ? 10000 : base * 2;
+    }
+    assert_int_equal(cwire_backoff_ms(1000, 500, 10000, 0), 5000);
+    assert_true(cwire_backoff_ms(0, 0, 0, 12345) >= 1);
+    assert_true(cwire_backoff_ms(0, 100, 50, 7) <= 100); /* max below min: min wins */
+    /* The jitter does spread the values. */
+    int lo = 1 << 30, hi = 0;
+    for (uint64_t r = 0; r < 1000; r++) {
+        int ms = cwire_backoff_ms(3, 500, 10000, r * 7919);
+        lo = ms < lo ? ms : lo;
+        hi = ms > hi ? ms : hi;
+    }
+    assert_true(hi - lo > 1000);
+}
+
+/* ---- JSON commands ---------------------------------------------------------------------------- */
+
+static int parse(const char *s, struct cjson_object *o, const char **err)
+{
+    return cjson_parse_object(s, strlen(s), o, err);
+}
+
+static void test_json_valid(void **state)
+{
+    (void)state;
+    struct cjson_object o;
+    const char *err = NULL;
+    assert_int_equal(parse(" {\"cmd\":\"send\", \"to\" : 2,\"data\":\"hi\","
+                           "\"content_type\":\"text/plain\",\"x\":true,\"y\":null,"
+                           "\"z\":false,\"f\":-1.5e3}\r\n", &o, &err), 0);
+    assert_int_equal(o.n, 8);
+    assert_string_equal(cjson_get_string(&o, "cmd", NULL), "send");
+    uint64_t to = 0;
+    assert_int_equal(cjson_get_u64(&o, "to", &to), 0);
+    assert_int_equal(to, 2);
+    size_t len = 0;
+    assert_string_equal(cjson_get_string(&o, "data", &len), "hi");
+    assert_int_equal(len, 2);
+    assert_int_equal(cjson_get(&o, "x")->type, CJSON_TRUE);
+    assert_int_equal(cjson_get(&o, "y")->type, CJSON_NULL);
+    assert_int_equal(cjson_get(&o, "z")->type, CJSON_FALSE);
+    assert_int_equal(cjson_get(&o, "f")->type, CJSON_NUMBER);
+    assert_string_equal(cjson_get(&o, "f")->str, "-1.5e3");
+    assert_int_equal(cjson_get_u64(&o, "f", &to), -EINVAL);
+    assert_int_equal(cjson_get_u64(&o, "data", &to), -EINVAL);
+    assert_int_equal(cjson_get_u64(&o, "nope", &to), -ENOENT);
+    assert_null(cjson_get_string(&o, "to", NULL));
+    assert_null(cjson_get(&o, "nope"));
+    cjson_object_free(&o);
+    cjson_object_free(&o); /* twice is harmless */
+
+    assert_int_equal(parse("{}", &o, &err), 0);
+    assert_int_equal(o.n, 0);
+    cjson_object_free(&o);
+
+    assert_int_equal(parse("{\"to\":18446744073709551616}", &o, &err), 0);
+    assert_int_equal(cjson_get_u64(&o, "to", &to), -ERANGE);
+    cjson_object_free(&o);
+}
+
+static void test_json_escapes(void **state)
+{
+    (void)state;
+    struct cjson_object o;
+    const char *err = NULL;
+    size_t len = 0;
+    assert_int_equal(parse("{\"d\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\"}", &o, &err), 0);
+    assert_string_equal(cjson_get_string(&o, "d", &len), "q\" b\\ s/ \b\f\n\r\t");
+    cjson_object_free(&o);
+
+    /* \u: ASCII, NUL inside a string, 2- and 3-byte forms, a surrogate pair. */
+    assert_int_equal(parse("{\"d\":\"\\u0041\\u0000\\u00e9\\u20AC\\ud83d\\ude00\"}", &o, &err), 0);
+    const char *d = cjson_get_string(&o, "d", &len);
+    static const char want[] = "A\0\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    assert_int_equal(len, sizeof want - 1);
+    assert_memory_equal(d, want, len);
+    cjson_object_free(&o);
+
+    /* Raw UTF-8 passes; keys are decoded too. */
+    assert_int_equal(parse("{\"k\\u00e9\":\"caf\xc3\xa9\"}", &o, &err), 0);
+    assert_string_equal(cjson_get_string(&o, "k\xc3\xa9", NULL), "caf\xc3\xa9");
+    cjson_object_free(&o);
+}
+
+static void test_json_malformed(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "   ",
+        "[]",
+        "\"cmd\"",
+        "{",
+        "{\"cmd\"",
+        "{\"cmd\":",
+        "{\"cmd\":\"x\"",
+        "{\"cmd\":\"x\",}",
+        "{,}",
+        "{\"cmd\" \"x\"}",
+        "{cmd:\"x\"}",
+        "{'cmd':'x'}",
+        "{\"cmd\":\"x\"}}",
+        "{\"cmd\":\"x\"} {}",
+        "{\"cmd\":\"x\"}x",
+        "{\"a\":1,\"a\":2}",          /* duplicate */
+        "{\"a\":{\"b\":1}}",         /* nesting */
+        "{\"a\":[1]}",
+        "{\"a\":01}",
+        "{\"a\":+1}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":1e}",
+        "{\"a\":-}",
+        "{\"a\":NaN}",
+        "{\"a\":tru}",
+        "{\"a\":True}",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\u12g4\"}",
+        "{\"a\":\"\\ud83d\"}",       /* lone high surrogate */
+        "{\"a\":\"\\ude00\"}",       /* lone low surrogate */
+        "{\"a\":\"\\ud83d\\u0041\"}",
+        "{\"a\":\"tab\there\"}",     /* raw control character */
+        "{\"a\":\"nl\nhere\"}",
+        "{\"a\":\"\xc3\"}",           /* truncated UTF-8 */
+        "{\"a\":\"\xc0\xaf\"}",       /* overlong */
+        "{\"a\":\"\xed\xa0\x80\"}",   /* encoded surrogate */
+        "{\"a\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
+        "{\"a\":\"\xff\"}",
+        "{\"a\":\"unterminated}",
+        "{\"a\":\"x\\",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct cjson_object o = {0};
+        const char *err = NULL;
+        int rc = parse(bad[i], &o, &err);
+        if (rc != -EINVAL)
+            fail_msg("accepted bad JSON #%zu: %s", i, bad[i]);
+        assert_non_null(err);
+        assert_null(o.members);
+    }
+    /* A NUL byte inside the line is not JSON either. */
+    struct cjson_object o;
+    const char *err;
+    assert_int_equal(cjson_parse_object("{\"a\":1}\0", 8, &o, &err), -EINVAL);
+    /* Too many members. */
+    buf_t b;
+    buf_init(&b, 1 << 16);
+    buf_append_str(&b, "{");
+    for (int i = 0; i <= CJSON_MAX_MEMBERS; i++)
+        buf_printf(&b, "%s\"k%d\":1", i ? "," : "", i);
+    buf_append_str(&b, "}");
+    assert_int_equal(cjson_parse_object(b.data, b.len, &o, &err), -EINVAL);
+    buf_free(&b);
+}
+
+static void test_json_every_truncation(void **state)
+{
+    (void)state;
+    static const char ok[] = "{\"cmd\":\"send\",\"to\":12,\"data\":\"a\\u00e9\\n\",\"n\":null}";
+    for (size_t i = 0; i < sizeof ok - 1; i++) {
+        struct cjson_object o;
+        const char *err;
+        assert_int_equal(cjson_parse_object(ok, i, &o, &err), -EINVAL);
+    }
+    struct cjson_object o;
+    const char *err;
+    assert_int_equal(cjson_parse_object(ok, sizeof ok - 1, &o, &err), 0);
+    cjson_object_free(&o);
+}
+
+static void test_json_output(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 4096);
+    assert_int_equal(cjson_append_string(&b, "a\"b\\c/\n\r\t\b\f", 11), 0);
+    assert_string_equal(str(&b), "\"a\\\"b\\\\c/\\n\\r\\t\\b\\f\"");
+    buf_reset(&b);
+    static const char ctl[] = {0, 1, 0x1f, 0x7f};
+    assert_int_equal(cjson_append_string(&b, ctl, 4), 0);
+    assert_string_equal(str(&b), "\"\\u0000\\u0001\\u001f\\u007f\"");
+    buf_reset(&b);
+    /* Valid UTF-8 kept; C1 controls and invalid bytes are not passed on. */
+    assert_int_equal(cjson_append_string(&b, "\xc3\xa9\xe2\x82\xac\xc2\x9b\xff\xc3", 9), 0);
+    assert_string_equal(str(&b), "\"\xc3\xa9\xe2\x82\xac\\u009b\\ufffd\\ufffd\"");
+    buf_reset(&b);
+    assert_int_equal(cjson_append_string(&b, "", 0), 0);
+    assert_string_equal(str(&b), "\"\"");
+
+    /* Round trip: every escaped string parses back to its bytes. */
+    char all[128];
+    for (int i = 0; i < 128; i++)
+        all[i] = (char)i;
+    buf_reset(&b);
+    buf_append_str(&b, "{\"d\":");
+    assert_int_equal(cjson_append_string(&b, all, sizeof all), 0);
+    buf_append_str(&b, "}");
+    struct cjson_object o;
+    const char *err;
+    assert_int_equal(cjson_parse_object(b.data, b.len, &o, &err), 0);
+    size_t len;
+    const char *d = cjson_get_string(&o, "d", &len);
+    assert_int_equal(len, sizeof all);
+    assert_memory_equal(d, all, sizeof all);
+    cjson_object_free(&o);
+    buf_free(&b);
+
+    assert_true(cjson_utf8_valid("", 0));
+    assert_true(cjson_utf8_valid("plain \xc3\xa9 \xf0\x9f\x98\x80", 13));
+    assert_false(cjson_utf8_valid("\xe2\x82", 2));
+    assert_false(cjson_utf8_valid("\xf8\x88\x80\x80\x80", 5));
+}
+
+static void test_base64(void **state)
+{
+    (void)state;
+    static const char *const vec[][2] = {
+        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    };
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        buf_reset(&b);
+        assert_int_equal(cjson_b64_encode(&b, vec[i][0], strlen(vec[i][0])), 0);
+        assert_string_equal(str(&b), vec[i][1]);
+        buf_reset(&b);
+        assert_int_equal(cjson_b64_decode(&b, vec[i][1], strlen(vec[i][1])), 0);
+        assert_string_equal(str(&b), vec[i][0]);
+    }
+    unsigned char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (unsigned char)i;
+    buf_t enc;
+    buf_init(&enc, 1 << 20);
+    assert_int_equal(cjson_b64_encode(&enc, all, sizeof all), 0);
+    buf_reset(&b);
+    assert_int_equal(cjson_b64_decode(&b, enc.data, enc.len), 0);
+    assert_int_equal(b.len, 256);
+    assert_memory_equal(b.data, all, 256);
+    buf_free(&enc);
+
+    static const char *const bad[] = {"Zg", "Zg=", "Z===", "Zh==", "Zm9=", "Zm 9v", "Zm9v\n",
+                                      "Zg==Zg==", "=Zg=", "Zm-v", "Zm9v====", "Z=g="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf_reset(&b);
+        buf_append_str(&b, "keep");
+        if (cjson_b64_decode(&b, bad[i], strlen(bad[i])) != -EINVAL)
+            fail_msg("accepted bad base64 \"%s\"", bad[i]);
+        assert_int_equal(b.len, 4); /* nothing appended */
+    }
+    buf_free(&b);
+}
+
+/* ---- the library without a server ---------------------------------------------------------------- */
+
+static void test_lifecycle_offline(void **state)
+{
+    (void)state;
+    pcsig_client_free(NULL);
+    pcsig_client_t *c = pcsig_client_new(NULL);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_id(c), 0);
+    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
+    assert_int_equal(pcsig_client_send(c, 0, NULL, "x", 1), -EINVAL);
+    assert_int_equal(pcsig_client_send(c, 1, "a\r\nb", "x", 1), -EINVAL);
+    assert_null(pcsig_client_next_event(c, 0));
+    uint64_t t0 = clock_now_ms();
+    assert_null(pcsig_client_next_event(c, 50));
+    assert_true(clock_now_ms() - t0 >= 49);
+    struct pollfd p = {.fd = pcsig_client_event_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_int_equal(pcsig_client_disconnect(c), 0); /* never connected: nothing to do */
+    assert_null(pcsig_client_next_event(c, 0));
+    pcsig_client_free(c);
+}
+
+/* A listener that accepts nothing: sign-in is stuck until its timeout. */
+static void test_disconnect_is_prompt(void **state)
+{
+    (void)state;
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    int port = net_local_port(fds[0]);
+    assert_true(port > 0);
+    struct pcsig_client_options o = {.server = "127.0.0.1", .port = (uint16_t)port,
+                                     .name = "stuck", .request_timeout_ms = 30000};
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    assert_int_equal(pcsig_client_connect(c), -EALREADY);
+    /* Let the sign-in reach the listener's backlog. */
+    assert_null(pcsig_client_next_event(c, 200));
+    uint64_t t0 = clock_now_ms();
+    assert_int_equal(pcsig_client_disconnect(c), 0);
+    uint64_t took = clock_now_ms() - t0;
+    if (took > 1000)
+        fail_msg("disconnect took %llu ms", (unsigned long long)took);
+    struct pollfd p = {.fd = pcsig_client_event_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 1);
+    struct pcsig_event *ev = pcsig_client_next_event(c, 0);
+    assert_non_null(ev);
+    assert_int_equal(ev->type, PCSIG_EV_DISCONNECTED);
+    assert_non_null(ev->reason);
+    pcsig_event_free(ev);
+    assert_int_equal(poll(&p, 1, 0), 0); /* empty again: not readable */
+    assert_int_equal(pcsig_client_disconnect(c), 0);
+    assert_null(pcsig_client_next_event(c, 0));
+    pcsig_client_free(c);
+    close(fds[0]);
+}
+
+/* Nobody listens: SERVER_UNREACHABLE with growing, jittered delays. */
+static void test_unreachable_backoff(void **state)
+{
+    (void)state;
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    int port = net_local_port(fds[0]);
+    close(fds[0]); /* now (almost certainly) refused */
+    struct pcsig_client_options o = {.server = "127.0.0.1", .port = (uint16_t)port,
+                                     .name = "nobody", .reconnect_min_ms = 20,
+                                     .reconnect_max_ms = 80};
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    int prev_base = 20;
+    for (int i = 0; i < 5; i++) {
+        struct pcsig_event *ev = pcsig_client_next_event(c, 5000);
+        assert_non_null(ev);
+        assert_int_equal(ev->type, PCSIG_EV_SERVER_UNREACHABLE);
+        assert_non_null(ev->reason);
+        assert_true(ev->retry_in_ms >= prev_base / 2 && ev->retry_in_ms <= prev_base);
+        prev_base = prev_base * 2 > 80 ? 80 : prev_base * 2;
+        pcsig_event_free(ev);
+    }
+    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
+    pcsig_client_free(c); /* disconnects and frees queued events */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sign_in_bytes),
+        cmocka_unit_test(test_wait_bytes),
+        cmocka_unit_test(test_message_bytes),
+        cmocka_unit_test(test_sign_out_bytes),
+        cmocka_unit_test(test_host_header),
+        cmocka_unit_test(test_name_encoding),
+        cmocka_unit_test(test_name_truncation),
+        cmocka_unit_test(test_frame_response),
+        cmocka_unit_test(test_classify_notifications),
+        cmocka_unit_test(test_classify_messages),
+        cmocka_unit_test(test_classify_server_states),
+        cmocka_unit_test(test_peer_list),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_json_valid),
+        cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_json_malformed),
+        cmocka_unit_test(test_json_every_truncation),
+        cmocka_unit_test(test_json_output),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_lifecycle_offline),
+        cmocka_unit_test(test_disconnect_is_prompt),
+        cmocka_unit_test(test_unreachable_backoff),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -50,9 +50,9 @@ BENCH    := $(BUILD)/pcsig-bench
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # Run again over TLS: every scenario but those that test TLS (or plain) themselves.
-ITEST_TLS_BIN := $(filter-out %/test_tls %/test_client,$(ITEST_BIN))
+ITEST_TLS_BIN := $(filter-out %/test_tls,$(ITEST_BIN))
 
-.PHONY: all run run-tls certs test check clean deps bench
+.PHONY: all run run-tls certs test check clean deps bench fuzz
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -84,7 +84,7 @@ $(SERVER): $(SERVER_OBJ) $(LIBPCSIG)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS)
 
 $(BENCH): $(BENCH_OBJ) $(LIBPCSIG)
-	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG)
+	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG) $(LIBS)
 
 # The figures of BENCHMARKS.md (a few minutes on 2 cores).
 bench: all
@@ -126,10 +126,17 @@ test: all $(UNIT_BIN) $(ITEST_BIN)
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh --tls $(ITEST_TLS_BIN)
 
+# libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+CHECK_FUZZ_SECONDS ?= 30
 check:
 	tools/check-banned.sh
 	$(MAKE) BUILD=build/asan SANITIZE=address,undefined test
 	$(MAKE) BUILD=build/tsan SANITIZE=thread test
+	$(MAKE) fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
 clean:
 	rm -rf build

@@ -329,3 +329,26 @@ int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd)
     int64_t ms = half + (int64_t)(rnd % (uint64_t)(base - half + 1));
     return ms < 1 ? 1 : (int)ms;
 }
+
+int cwire_add_header(buf_t *b, const char *name, const char *value)
+{
+    const char *end = b->len >= 4 ? memmem(b->data, b->len, "\r\n\r\n", 4) : NULL;
+    if (!end)
+        return -EINVAL;
+    size_t at = (size_t)(end - b->data) + 2; /* after the last header's CRLF */
+    size_t add = strlen(name) + 2 + strlen(value) + 2;
+    int rc = buf_reserve(b, add);
+    if (rc < 0)
+        return rc;
+    memmove(b->data + at + add, b->data + at, b->len - at);
+    size_t o = at;
+    memcpy(b->data + o, name, strlen(name));
+    o += strlen(name);
+    memcpy(b->data + o, ": ", 2);
+    o += 2;
+    memcpy(b->data + o, value, strlen(value));
+    o += strlen(value);
+    memcpy(b->data + o, "\r\n", 2);
+    b->len += add;
+    return 0;
+}

@@ -58,6 +58,9 @@ int cwire_host_header(buf_t *b, const char *host, uint16_t port);
 
 /* True when ctype can go into a Content-Type header (no CR/LF/controls). */
 bool cwire_ctype_ok(const char *ctype);
+/* Insert "name: value\r\n" at the end of the request head in b (before the
+ * blank line): 0 or -EINVAL (no head) / the buf error. */
+int cwire_add_header(buf_t *b, const char *name, const char *value);
 
 /*
  * Frame one response at the start of buf[0..len). eof: the peer closed the

@@ -943,6 +943,12 @@ static void usage(FILE *f)
             "  --exec CMD       run CMD with /bin/sh for every message: the body on its\n"
             "                   stdin, the sender in $PCSIG_FROM, the type in\n"
             "                   $PCSIG_CONTENT_TYPE\n"
+            "  --tls            speak TLS; the server's certificate is verified (SNI and\n"
+            "                   hostname/IP check) against --ca or the system's store\n"
+            "  --ca FILE        trusted CA certificates (PEM) for --tls\n"
+            "  --cert FILE      client certificate for mutual TLS (with --key)\n"
+            "  --key FILE       private key of --cert\n"
+            "  --insecure       with --tls: do NOT verify the server (testing only)\n"
             "  --log-level L    error, warn, info or debug on stderr (default warn)\n"
             "  --help           this text\n\n"
             "interactive commands: connect, peers, send ID TEXT, call ID, bye ID, quit\n"
@@ -953,7 +959,8 @@ static void usage(FILE *f)
 }
 
 enum { OPT_SERVER = 256, OPT_PORT, OPT_NAME, OPT_AUTOCONNECT, OPT_AUTOCALL, OPT_KEEPALIVE,
-       OPT_JSON, OPT_EXEC, OPT_LOG_LEVEL, OPT_HELP };
+       OPT_JSON, OPT_EXEC, OPT_LOG_LEVEL, OPT_HELP, OPT_TLS, OPT_CA, OPT_CERT, OPT_KEY,
+       OPT_INSECURE };
 
 int main(int argc, char **argv)
 {
@@ -968,6 +975,11 @@ int main(int argc, char **argv)
         {"exec", required_argument, NULL, OPT_EXEC},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, OPT_HELP},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {NULL, 0, NULL, 0},
     };
     struct cli cli = {0};
@@ -1004,6 +1016,11 @@ int main(int argc, char **argv)
             }
             break;
         case OPT_HELP: usage(stdout); return 0;
+        case OPT_TLS: o.tls = true; break;
+        case OPT_CA: o.ca_file = optarg; break;
+        case OPT_CERT: o.cert_file = optarg; break;
+        case OPT_KEY: o.key_file = optarg; break;
+        case OPT_INSECURE: o.insecure = true; break;
         default:
             if (optopt)
                 fprintf(stderr, "pcsig-client: option %s needs a value (see --help)\n",
@@ -1018,6 +1035,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "pcsig-client: unexpected argument '%s' (see --help)\n", argv[optind]);
         return CLI_EXIT_USAGE;
     }
+    if (!o.tls && (o.ca_file || o.cert_file || o.key_file || o.insecure)) {
+        fprintf(stderr, "pcsig-client: --ca, --cert, --key and --insecure need --tls\n");
+        return CLI_EXIT_USAGE;
+    }
+    if ((o.cert_file == NULL) != (o.key_file == NULL)) {
+        fprintf(stderr, "pcsig-client: --cert and --key go together\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (o.insecure)
+        fprintf(stderr, "pcsig-client: WARNING: --insecure: the server's certificate is NOT "
+                        "verified; anyone on the path can read and change this session\n");
     log_set_level(level);
     cli.server = o.server;
     cli.port = o.port;
@@ -1047,6 +1075,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "pcsig-client: out of memory\n");
         close(sigfd);
         return CLI_EXIT_FATAL;
+    }
+    if (pcsig_client_setup_error(cli.client)) {
+        fprintf(stderr, "pcsig-client: TLS: %s\n", pcsig_client_setup_error(cli.client));
+        pcsig_client_free(cli.client);
+        close(sigfd);
+        return CLI_EXIT_USAGE;
     }
     if (cli.tty) {
         tty_enter(&cli);

@@ -67,6 +67,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "tls.h"
 
 #define CLIENT_DEFAULT_SERVER "localhost"
 #define CLIENT_DEFAULT_PORT 8888
@@ -112,6 +113,8 @@ struct pcsig_client {
     int request_timeout_ms;
     int reconnect_min_ms;
     int reconnect_max_ms;
+    tls_client_t *tls;  /* NULL: plain TCP */
+    char *setup_error;  /* TLS set-up failure, reported by connect */
     int ev_fd;
     int ctl_wake;
     int hang_wake;
@@ -130,6 +133,7 @@ struct pcsig_client {
     uint64_t close_deadline;
     bool signed_in;
     uint64_t own_id;
+    char token[40];  /* --secure-ids servers: our X-Pcsig-Token, "" if none */
     uint64_t epoch;
     enum loss_kind loss;
     char *loss_reason;
@@ -393,13 +397,23 @@ static int io_connect(struct io *io, conn_t **out)
                          left < CLIENT_CONNECT_MAX_MS ? left : CLIENT_CONNECT_MAX_MS);
     if (fd < 0)
         return fd;
-    conn_t *conn = conn_plain_new(fd);
+    conn_t *conn = io->c->tls ? tls_client_wrap(io->c->tls, fd, io->c->server) : conn_plain_new(fd);
     if (!conn) {
         close(fd);
         return -ENOMEM;
     }
     *out = conn;
     return 0;
+}
+
+/* Add our secure-ids token (if the server gave us one) to a request. */
+static int add_token(pcsig_client_t *c, buf_t *req)
+{
+    char tok[sizeof c->token];
+    pthread_mutex_lock(&c->mu);
+    memcpy(tok, c->token, sizeof tok);
+    pthread_mutex_unlock(&c->mu);
+    return tok[0] ? cwire_add_header(req, "X-Pcsig-Token", tok) : 0;
 }
 
 struct reply {
@@ -487,6 +501,20 @@ static int io_exchange(struct io *io, conn_t *conn, const buf_t *req, buf_t *in,
 
 /* One request on a new connection; the connection is closed afterwards.
  * *connect_failed: the failure was in reaching the server at all. */
+/* The TLS layer's one-line reason for the calling thread's last TLS
+ * failure (-EKEYREJECTED). Per thread: each client thread has its own. */
+static _Thread_local char tls_failure[CONN_ERROR_MAX];
+
+/* A failed exchange on a TLS connection that says why: -EKEYREJECTED. */
+static int tls_verdict(conn_t *conn, int rc)
+{
+    if (rc < 0 && rc != -ECANCELED && conn->secure && !conn->established && conn_error(conn)[0]) {
+        snprintf(tls_failure, sizeof tls_failure, "%s", conn_error(conn));
+        return -EKEYREJECTED;
+    }
+    return rc;
+}
+
 static int io_request(struct io *io, const buf_t *req, buf_t *in, struct reply *rep,
                       bool *connect_failed)
 {
@@ -496,7 +524,7 @@ static int io_request(struct io *io, const buf_t *req, buf_t *in, struct reply *
     if (rc < 0)
         return rc;
     bool got;
-    rc = io_exchange(io, conn, req, in, rep, &got);
+    rc = tls_verdict(conn, io_exchange(io, conn, req, in, rep, &got));
     conn_close(conn);
     return rc;
 }
@@ -524,10 +552,12 @@ static char *io_reason(const char *what, int rc)
 {
     if (rc == -ECONNRESET)
         rc = ECONNRESET;
-    else if (rc == -EPROTO) {
+    else if (rc == -EKEYREJECTED || rc == -EPROTO) {
         buf_t b;
         buf_init(&b, 256);
-        if (buf_printf(&b, "%s: malformed answer from the server", what) < 0 ||
+        int p = rc == -EKEYREJECTED ? buf_printf(&b, "%s: TLS: %s", what, tls_failure)
+                                    : buf_printf(&b, "%s: malformed answer from the server", what);
+        if (p < 0 ||
             buf_append(&b, "", 1) < 0) {
             buf_free(&b);
             return NULL;
@@ -590,6 +620,9 @@ static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev,
     }
     if (rc < 0) {
         *reason = io_reason(unreachable ? "sign-in: connect" : "sign-in", rc);
+        /* A certificate that fails verification will fail again: stop. */
+        if (rc == -EKEYREJECTED)
+            res = SIGNIN_FATAL;
         goto out;
     }
     if (rep.resp.status != 200) {
@@ -621,6 +654,16 @@ static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev,
     e->own_id = id;
     *ev = e;
     res = SIGNIN_OK;
+    /* A server in --secure-ids mode hands out a token: use it from now on. */
+    const http_header_t *tok = http_find_header(rep.resp.headers, rep.resp.num_headers,
+                                                "X-Pcsig-Token");
+    pthread_mutex_lock(&c->mu);
+    c->token[0] = '\0';
+    if (tok && tok->value.len < sizeof c->token) {
+        memcpy(c->token, tok->value.ptr, tok->value.len);
+        c->token[tok->value.len] = '\0';
+    }
+    pthread_mutex_unlock(&c->mu);
 out:
     buf_free(&req);
     buf_free(&in);
@@ -703,7 +746,7 @@ static void send_one(pcsig_client_t *c, struct out_msg *m, uint64_t epoch)
 static void sign_out(pcsig_client_t *c, uint64_t id)
 {
     buf_t req, in;
-    buf_init(&req, 64);
+    buf_init(&req, 256); /* the request line and, with --secure-ids, the token */
     buf_init(&in, CWIRE_MAX_HEAD + CWIRE_MAX_BODY);
     int budget = c->request_timeout_ms < CLIENT_SIGNOUT_MS ? c->request_timeout_ms
                                                             : CLIENT_SIGNOUT_MS;
@@ -712,6 +755,8 @@ static void sign_out(pcsig_client_t *c, uint64_t id)
     struct reply rep;
     bool unreachable;
     int rc = cwire_sign_out(&req, id);
+    if (rc == 0)
+        rc = add_token(c, &req);
     if (rc == 0)
         rc = io_request(&io, &req, &in, &rep, &unreachable);
     if (rc < 0) {
@@ -956,6 +1001,8 @@ static void *hanging_main(void *arg)
         bool keep = false, unreachable = false;
         int rc = cwire_wait(&req, own, c->keep_alive, c->host_hdr);
         if (rc == 0)
+            rc = add_token(c, &req);
+        if (rc == 0)
             rc = do_wait(&io, &conn, &req, &in, &rep, &keep, &unreachable);
 
         struct cwire_wait_result w = {.kind = CWIRE_WAIT_BAD};
@@ -1084,6 +1131,8 @@ static void client_destroy(pcsig_client_t *c)
         close(c->ctl_wake);
     if (c->hang_wake >= 0)
         close(c->hang_wake);
+    tls_client_free(c->tls);
+    free(c->setup_error);
     free(c->loss_reason);
     free(c->server);
     free(c->name);
@@ -1105,6 +1154,15 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
     c->port = o.port ? o.port : CLIENT_DEFAULT_PORT;
     c->name = o.name && *o.name ? dup_n(o.name, strlen(o.name)) : default_name();
     c->keep_alive = o.keep_alive;
+    if (o.tls) {
+        struct tls_client_options to = {.ca_file = o.ca_file, .cert_file = o.cert_file,
+                                        .key_file = o.key_file, .insecure = o.insecure};
+        char why[256] = "";
+        if (tls_client_new(&to, &c->tls, why, sizeof why) < 0) {
+            c->tls = NULL;
+            c->setup_error = strdup(why[0] ? why : "TLS set-up failed");
+        }
+    }
     c->wait_timeout_ms = o.wait_timeout_ms > 0 ? o.wait_timeout_ms : CLIENT_DEFAULT_WAIT_MS;
     c->request_timeout_ms = o.request_timeout_ms > 0 ? o.request_timeout_ms
                                                      : CLIENT_DEFAULT_REQUEST_MS;
@@ -1155,8 +1213,15 @@ fail:
     return NULL;
 }
 
+const char *pcsig_client_setup_error(pcsig_client_t *c)
+{
+    return c->setup_error;
+}
+
 int pcsig_client_connect(pcsig_client_t *c)
 {
+    if (c->setup_error)
+        return -EINVAL;
     pthread_mutex_lock(&c->life_mu);
     pthread_mutex_lock(&c->mu);
     if (c->running && c->dead) {
@@ -1230,6 +1295,8 @@ int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_ty
     int rc = buf_reserve(&m->req, len + ctlen + 160);
     if (rc == 0)
         rc = cwire_message(&m->req, own, to, content_type, data, len);
+    if (rc == 0)
+        rc = add_token(c, &m->req);
     if (rc < 0) {
         out_msg_free(m);
         return rc == -EINVAL ? -EINVAL : -ENOMEM;

@@ -91,10 +91,23 @@ struct pcsig_client_options {
     int request_timeout_ms; /* limit on one control request; default 10000 */
     int reconnect_min_ms; /* first backoff when the server is gone; default 500 */
     int reconnect_max_ms; /* backoff cap; default 10000 */
+    /* TLS: server certificate verified against ca_file (NULL: the system's
+     * trust store) and the server name (SNI + hostname/IP check); cert_file
+     * and key_file for mutual TLS; insecure skips verification (the caller
+     * should say so loudly). Sessions are resumed across reconnects. */
+    bool tls;
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+    bool insecure;
 };
 
 /* Returns NULL when out of memory. Nothing happens on the network yet. */
 pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts);
+
+/* Why pcsig_client_new's TLS set-up failed (one line), or NULL: connect
+ * then returns -EINVAL. */
+const char *pcsig_client_setup_error(pcsig_client_t *c);
 
 /* Start both threads and queue the sign-in. 0, -EALREADY, or -errno.
  * Also after pcsig_client_disconnect or a fatal DISCONNECTED (a new id). */

@@ -65,6 +65,13 @@ bool h_tls_mode(void)
     return e && e[0] && strcmp(e, "0") != 0;
 }
 
+static char tls_ca_path[128];
+
+const char *h_tls_ca(void)
+{
+    return tls_ca_path;
+}
+
 static void tls_cleanup(void)
 {
     tls_client_free(tls_client);
@@ -240,6 +247,7 @@ static void tls_prepare(void)
     snprintf(tls_key_path, sizeof tls_key_path, "%s/server.key", tls_dir);
     char ca[128], why[256] = "";
     snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+    snprintf(tls_ca_path, sizeof tls_ca_path, "%s", ca);
     struct tls_client_options o = {.ca_file = ca};
     if (tls_client_new(&o, &tls_client, why, sizeof why) < 0)
         H_FAIL("tls_client_new: %s", why);

@@ -253,6 +253,8 @@ bool h_parse_entry(const char *body, size_t len, uint64_t *id, int *connected);
  * h_conn speaks TLS to it (verified against that CA), so each scenario runs
  * unchanged over TLS. Tests of plain-only behaviour skip themselves. */
 bool h_tls_mode(void);
+/* TLS mode: the CA file clients must trust (after the first server start). */
+const char *h_tls_ca(void);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t h_now_ms(void);

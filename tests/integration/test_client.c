@@ -105,6 +105,9 @@ static pcsig_client_t *client_on(uint16_t port, const char *name, bool keep_aliv
         .wait_timeout_ms = wait_timeout_ms,
         .reconnect_min_ms = 50,
         .reconnect_max_ms = 400,
+        /* TLS mode: the same scenarios over TLS, verified against the test CA. */
+        .tls = h_tls_mode(),
+        .ca_file = h_tls_mode() ? h_tls_ca() : NULL,
     };
     pcsig_client_t *c = pcsig_client_new(&o);
     assert_non_null(c);
@@ -837,6 +840,8 @@ static void *disconnect_thread(void *arg)
 static void test_wire_against_original(void **state)
 {
     (void)state;
+    if (h_tls_mode())
+        skip(); /* the original speaks plain HTTP only */
     struct fake f;
     fake_start(&f);
     pcsig_client_t *c = client_on(f.port, "wire test", false, 0);
@@ -924,6 +929,8 @@ static void test_wire_against_original(void **state)
 static void test_wire_keep_alive(void **state)
 {
     (void)state;
+    if (h_tls_mode())
+        skip(); /* a plain scripted server */
     struct fake f;
     fake_start(&f);
     pcsig_client_t *c = client_on(f.port, "ka", true, 0);
@@ -967,6 +974,75 @@ static void test_wire_keep_alive(void **state)
     h_pass();
 }
 
+/* ---- secure ids and TLS failures ------------------------------------------------------------ */
+
+/* A --secure-ids server: the client picks up its token and uses it. */
+static void test_secure_ids_used_automatically(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--secure-ids", NULL);
+    pcsig_client_t *a = client(&s, "alice");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "bob");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "bob");
+    relay(a, ida, b, idb, "with a token");
+    relay(b, idb, a, ida, "and back");
+    /* Without its token nobody can read alice's queue. */
+    char req[128];
+    snprintf(req, sizeof req, "GET /wait?peer_id=%llu HTTP/1.0\r\n\r\n", (unsigned long long)ida);
+    h_resp_t *r = h_request_str(&s, req);
+    H_ASSERT_STATUS(r, 403, "Forbidden");
+    h_resp_free(r);
+    disconnect_clean(b);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, idb, "bob");
+    disconnect_clean(a);
+    client_free(a);
+    client_free(b);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
+/* TLS mode only: a client that does not trust the server's CA gets one clear
+ * fatal error; --insecure connects anyway. */
+static void test_tls_untrusted_server(void **state)
+{
+    (void)state;
+    if (!h_tls_mode())
+        skip();
+    h_server_t s;
+    h_server_start(&s, NULL);
+    struct pcsig_client_options o = {
+        .server = "127.0.0.1", .port = s.port, .name = "doubter", .tls = true,
+        .ca_file = "/dev/null", /* trusts nothing */
+    };
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    if (pcsig_client_setup_error(c) == NULL) {
+        assert_int_equal(pcsig_client_connect(c), 0);
+        struct pcsig_event *ev = await_ev(c, PCSIG_EV_DISCONNECTED, 0);
+        assert_non_null(ev->reason);
+        if (!strstr(ev->reason, "certificate verify failed"))
+            fail_msg("unclear reason: %s", ev->reason);
+        pcsig_event_free(ev);
+    }
+    pcsig_client_free(c);
+
+    o.ca_file = NULL;
+    o.insecure = true;
+    c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_null(pcsig_client_setup_error(c));
+    assert_int_equal(pcsig_client_connect(c), 0);
+    struct pcsig_event *ev = await_ev(c, PCSIG_EV_SIGNED_IN, 0);
+    pcsig_event_free(ev);
+    pcsig_client_disconnect(c);
+    pcsig_client_free(c);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 /* ---- the CLI in --json mode -------------------------------------------------------------------- */
 
 static const char *client_path(void)
@@ -986,8 +1062,13 @@ static struct proc *cli_spawn_(const char *const *args, bool capture_err)
     char *argv[32];
     size_t n = 0;
     argv[n++] = (char *)client_path();
-    for (; *args && n < 31; args++)
+    for (; *args && n < 28; args++)
         argv[n++] = (char *)*args;
+    if (h_tls_mode()) {
+        argv[n++] = "--tls";
+        argv[n++] = "--ca";
+        argv[n++] = (char *)h_tls_ca();
+    }
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -1344,6 +1425,8 @@ int main(void)
         T_TEST(test_id_gone_signs_in_again),
         T_TEST(test_wait_timeouts_and_idle_answers),
         T_TEST(test_wire_against_original),
+        T_TEST(test_secure_ids_used_automatically),
+        T_TEST(test_tls_untrusted_server),
         T_TEST(test_wire_keep_alive),
         T_TEST(test_cli_json),
         T_TEST(test_cli_piped),

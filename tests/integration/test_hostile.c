@@ -111,8 +111,8 @@ static h_resp_t *try_read(h_conn_t *c, int ms)
             continue;
         if (n <= 0)
             return NULL;
-        if (h_pump(c) == 0 && !h_take(c))
-            return NULL; /* closed before a complete response */
+        if (h_pump(c) == 0)
+            return h_take(c); /* closed: the last response, if complete */
     }
 }
 
@@ -564,7 +564,7 @@ static void pair_until_at(int line, pair_t *p, int ms, pair_pred pred, const voi
     while (!pred(p, arg)) {
         if (ms_left(deadline) == 0)
             fail_msg("%s:%d: not within %d ms: %s (alice got %u/%u, bob %u/%u; notes alice "
-                     "\"%s\"",
+                     "\"%s\")",
                      __FILE__, line, ms, what, p->got[0], p->sent[1], p->got[1], p->sent[0],
                      show(p->notes[0], p->notes_len[0]));
         pair_poll(p, ms_left(deadline), NULL, 0);
@@ -731,7 +731,6 @@ static void expect_refusal_at(int line, const h_server_t *srv, const void *req, 
     h_close(c);
     assert_alive_at(line, srv);
 }
-#define expect_refusal_str(srv, req, status) expect_refusal(srv, req, strlen(req), status)
 
 /* ---- 1. slowloris ------------------------------------------------------------ */
 
@@ -884,8 +883,7 @@ static size_t push_until_full(hc_t *h, const char *req, size_t len, const char *
         int rc = hc_push(h, req, len, &pos, 1000);
         total += pos - before;
         if (rc < 0)
-            fail_msg("%s: the connection broke (%s) after %zu bytes", what, strerror(-rc),
-                     total);
+            fail_msg("%s: the connection broke (errno %d) after %zu bytes", what, -rc, total);
         if (rc == 0)
             return total;
         pos = 0;
@@ -1528,10 +1526,19 @@ static void test_connection_flood(void **state)
     for (size_t i = 0; i < FLOOD; i++)
         want[i] = true;
     size_t room = CAP - 4;
-    /* The ones past the cap are answered 503 and closed. */
+    /* The ones past the cap (all but room, or up to 2 more, see below) are
+     * answered 503 and closed. */
     size_t ended = await_raw_eof(fds, rb, want, FLOOD, FLOOD - room, 20000);
-    if (ended != FLOOD - room)
-        fail_msg("%zu of %d connections were closed; expected %zu (cap %d, 4 held by the pair)",
+    if (ended < FLOOD - room)
+        fail_msg("only %zu of %d connections were refused within 20 s; expected %zu (cap %d, "
+                 "4 held by the pair)",
+                 ended, FLOOD, FLOOD - room, CAP);
+    /* Then nothing more (a sign-in connection of the pair's start may
+     * still have been counted for a moment: at most 2 more refusals). */
+    ended = await_raw_eof(fds, rb, want, FLOOD, FLOOD, H_SILENCE_MS);
+    if (ended > FLOOD - room + 2)
+        fail_msg("%zu of %d connections were refused or closed; expected %zu (cap %d, 4 held "
+                 "by the pair)",
                  ended, FLOOD, FLOOD - room, CAP);
     size_t refused503 = 0;
     for (size_t i = 0; i < FLOOD; i++) {
@@ -1547,10 +1554,6 @@ static void test_connection_flood(void **state)
         else if (st != 0)
             fail_msg("refused connection %zu: \"%s\"", i, show(rb[i].b, rb[i].len));
     }
-    /* The accepted ones hear nothing (no EOF either) for a while. */
-    size_t more = await_raw_eof(fds, rb, want, FLOOD, FLOOD - room + 1, H_SILENCE_MS);
-    if (more != FLOOD - room)
-        fail_msg("an accepted flood connection was closed or answered unasked");
     note("flood: %zu refused with 503, %zu closed silently", refused503, ended - refused503);
     assert_true(refused503 > 0);
 

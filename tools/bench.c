@@ -20,7 +20,7 @@
  * answers, the bench's own CPU; with --tls the handshakes, full, resumed
  * and failed) comes first.
  *
- * --tls runs all of it over TLS (one shared tls_client_t: reconnects
+ * --tls runs all of it over TLS (a tls_client_t per thread: reconnects
  * resume). --handshakes N measures handshakes instead (bench_hs.c): N
  * connections with a fresh client each (full), then N sharing one
  * (resumed), and prints
@@ -101,8 +101,8 @@ static void usage(FILE *f)
         "                         the server was not spawned)\n"
         "  --seed N               random seed (default 1)\n"
         "  --quiet                no progress lines on stderr\n"
-        "  --tls                  every connection speaks TLS (one shared client context:\n"
-        "                         reconnects resume the newest session); the details line\n"
+        "  --tls                  every connection speaks TLS (a client context per thread:\n"
+        "                         reconnects resume its newest session); the details line\n"
         "                         counts full, resumed and failed handshakes\n"
         "  --ca FILE              CA to verify the server with (default %s)\n"
         "  --tls-name NAME        name (or address) to verify and send as SNI\n"
@@ -702,6 +702,95 @@ static bool signed_out(struct run *r)
     return bench_loops_signout_done(r->b) == r->b->o.loops;
 }
 
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* --handshakes: the two phases, then their report. The exit status. */
+static int run_handshakes(struct bench *b, struct server_proc *sp)
+{
+    static const char *const names[2] = {"full", "resumed"};
+    struct bench_hs_phase *ph = calloc(2, sizeof *ph);
+    double srv_cpu[2] = {-1, -1}, own_cpu[2] = {0, 0};
+    bool fatal = false;
+    if (!ph)
+        return EXIT_FATAL;
+    for (int k = 0; k < 2 && !fatal; k++) {
+        struct proc_stats before = {0}, after = {0};
+        if (sp->pid > 0 && server_alive(sp))
+            before = read_proc_stats(sp->pid);
+        double self0 = self_cpu_s();
+        int rc = bench_hs_phase(b, k == 1, &ph[k]);
+        own_cpu[k] = self_cpu_s() - self0;
+        if (sp->pid > 0 && server_alive(sp))
+            after = read_proc_stats(sp->pid);
+        if (before.ok && after.ok)
+            srv_cpu[k] = after.cpu_s - before.cpu_s;
+        if (sp->pid > 0 && !server_alive(sp)) {
+            char how[64];
+            describe_exit(sp->status, how, sizeof how);
+            fprintf(stderr, "pcsig-bench: the server died during the %s handshakes (%s)\n",
+                    names[k], how);
+            fatal = true;
+        } else if (rc < 0) {
+            log_errno(LOG_ERROR, rc, "the %s handshakes did not finish", names[k]);
+            fatal = true;
+        }
+    }
+    bool server_died = sp->pid > 0 && sp->exited;
+    struct proc_stats ps = {0};
+    if (sp->pid > 0 && server_alive(sp))
+        ps = read_proc_stats(sp->pid);
+    stop_server(sp);
+
+    printf("handshake details: parallel=%u request=sign_in+sign_out", b->o.hs_parallel);
+    for (int k = 0; k < 2; k++) {
+        const struct bench_hs_phase *p = &ph[k];
+        printf("; %s: done=%" PRIu64 " failed=%" PRIu64 " resumed=%" PRIu64 " wall_s=%.3f"
+               " hs_p50=%.3f hs_p99=%.3f conn_p50=%.3f conn_p99=%.3f ms bench_cpu_s=%.2f",
+               names[k], p->done, p->failed, p->resumed, p->wall_s,
+               hist_quantile(&p->hs, 0.5) / 1000.0, hist_quantile(&p->hs, 0.99) / 1000.0,
+               hist_quantile(&p->total, 0.5) / 1000.0, hist_quantile(&p->total, 0.99) / 1000.0,
+               own_cpu[k]);
+        if (srv_cpu[k] >= 0 && p->done)
+            printf(" server_ms_per_conn=%.3f", srv_cpu[k] * 1000.0 / (double)p->done);
+    }
+    printf("\n");
+    printf("handshakes full=%" PRIu64 " rate=%.0f/s; resumed=%" PRIu64
+           " rate=%.0f/s (reused=%" PRIu64 ")",
+           ph[0].done, ph[0].wall_s > 0 ? (double)ph[0].done / ph[0].wall_s : 0.0, ph[1].done,
+           ph[1].wall_s > 0 ? (double)ph[1].done / ph[1].wall_s : 0.0, ph[1].resumed);
+    if (srv_cpu[0] >= 0 && srv_cpu[1] >= 0)
+        printf(" server_cpu_s full=%.2f resumed=%.2f", srv_cpu[0], srv_cpu[1]);
+    if (ps.ok)
+        printf(" server_rss_mb=%.1f", ps.rss_mb);
+    printf("\n");
+    fflush(stdout);
+
+    if (sp->pid > 0 && sp->exited && !server_died &&
+        !(WIFEXITED(sp->status) && WEXITSTATUS(sp->status) == 0)) {
+        char how[64];
+        describe_exit(sp->status, how, sizeof how);
+        fprintf(stderr, "pcsig-bench: the server did not stop cleanly on SIGTERM (%s)\n", how);
+        fatal = true;
+    }
+    bool bad = ph[0].failed || ph[1].failed || ph[0].done < b->o.handshakes ||
+               ph[1].done < b->o.handshakes || ph[0].resumed > 0 ||
+               (b->o.handshakes > b->o.hs_parallel && ph[1].resumed == 0);
+    if (ph[0].resumed > 0)
+        fprintf(stderr, "pcsig-bench: %" PRIu64 " handshakes resumed with fresh clients\n",
+                ph[0].resumed);
+    if (!fatal && b->o.handshakes > b->o.hs_parallel && ph[1].resumed == 0)
+        fprintf(stderr, "pcsig-bench: no handshake resumed with a shared client\n");
+    free(ph);
+    return fatal ? EXIT_FATAL : bad ? EXIT_CHECK : 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct bench bench; /* the run's state: one named place */
@@ -739,6 +828,22 @@ int main(int argc, char **argv)
     if (resolve_server(b, b->o.host, b->o.port) < 0 || alloc_state(b) < 0) {
         stop_server(&sp);
         return EXIT_FATAL;
+    }
+    if (b->o.tls) {
+        /* Each thread makes its own client context; fail early on a bad --ca. */
+        tls_client_t *probe = NULL;
+        if (!b->o.tls_name)
+            b->o.tls_name = b->o.host;
+        if (bench_tls_client(b, &probe) < 0) {
+            stop_server(&sp);
+            return EXIT_FATAL;
+        }
+        tls_client_free(probe);
+    }
+    if (b->o.handshakes) {
+        rc = run_handshakes(b, &sp);
+        free_state(b);
+        return rc;
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
@@ -816,23 +921,25 @@ int main(int argc, char **argv)
         ss.first_ns && last_delivery_ns > ss.first_ns ? last_delivery_ns - ss.first_ns : 0;
     double rate = span ? (double)delivered / ((double)span / 1e9) : 0;
     double send_s = (double)(t_send1 - t_send0) / 1e9;
-    struct rusage ru;
-    double self_cpu = 0;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        self_cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    double self_cpu = self_cpu_s();
 
     printf("mode=%s loops=%u senders=%u inflight=%u size=%zu offered=%s signin_s=%.3f send_s=%.3f"
            " sent=%" PRIu64 " accepted=%" PRIu64 " refused=%" PRIu64 " busy503=%" PRIu64
            " conn_errors=%" PRIu64 " wait_errors=%" PRIuFAST64 " corrupt=%" PRIu64
            " unexpected=%" PRIuFAST64 " gone=%" PRIuFAST64 " leaves=%" PRIuFAST64
-           " idle=%" PRIuFAST64 " signed_out=%" PRIuFAST64 " max_ms=%.3f bench_cpu_s=%.2f\n",
+           " idle=%" PRIuFAST64 " signed_out=%" PRIuFAST64 " max_ms=%.3f bench_cpu_s=%.2f",
            b->o.keepalive ? "keepalive" : "stock", b->o.loops, b->o.senders, b->o.inflight,
            b->o.size, b->o.rate > 0 ? "rate" : "closed", signin_s, send_s, ss.sent, ss.accepted,
            ss.refused, ss.busy503, ss.conn_errors, atomic_load(&b->wait_errors), corrupt,
            atomic_load(&b->unexpected), atomic_load(&b->gone), atomic_load(&b->leaves),
            atomic_load(&b->idle_answers), atomic_load(&b->signed_out), (double)lat.max_us / 1000.0,
            self_cpu);
+    if (b->o.tls)
+        printf(" tls_handshakes_full=%" PRIuFAST64 " tls_handshakes_resumed=%" PRIuFAST64
+               " tls_handshakes_failed=%" PRIuFAST64,
+               atomic_load(&b->tls_full), atomic_load(&b->tls_resumed),
+               atomic_load(&b->tls_failed));
+    printf("\n");
     if (b->o.rate > 0)
         printf("offered_rate=%.0f/s achieved_send_rate=%.0f/s\n", b->o.rate,
                send_s > 0 ? (double)ss.sent / send_s : 0.0);

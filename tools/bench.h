@@ -9,12 +9,14 @@
  *   bench_hs.c     --handshakes: TLS handshake rates, full vs resumed
  *
  * Every connection is a conn_t (common/conn.h): plain TCP, or TLS with --tls
- * through one shared tls_client_t, which keeps the newest session ticket and
- * offers it on the next connection, so reconnects resume. The event loops
- * register both directions edge-triggered, so whichever conn_want() names
- * after an -EAGAIN, its edge wakes the loop and the pending operation is
- * retried; reads always go on until -EAGAIN (OpenSSL may hold decrypted
- * records that epoll cannot see).
+ * through its thread's own tls_client_t (one per loop and per sender, so no
+ * TLS session is shared between threads), which keeps the newest session
+ * ticket and offers it on the next connection, so reconnects resume. The
+ * event loops register both directions edge-triggered, so whichever
+ * conn_want() names after an -EAGAIN, its edge wakes the loop and the
+ * pending operation is retried (while a handshake is in progress only the
+ * writes drive it); reads always go on until -EAGAIN, as OpenSSL may hold
+ * decrypted records that epoll cannot see.
  *
  * Ownership: struct bench is created by main and outlives every thread.
  * Each peer belongs to exactly one receiver loop (index % loops), which
@@ -147,7 +149,6 @@ struct bench {
     atomic_uint_fast64_t t_signed_in_ns, t_joined_ns;
     atomic_uint src_rr;
 
-    tls_client_t *tls;          /* --tls: shared by every thread (thread-safe) */
     atomic_uint_fast64_t tls_full, tls_resumed, tls_failed; /* handshakes */
     atomic_uint tls_logged;     /* handshake failures reported in detail */
 
@@ -175,9 +176,13 @@ struct bench_conn {
 /* A non-blocking TCP socket connecting to the server (EINPROGRESS is fine),
  * bound to one of the loopback sources when b->spread_src. fd or -errno. */
 int bench_connect(struct bench *b);
-/* bench_connect, wrapped as a conn_t: TLS (through b->tls) or plain. The
- * TLS handshake runs inside the first writes. 0 or -errno. */
-int bench_open(struct bench *b, struct bench_conn *bc);
+/* A TLS client context for one thread (--ca): 0, or -errno with the reason
+ * logged. */
+int bench_tls_client(const struct bench *b, tls_client_t **out);
+/* bench_connect, wrapped as a conn_t: TLS through tls (the calling thread's
+ * client) or plain when tls is NULL. The TLS handshake runs inside the
+ * first writes. 0 or -errno. */
+int bench_open(struct bench *b, tls_client_t *tls, struct bench_conn *bc);
 /* Close (TLS: best-effort close_notify) and forget; NULL-safe. */
 void bench_close(struct bench_conn *bc);
 static inline int bench_fd(const struct bench_conn *bc) { return conn_fd(bc->c); }

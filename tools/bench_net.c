@@ -95,12 +95,22 @@ int bench_connect(struct bench *b)
     return last;
 }
 
-int bench_open(struct bench *b, struct bench_conn *bc)
+int bench_tls_client(const struct bench *b, tls_client_t **out)
+{
+    char why[256] = "";
+    struct tls_client_options to = {.ca_file = b->o.ca_file};
+    int rc = tls_client_new(&to, out, why, sizeof why);
+    if (rc < 0)
+        log_error("TLS client context: %s", why[0] ? why : "out of memory");
+    return rc;
+}
+
+int bench_open(struct bench *b, tls_client_t *tls, struct bench_conn *bc)
 {
     int fd = bench_connect(b);
     if (fd < 0)
         return fd;
-    conn_t *c = b->tls ? tls_client_wrap(b->tls, fd, b->o.tls_name) : conn_plain_new(fd);
+    conn_t *c = tls ? tls_client_wrap(tls, fd, b->o.tls_name) : conn_plain_new(fd);
     if (!c) {
         close(fd);
         return -ENOMEM;

@@ -49,6 +49,7 @@ struct bench_loop {
     struct bench *b;
     unsigned idx;
     int epfd;
+    tls_client_t *tls;      /* --tls: this loop's client context */
     pthread_t th;
     bool started;
     uint32_t next_signin;   /* next peer index to sign in (steps by loops) */
@@ -131,7 +132,7 @@ static struct pconn *pc_open(struct bench_loop *l, struct bench_peer *peer, enum
         free(c);
         return NULL;
     }
-    if ((*err = bench_open(b, &c->bc)) < 0) {
+    if ((*err = bench_open(b, l->tls, &c->bc)) < 0) {
         free(c);
         return NULL;
     }
@@ -648,6 +649,9 @@ int bench_loops_start(struct bench *b)
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (l->epfd < 0)
             return -errno;
+        int rc;
+        if (b->o.tls && (rc = bench_tls_client(b, &l->tls)) < 0)
+            return rc;
     }
     for (unsigned i = 0; i < b->o.loops; i++) {
         struct bench_loop *l = &b->loops[i];
@@ -675,6 +679,8 @@ void bench_loops_join(struct bench *b, struct bench_hist *lat, uint64_t *last_de
         if (l->epfd >= 0)
             close(l->epfd);
         l->epfd = -1;
+        tls_client_free(l->tls);
+        l->tls = NULL;
         free(l->retry);
         l->retry = NULL;
     }

@@ -56,6 +56,7 @@ struct bench_sender {
     pthread_t th;
     bool started;
     int epfd;
+    tls_client_t *tls;    /* --tls: this sender's client context */
     uint64_t total, next_num;
     uint32_t *seq_next;   /* [peers] */
     uint8_t *busy;        /* [peers]: a message to it is outstanding */
@@ -99,7 +100,7 @@ static void sc_close(struct sconn *c)
 
 static int sc_open(struct bench_sender *s, struct sconn *c, void *tag)
 {
-    int rc = bench_open(s->b, &c->bc);
+    int rc = bench_open(s->b, s->tls, &c->bc);
     if (rc < 0)
         return rc;
     /* Both directions, edge-triggered: covers whatever conn_want() asks for. */
@@ -535,6 +536,9 @@ int bench_senders_start(struct bench *b)
         s->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (s->epfd < 0)
             return -errno;
+        int rc;
+        if (o->tls && (rc = bench_tls_client(b, &s->tls)) < 0)
+            return rc;
     }
     for (unsigned i = 0; i < o->senders; i++) {
         struct bench_sender *s = &b->senders[i];
@@ -568,6 +572,8 @@ void bench_senders_join(struct bench *b, struct bench_send_stats *t)
         if (s->epfd >= 0)
             close(s->epfd);
         s->epfd = -1;
+        tls_client_free(s->tls);
+        s->tls = NULL;
         buf_free(&s->ka.out);
         buf_free(&s->ka.in);
         for (unsigned k = 0; k < s->nslots; k++) {

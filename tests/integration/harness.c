@@ -612,21 +612,28 @@ static conn_t *tls_wrap_fd(int fd, char *why, size_t why_len)
     return t;
 }
 
-h_conn_t *h_try_connect(const h_server_t *s)
+/* Connect (and in TLS mode handshake): the connection, or NULL with why. */
+static h_conn_t *open_conn(const h_server_t *s, char *why, size_t why_len)
 {
     int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
-    if (fd < 0)
+    if (fd < 0) {
+        snprintf(why, why_len, "cannot connect to 127.0.0.1:%u: errno %d", (unsigned)s->port, -fd);
         return NULL;
+    }
     conn_t *t = NULL;
-    char why[256];
-    if (tls_client && !(t = tls_wrap_fd(fd, why, sizeof why)))
+    char tls_why[256];
+    if (tls_client && !(t = tls_wrap_fd(fd, tls_why, sizeof tls_why))) {
+        snprintf(why, why_len, "TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)s->port,
+                 tls_why);
         return NULL;
+    }
     h_conn_t *c = calloc(1, sizeof *c);
     if (!c) {
         if (t)
             conn_close(t);
         else
             close(fd);
+        snprintf(why, why_len, "out of memory");
         return NULL;
     }
     c->fd = fd;
@@ -639,25 +646,18 @@ h_conn_t *h_try_connect(const h_server_t *s)
     return c;
 }
 
+h_conn_t *h_try_connect(const h_server_t *s)
+{
+    char why[512];
+    return open_conn(s, why, sizeof why);
+}
+
 h_conn_t *h_connect_(const h_server_t *s)
 {
-    int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
-    if (fd < 0)
-        H_FAIL("cannot connect to 127.0.0.1:%u: errno %d", (unsigned)s->port, -fd);
-    conn_t *t = NULL;
-    char why[256];
-    if (tls_client && !(t = tls_wrap_fd(fd, why, sizeof why)))
-        H_FAIL("TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)s->port, why);
-    h_conn_t *c = calloc(1, sizeof *c);
+    char why[512];
+    h_conn_t *c = open_conn(s, why, sizeof why);
     if (!c)
-        H_FAIL("out of memory%s", "");
-    c->fd = fd;
-    c->tls = t;
-    c->port = s->port;
-    c->next = open_conns;
-    if (open_conns)
-        open_conns->prev = c;
-    open_conns = c;
+        H_FAIL("%s", why);
     return c;
 }
 

@@ -136,6 +136,28 @@ void reg_item_free(reg_item_t *it)
 
 uint64_t reg_item_pragma(const reg_item_t *it) { return it->pragma; }
 
+reg_item_t *reg_item_next(const reg_item_t *it) { return it->next; }
+
+void reg_item_free_chain(reg_item_t *it)
+{
+    while (it) {
+        reg_item_t *next = it->next;
+        reg_item_free(it);
+        it = next;
+    }
+}
+
+reg_item_t *reg_chain_append(reg_item_t *a, reg_item_t *b)
+{
+    a->next = b;
+    return a;
+}
+
+size_t reg_item_cost(const reg_item_t *it)
+{
+    return it->blob->body_len + it->blob->ctype_len + REG_RECORD_OVERHEAD;
+}
+
 bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n)
 {
     *p = it->blob->data;
@@ -543,30 +565,64 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
     pthread_mutex_unlock(&r->lock);
 }
 
+reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items, uint64_t now)
+{
+    reg_item_t *head = NULL, **tail = &head;
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m) {
+        m->last_seen = now;
+        while (m->qhead && max_items > 0 && reg_item_cost(m->qhead) <= budget) {
+            budget -= reg_item_cost(m->qhead);
+            max_items--;
+            *tail = queue_pop_locked(m);
+            tail = &(*tail)->next;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return head;
+}
+
+/* Put a chain back at the head of m's queue, keeping its order. */
+static void queue_push_front_locked(struct member *m, reg_item_t *chain)
+{
+    reg_item_t *last = chain;
+    for (reg_item_t *it = chain; it; it = it->next) {
+        last = it;
+        if (it->is_message) {
+            m->q_msgs++;
+            m->q_bytes += it->blob->body_len;
+        }
+    }
+    last->next = m->qhead;
+    m->qhead = chain;
+    if (!m->qtail)
+        m->qtail = last;
+}
+
 void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t now)
 {
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, member_id);
-    if (m && m->parked) {
-        /* A newer /wait is parked (so the queue is empty): it gets the item
-         * now rather than when something else arrives. */
-        deliver_locked(r, m, item, now);
+    struct reg_waiter *w = m ? take_parked_locked(r, m, now) : NULL;
+    if (w) {
+        /* A newer /wait is parked (so the queue is empty): it gets the first
+         * item now rather than when something else arrives. */
+        reg_item_t *rest = item->next;
+        item->next = NULL;
+        if (rest)
+            queue_push_front_locked(m, rest);
+        w->wake(w, REG_WAKE_ITEM, item);
         item = NULL;
     } else if (m) {
-        item->next = m->qhead;
-        m->qhead = item;
-        if (!m->qtail)
-            m->qtail = item;
-        if (item->is_message) {
-            m->q_msgs++;
-            m->q_bytes += item->blob->body_len;
-        }
+        queue_push_front_locked(m, item);
         item = NULL;
-    } else if (item->is_message) {
-        r->dropped++;
+    } else {
+        for (reg_item_t *it = item; it; it = it->next)
+            r->dropped += it->is_message;
     }
     pthread_mutex_unlock(&r->lock);
-    reg_item_free(item);
+    reg_item_free_chain(item);
 }
 
 size_t reg_tick(registry_t *r, uint64_t now)

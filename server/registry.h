@@ -104,9 +104,18 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
  */
 void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now);
 
-/* Delivery of item to member_id failed: hand it to the member's newer
- * parked /wait if there is one, else put it back at the head of the queue
- * (or free it when the member is gone). Takes ownership of item. */
+/*
+ * Batched waits: pop further queued items of member id, oldest first, while
+ * their cost (body + content type + REG_RECORD_OVERHEAD each) fits in
+ * budget, at most max_items. Returns them chained (reg_item_next), or NULL.
+ */
+#define REG_RECORD_OVERHEAD 64
+reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items, uint64_t now);
+
+/* Delivery of item (a chain, oldest first) to member_id failed: hand the
+ * first to the member's newer parked /wait if there is one and put the rest
+ * back at the head of the queue, in order (or free them when the member is
+ * gone). Takes ownership of the chain. */
 void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t now);
 
 /*
@@ -133,6 +142,12 @@ void reg_get_stats(registry_t *r, reg_stats_t *out);
 uint64_t reg_item_pragma(const reg_item_t *it); /* sender id, or recipient id for notifications */
 bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n);
 const char *reg_item_body(const reg_item_t *it, size_t *n);
-void reg_item_free(reg_item_t *it); /* NULL-safe */
+void reg_item_free(reg_item_t *it); /* NULL-safe; one item */
+reg_item_t *reg_item_next(const reg_item_t *it); /* the chain of reg_take */
+void reg_item_free_chain(reg_item_t *it);     /* NULL-safe */
+/* Chain b behind the single item a; returns a. */
+reg_item_t *reg_chain_append(reg_item_t *a, reg_item_t *b);
+/* What one item costs in a batch (see reg_take). */
+size_t reg_item_cost(const reg_item_t *it);
 
 #endif

@@ -91,7 +91,7 @@ int resp_append(buf_t *out, const struct resp *r)
         rc = buf_append_str(out, r->extra);
     if (rc == 0)
         rc = buf_append_str(out, r->cors_token ? CORS_BLOCK_SECURE "\r\n" : CORS_BLOCK "\r\n");
-    if (rc == 0 && r->body_len)
+    if (rc == 0 && r->body_len && !r->head_only)
         rc = buf_append(out, r->body, r->body_len);
     if (rc < 0)
         out->len = mark;

@@ -27,6 +27,7 @@ struct resp {
     bool keep_alive;
     const char *extra;      /* extra header lines, each ending in CRLF, or NULL */
     bool cors_token;        /* --secure-ids: let browsers send and read X-Pcsig-Token */
+    bool head_only;         /* write the head for body_len bytes the caller appends */
 };
 
 /* Append one response: 0 or the buf error (nothing appended then). */

@@ -254,6 +254,8 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         if (!want_id(s, req, "peer_id", wait_member, ka) || !token_ok(s, req, *wait_member, ka))
             return ROUTE_RESPONDED;
         s->wait_keep_alive = ka;
+        const http_header_t *b = http_find_header(req->headers, req->num_headers, "X-Pcsig-Batch");
+        s->wait_batch = b && http_slice_eq(b->value, "1");
         return ROUTE_WAIT;
     }
     if (http_slice_eq(path, "/sign_out")) {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -205,6 +206,53 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
     return STEP_HANDED_OFF;
 }
 
+#define SESSION_BATCH_MAX_ITEMS 10000
+
+/*
+ * A batched answer (X-Pcsig-Batch: 1): the chain's items as records
+ * "<pragma> <ctype_len> <body_len>\n<ctype><body>", oldest first.
+ * 0, or the buf error with nothing appended.
+ */
+static int append_batch(struct session *s, const reg_item_t *chain, bool ka)
+{
+    size_t n = 0, total = 0;
+    char line[80];
+    for (const reg_item_t *it = chain; it; it = reg_item_next(it)) {
+        const char *ct, *body;
+        size_t ctlen, blen;
+        reg_item_content_type(it, &ct, &ctlen);
+        body = reg_item_body(it, &blen);
+        (void)body;
+        int w = snprintf(line, sizeof line, "%llu %zu %zu\n",
+                         (unsigned long long)reg_item_pragma(it), ctlen, blen);
+        total += (size_t)w + ctlen + blen;
+        n++;
+    }
+    char extra[48];
+    snprintf(extra, sizeof extra, "X-Pcsig-Batch-Count: %zu\r\n", n);
+    struct resp r = {.status = 200, .reason = "OK", .has_ctype = true,
+                     .ctype = "application/x-pcsig-batch", .ctype_len = 25,
+                     .body_len = total, .head_only = true, .pragma = s->wait_member,
+                     .keep_alive = ka, .extra = extra};
+    size_t mark = s->out.len;
+    int rc = resp_append(&s->out, &r);
+    for (const reg_item_t *it = chain; rc == 0 && it; it = reg_item_next(it)) {
+        const char *ct, *body;
+        size_t ctlen, blen;
+        reg_item_content_type(it, &ct, &ctlen);
+        body = reg_item_body(it, &blen);
+        rc = buf_printf(&s->out, "%llu %zu %zu\n", (unsigned long long)reg_item_pragma(it),
+                        ctlen, blen);
+        if (rc == 0)
+            rc = buf_append(&s->out, ct, ctlen);
+        if (rc == 0)
+            rc = buf_append(&s->out, body, blen);
+    }
+    if (rc < 0)
+        s->out.len = mark;
+    return rc;
+}
+
 /* Write the answer to this session's /wait. */
 static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 {
@@ -215,6 +263,26 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
     struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka, .pragma = own,
                      .has_ctype = true, .ctype = "text/plain", .ctype_len = 10};
     int rc;
+    if (why == REG_WAKE_ITEM && item && s->wait_batch) {
+        /* Whatever queued up meanwhile rides along, up to the body limit. */
+        size_t cost = reg_item_cost(item);
+        size_t budget = srv->cfg.max_body > cost ? srv->cfg.max_body - cost : 0;
+        reg_item_t *more = reg_take(srv->reg, own, budget, SESSION_BATCH_MAX_ITEMS - 1,
+                                    clock_now_ms());
+        /* item was handed over alone: chain the rest behind it. */
+        item = reg_chain_append(item, more);
+        rc = append_batch(s, item, ka);
+        if (rc == 0) {
+            s->inflight = item;
+            s->inflight_member = own;
+            item = NULL;
+        }
+        if (item)
+            reg_requeue(srv->reg, own, item, clock_now_ms());
+        if (rc < 0 || !ka)
+            s->close_after_write = true;
+        return;
+    }
     switch (why) {
     case REG_WAKE_ITEM:
     case REG_WAKE_GONE:
@@ -315,7 +383,7 @@ static enum step pump(struct session *s)
             return close_session(s);
         }
         if (s->inflight) {
-            reg_item_free(s->inflight); /* every byte reached the kernel */
+            reg_item_free_chain(s->inflight); /* every byte reached the kernel */
             s->inflight = NULL;
         }
         if (s->close_after_write && !s->linger)

@@ -50,6 +50,7 @@ struct session {
     buf_t in, out;
     bool waiting;            /* a /wait is (or was just) parked */
     bool wait_keep_alive;    /* answer the parked /wait with keep-alive */
+    bool wait_batch;         /* the /wait asked for batches (X-Pcsig-Batch: 1) */
     uint64_t wait_member;
     reg_item_t *inflight;    /* delivered item whose bytes are in out */
     uint64_t inflight_member;

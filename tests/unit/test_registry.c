@@ -498,6 +498,42 @@ static void test_requeue_to_newer_parked_wait(void **state)
     reg_destroy(r);
 }
 
+static void test_take_and_requeue_chain(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m1", 2, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m2", 2, 0), 0);
+    /* Budget for two items (join notice + m1), not three. */
+    size_t two = 2 * REG_RECORD_OVERHEAD + 8 + 10 + 2 + 5;
+    reg_item_t *chain = reg_take(r, a, two, 100, 1);
+    assert_non_null(chain);
+    assert_body(chain, "b,2,1\n");
+    assert_non_null(reg_item_next(chain));
+    assert_body(reg_item_next(chain), "m1");
+    assert_null(reg_item_next(reg_item_next(chain)));
+    /* Its delivery failed: back in front of m2, in order. */
+    reg_requeue(r, a, chain, 2);
+    reg_item_t *it = pop(r, a, 3);
+    assert_body(it, "b,2,1\n");
+    reg_item_free(it);
+    chain = reg_take(r, a, 1 << 20, 1, 3); /* at most one item */
+    assert_body(chain, "m1");
+    assert_null(reg_item_next(chain));
+    reg_item_free_chain(chain);
+    chain = reg_take(r, a, 1 << 20, 100, 3);
+    assert_body(chain, "m2");
+    reg_item_free_chain(chain);
+    assert_null(reg_take(r, a, 1 << 20, 100, 3));
+    assert_null(reg_take(r, 99, 1 << 20, 100, 3));
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.messages_dropped, 0);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_sign_out_restarts_clock_at_now),
         cmocka_unit_test(test_tick_older_than_park),
         cmocka_unit_test(test_requeue_to_newer_parked_wait),
+        cmocka_unit_test(test_take_and_requeue_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

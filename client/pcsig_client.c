@@ -113,7 +113,11 @@ struct pcsig_client {
     int request_timeout_ms;
     int reconnect_min_ms;
     int reconnect_max_ms;
-    tls_client_t *tls;  /* NULL: plain TCP */
+    /* TLS contexts, one per thread: each keeps the session tickets of its
+     * own connections, so no OpenSSL session is shared between threads.
+     * NULL: plain TCP. */
+    tls_client_t *tls;      /* control thread */
+    tls_client_t *tls_hang; /* hanging_get thread */
     char *setup_error;  /* TLS set-up failure, reported by connect */
     int ev_fd;
     int ctl_wake;
@@ -397,7 +401,8 @@ static int io_connect(struct io *io, conn_t **out)
                          left < CLIENT_CONNECT_MAX_MS ? left : CLIENT_CONNECT_MAX_MS);
     if (fd < 0)
         return fd;
-    conn_t *conn = io->c->tls ? tls_client_wrap(io->c->tls, fd, io->c->server) : conn_plain_new(fd);
+    tls_client_t *t = io->wake_fd == io->c->hang_wake ? io->c->tls_hang : io->c->tls;
+    conn_t *conn = t ? tls_client_wrap(t, fd, io->c->server) : conn_plain_new(fd);
     if (!conn) {
         close(fd);
         return -ENOMEM;
@@ -1132,6 +1137,7 @@ static void client_destroy(pcsig_client_t *c)
     if (c->hang_wake >= 0)
         close(c->hang_wake);
     tls_client_free(c->tls);
+    tls_client_free(c->tls_hang);
     free(c->setup_error);
     free(c->loss_reason);
     free(c->server);
@@ -1158,8 +1164,10 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
         struct tls_client_options to = {.ca_file = o.ca_file, .cert_file = o.cert_file,
                                         .key_file = o.key_file, .insecure = o.insecure};
         char why[256] = "";
-        if (tls_client_new(&to, &c->tls, why, sizeof why) < 0) {
-            c->tls = NULL;
+        if (tls_client_new(&to, &c->tls, why, sizeof why) < 0 ||
+            tls_client_new(&to, &c->tls_hang, why, sizeof why) < 0) {
+            tls_client_free(c->tls);
+            c->tls = c->tls_hang = NULL;
             c->setup_error = strdup(why[0] ? why : "TLS set-up failed");
         }
     }

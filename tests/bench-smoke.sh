@@ -5,3 +5,7 @@ set -e
 : "${PCSIG_BENCH:?}" "${PCSIG_SERVER:?}"
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --timeout 120
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --keepalive --timeout 120
+# Batched waits: every record of every batch answer is checked as a single
+# answer would be; a framing flaw fails the run.
+"$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --inflight 16 --batch --timeout 120
+"$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --inflight 16 --keepalive --batch --timeout 120

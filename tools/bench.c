@@ -18,7 +18,12 @@
  * is delivered / (first POST start .. last delivery); the percentiles are
  * POST start -> delivery. A line of details (errors, retries, idle /wait
  * answers, the bench's own CPU; with --tls the handshakes, full, resumed
- * and failed) comes first.
+ * and failed; with --batch the batch answers and records per batch) comes
+ * first.
+ *
+ * --batch asks for batched /wait answers (X-Pcsig-Batch: 1, an opt-in
+ * extension of pcsig-server): each record is checked as a single answer
+ * would be, and any flaw in the framing fails the run as unexpected.
  *
  * --tls runs all of it over TLS (a tls_client_t per thread: reconnects
  * resume). --handshakes N measures handshakes instead (bench_hs.c): N
@@ -90,6 +95,10 @@ static void usage(FILE *f)
         "  --keepalive            HTTP/1.1, one persistent connection per peer and per\n"
         "                         sender (pipelined); default: stock client style, a new\n"
         "                         HTTP/1.0 connection per request\n"
+        "  --batch                every /wait asks for batched answers (X-Pcsig-Batch: 1);\n"
+        "                         their records are checked like single answers, any\n"
+        "                         flaw in the framing counts as unexpected; the details\n"
+        "                         line counts batch answers and records per batch\n"
         "  --loops L              receiver event-loop threads (default 2)\n"
         "  --src-addrs K          spread connections over 127.0.0.1..127.0.0.K (default 8;\n"
         "                         0: let the kernel choose; only for a loopback server)\n"
@@ -154,6 +163,7 @@ enum {
     OPT_RATE, OPT_SIZE, OPT_KEEPALIVE, OPT_LOOPS, OPT_SRC, OPT_SIGNIN_CONC, OPT_TIMEOUT,
     OPT_DRAIN, OPT_SIGN_OUT, OPT_NO_SIGN_OUT, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_CHURN,
     OPT_TLS, OPT_CA, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY, OPT_HANDSHAKES, OPT_HS_PARALLEL,
+    OPT_BATCH,
 };
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
@@ -169,6 +179,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"rate", required_argument, NULL, OPT_RATE},
         {"size", required_argument, NULL, OPT_SIZE},
         {"keepalive", no_argument, NULL, OPT_KEEPALIVE},
+        {"batch", no_argument, NULL, OPT_BATCH},
         {"loops", required_argument, NULL, OPT_LOOPS},
         {"src-addrs", required_argument, NULL, OPT_SRC},
         {"signin-concurrency", required_argument, NULL, OPT_SIGNIN_CONC},
@@ -237,6 +248,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
                 o->size = (size_t)v;
             break;
         case OPT_KEEPALIVE: o->keepalive = true; break;
+        case OPT_BATCH: o->batch = true; break;
         case OPT_LOOPS:
             if ((rc = opt_u64("--loops", optarg, 1, BENCH_MAX_LOOPS, &v)) == 0)
                 o->loops = (unsigned)v;
@@ -928,12 +940,20 @@ int main(int argc, char **argv)
            " conn_errors=%" PRIu64 " wait_errors=%" PRIuFAST64 " corrupt=%" PRIu64
            " unexpected=%" PRIuFAST64 " gone=%" PRIuFAST64 " leaves=%" PRIuFAST64
            " idle=%" PRIuFAST64 " signed_out=%" PRIuFAST64 " max_ms=%.3f bench_cpu_s=%.2f",
-           b->o.keepalive ? "keepalive" : "stock", b->o.loops, b->o.senders, b->o.inflight,
+           b->o.keepalive ? (b->o.batch ? "keepalive+batch" : "keepalive")
+                          : (b->o.batch ? "stock+batch" : "stock"),
+           b->o.loops, b->o.senders, b->o.inflight,
            b->o.size, b->o.rate > 0 ? "rate" : "closed", signin_s, send_s, ss.sent, ss.accepted,
            ss.refused, ss.busy503, ss.conn_errors, atomic_load(&b->wait_errors), corrupt,
            atomic_load(&b->unexpected), atomic_load(&b->gone), atomic_load(&b->leaves),
            atomic_load(&b->idle_answers), atomic_load(&b->signed_out), (double)lat.max_us / 1000.0,
            self_cpu);
+    if (b->o.batch)
+        printf(" batch_answers=%" PRIu64 " batch_records=%" PRIu64
+               " records_per_batch_mean=%.2f records_per_batch_max=%" PRIu64,
+               b->batch_answers, b->batch_records,
+               b->batch_answers ? (double)b->batch_records / (double)b->batch_answers : 0.0,
+               b->batch_max);
     if (b->o.tls)
         printf(" tls_handshakes_full=%" PRIuFAST64 " tls_handshakes_resumed=%" PRIuFAST64
                " tls_handshakes_failed=%" PRIuFAST64,

@@ -62,6 +62,7 @@ struct bench_opts {
     double rate;            /* msgs/s in total; 0: closed loop */
     size_t size;            /* message body bytes */
     bool keepalive;
+    bool batch;             /* --batch: every /wait asks for batched answers */
     unsigned loops;         /* receiver event-loop threads */
     unsigned src_addrs;     /* loopback source addresses to spread over */
     double timeout_s;
@@ -154,6 +155,11 @@ struct bench {
 
     struct bench_loop *loops;
     struct bench_sender *senders;
+
+    /* --batch: summed by bench_loops_join (main reads them after) */
+    uint64_t batch_answers;     /* answers in the batch format */
+    uint64_t batch_records;     /* records in them */
+    uint64_t batch_max;         /* most records in one answer */
 };
 
 /* Sender-side figures, read by main after the thread is joined. */
@@ -198,6 +204,29 @@ int bench_so_error(int fd);
 /* Read what the connection has into in (growing it by up to chunk): >0
  * bytes, 0 EOF, -EAGAIN, or -errno. Callers loop until -EAGAIN. */
 long bench_read(struct bench *b, struct bench_conn *bc, buf_t *in, size_t chunk);
+
+/*
+ * Batched /wait answers (X-Pcsig-Batch: 1): Content-Type
+ * application/x-pcsig-batch, X-Pcsig-Batch-Count: N, and a body of N
+ * records, each "<pragma> <ctype_len> <body_len>\n" (decimal numbers,
+ * single spaces, LF) followed by exactly ctype_len bytes of content type and
+ * body_len bytes of body.
+ */
+#define BENCH_BATCH_CTYPE "application/x-pcsig-batch"
+#define BENCH_BATCH_COUNT_HDR "X-Pcsig-Batch-Count"
+#define BENCH_BATCH_MAX_BODY (64u << 20) /* what a batch answer may carry here */
+struct bench_record {
+    uint64_t pragma;      /* >= 1 */
+    const char *ctype;    /* ctype_len bytes (0: the sender gave none) */
+    size_t ctype_len;
+    const char *body;
+    size_t body_len;
+};
+/* The record at p[*off..n) of a batch body, strictly: 1 with rec filled and
+ * *off past it, 0 when *off == n (the end), -EPROTO with *why (static text)
+ * when the bytes there are not one whole record. */
+int bench_batch_next(const char *p, size_t n, size_t *off, struct bench_record *rec,
+                     const char **why);
 
 /* bench_peers.c */
 int bench_loops_start(struct bench *b);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proto.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -261,6 +262,61 @@ int bench_body_decode(const char *p, size_t n, size_t size, struct bench_msg *m)
     m->seq = (uint32_t)seq;
     m->t_ns = t;
     return 0;
+}
+
+/* ---- batched /wait answers ---------------------------------------------- */
+
+/* One decimal number at p[*off..n) ended by delim: 0 with *off past delim,
+ * or -EPROTO (no digit, another byte than delim, the end, or above 2^64-1). */
+static int batch_num(const char *p, size_t n, size_t *off, char delim, uint64_t *out)
+{
+    size_t start = *off, i = start;
+    while (i < n && p[i] >= '0' && p[i] <= '9')
+        i++;
+    if (i == start || i == n || p[i] != delim || proto_parse_u64(p + start, i - start, out) < 0)
+        return -EPROTO;
+    *off = i + 1;
+    return 0;
+}
+
+int bench_batch_next(const char *p, size_t n, size_t *off, struct bench_record *rec,
+                     const char **why)
+{
+    size_t at = *off;
+    uint64_t pragma, ctlen, blen;
+    if (at >= n)
+        return 0;
+    if (batch_num(p, n, &at, ' ', &pragma) < 0) {
+        *why = "record line: <pragma> is not a decimal number followed by one space";
+        return -EPROTO;
+    }
+    if (batch_num(p, n, &at, ' ', &ctlen) < 0) {
+        *why = "record line: <ctype_len> is not a decimal number followed by one space";
+        return -EPROTO;
+    }
+    if (batch_num(p, n, &at, '\n', &blen) < 0) {
+        *why = "record line: <body_len> is not a decimal number followed by LF";
+        return -EPROTO;
+    }
+    if (pragma == 0) {
+        *why = "record line: <pragma> is 0 (no member has id 0)";
+        return -EPROTO;
+    }
+    if (ctlen > n - at) {
+        *why = "record: <ctype_len> runs past the end of the batch";
+        return -EPROTO;
+    }
+    if (blen > n - at - ctlen) {
+        *why = "record: <body_len> runs past the end of the batch";
+        return -EPROTO;
+    }
+    rec->pragma = pragma;
+    rec->ctype = p + at;
+    rec->ctype_len = (size_t)ctlen;
+    rec->body = p + at + ctlen;
+    rec->body_len = (size_t)blen;
+    *off = at + (size_t)ctlen + (size_t)blen;
+    return 1;
 }
 
 /* ---- latency histogram -------------------------------------------------- */

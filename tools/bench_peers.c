@@ -8,14 +8,22 @@
  * relayed message checked (intact, exactly once, in order per sender
  * thread -> receiver) and timed. Nothing here blocks; nothing is shared
  * between loops except the atomics and bitmaps of struct bench.
+ *
+ * --batch: every /wait carries X-Pcsig-Batch: 1, and an answer in the batch
+ * format (BENCH_BATCH_CTYPE) is taken apart strictly into its records, each
+ * handled exactly as a separate answer would be (the same checks, a latency
+ * per message). Any flaw in the framing counts as unexpected (the run
+ * fails); the records before the flaw still count.
  */
 #include "bench.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -38,7 +46,7 @@ struct pconn {
     enum pc_state state;
     struct bench_peer *peer;
     struct pconn *prev, *next; /* the loop's open connections */
-    char req[192];
+    char req[320];
     size_t req_len, req_off;
     buf_t in;
     long head_len;  /* > 0 once the answer's head has arrived */
@@ -63,6 +71,7 @@ struct bench_loop {
     size_t nretry, cap_retry;
     struct bench_hist hist;
     uint64_t last_delivery_ns;
+    uint64_t batch_answers, batch_records, batch_max; /* --batch */
     unsigned logged_corrupt, logged_unexpected, logged_errors;
 };
 
@@ -98,10 +107,12 @@ static int pc_format(struct bench_loop *l, struct pconn *c, enum pc_kind kind)
         n = snprintf(c->req, sizeof c->req, "GET /sign_in?bench%" PRIu32 " HTTP/1.0\r\n\r\n",
                      c->peer->index);
     else if (kind == PK_WAIT && b->o.keepalive)
-        n = snprintf(c->req, sizeof c->req, "GET /wait?peer_id=%llu HTTP/1.1\r\nHost: %s\r\n\r\n",
-                     id, b->host_hdr);
+        n = snprintf(c->req, sizeof c->req,
+                     "GET /wait?peer_id=%llu HTTP/1.1\r\nHost: %s\r\n%s\r\n", id,
+                     b->host_hdr, b->o.batch ? "X-Pcsig-Batch: 1\r\n" : "");
     else if (kind == PK_WAIT)
-        n = snprintf(c->req, sizeof c->req, "GET /wait?peer_id=%llu HTTP/1.0\r\n\r\n", id);
+        n = snprintf(c->req, sizeof c->req, "GET /wait?peer_id=%llu HTTP/1.0\r\n%s\r\n", id,
+                     b->o.batch ? "X-Pcsig-Batch: 1\r\n" : "");
     else
         n = snprintf(c->req, sizeof c->req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\n\r\n", id);
     if (n < 0 || (size_t)n >= sizeof c->req)
@@ -127,7 +138,10 @@ static struct pconn *pc_open(struct bench_loop *l, struct bench_peer *peer, enum
     }
     c->peer = peer;
     size_t list_max = (size_t)b->o.peers * (PROTO_MAX_NAME + 32) + 4096;
-    buf_init(&c->in, BENCH_RESP_MAX_HEAD + (b->o.size > list_max ? b->o.size : list_max));
+    size_t body_max = b->o.size > list_max ? b->o.size : list_max;
+    if (b->o.batch && body_max < BENCH_BATCH_MAX_BODY)
+        body_max = BENCH_BATCH_MAX_BODY; /* a limit only: memory is taken as bytes come */
+    buf_init(&c->in, BENCH_RESP_MAX_HEAD + body_max);
     if ((*err = pc_format(l, c, kind)) < 0) {
         free(c);
         return NULL;
@@ -291,6 +305,131 @@ static void check_message(struct bench_loop *l, struct pconn *c, uint64_t from, 
         *last = m.seq;
 }
 
+/* A flaw in a batch answer (or a batch where none belongs): unexpected. */
+static void note_bad_batch(struct bench_loop *l, const struct pconn *c, const char *body,
+                           size_t blen, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void note_bad_batch(struct bench_loop *l, const struct pconn *c, const char *body,
+                           size_t blen, size_t at, const char *fmt, ...)
+{
+    atomic_fetch_add(&l->b->unexpected, 1);
+    if (l->logged_unexpected++ >= LOOP_LOG_MAX)
+        return;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    buf_t e;
+    buf_init(&e, 512);
+    if (at > blen)
+        at = blen;
+    log_escape(&e, body + at, blen - at, 120);
+    log_warn("peer %" PRIu32 " (id %" PRIu64 "): malformed batch answer (%zu body bytes): %s; "
+             "at byte %zu: \"%.*s\"",
+             c->peer->index, c->peer->id, blen, what, at, (int)e.len, e.data ? e.data : "");
+    buf_free(&e);
+}
+
+static bool is_text_plain(const char *ct, size_t n)
+{
+    return n == 10 && memcmp(ct, "text/plain", 10) == 0;
+}
+
+/* A join/leave notification body (one entry): counted; false when it is not one. */
+static bool count_notification(struct bench *b, const char *body, size_t blen)
+{
+    proto_entry_t e;
+    long used = proto_entry_parse(body, blen, &e);
+    if (used <= 0 || (size_t)used != blen)
+        return false;
+    if (e.connected) {
+        uint64_t n = atomic_fetch_add(&b->joins, 1) + 1;
+        if (n == b->join_target)
+            atomic_store(&b->t_joined_ns, bench_now_ns());
+    } else {
+        atomic_fetch_add(&b->leaves, 1);
+    }
+    return true;
+}
+
+/* One record of a batch, handled as its own answer would be. */
+static void on_record(struct bench_loop *l, struct pconn *c, const struct bench_record *rec,
+                      size_t index, const char *body, size_t blen, size_t at)
+{
+    struct bench_peer *p = c->peer;
+    /* The bench's senders and the server's notifications both say text/plain. */
+    if (!is_text_plain(rec->ctype, rec->ctype_len))
+        note_bad_batch(l, c, body, blen, at, "record %zu (pragma %" PRIu64 "): content type "
+                       "\"%.*s\", not text/plain", index, rec->pragma,
+                       (int)(rec->ctype_len < 64 ? rec->ctype_len : 64), rec->ctype);
+    if (rec->pragma != p->id) {
+        check_message(l, c, rec->pragma, rec->body, rec->body_len);
+        return;
+    }
+    if (!count_notification(l->b, rec->body, rec->body_len))
+        note_bad_batch(l, c, body, blen, at, "record %zu has our own id %" PRIu64 " as pragma "
+                       "but its %zu-byte body is not one name,id,connected entry", index,
+                       rec->pragma, rec->body_len);
+}
+
+/* An answer in the batch format (or claiming to be one) to a batched /wait. */
+static void on_batch_answer(struct bench_loop *l, struct pconn *c, const http_response_t *r,
+                            uint64_t pragma, const char *body, size_t blen)
+{
+    struct bench_peer *p = c->peer;
+    const http_header_t *count_h = NULL;
+    unsigned ncount = 0;
+    uint64_t count = 0;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        const http_header_t *h = &r->headers[i];
+        if (h->name.len == strlen(BENCH_BATCH_COUNT_HDR) &&
+            strncasecmp(h->name.ptr, BENCH_BATCH_COUNT_HDR, h->name.len) == 0) {
+            count_h = h;
+            ncount++;
+        }
+    }
+    if (!r->has_content_type || !http_slice_eq(r->content_type, BENCH_BATCH_CTYPE)) {
+        note_bad_batch(l, c, body, blen, 0, BENCH_BATCH_COUNT_HDR " without Content-Type "
+                       BENCH_BATCH_CTYPE);
+        return;
+    }
+    if (ncount != 1 || proto_parse_u64(count_h->value.ptr, count_h->value.len, &count) < 0 ||
+        count == 0) {
+        note_bad_batch(l, c, body, blen, 0, "%s " BENCH_BATCH_COUNT_HDR " header%s%.*s",
+                       ncount == 0 ? "no" : ncount > 1 ? "more than one" : "a bad",
+                       ncount == 1 ? ": " : "", ncount == 1 ? (int)count_h->value.len : 0,
+                       ncount == 1 ? count_h->value.ptr : "");
+        return;
+    }
+    if (pragma != p->id) {
+        note_bad_batch(l, c, body, blen, 0, "Pragma %" PRIu64 " is not our own id", pragma);
+        return;
+    }
+    size_t off = 0, k = 0;
+    for (;;) {
+        struct bench_record rec;
+        const char *why = NULL;
+        size_t at = off;
+        int rc = bench_batch_next(body, blen, &off, &rec, &why);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            note_bad_batch(l, c, body, blen, at, "record %zu of %" PRIu64 ": %s", k, count, why);
+            break;
+        }
+        on_record(l, c, &rec, k, body, blen, at);
+        k++;
+    }
+    if (off == blen && k != count)
+        note_bad_batch(l, c, body, blen, 0, BENCH_BATCH_COUNT_HDR " says %" PRIu64
+                       " but the body holds %zu records", count, k);
+    l->batch_answers++;
+    l->batch_records += k;
+    if (k > l->batch_max)
+        l->batch_max = k;
+}
+
 /* One answer to a /wait; returns true when the peer should poll again now. */
 static bool on_wait_answer(struct bench_loop *l, struct pconn *c, const http_response_t *r,
                            const char *body, size_t blen)
@@ -316,7 +455,19 @@ static bool on_wait_answer(struct bench_loop *l, struct pconn *c, const http_res
         note_unexpected(l, c, r, body, blen, "unexpected /wait answer");
         return false;
     }
+    bool batch_form = (r->has_content_type && http_slice_eq(r->content_type, BENCH_BATCH_CTYPE)) ||
+                      http_find_header(r->headers, r->num_headers, BENCH_BATCH_COUNT_HDR);
+    if (batch_form && !b->o.batch) {
+        note_bad_batch(l, c, body, blen, 0, "a batch answer to a /wait that did not ask for one");
+        return true;
+    }
+    if (batch_form) {
+        on_batch_answer(l, c, r, pragma, body, blen);
+        return true;
+    }
     if (pragma != p->id) {
+        if (b->o.batch)
+            note_unexpected(l, c, r, body, blen, "a message not in the batch format");
         check_message(l, c, pragma, body, blen);
         return true;
     }
@@ -335,13 +486,10 @@ static bool on_wait_answer(struct bench_loop *l, struct pconn *c, const http_res
         note_unexpected(l, c, r, body, blen, "notification is not one entry");
         return true;
     }
-    if (e.connected) {
-        uint64_t n = atomic_fetch_add(&b->joins, 1) + 1;
-        if (n == b->join_target)
-            atomic_store(&b->t_joined_ns, bench_now_ns());
-    } else {
-        atomic_fetch_add(&b->leaves, 1);
-    }
+    /* Batched, only our own removal (",0" with our id) comes unbatched. */
+    if (b->o.batch && (e.connected || e.id != p->id))
+        note_unexpected(l, c, r, body, blen, "a notification not in the batch format");
+    count_notification(b, body, blen);
     return true;
 }
 
@@ -464,6 +612,10 @@ static void pc_read(struct bench_loop *l, struct pconn *c)
             }
             c->head_len = head;
             c->clen = r.content_length;
+            /* A large body (a batch): room for all of it, so it comes in big reads. */
+            size_t whole = (size_t)head + (size_t)r.content_length;
+            if (whole > c->in.cap && whole - c->in.len <= buf_room(&c->in))
+                (void)buf_reserve(&c->in, whole - c->in.len);
         }
         if (c->in.len >= (size_t)c->head_len + c->clen) {
             if (!pc_complete(l, c))
@@ -674,6 +826,10 @@ void bench_loops_join(struct bench *b, struct bench_hist *lat, uint64_t *last_de
             pthread_join(l->th, NULL);
         l->started = false;
         hist_merge(lat, &l->hist);
+        b->batch_answers += l->batch_answers;
+        b->batch_records += l->batch_records;
+        if (l->batch_max > b->batch_max)
+            b->batch_max = l->batch_max;
         if (l->last_delivery_ns > *last_delivery_ns)
             *last_delivery_ns = l->last_delivery_ns;
         if (l->epfd >= 0)

@@ -26,6 +26,7 @@
 #define LOG_DROPPED "log: a record could not be formatted\n"
 
 static atomic_int log_level_cur = LOG_INFO;
+static atomic_int log_format_cur = LOG_FORMAT_TEXT;
 static _Thread_local const char *log_role;
 
 static const char *const log_level_names[] = {
@@ -55,6 +56,22 @@ int log_level_parse(const char *s, enum log_level *out)
         }
     }
     return -EINVAL;
+}
+
+void log_set_format(enum log_format format)
+{
+    atomic_store(&log_format_cur, (int)format);
+}
+
+int log_format_parse(const char *s, enum log_format *out)
+{
+    if (strcmp(s, "text") == 0)
+        *out = LOG_FORMAT_TEXT;
+    else if (strcmp(s, "json") == 0)
+        *out = LOG_FORMAT_JSON;
+    else
+        return -EINVAL;
+    return 0;
 }
 
 void log_set_thread_role(const char *role)

@@ -15,10 +15,15 @@
 #include "buf.h"
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+/* LOG_FORMAT_TEXT: one human line per record; LOG_FORMAT_JSON: one object. */
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 
 void log_set_level(enum log_level level);
 /* Parse "error|warn|info|debug": 0 or -EINVAL. */
 int log_level_parse(const char *s, enum log_level *out);
+void log_set_format(enum log_format format);
+/* Parse "text|json": 0 or -EINVAL. */
+int log_format_parse(const char *s, enum log_format *out);
 /* Name of the calling thread's role ("main", "worker", ...), static string. */
 void log_set_thread_role(const char *role);
 

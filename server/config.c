@@ -75,6 +75,10 @@ static void usage(FILE *f)
         "                         else 429 (default: off)\n"
         "                         SIGHUP re-reads certificate and key without dropping anyone\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+        "  --log-format FORMAT    text or json (one object per line) (default text)\n"
+        "  --access-log N         log one request in N at info level, 0 = off (default 0)\n"
+        "  --metrics-bind ADDR:PORT  serve /health and /metrics only there ([::1]:9100,\n"
+        "                         127.0.0.1:9100) (default: on the main ports)\n"
         "  --version              print the version\n"
         "  --help                 this text\n");
 }
@@ -114,7 +118,8 @@ enum {
     OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
     OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA, OPT_SECURE_IDS, OPT_AUTH_TOKEN,
-    OPT_AUTH_TOKEN_FILE, OPT_MAX_CONNS_PER_IP, OPT_RATE_LIMIT,
+    OPT_AUTH_TOKEN_FILE, OPT_MAX_CONNS_PER_IP, OPT_RATE_LIMIT, OPT_LOG_FORMAT, OPT_ACCESS_LOG,
+    OPT_METRICS_BIND,
 };
 
 int config_parse(int argc, char **argv, struct server_config *cfg)
@@ -137,6 +142,9 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         {"queue-max-bytes", required_argument, NULL, OPT_Q_BYTES},
         {"allow-quit", no_argument, NULL, OPT_ALLOW_QUIT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+        {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-port", required_argument, NULL, OPT_TLS_PORT},
@@ -180,6 +188,9 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         case OPT_Q_BYTES: rc = parse_size(optarg, 1, 1ull << 34, &v); cfg->queue_max_bytes = v; break;
         case OPT_ALLOW_QUIT: cfg->allow_quit = true; break;
         case OPT_LOG_LEVEL: rc = log_level_parse(optarg, &cfg->log_level); break;
+        case OPT_LOG_FORMAT: rc = log_format_parse(optarg, &cfg->log_format); break;
+        case OPT_ACCESS_LOG: rc = parse_size(optarg, 0, 1000000000, &cfg->access_log_every); break;
+        case OPT_METRICS_BIND: cfg->metrics_bind = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
         case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg->tls_key = optarg; break;
         case OPT_TLS_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->tls_port = (int)v; break;

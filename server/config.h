@@ -26,6 +26,9 @@ struct server_config {
     size_t queue_max_bytes;
     bool allow_quit;
     enum log_level log_level;
+    enum log_format log_format;
+    uint64_t access_log_every; /* 0: no access log; N: one request in N logged */
+    const char *metrics_bind;  /* ADDR:PORT for /health and /metrics; NULL: the main ports */
     const char *tls_cert;      /* with tls_key: TLS on --tls-port, or on --port */
     const char *tls_key;
     const char *tls_client_ca; /* require client certificates from this CA */

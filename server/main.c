@@ -21,6 +21,7 @@ int main(int argc, char **argv)
     if (rc != CONFIG_OK)
         return 2;
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
     log_set_thread_role("main");
 
     /* SIGPIPE never kills us: sends use MSG_NOSIGNAL and this catches the rest. */

@@ -199,6 +199,48 @@ void log_errno(enum log_level level, int errnum, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Interim form (text only; the JSON writer replaces it): fields as key=value. */
+void log_event(enum log_level level, const char *event, const struct log_fields *f,
+               const char *fmt, ...)
+{
+    if ((int)level > atomic_load(&log_level_cur))
+        return;
+    buf_t line;
+    buf_init(&line, LOG_RECORD_MAX);
+    int rc = buf_append_str(&line, event);
+    if (rc == 0 && f && f->peer_id)
+        rc = buf_printf(&line, " peer=%llu", (unsigned long long)f->peer_id);
+    if (rc == 0 && f && f->to_id)
+        rc = buf_printf(&line, " to=%llu", (unsigned long long)f->to_id);
+    if (rc == 0 && f && f->remote)
+        rc = buf_printf(&line, " remote=%s", f->remote);
+    if (rc == 0 && f && f->method)
+        rc = buf_printf(&line, " method=%s", f->method);
+    if (rc == 0 && f && f->path) {
+        rc = buf_append_str(&line, " path=\"");
+        if (rc == 0)
+            rc = log_escape(&line, f->path, f->path_len, 256);
+        if (rc == 0)
+            rc = buf_append_str(&line, "\"");
+    }
+    if (rc == 0 && f && f->status)
+        rc = buf_printf(&line, " status=%d bytes=%llu us=%llu", f->status,
+                        (unsigned long long)f->bytes, (unsigned long long)f->duration_us);
+    if (rc == 0)
+        rc = buf_append_str(&line, " ");
+    if (rc == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        rc = buf_vprintf(&line, fmt, ap);
+        va_end(ap);
+    }
+    if (rc == 0 || rc == -E2BIG)
+        log_msg(level, "%.*s", (int)line.len, line.data ? line.data : "");
+    else
+        log_write_all(LOG_DROPPED, sizeof LOG_DROPPED - 1);
+    buf_free(&line);
+}
+
 int log_escape(buf_t *b, const char *p, size_t n, size_t max_in)
 {
     static const char hex[] = "0123456789abcdef";

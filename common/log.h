@@ -11,6 +11,7 @@
 #define PCSIG_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -34,6 +35,33 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 /* Log at error level with strerror_r(errnum) appended. */
 void log_errno(enum log_level level, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Structured context of a record. Fields left 0 / NULL are not written.
+ * remote is trusted text (an address we formatted); path is untrusted bytes
+ * (path_len of them) and is escaped by the logger.
+ */
+struct log_fields {
+    uint64_t peer_id;    /* the member the record is about */
+    uint64_t to_id;      /* the target member of a message */
+    const char *remote;  /* the client's address, "ip:port" or "[ip6]:port" */
+    const char *method;  /* access log: "GET", "POST", ... (trusted, static) */
+    const char *path;    /* access log: the request path, untrusted */
+    size_t path_len;
+    int status;          /* access log: the answer's status */
+    uint64_t bytes;      /* access log: bytes of the answer */
+    uint64_t duration_us; /* access log: request start to answer queued */
+};
+
+/*
+ * A record with an event name (a short fixed word: "sign_in", "timeout",
+ * "access", ...), optional fields (f may be NULL) and a message. Text form:
+ *   <time> LEVEL [role] event key=value ... message
+ * JSON form (--log-format json): one object per line with the keys time,
+ * level, role, event, the fields present, and msg.
+ */
+void log_event(enum log_level level, const char *event, const struct log_fields *f,
+               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /*
  * Append a printable form of untrusted bytes to b: printable ASCII is kept,

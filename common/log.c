@@ -2,11 +2,14 @@
  * log: a tiny thread-safe logger to stderr (see log.h).
  *
  * A record is built whole in a bounded buf_t and handed to one write(2), so
- * records from different threads never interleave. Its form is
- *   2026-11-25T08:00:00.123Z LEVEL [role] message\n
- * with the time in UTC (gmtime_r, never localtime: no time-zone lookups or
- * shared static state). A record longer than LOG_RECORD_MAX is cut and ends
- * in "...". The level is the only global; the role is per thread.
+ * records from different threads never interleave. Its text form is
+ *   2026-11-25T08:00:00.123Z LEVEL [role] [event key=value ...] message\n
+ * and its JSON form one object on one line with the same parts as keys.
+ * The time is UTC (gmtime_r, never localtime: no time-zone lookups or shared
+ * static state). A record longer than LOG_RECORD_MAX is cut inside its
+ * message, which then ends in "..." (and JSON gains "truncated":true), so a
+ * cut JSON record still parses. The level and the format are the only
+ * globals; the role is per thread.
  */
 #include "log.h"
 
@@ -14,16 +17,24 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_RECORD_MAX 8192      /* bytes of one record, newline included */
-#define LOG_TRUNCATED "..."      /* marks a record that was cut */
-#define LOG_TAIL_LEN (sizeof LOG_TRUNCATED - 1 + 1) /* "..." and '\n' */
+#define LOG_FIELD_MAX 256        /* input bytes of a string field shown, then "..." */
+#define LOG_TRUNCATED "..."      /* marks a message or a field that was cut */
 #define LOG_STRERROR_MAX 128
+#define LOG_EVENT_PLAIN "log"    /* JSON "event" of log_msg and log_errno */
+#define LOG_JSON_ERROR ",\"error\":\""
+#define LOG_JSON_CUT ",\"truncated\":true"
+#define LOG_JSON_END "}\n"
 #define LOG_DROPPED "log: a record could not be formatted\n"
+/* Still one JSON object: no time, since formatting failed somewhere. */
+#define LOG_DROPPED_JSON \
+    "{\"level\":\"error\",\"event\":\"log_dropped\",\"msg\":\"a record could not be formatted\"}\n"
 
 static atomic_int log_level_cur = LOG_INFO;
 static atomic_int log_format_cur = LOG_FORMAT_TEXT;
@@ -36,6 +47,14 @@ static const char *const log_level_names[] = {
     [LOG_DEBUG] = "DEBUG",
 };
 
+/* The names --log-level takes, and JSON's "level". */
+static const char *const log_level_lower[] = {
+    [LOG_ERROR] = "error",
+    [LOG_WARN] = "warn",
+    [LOG_INFO] = "info",
+    [LOG_DEBUG] = "debug",
+};
+
 void log_set_level(enum log_level level)
 {
     atomic_store(&log_level_cur, (int)level);
@@ -43,14 +62,8 @@ void log_set_level(enum log_level level)
 
 int log_level_parse(const char *s, enum log_level *out)
 {
-    static const char *const names[] = {
-        [LOG_ERROR] = "error",
-        [LOG_WARN] = "warn",
-        [LOG_INFO] = "info",
-        [LOG_DEBUG] = "debug",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(s, names[i]) == 0) {
+    for (size_t i = 0; i < sizeof log_level_lower / sizeof log_level_lower[0]; i++) {
+        if (strcmp(s, log_level_lower[i]) == 0) {
             *out = (enum log_level)i;
             return 0;
         }
@@ -106,80 +119,328 @@ static void log_write_all(const char *p, size_t n)
 }
 
 /*
- * Fill the rest of rec with as much of the message as fits, after
+ * Fill the rest of b with as much of the message as fits, after
  * buf_vprintf found the whole of it too long.
  */
 __attribute__((format(printf, 2, 0)))
-static void log_fill_cut(buf_t *rec, const char *fmt, va_list ap)
+static void log_fill_cut(buf_t *b, const char *fmt, va_list ap)
 {
-    size_t room = buf_room(rec);
-    if (room < 2 || buf_reserve(rec, room) < 0)
+    size_t room = buf_room(b);
+    if (room < 2 || buf_reserve(b, room) < 0)
         return;
     /* vsnprintf keeps room - 1 bytes and its NUL in the room reserved. */
-    int n = vsnprintf(rec->data + rec->len, room, fmt, ap);
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     if (n > 0)
-        rec->len += (size_t)n < room - 1 ? (size_t)n : room - 1;
+        b->len += (size_t)n < room - 1 ? (size_t)n : room - 1;
 }
 
-__attribute__((format(printf, 3, 0)))
-static void log_vrecord(enum log_level level, int errnum, const char *fmt, va_list ap)
-{
-    if ((int)level > atomic_load(&log_level_cur))
-        return;
-    int saved_errno = errno;
+/* ---- JSON strings ------------------------------------------------------- */
 
+/* The letter of JSON's two-byte escape of c ('n' for '\n', ...), or 0: none. */
+static char log_json_short(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
+/* Bytes JSON needs for byte c: 1 as it is, 2 for \" \\ \n ..., 6 for \u00XX. */
+static size_t log_json_cost(unsigned char c)
+{
+    if (log_json_short(c))
+        return 2;
+    return c < 0x20 || c >= 0x7f ? 6 : 1;
+}
+
+static size_t log_json_len(const char *p, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += log_json_cost((unsigned char)p[i]);
+    return len;
+}
+
+/*
+ * Append p[0..n) as the inside of a JSON string, in at most room bytes and
+ * never splitting an escape; *used gets the input bytes written. Bytes are
+ * shown one by one, never decoded: one >= 0x80 becomes \u00XX of the byte
+ * (so "\xc3\xa9" reads "\u00c3\u00a9"), which keeps the output ASCII and
+ * valid UTF-8 whatever the input was.
+ */
+static int log_json_append(buf_t *b, const char *p, size_t n, size_t room, size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t out = 0, run = 0, i = 0;
+    int rc = 0;
+    for (; i < n && rc == 0; i++) {
+        unsigned char c = (unsigned char)p[i];
+        size_t cost = log_json_cost(c);
+        if (out + cost > room)
+            break;
+        out += cost;
+        if (cost == 1)
+            continue;
+        if (i > run)
+            rc = buf_append(b, p + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+        if (cost == 2)
+            esc[1] = log_json_short(c);
+        if (rc == 0)
+            rc = buf_append(b, esc, cost);
+    }
+    if (rc == 0 && i > run)
+        rc = buf_append(b, p + run, i - run);
+    *used = i;
+    return rc;
+}
+
+/* Append "s" as a whole JSON string, quotes included. */
+static int log_json_str(buf_t *b, const char *s)
+{
+    size_t n = strlen(s), used;
+    int rc = buf_append(b, "\"", 1);
+    if (rc == 0)
+        rc = log_json_append(b, s, n, SIZE_MAX, &used);
+    return rc == 0 ? buf_append(b, "\"", 1) : rc;
+}
+
+/* ---- fields --------------------------------------------------------------- */
+
+/* Write the key of a field: ,"key": in JSON, key= in text. */
+static int log_key(buf_t *b, bool json, const char *key)
+{
+    return json ? buf_printf(b, ",\"%s\":", key) : buf_printf(b, " %s=", key);
+}
+
+static int log_field_u64(buf_t *b, bool json, const char *key, uint64_t v)
+{
+    if (v == 0)
+        return 0;
+    int rc = log_key(b, json, key);
+    return rc == 0 ? buf_append_u64(b, v) : rc;
+}
+
+/*
+ * A string field, at most LOG_FIELD_MAX input bytes then "...". Both forms
+ * escape it, trusted or not: a field is one token of its line either way.
+ * In text, quoted says whether the value is put in quotes (a path may hold
+ * spaces; an address may not).
+ */
+static int log_field_str(buf_t *b, bool json, const char *key, const char *s, size_t n,
+                         bool quoted)
+{
+    if (s == NULL)
+        return 0;
+    size_t shown = n < LOG_FIELD_MAX ? n : LOG_FIELD_MAX, used;
+    int rc = log_key(b, json, key);
+    if (rc == 0 && (json || quoted))
+        rc = buf_append(b, "\"", 1);
+    if (rc == 0 && json) {
+        rc = log_json_append(b, s, shown, SIZE_MAX, &used);
+        if (rc == 0 && n > shown)
+            rc = buf_append_str(b, LOG_TRUNCATED);
+    } else if (rc == 0) {
+        rc = log_escape(b, s, n, LOG_FIELD_MAX);
+    }
+    if (rc == 0 && (json || quoted))
+        rc = buf_append(b, "\"", 1);
+    return rc;
+}
+
+/* The fields of f that are set, in the order log.h lists them. */
+static int log_fields_append(buf_t *b, bool json, const struct log_fields *f)
+{
+    if (f == NULL)
+        return 0;
+    int rc = log_field_u64(b, json, "peer_id", f->peer_id);
+    if (rc == 0)
+        rc = log_field_u64(b, json, "to_id", f->to_id);
+    if (rc == 0 && f->remote)
+        rc = log_field_str(b, json, "remote", f->remote, strlen(f->remote), false);
+    if (rc == 0 && f->method)
+        rc = log_field_str(b, json, "method", f->method, strlen(f->method), false);
+    if (rc == 0)
+        rc = log_field_str(b, json, "path", f->path, f->path_len, true);
+    if (rc == 0 && f->status != 0) {
+        rc = log_key(b, json, "status");
+        if (rc == 0)
+            rc = buf_printf(b, "%d", f->status);
+    }
+    if (rc == 0)
+        rc = log_field_u64(b, json, "bytes", f->bytes);
+    if (rc == 0)
+        rc = log_field_u64(b, json, "duration_us", f->duration_us);
+    return rc;
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+/*
+ * Everything before the message: "<time> LEVEL [role] event fields" in text;
+ * {"time":..,"level":..,"role":..,"event":.., fields ,"msg":" in JSON.
+ */
+static int log_head(buf_t *rec, bool json, enum log_level level, const char *event,
+                    const struct log_fields *f)
+{
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (gmtime_r(&ts.tv_sec, &tm) == NULL)
         memset(&tm, 0, sizeof tm);
-    const char *lname = (unsigned)level < sizeof log_level_names / sizeof log_level_names[0]
-                            ? log_level_names[level]
-                            : "?";
-
-    buf_t rec;
-    /* The tail ("..." and '\n') is held back from the body's budget. */
-    buf_init(&rec, LOG_RECORD_MAX - LOG_TAIL_LEN);
-    bool cut = false;
-    int rc = buf_printf(&rec, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%s] ",
-                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                        tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, lname,
-                        log_role ? log_role : "-");
-    if (rc == 0) {
-        va_list cp;
-        va_copy(cp, ap);
-        rc = buf_vprintf(&rec, fmt, cp);
-        va_end(cp);
-        if (rc == -E2BIG) {
-            log_fill_cut(&rec, fmt, ap);
-            cut = true;
-            rc = 0;
-        }
-    }
-    if (rc == 0 && !cut && errnum != 0) {
-        char tmp[LOG_STRERROR_MAX];
-        /* common/ passes negative errno values around; accept either sign. */
-        int e = errnum < 0 ? -errnum : errnum;
-        rc = buf_append_str(&rec, ": ");
+    bool known = (unsigned)level < sizeof log_level_names / sizeof log_level_names[0];
+    const char *role = log_role ? log_role : "-";
+    int rc = buf_printf(rec, "%s%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ%s", json ? "{\"time\":\"" : "",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                        tm.tm_sec, ts.tv_nsec / 1000000L, json ? "\"" : "");
+    if (json) {
         if (rc == 0)
-            rc = buf_append_str(&rec, log_strerror(e, tmp, sizeof tmp));
-        if (rc == -E2BIG) {
-            cut = true;
-            rc = 0;
-        }
-    }
-    if (rc == 0) {
-        rec.max += LOG_TAIL_LEN; /* release the held-back tail */
-        if (cut)
-            rc = buf_append_str(&rec, LOG_TRUNCATED);
+            rc = buf_printf(rec, ",\"level\":\"%s\",\"role\":",
+                            known ? log_level_lower[level] : "?");
         if (rc == 0)
-            rc = buf_append(&rec, "\n", 1);
+            rc = log_json_str(rec, role);
+        if (rc == 0)
+            rc = buf_append_str(rec, ",\"event\":");
+        if (rc == 0)
+            rc = log_json_str(rec, event ? event : LOG_EVENT_PLAIN);
+    } else {
+        if (rc == 0)
+            rc = buf_printf(rec, " %s [%s]", known ? log_level_names[level] : "?", role);
+        if (rc == 0 && event)
+            rc = buf_printf(rec, " %s", event);
     }
     if (rc == 0)
+        rc = log_fields_append(rec, json, f);
+    if (rc == 0 && json)
+        rc = buf_append_str(rec, ",\"msg\":\"");
+    return rc;
+}
+
+/* Append the message: escaped in JSON, as it is in text; see log_json_append. */
+static int log_put_msg(buf_t *rec, bool json, const buf_t *msg, size_t room, size_t *used)
+{
+    if (json)
+        return log_json_append(rec, msg->data, msg->len, room, used);
+    *used = msg->len < room ? msg->len : room;
+    return buf_append(rec, msg->data, *used);
+}
+
+/*
+ * Bytes of what follows the message: in JSON the closing quote, the error
+ * key, the truncated key and "}\n"; in text ": error" and '\n'. A cut record
+ * also holds the "..." that ends its message.
+ */
+static size_t log_tail_len(bool json, const char *etext, bool cut)
+{
+    size_t n = cut ? sizeof LOG_TRUNCATED - 1 : 0;
+    if (json) {
+        n += 1 + sizeof LOG_JSON_END - 1;
+        if (etext)
+            n += sizeof LOG_JSON_ERROR - 1 + log_json_len(etext, strlen(etext)) + 1;
+        if (cut)
+            n += sizeof LOG_JSON_CUT - 1;
+    } else {
+        n += 1;
+        if (etext)
+            n += 2 + strlen(etext);
+    }
+    return n;
+}
+
+static int log_tail(buf_t *rec, bool json, const char *etext, bool cut)
+{
+    int rc = cut ? buf_append_str(rec, LOG_TRUNCATED) : 0;
+    if (json) {
+        if (rc == 0)
+            rc = buf_append(rec, "\"", 1);
+        if (rc == 0 && etext) {
+            rc = buf_append_str(rec, LOG_JSON_ERROR);
+            size_t used;
+            if (rc == 0)
+                rc = log_json_append(rec, etext, strlen(etext), SIZE_MAX, &used);
+            if (rc == 0)
+                rc = buf_append(rec, "\"", 1);
+        }
+        if (rc == 0 && cut)
+            rc = buf_append_str(rec, LOG_JSON_CUT);
+        if (rc == 0)
+            rc = buf_append_str(rec, LOG_JSON_END);
+    } else {
+        if (rc == 0 && etext)
+            rc = buf_printf(rec, ": %s", etext);
+        if (rc == 0)
+            rc = buf_append(rec, "\n", 1);
+    }
+    return rc;
+}
+
+/*
+ * One record: head, message, tail, in one buffer of at most LOG_RECORD_MAX
+ * bytes and one write. A message too long for what is left is cut where an
+ * escape starts and marked, and the tail is always whole: a cut JSON record
+ * is still one valid object.
+ */
+__attribute__((format(printf, 5, 0)))
+static void log_vrecord(enum log_level level, const char *event, const struct log_fields *f,
+                        int errnum, const char *fmt, va_list ap)
+{
+    if ((int)level > atomic_load(&log_level_cur))
+        return;
+    int saved_errno = errno;
+    bool json = atomic_load(&log_format_cur) == LOG_FORMAT_JSON;
+
+    buf_t msg, rec;
+    buf_init(&msg, LOG_RECORD_MAX); /* more could never be shown */
+    buf_init(&rec, LOG_RECORD_MAX);
+    bool cut = false;
+    va_list cp;
+    va_copy(cp, ap);
+    int rc = buf_vprintf(&msg, fmt, cp);
+    va_end(cp);
+    if (rc == -E2BIG) {
+        log_fill_cut(&msg, fmt, ap);
+        cut = true;
+        rc = 0;
+    }
+
+    char tmp[LOG_STRERROR_MAX];
+    /* common/ passes negative errno values around; accept either sign. */
+    const char *etext = errnum ? log_strerror(errnum < 0 ? -errnum : errnum, tmp, sizeof tmp)
+                               : NULL;
+    if (rc == 0)
+        rc = log_head(&rec, json, level, event, f);
+    if (rc == 0 && !json && msg.len)
+        rc = buf_append(&rec, " ", 1);
+    size_t mark = rec.len, used = 0, tail = log_tail_len(json, etext, false);
+    if (rc == 0) {
+        size_t room = LOG_RECORD_MAX > mark + tail ? LOG_RECORD_MAX - mark - tail : 0;
+        rc = log_put_msg(&rec, json, &msg, room, &used);
+    }
+    if (rc == 0 && (cut || used < msg.len)) {
+        /* Again with room for the marks of a cut record. */
+        cut = true;
+        rec.len = mark;
+        tail = log_tail_len(json, etext, true);
+        size_t room = LOG_RECORD_MAX > mark + tail ? LOG_RECORD_MAX - mark - tail : 0;
+        rc = log_put_msg(&rec, json, &msg, room, &used);
+    }
+    if (rc == 0)
+        rc = log_tail(&rec, json, etext, cut);
+    if (rc == 0)
         log_write_all(rec.data, rec.len);
+    else if (json)
+        log_write_all(LOG_DROPPED_JSON, sizeof LOG_DROPPED_JSON - 1);
     else
         log_write_all(LOG_DROPPED, sizeof LOG_DROPPED - 1);
     buf_free(&rec);
+    buf_free(&msg);
     errno = saved_errno;
 }
 
@@ -187,7 +448,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vrecord(level, 0, fmt, ap);
+    log_vrecord(level, NULL, NULL, 0, fmt, ap);
     va_end(ap);
 }
 
@@ -195,50 +456,17 @@ void log_errno(enum log_level level, int errnum, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vrecord(level, errnum, fmt, ap);
+    log_vrecord(level, NULL, NULL, errnum, fmt, ap);
     va_end(ap);
 }
 
-/* Interim form (text only; the JSON writer replaces it): fields as key=value. */
 void log_event(enum log_level level, const char *event, const struct log_fields *f,
                const char *fmt, ...)
 {
-    if ((int)level > atomic_load(&log_level_cur))
-        return;
-    buf_t line;
-    buf_init(&line, LOG_RECORD_MAX);
-    int rc = buf_append_str(&line, event);
-    if (rc == 0 && f && f->peer_id)
-        rc = buf_printf(&line, " peer=%llu", (unsigned long long)f->peer_id);
-    if (rc == 0 && f && f->to_id)
-        rc = buf_printf(&line, " to=%llu", (unsigned long long)f->to_id);
-    if (rc == 0 && f && f->remote)
-        rc = buf_printf(&line, " remote=%s", f->remote);
-    if (rc == 0 && f && f->method)
-        rc = buf_printf(&line, " method=%s", f->method);
-    if (rc == 0 && f && f->path) {
-        rc = buf_append_str(&line, " path=\"");
-        if (rc == 0)
-            rc = log_escape(&line, f->path, f->path_len, 256);
-        if (rc == 0)
-            rc = buf_append_str(&line, "\"");
-    }
-    if (rc == 0 && f && f->status)
-        rc = buf_printf(&line, " status=%d bytes=%llu us=%llu", f->status,
-                        (unsigned long long)f->bytes, (unsigned long long)f->duration_us);
-    if (rc == 0)
-        rc = buf_append_str(&line, " ");
-    if (rc == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        rc = buf_vprintf(&line, fmt, ap);
-        va_end(ap);
-    }
-    if (rc == 0 || rc == -E2BIG)
-        log_msg(level, "%.*s", (int)line.len, line.data ? line.data : "");
-    else
-        log_write_all(LOG_DROPPED, sizeof LOG_DROPPED - 1);
-    buf_free(&line);
+    va_list ap;
+    va_start(ap, fmt);
+    log_vrecord(level, event, f, 0, fmt, ap);
+    va_end(ap);
 }
 
 int log_escape(buf_t *b, const char *p, size_t n, size_t max_in)

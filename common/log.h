@@ -2,10 +2,18 @@
  * log: a tiny thread-safe logger to stderr.
  *
  * One write(2) per record, so lines from threads never interleave. Each
- * record carries the time, the level and the calling thread's role.
- * Untrusted bytes go through log_escape before they reach a format string.
- * The level is the one piece of global state here; set it before starting
+ * record carries the time, the level and the calling thread's role, and is
+ * written as one line of text or as one JSON object per line
+ * (log_set_format). Untrusted bytes go through log_escape before they reach
+ * a format string, or travel as the path of struct log_fields. The level and
+ * the format are the only global state here; set them before starting
  * threads.
+ *
+ * JSON records are pure ASCII: every string is escaped byte by byte, and a
+ * byte >= 0x80 is shown as \u00XX of that byte (never decoded as UTF-8), so
+ * a line is valid JSON whatever bytes the message held. A record longer than
+ * its limit (8 KiB) is cut inside its message, which then ends in "...";
+ * in JSON the object stays whole and gains "truncated":true.
  */
 #ifndef PCSIG_LOG_H
 #define PCSIG_LOG_H
@@ -25,7 +33,8 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_set_format(enum log_format format);
 /* Parse "text|json": 0 or -EINVAL. */
 int log_format_parse(const char *s, enum log_format *out);
-/* Name of the calling thread's role ("main", "worker", ...), static string. */
+/* Name of the calling thread's role ("main", "worker", ...), static string;
+ * records of a thread that set none show "-". */
 void log_set_thread_role(const char *role);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -33,7 +42,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-/* Log at error level with strerror_r(errnum) appended. */
+/* Log with the text of errnum (either sign) appended: ": text" in text form,
+ * an "error" key after "msg" in JSON. */
 void log_errno(enum log_level level, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
@@ -57,8 +67,11 @@ struct log_fields {
  * A record with an event name (a short fixed word: "sign_in", "timeout",
  * "access", ...), optional fields (f may be NULL) and a message. Text form:
  *   <time> LEVEL [role] event key=value ... message
+ * with the keys below (path quoted; every value escaped as log_escape does).
  * JSON form (--log-format json): one object per line with the keys time,
- * level, role, event, the fields present, and msg.
+ * level, role, event, the fields present, and msg. log_msg and log_errno
+ * records are the same with the event "log" in JSON and none in text.
+ * String fields show at most 256 input bytes, then "...". Thread-safe.
  */
 void log_event(enum log_level level, const char *event, const struct log_fields *f,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));

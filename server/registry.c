@@ -292,8 +292,8 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
         b = blob_new("text/plain", 10, true, entry.data, entry.len);
     buf_free(&entry);
     if (!b) {
-        log_error("out of memory: member %llu's %s notification not sent",
-                  (unsigned long long)subject->id, connected ? "join" : "leave");
+        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = subject->id},
+                  "out of memory: %s notification not sent", connected ? "join" : "leave");
         return;
     }
     for (struct member *m = r->first; m; m = m->next) {
@@ -301,8 +301,8 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
             continue;
         reg_item_t *it = item_new(b, m->id, false);
         if (!it) {
-            log_error("out of memory: member %llu misses a notification",
-                      (unsigned long long)m->id);
+            log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = m->id},
+                      "out of memory: a notification is missed");
             continue;
         }
         deliver_locked(r, m, it, now);
@@ -337,8 +337,8 @@ static void remove_locked(registry_t *r, struct member *m, uint64_t now)
     }
     if (dropped) {
         r->dropped += dropped;
-        log_info("member %llu left with %zu undelivered message(s); dropped",
-                 (unsigned long long)m->id, dropped);
+        log_event(LOG_INFO, "messages_dropped", &(struct log_fields){.peer_id = m->id},
+                  "left with %zu undelivered message(s); dropped", dropped);
     }
     broadcast_locked(r, m, false, now);
     free(m);
@@ -474,8 +474,11 @@ int reg_sign_out(registry_t *r, uint64_t id, uint64_t now)
 {
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
-    if (m)
+    if (m) {
+        /* Before the removal: its own records (dropped messages) follow this one. */
+        log_event(LOG_DEBUG, "sign_out", &(struct log_fields){.peer_id = id}, "signed out");
         remove_locked(r, m, now);
+    }
     pthread_mutex_unlock(&r->lock);
     return m ? 0 : -ENOENT;
 }
@@ -640,7 +643,8 @@ size_t reg_tick(registry_t *r, uint64_t now)
                     w->wake(w, REG_WAKE_IDLE, NULL);
             }
         } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
-            log_info("member %llu timed out", (unsigned long long)m->id);
+            log_event(LOG_INFO, "member_timeout", &(struct log_fields){.peer_id = m->id},
+                      "timed out");
             r->timeouts++;
             removed++;
             remove_locked(r, m, now);

@@ -133,7 +133,8 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
     uint64_t id = 0;
     int rc = reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(), &list, &id);
     if (rc == 0) {
-        log_debug("member %llu signed in from %s", (unsigned long long)id, s->peer);
+        log_event(LOG_DEBUG, "sign_in", &(struct log_fields){.peer_id = id, .remote = s->peer},
+                  "signed in");
         char extra[64] = "";
         uint8_t token[REG_TOKEN_BYTES];
         if (srv->cfg.secure_ids && reg_member_token(srv->reg, id, token) == 0) {
@@ -199,8 +200,8 @@ static void handle_message(struct session *s, const http_request_t *req, const c
         resp_append_error(&s->out, 503, "the target's queue is full; retry later", ka);
         break;
     default:
-        log_error("message %llu -> %llu: out of memory", (unsigned long long)from,
-                  (unsigned long long)to);
+        log_event(LOG_ERROR, "message_failed", &(struct log_fields){.peer_id = from, .to_id = to},
+                  "out of memory");
         resp_append_error(&s->out, 503, "out of memory", false);
         break;
     }
@@ -230,7 +231,7 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
             resp_append_error(&s->out, 403, "/quit is disabled (start the server with --allow-quit)", ka);
             return ROUTE_RESPONDED;
         }
-        log_info("quit requested by %s", s->peer);
+        log_event(LOG_INFO, "quit", &(struct log_fields){.remote = s->peer}, "quit requested");
         s->close_after_write = true;
         answer(s, 200, "OK", "text/html", quit_body, sizeof quit_body - 1, 0, false);
         server_request_quit(srv);

@@ -192,7 +192,7 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
     }
     struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
     if (!s) {
-        log_error("out of memory: connection refused");
+        log_event(LOG_ERROR, "conn_refused", NULL, "out of memory: connection refused");
         rl_conn_close(srv->rl, &key);
         close(fd);
         return;

@@ -355,7 +355,8 @@ static enum step start_wait(struct session *s, uint64_t id)
 
 static void refuse(struct session *s, int status, const char *why)
 {
-    log_debug("refusing request from %s: %d %s", s->peer, status, why);
+    log_event(LOG_DEBUG, "request_refused",
+              &(struct log_fields){.remote = s->peer, .status = status}, "%s", why);
     buf_reset(&s->out);
     resp_append_error(&s->out, status, why, false);
     s->close_after_write = true;
@@ -445,7 +446,8 @@ static enum step pump(struct session *s)
             return arm(s, EPOLLIN, deadline);
         }
         if (n < 0 && s->conn->error[0])
-            log_debug("connection from %s: %s", s->peer, s->conn->error);
+            log_event(LOG_DEBUG, s->conn->established ? "conn_error" : "tls_handshake_failed",
+                      &(struct log_fields){.remote = s->peer}, "%s", s->conn->error);
         return close_session(s); /* EOF or error: nothing left to answer */
     }
 }
@@ -460,7 +462,8 @@ static bool handle_timeout(struct session *s)
     if (!passed && !(atomic_load(&srv->draining) && idle))
         return true; /* not yet: carry on */
     if (s->out.len == 0 && s->in.len > 0 && !s->close_after_write) {
-        log_debug("request from %s not completed in time", s->peer);
+        log_event(LOG_DEBUG, "request_timeout", &(struct log_fields){.remote = s->peer},
+                  "request not completed in time");
         refuse(s, 408, "request not completed within the read timeout");
         return true;
     }

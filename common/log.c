@@ -92,8 +92,7 @@ void log_set_thread_role(const char *role)
     log_role = role;
 }
 
-/* The text of errnum, whichever strerror_r the C library gives us. */
-static const char *log_strerror(int errnum, char *tmp, size_t tmp_len)
+const char *log_strerror(int errnum, char *tmp, size_t tmp_len)
 {
 #if defined(__GLIBC__) && defined(_GNU_SOURCE)
     return strerror_r(errnum, tmp, tmp_len); /* GNU: may return a static string */

@@ -42,6 +42,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+/* The text of errnum, whichever strerror_r the C library has: tmp, or a
+ * static string. Thread-safe. */
+const char *log_strerror(int errnum, char *tmp, size_t tmp_len);
 /* Log with the text of errnum (either sign) appended: ": text" in text form,
  * an "error" key after "msg" in JSON. */
 void log_errno(enum log_level level, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,17 +1,612 @@
 /*
- * config: command-line options. Every option has one line in --help with its
- * default; a bad value is a one-line error naming the option.
+ * config: the option table and the three sources that read it.
+ *
+ * opts[] below is the only list of options: the getopt_long table, the
+ * --help text, the config-file keys and the PCSIG_* names are all derived
+ * from it, and a value from any source goes through opt_set, which has one
+ * parser per kind. Precedence is plain order of application: defaults, then
+ * the file, then the environment, then the flags, each overwriting the
+ * last. So that --help, --version and a misspelt flag never depend on a
+ * readable config file, the flags are scanned (and checked for syntax)
+ * first and applied last.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "proto.h"
 #include "response.h"
+
+/* One string owned by a config; they form a list freed by config_free. */
+struct config_str {
+    struct config_str *next;
+    char s[];
+};
+
+enum opt_kind {
+    OPT_UINT,       /* strict decimal in [min, max], stored as .store says */
+    OPT_SECONDS,    /* "30", "0.5": seconds with up to 3 decimals, stored in ms */
+    OPT_STRING,     /* copied into the config's storage */
+    OPT_BOOL,       /* a flag takes no value; file and environment say true/false */
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    /* Only on the command line (and PCSIG_CONFIG); never a file key. */
+    OPT_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+/* The C type of an OPT_UINT field. */
+enum opt_store { ST_U16, ST_INT, ST_SIZE, ST_U64 };
+
+struct config_opt {
+    const char *name;  /* --name, the file key, PCSIG_NAME */
+    const char *arg;   /* its value in --help; NULL: a flag that takes no value */
+    const char *help;  /* --help text; each '\n' starts an indented line */
+    enum opt_kind kind;
+    enum opt_store store;
+    size_t off;        /* where in struct server_config */
+    uint64_t min, max; /* OPT_UINT */
+    bool nonempty;     /* OPT_STRING: "" is a bad value even on the command line */
+};
+
+/*
+ * The offset of field f, which must have type T: comparing pointers to
+ * distinct types is a diagnostic (an error under -Werror), so a row can not
+ * store a value with the wrong width. sizeof does not evaluate it.
+ */
+#define FIELD(f, T) \
+    (offsetof(struct server_config, f) + 0 * sizeof(&((struct server_config *)0)->f == (T *)0))
+#define F_U16(f, lo, hi) .kind = OPT_UINT, .store = ST_U16, .off = FIELD(f, uint16_t), .min = (lo), .max = (hi)
+#define F_INT(f, lo, hi) .kind = OPT_UINT, .store = ST_INT, .off = FIELD(f, int), .min = (lo), .max = (hi)
+#define F_SIZE(f, lo, hi) .kind = OPT_UINT, .store = ST_SIZE, .off = FIELD(f, size_t), .min = (lo), .max = (hi)
+#define F_U64(f, lo, hi) .kind = OPT_UINT, .store = ST_U64, .off = FIELD(f, uint64_t), .min = (lo), .max = (hi)
+#define F_SECONDS(f) .kind = OPT_SECONDS, .off = FIELD(f, uint64_t)
+#define F_STRING(f) .kind = OPT_STRING, .off = FIELD(f, const char *)
+#define F_BOOL(f) .kind = OPT_BOOL, .off = FIELD(f, bool)
+
+/* In --help order. */
+static const struct config_opt opts[] = {
+    {"port", "N", "TCP port, 0 = any free port (default 8888)", F_U16(port, 0, 65535)},
+    {"bind", "ADDR", "address to listen on (default: all, IPv4 and IPv6)", F_STRING(bind)},
+    {"port-file", "FILE", "write the bound port to FILE once listening", F_STRING(port_file)},
+    {"workers", "N", "worker threads (default: number of cores)", F_INT(workers, 1, 256)},
+    {"max-connections", "N", "open connections before new ones get 503\n"
+                             "(default: open-file limit minus 64)",
+     F_SIZE(max_connections, 1, 10000000)},
+    {"max-members", "N", "signed-in members before sign-in gets 503 (default 100000)",
+     F_SIZE(max_members, 1, 10000000)},
+    {"member-timeout", "SEC", "remove a member with no parked /wait after SEC (default 30)",
+     F_SECONDS(member_timeout_ms)},
+    {"wait-timeout", "SEC", "answer an idle parked /wait empty after SEC (default 30)",
+     F_SECONDS(wait_timeout_ms)},
+    {"read-timeout", "SEC", "a started request must complete within SEC, else 408 (default 10)",
+     F_SECONDS(read_timeout_ms)},
+    {"idle-timeout", "SEC", "close an idle keep-alive connection after SEC (default 60)",
+     F_SECONDS(idle_timeout_ms)},
+    {"shutdown-grace", "SEC", "on SIGTERM, wait up to SEC for answers to flush (default 5)",
+     F_SECONDS(shutdown_grace_ms)},
+    {"max-header-bytes", "N", "request line + headers limit, else 431 (default 16384)",
+     F_SIZE(max_head, 256, 1 << 24)},
+    {"max-body-bytes", "N", "request body limit, else 413 (default 4194304)",
+     F_SIZE(max_body, 0, 1u << 30)},
+    {"queue-max-msgs", "N", "messages queued per member, else 503 (default 1000)",
+     F_SIZE(queue_max_msgs, 1, 10000000)},
+    {"queue-max-bytes", "N", "message bytes queued per member, else 503 (default 16777216)",
+     F_SIZE(queue_max_bytes, 1, 1ull << 34)},
+    {"allow-quit", NULL, "let GET /quit stop the server (default: 403)", F_BOOL(allow_quit)},
+    {"tls-cert", "FILE", "PEM certificate chain: serve TLS (on --tls-port if\n"
+                         "given, else on --port)",
+     F_STRING(tls_cert)},
+    {"tls-key", "FILE", "PEM private key of --tls-cert\n"
+                        "SIGHUP re-reads certificate and key without dropping anyone",
+     F_STRING(tls_key)},
+    {"tls-port", "N", "a TLS listener beside the plain one (0 = any free port)",
+     F_INT(tls_port, 0, 65535)},
+    {"tls-client-ca", "FILE", "require client certificates signed by this CA (mutual TLS)",
+     F_STRING(tls_client_ca)},
+    {"secure-ids", NULL, "give each member a secret token at sign-in (header\n"
+                         "X-Pcsig-Token); /wait, /message, /sign_out must carry it\n"
+                         "(same header, or token= in the query), else 403",
+     F_BOOL(secure_ids)},
+    {"auth-token", "TOKEN", "/sign_in needs 'Authorization: Bearer TOKEN', else 401",
+     F_STRING(auth_token), .nonempty = true},
+    {"auth-token-file", "FILE", "the same with any token of FILE (one per line)",
+     F_STRING(auth_token_file)},
+    {"max-conns-per-ip", "N", "open connections per client address, else 429 (default: off)",
+     F_SIZE(max_conns_per_ip, 1, 10000000)},
+    {"rate-limit", "N", "requests per second per client address (burst 2N),\n"
+                        "else 429 (default: off)",
+     F_U64(rate_limit, 1, 10000000)},
+    {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
+     .off = FIELD(log_level, enum log_level)},
+    {"log-format", "FORMAT", "text or json (one object per line) (default text)",
+     .kind = OPT_LOG_FORMAT, .off = FIELD(log_format, enum log_format)},
+    {"access-log", "N", "log one request in N at info level, 0 = off (default 0)",
+     F_U64(access_log_every, 0, 1000000000)},
+    {"metrics-bind", "ADDR:PORT", "serve /health and /metrics only there ([::1]:9100,\n"
+                                  "127.0.0.1:9100) (default: on the main ports)",
+     F_STRING(metrics_bind), .nonempty = true},
+    {"config", "FILE", "read 'name = value' lines from FILE (or from $PCSIG_CONFIG);\n"
+                       "every option also reads PCSIG_<NAME> (PCSIG_TLS_CERT ...);\n"
+                       "a flag beats the environment, which beats the file",
+     .kind = OPT_CONFIG},
+    {"version", NULL, "print the version", .kind = OPT_VERSION},
+    {"help", NULL, "this text", .kind = OPT_HELP},
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+#define HELP_COL 25 /* --help text starts in this column */
+
+static void usage(FILE *f)
+{
+    fputs("usage: pcsig-server [options]\n"
+          "A peerconnection signaling server (wire-compatible with WebRTC's\n"
+          "peerconnection_server).\n\n", f);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct config_opt *o = &opts[i];
+        int w = fprintf(f, "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "%*s", w >= 0 && w < HELP_COL ? HELP_COL - w : 2, "");
+        for (const char *p = o->help;;) {
+            const char *nl = strchr(p, '\n');
+            if (!nl) {
+                fprintf(f, "%s\n", p);
+                break;
+            }
+            fprintf(f, "%.*s\n%*s", (int)(nl - p), p, HELP_COL, "");
+            p = nl + 1;
+        }
+    }
+}
+
+/* The option named exactly name[0..n) (no abbreviations), or NULL. */
+static const struct config_opt *opt_find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (strlen(opts[i].name) == n && memcmp(opts[i].name, name, n) == 0)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+/* Options the file and the environment may set: not config, help, version. */
+static bool opt_is_setting(const struct config_opt *o)
+{
+    return o->kind < OPT_CONFIG;
+}
+
+/* ---- one parser per kind ------------------------------------------------ */
+
+/* Seconds with up to three decimals ("30", "0.5") into milliseconds, > 0. */
+static int parse_seconds(const char *s, uint64_t *ms)
+{
+    const char *dot = strchr(s, '.');
+    size_t ilen = dot ? (size_t)(dot - s) : strlen(s);
+    uint64_t whole = 0, frac = 0;
+    if (ilen == 0 && !dot)
+        return -EINVAL;
+    if (ilen > 0 && proto_parse_u64(s, ilen, &whole) < 0)
+        return -EINVAL;
+    if (dot) {
+        size_t flen = strlen(dot + 1);
+        if (flen == 0 || flen > 3 || proto_parse_u64(dot + 1, flen, &frac) < 0)
+            return -EINVAL;
+        for (size_t i = flen; i < 3; i++)
+            frac *= 10;
+    }
+    if (whole > UINT32_MAX)
+        return -ERANGE;
+    if (whole * 1000 + frac == 0)
+        return -EINVAL;
+    *ms = whole * 1000 + frac;
+    return 0;
+}
+
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v;
+    if (proto_parse_u64(s, strlen(s), &v) < 0 || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Store v in a field of the given type; -ERANGE when it does not fit there. */
+static int store_uint(void *field, enum opt_store st, uint64_t v)
+{
+    switch (st) {
+    case ST_U16:
+        if (v > UINT16_MAX)
+            return -ERANGE;
+        *(uint16_t *)field = (uint16_t)v;
+        return 0;
+    case ST_INT:
+        if (v > INT_MAX)
+            return -ERANGE;
+        *(int *)field = (int)v;
+        return 0;
+    case ST_SIZE:
+        if ((uint64_t)(size_t)v != v) /* 32-bit size_t */
+            return -ERANGE;
+        *(size_t *)field = (size_t)v;
+        return 0;
+    case ST_U64:
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* The spellings a service manager or a shell script is likely to use. */
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "1"};
+    static const char *const no[] = {"false", "no", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* A copy of s owned by cfg (freed by config_free), or NULL when out of memory. */
+static const char *config_strdup(struct server_config *cfg, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    struct config_str *c = malloc(sizeof *c + n);
+    if (!c)
+        return NULL;
+    memcpy(c->s, s, n);
+    c->next = cfg->owned;
+    cfg->owned = c;
+    return c->s;
+}
+
+/*
+ * Parse val for option o and store it in cfg. val is NULL only for a flag
+ * given without a value (OPT_BOOL on the command line: true). Nothing is
+ * stored on failure. Returns 0, -EINVAL/-ERANGE (a bad value) or -ENOMEM.
+ */
+static int opt_set(struct server_config *cfg, const struct config_opt *o, const char *val)
+{
+    void *field = (char *)cfg + o->off;
+    uint64_t v;
+    int rc;
+    if (!val && o->kind != OPT_BOOL)
+        return -EINVAL;
+    switch (o->kind) {
+    case OPT_UINT:
+        if ((rc = parse_uint(val, o->min, o->max, &v)) < 0)
+            return rc;
+        return store_uint(field, o->store, v);
+    case OPT_SECONDS:
+        return parse_seconds(val, (uint64_t *)field);
+    case OPT_STRING: {
+        if (o->nonempty && val[0] == '\0')
+            return -EINVAL;
+        const char *copy = config_strdup(cfg, val);
+        if (!copy)
+            return -ENOMEM;
+        *(const char **)field = copy;
+        return 0;
+    }
+    case OPT_BOOL:
+        if (!val) {
+            *(bool *)field = true;
+            return 0;
+        }
+        return parse_bool(val, (bool *)field);
+    case OPT_LOG_LEVEL:
+        return log_level_parse(val, (enum log_level *)field);
+    case OPT_LOG_FORMAT:
+        return log_format_parse(val, (enum log_format *)field);
+    case OPT_CONFIG:
+    case OPT_HELP:
+    case OPT_VERSION:
+        break;
+    }
+    return -EINVAL;
+}
+
+/* ---- the command line ---------------------------------------------------- */
+
+/* getopt_long returns OPT_VAL_BASE + the row; above any char it returns ('?'). */
+#define OPT_VAL_BASE 256
+
+/* A flag seen on the command line, applied after the file and the environment. */
+struct flag {
+    const struct config_opt *o;
+    const char *val; /* into argv; NULL for a flag without a value */
+};
+
+/*
+ * Check the command line's syntax and collect its flags into out (room for
+ * argc) without applying them; *config_path is the last --config. Handles
+ * --help and --version. Returns CONFIG_OK, CONFIG_EXIT_OK or CONFIG_ERROR.
+ */
+static int scan_flags(int argc, char **argv, struct flag *out, size_t *nout,
+                      const char **config_path, FILE *err)
+{
+    struct option longopts[NOPTS + 1];
+    for (size_t i = 0; i < NOPTS; i++) {
+        longopts[i] = (struct option){opts[i].name, opts[i].arg ? required_argument : no_argument,
+                                      NULL, OPT_VAL_BASE + (int)i};
+    }
+    longopts[NOPTS] = (struct option){NULL, 0, NULL, 0};
+    opterr = 0;
+    optind = 0; /* 0, not 1: glibc and musl then forget a previous parse entirely */
+    *nout = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c < OPT_VAL_BASE || c >= OPT_VAL_BASE + (int)NOPTS) {
+            const char *name = optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?";
+            const struct config_opt *known =
+                optopt >= OPT_VAL_BASE && optopt < OPT_VAL_BASE + (int)NOPTS
+                    ? &opts[optopt - OPT_VAL_BASE] : NULL;
+            if (known && !known->arg)
+                fprintf(err, "pcsig-server: option --%s takes no value (see --help)\n",
+                        known->name);
+            else if (known)
+                fprintf(err, "pcsig-server: option %s needs a value (see --help)\n", name);
+            else
+                fprintf(err, "pcsig-server: unknown option %s (see --help)\n", name);
+            return CONFIG_ERROR;
+        }
+        const struct config_opt *o = &opts[c - OPT_VAL_BASE];
+        switch (o->kind) {
+        case OPT_HELP:
+            usage(stdout);
+            return CONFIG_EXIT_OK;
+        case OPT_VERSION:
+            printf("pcsig-server %s\n", PCSIG_VERSION);
+            return CONFIG_EXIT_OK;
+        case OPT_CONFIG:
+            *config_path = optarg;
+            break;
+        default:
+            out[(*nout)++] = (struct flag){o, o->arg ? optarg : NULL};
+            break;
+        }
+    }
+    if (optind < argc) {
+        fprintf(err, "pcsig-server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+static int apply_flags(struct server_config *cfg, const struct flag *flags, size_t n, FILE *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = opt_set(cfg, flags[i].o, flags[i].val);
+        if (rc == -ENOMEM) {
+            fprintf(err, "pcsig-server: out of memory\n");
+            return CONFIG_ERROR;
+        }
+        if (rc < 0) {
+            fprintf(err, "pcsig-server: bad value '%s' for --%s (see --help)\n",
+                    flags[i].val ? flags[i].val : "", flags[i].o->name);
+            return CONFIG_ERROR;
+        }
+    }
+    return CONFIG_OK;
+}
+
+/* ---- the environment ------------------------------------------------------ */
+
+/* The value of "PCSIG_" + name upper-cased with '-' as '_' in envp (the first,
+ * as getenv), or NULL; *name_len is the variable name's length. */
+static const char *env_find(char *const *envp, const char *name, int *name_len)
+{
+    static const char prefix[] = "PCSIG_";
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *p = e + sizeof prefix - 1;
+        const char *n = name;
+        for (; *n; n++, p++) {
+            char want = *n == '-' ? '_' : (*n >= 'a' && *n <= 'z') ? (char)(*n - 'a' + 'A') : *n;
+            if (*p != want)
+                break;
+        }
+        if (*n == '\0' && *p == '=') {
+            *name_len = (int)(p - e);
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+/* PCSIG_CONFIG: *path stays NULL when unset. */
+static int env_config_path(char *const *envp, const char **path, FILE *err)
+{
+    int len;
+    const char *val = env_find(envp, "config", &len);
+    if (val && val[0] == '\0') {
+        fprintf(err, "pcsig-server: empty value in PCSIG_CONFIG\n");
+        return CONFIG_ERROR;
+    }
+    *path = val;
+    return CONFIG_OK;
+}
+
+/* Each option's PCSIG_ variable; a variable that names no option is never looked at. */
+static int load_env(struct server_config *cfg, char *const *envp, FILE *err)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct config_opt *o = &opts[i];
+        int len;
+        const char *val = opt_is_setting(o) ? env_find(envp, o->name, &len) : NULL;
+        if (!val)
+            continue;
+        const char *var = val - len - 1; /* "PCSIG_NAME=value": len bytes of name */
+        if (val[0] == '\0') {
+            fprintf(err, "pcsig-server: empty value in %.*s\n", len, var);
+            return CONFIG_ERROR;
+        }
+        int rc = opt_set(cfg, o, val);
+        if (rc == -ENOMEM) {
+            fprintf(err, "pcsig-server: out of memory\n");
+            return CONFIG_ERROR;
+        }
+        if (rc < 0) {
+            fprintf(err, "pcsig-server: bad value '%s' in %.*s\n", val, len, var);
+            return CONFIG_ERROR;
+        }
+    }
+    return CONFIG_OK;
+}
+
+/* ---- the file ------------------------------------------------------------- */
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Read all of path into text, NUL-terminated after text->len: 0, -errno, or
+ * -EFBIG past CONFIG_MAX_FILE_BYTES. */
+static int read_config_file(const char *path, buf_t *text)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : 0;
+            break;
+        }
+        /* text's maximum is one byte over the limit, so a longer file is seen. */
+        if ((rc = buf_append(text, chunk, (size_t)n)) < 0 || text->len > CONFIG_MAX_FILE_BYTES) {
+            rc = rc == -ENOMEM ? rc : -EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    if (rc == 0)
+        rc = buf_append(text, "", 1) < 0 ? -ENOMEM : 0; /* room kept by the maximum */
+    if (rc == 0)
+        text->len--; /* the NUL is after the text, not in it */
+    return rc;
+}
+
+/*
+ * One line line[0..len) of the file (line[len] is writable: the '\n' or the
+ * final NUL). Comment lines and blank lines are skipped; otherwise
+ * "key = value" with both sides trimmed, the value unquoted if it is
+ * "quoted". Values are NUL-terminated in place.
+ */
+static int file_line(struct server_config *cfg, const char *path, unsigned lineno, char *line,
+                     size_t len, FILE *err)
+{
+    if (memchr(line, '\0', len)) {
+        fprintf(err, "pcsig-server: %s:%u: NUL byte in the line\n", path, lineno);
+        return CONFIG_ERROR;
+    }
+    char *p = line, *end = line + len;
+    while (p < end && is_blank(*p))
+        p++;
+    if (p == end || *p == '#')
+        return CONFIG_OK;
+    char *eq = memchr(p, '=', (size_t)(end - p));
+    char *key_end = eq;
+    while (key_end && key_end > p && is_blank(key_end[-1]))
+        key_end--;
+    if (!eq || key_end == p) {
+        fprintf(err, "pcsig-server: %s:%u: expected 'key = value'\n", path, lineno);
+        return CONFIG_ERROR;
+    }
+    char *val = eq + 1;
+    while (val < end && is_blank(*val))
+        val++;
+    while (end > val && is_blank(end[-1]))
+        end--;
+    int key_len = (int)(key_end - p);
+    if (end > val && *val == '"') {
+        if (end - val < 2 || end[-1] != '"') {
+            fprintf(err, "pcsig-server: %s:%u: the value of '%.*s' has no closing '\"'\n",
+                    path, lineno, key_len, p);
+            return CONFIG_ERROR;
+        }
+        val++;
+        end--;
+    }
+    *end = '\0';
+    const struct config_opt *o = opt_find(p, (size_t)key_len);
+    if (!o || !opt_is_setting(o)) {
+        fprintf(err, "pcsig-server: %s:%u: unknown key '%.*s'\n", path, lineno, key_len, p);
+        return CONFIG_ERROR;
+    }
+    if (*val == '\0') {
+        fprintf(err, "pcsig-server: %s:%u: empty value for '%s'\n", path, lineno, o->name);
+        return CONFIG_ERROR;
+    }
+    int rc = opt_set(cfg, o, val);
+    if (rc == -ENOMEM) {
+        fprintf(err, "pcsig-server: out of memory\n");
+        return CONFIG_ERROR;
+    }
+    if (rc < 0) {
+        fprintf(err, "pcsig-server: %s:%u: bad value '%s' for '%s'\n", path, lineno, val, o->name);
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+static int load_file(struct server_config *cfg, const char *path, FILE *err)
+{
+    buf_t text;
+    buf_init(&text, (size_t)CONFIG_MAX_FILE_BYTES + 1);
+    int rc = read_config_file(path, &text);
+    if (rc == -EFBIG) {
+        fprintf(err, "pcsig-server: config file '%s' is larger than %d bytes\n", path,
+                CONFIG_MAX_FILE_BYTES);
+    } else if (rc < 0) {
+        char tmp[128];
+        fprintf(err, "pcsig-server: cannot read config file '%s': %s\n", path,
+                log_strerror(-rc, tmp, sizeof tmp));
+    }
+    size_t pos = 0;
+    unsigned lineno = 0;
+    while (rc == 0 && pos < text.len) {
+        char *line = text.data + pos;
+        char *nl = memchr(line, '\n', text.len - pos);
+        size_t len = nl ? (size_t)(nl - line) : text.len - pos;
+        pos += len + (nl ? 1 : 0);
+        lineno++;
+        if (len > CONFIG_MAX_LINE) {
+            fprintf(err, "pcsig-server: %s:%u: line longer than %d bytes\n", path, lineno,
+                    CONFIG_MAX_LINE);
+            rc = CONFIG_ERROR;
+        } else {
+            rc = file_line(cfg, path, lineno, line, len, err);
+        }
+    }
+    buf_free(&text);
+    return rc < 0 ? CONFIG_ERROR : CONFIG_OK;
+}
+
+/* ---- all together ----------------------------------------------------------- */
 
 void config_defaults(struct server_config *cfg)
 {
@@ -37,195 +632,59 @@ void config_defaults(struct server_config *cfg)
     };
 }
 
-static void usage(FILE *f)
+/* The checks between options, on the merged result of every source. */
+static int check_combinations(const struct server_config *cfg, FILE *err)
 {
-    fprintf(f,
-        "usage: pcsig-server [options]\n"
-        "A peerconnection signaling server (wire-compatible with WebRTC's\n"
-        "peerconnection_server).\n\n"
-        "  --port N               TCP port, 0 = any free port (default 8888)\n"
-        "  --bind ADDR            address to listen on (default: all, IPv4 and IPv6)\n"
-        "  --port-file FILE       write the bound port to FILE once listening\n"
-        "  --workers N            worker threads (default: number of cores)\n"
-        "  --max-connections N    open connections before new ones get 503\n"
-        "                         (default: open-file limit minus 64)\n"
-        "  --max-members N        signed-in members before sign-in gets 503 (default 100000)\n"
-        "  --member-timeout SEC   remove a member with no parked /wait after SEC (default 30)\n"
-        "  --wait-timeout SEC     answer an idle parked /wait empty after SEC (default 30)\n"
-        "  --read-timeout SEC     a started request must complete within SEC, else 408 (default 10)\n"
-        "  --idle-timeout SEC     close an idle keep-alive connection after SEC (default 60)\n"
-        "  --shutdown-grace SEC   on SIGTERM, wait up to SEC for answers to flush (default 5)\n"
-        "  --max-header-bytes N   request line + headers limit, else 431 (default 16384)\n"
-        "  --max-body-bytes N     request body limit, else 413 (default 4194304)\n"
-        "  --queue-max-msgs N     messages queued per member, else 503 (default 1000)\n"
-        "  --queue-max-bytes N    message bytes queued per member, else 503 (default 16777216)\n"
-        "  --allow-quit           let GET /quit stop the server (default: 403)\n"
-        "  --tls-cert FILE        PEM certificate chain: serve TLS (on --tls-port if\n"
-        "                         given, else on --port)\n"
-        "  --tls-key FILE         PEM private key of --tls-cert\n"
-        "  --tls-port N           a TLS listener beside the plain one (0 = any free port)\n"
-        "  --tls-client-ca FILE   require client certificates signed by this CA (mutual TLS)\n"
-        "  --secure-ids           give each member a secret token at sign-in (header\n"
-        "                         X-Pcsig-Token); /wait, /message, /sign_out must carry it\n"
-        "                         (same header, or token= in the query), else 403\n"
-        "  --auth-token TOKEN     /sign_in needs 'Authorization: Bearer TOKEN', else 401\n"
-        "  --auth-token-file FILE the same with any token of FILE (one per line)\n"
-        "  --max-conns-per-ip N   open connections per client address, else 429 (default: off)\n"
-        "  --rate-limit N         requests per second per client address (burst 2N),\n"
-        "                         else 429 (default: off)\n"
-        "                         SIGHUP re-reads certificate and key without dropping anyone\n"
-        "  --log-level LEVEL      error, warn, info or debug (default info)\n"
-        "  --log-format FORMAT    text or json (one object per line) (default text)\n"
-        "  --access-log N         log one request in N at info level, 0 = off (default 0)\n"
-        "  --metrics-bind ADDR:PORT  serve /health and /metrics only there ([::1]:9100,\n"
-        "                         127.0.0.1:9100) (default: on the main ports)\n"
-        "  --version              print the version\n"
-        "  --help                 this text\n");
-}
-
-/* Seconds with up to three decimals ("30", "0.5") into milliseconds. */
-static int parse_seconds(const char *s, uint64_t *ms)
-{
-    const char *dot = strchr(s, '.');
-    size_t ilen = dot ? (size_t)(dot - s) : strlen(s);
-    uint64_t whole = 0, frac = 0;
-    if (ilen == 0 && !dot)
-        return -EINVAL;
-    if (ilen > 0 && proto_parse_u64(s, ilen, &whole) < 0)
-        return -EINVAL;
-    if (dot) {
-        size_t flen = strlen(dot + 1);
-        if (flen == 0 || flen > 3 || proto_parse_u64(dot + 1, flen, &frac) < 0)
-            return -EINVAL;
-        for (size_t i = flen; i < 3; i++)
-            frac *= 10;
-    }
-    if (whole > UINT32_MAX)
-        return -ERANGE;
-    *ms = whole * 1000 + frac;
-    return *ms > 0 ? 0 : -EINVAL;
-}
-
-static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    if (proto_parse_u64(s, strlen(s), out) < 0 || *out < min || *out > max)
-        return -EINVAL;
-    return 0;
-}
-
-enum {
-    OPT_PORT = 256, OPT_BIND, OPT_PORT_FILE, OPT_WORKERS, OPT_MAX_CONN, OPT_MAX_MEMBERS,
-    OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
-    OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
-    OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA, OPT_SECURE_IDS, OPT_AUTH_TOKEN,
-    OPT_AUTH_TOKEN_FILE, OPT_MAX_CONNS_PER_IP, OPT_RATE_LIMIT, OPT_LOG_FORMAT, OPT_ACCESS_LOG,
-    OPT_METRICS_BIND,
-};
-
-int config_parse(int argc, char **argv, struct server_config *cfg)
-{
-    static const struct option opts[] = {
-        {"port", required_argument, NULL, OPT_PORT},
-        {"bind", required_argument, NULL, OPT_BIND},
-        {"port-file", required_argument, NULL, OPT_PORT_FILE},
-        {"workers", required_argument, NULL, OPT_WORKERS},
-        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
-        {"max-members", required_argument, NULL, OPT_MAX_MEMBERS},
-        {"member-timeout", required_argument, NULL, OPT_MEMBER_TO},
-        {"wait-timeout", required_argument, NULL, OPT_WAIT_TO},
-        {"read-timeout", required_argument, NULL, OPT_READ_TO},
-        {"idle-timeout", required_argument, NULL, OPT_IDLE_TO},
-        {"shutdown-grace", required_argument, NULL, OPT_GRACE},
-        {"max-header-bytes", required_argument, NULL, OPT_MAX_HEAD},
-        {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
-        {"queue-max-msgs", required_argument, NULL, OPT_Q_MSGS},
-        {"queue-max-bytes", required_argument, NULL, OPT_Q_BYTES},
-        {"allow-quit", no_argument, NULL, OPT_ALLOW_QUIT},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-        {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
-        {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"tls-port", required_argument, NULL, OPT_TLS_PORT},
-        {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
-        {"secure-ids", no_argument, NULL, OPT_SECURE_IDS},
-        {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
-        {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
-        {"max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP},
-        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    optind = 1;
-    int c, idx = -1;
-    while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
-        char name[64];
-        if (c != '?' && idx >= 0)
-            snprintf(name, sizeof name, "--%s", opts[idx].name);
-        else
-            snprintf(name, sizeof name, "%s", optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?");
-        idx = -1;
-        uint64_t v = 0;
-        int rc = 0;
-        switch (c) {
-        case OPT_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->port = (uint16_t)v; break;
-        case OPT_BIND: cfg->bind = optarg; break;
-        case OPT_PORT_FILE: cfg->port_file = optarg; break;
-        case OPT_WORKERS: rc = parse_size(optarg, 1, 256, &v); cfg->workers = (int)v; break;
-        case OPT_MAX_CONN: rc = parse_size(optarg, 1, 10000000, &v); cfg->max_connections = v; break;
-        case OPT_MAX_MEMBERS: rc = parse_size(optarg, 1, 10000000, &v); cfg->max_members = v; break;
-        case OPT_MEMBER_TO: rc = parse_seconds(optarg, &cfg->member_timeout_ms); break;
-        case OPT_WAIT_TO: rc = parse_seconds(optarg, &cfg->wait_timeout_ms); break;
-        case OPT_READ_TO: rc = parse_seconds(optarg, &cfg->read_timeout_ms); break;
-        case OPT_IDLE_TO: rc = parse_seconds(optarg, &cfg->idle_timeout_ms); break;
-        case OPT_GRACE: rc = parse_seconds(optarg, &cfg->shutdown_grace_ms); break;
-        case OPT_MAX_HEAD: rc = parse_size(optarg, 256, 1 << 24, &v); cfg->max_head = v; break;
-        case OPT_MAX_BODY: rc = parse_size(optarg, 0, 1u << 30, &v); cfg->max_body = v; break;
-        case OPT_Q_MSGS: rc = parse_size(optarg, 1, 10000000, &v); cfg->queue_max_msgs = v; break;
-        case OPT_Q_BYTES: rc = parse_size(optarg, 1, 1ull << 34, &v); cfg->queue_max_bytes = v; break;
-        case OPT_ALLOW_QUIT: cfg->allow_quit = true; break;
-        case OPT_LOG_LEVEL: rc = log_level_parse(optarg, &cfg->log_level); break;
-        case OPT_LOG_FORMAT: rc = log_format_parse(optarg, &cfg->log_format); break;
-        case OPT_ACCESS_LOG: rc = parse_size(optarg, 0, 1000000000, &cfg->access_log_every); break;
-        case OPT_METRICS_BIND: cfg->metrics_bind = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
-        case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
-        case OPT_TLS_KEY: cfg->tls_key = optarg; break;
-        case OPT_TLS_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->tls_port = (int)v; break;
-        case OPT_TLS_CLIENT_CA: cfg->tls_client_ca = optarg; break;
-        case OPT_SECURE_IDS: cfg->secure_ids = true; break;
-        case OPT_AUTH_TOKEN: cfg->auth_token = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
-        case OPT_AUTH_TOKEN_FILE: cfg->auth_token_file = optarg; break;
-        case OPT_MAX_CONNS_PER_IP: rc = parse_size(optarg, 1, 10000000, &v); cfg->max_conns_per_ip = v; break;
-        case OPT_RATE_LIMIT: rc = parse_size(optarg, 1, 10000000, &cfg->rate_limit); break;
-        case OPT_VERSION: printf("pcsig-server %s\n", PCSIG_VERSION); return CONFIG_EXIT_OK;
-        case OPT_HELP: usage(stdout); return CONFIG_EXIT_OK;
-        case '?':
-        default:
-            if (optopt)
-                fprintf(stderr, "pcsig-server: option %s needs a value (see --help)\n", name);
-            else
-                fprintf(stderr, "pcsig-server: unknown option %s (see --help)\n", name);
-            return CONFIG_ERROR;
-        }
-        if (rc < 0) {
-            fprintf(stderr, "pcsig-server: bad value '%s' for %s (see --help)\n", optarg, name);
-            return CONFIG_ERROR;
-        }
-    }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
-        fprintf(stderr, "pcsig-server: --tls-cert and --tls-key go together (see --help)\n");
+        fprintf(err, "pcsig-server: --tls-cert and --tls-key go together (see --help)\n");
         return CONFIG_ERROR;
     }
     if (!cfg->tls_cert && (cfg->tls_port >= 0 || cfg->tls_client_ca)) {
-        fprintf(stderr, "pcsig-server: --tls-port and --tls-client-ca need --tls-cert and --tls-key\n");
-        return CONFIG_ERROR;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "pcsig-server: unexpected argument '%s' (see --help)\n", argv[optind]);
+        fprintf(err, "pcsig-server: --tls-port and --tls-client-ca need --tls-cert and --tls-key\n");
         return CONFIG_ERROR;
     }
     return CONFIG_OK;
+}
+
+int config_load(struct server_config *cfg, int argc, char **argv, char *const *envp, FILE *err)
+{
+    config_defaults(cfg);
+    /* Every flag fits: argc bounds how many there can be. */
+    struct flag *flags = calloc(argc > 0 ? (size_t)argc : 1, sizeof *flags);
+    if (!flags) {
+        fprintf(err, "pcsig-server: out of memory\n");
+        return CONFIG_ERROR;
+    }
+    size_t nflags = 0;
+    const char *path = NULL;
+    int rc = scan_flags(argc, argv, flags, &nflags, &path, err);
+    if (rc == CONFIG_OK && !path)
+        rc = env_config_path(envp, &path, err);
+    if (rc == CONFIG_OK && path)
+        rc = load_file(cfg, path, err);
+    if (rc == CONFIG_OK)
+        rc = load_env(cfg, envp, err);
+    if (rc == CONFIG_OK)
+        rc = apply_flags(cfg, flags, nflags, err);
+    if (rc == CONFIG_OK)
+        rc = check_combinations(cfg, err);
+    free(flags);
+    if (rc != CONFIG_OK)
+        config_free(cfg);
+    return rc;
+}
+
+void config_free(struct server_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].kind == OPT_STRING)
+            *(const char **)((char *)cfg + opts[i].off) = NULL;
+    }
+    while (cfg->owned) {
+        struct config_str *next = cfg->owned->next;
+        free(cfg->owned);
+        cfg->owned = next;
+    }
 }

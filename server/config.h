@@ -1,13 +1,47 @@
-/* config: the server's options, their defaults and the command-line parser. */
+/*
+ * config: the server's options, their defaults and the three places they
+ * come from.
+ *
+ * Every option is one row of a table in config.c (name, kind, field, limits,
+ * --help text), and every source goes through that row and the one parser
+ * of its kind:
+ *   - the command line: --name VALUE or --name=VALUE (getopt_long);
+ *   - the environment: PCSIG_NAME, the name upper-cased with '-' as '_'
+ *     (PCSIG_TLS_CERT). Variables that name no option are ignored, since
+ *     the server inherits PCSIG_* variables meant for other programs;
+ *   - a file named by --config FILE (else PCSIG_CONFIG): "name = value"
+ *     lines, '#' comment lines, blank lines, "double quotes" to keep spaces.
+ * A flag beats the environment, which beats the file, which beats the
+ * default; the cross-option checks (--tls-cert with --tls-key ...) run on
+ * the merged result. An empty value in the environment or the file is an
+ * error, never "unset": PCSIG_AUTH_TOKEN=$UNSET_VAR must not quietly turn
+ * authentication off.
+ *
+ * Errors are one line on the caller's stream, naming where the value came
+ * from ("pcsig-server: /etc/pcsig.conf:12: unknown key 'prot'").
+ */
 #ifndef PCSIG_CONFIG_H
 #define PCSIG_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
+#define CONFIG_MAX_FILE_BYTES (1024 * 1024) /* a bigger --config file is an error */
+#define CONFIG_MAX_LINE 4096                /* bytes of one line, without its '\n' */
+
+struct config_str; /* one string owned by a config (config.c) */
+
+/*
+ * Strings: every const char * below is NULL or points into storage owned by
+ * the config itself (copied from argv, the environment or the file), valid
+ * until config_free. A struct copy (the server keeps one) shares them: only
+ * the struct config_load filled is passed to config_free, and only after the
+ * last copy is done with.
+ */
 struct server_config {
     const char *bind;       /* NULL: every interface, IPv4 and IPv6 */
     uint16_t port;          /* 0: the kernel picks (reported on stdout) */
@@ -38,15 +72,27 @@ struct server_config {
     const char *auth_token_file; /* ... or one of the tokens in this file */
     size_t max_conns_per_ip;   /* 0: no limit */
     uint64_t rate_limit;       /* requests per second per address, 0: no limit */
+    struct config_str *owned;  /* the storage of the strings above */
 };
 
-/* Fill cfg with the defaults. */
+/* Fill cfg with the defaults. Allocates nothing (config_free is a no-op on it). */
 void config_defaults(struct server_config *cfg);
 
 #define CONFIG_OK 0
-#define CONFIG_EXIT_OK 1 /* --help or --version printed: exit 0 */
-#define CONFIG_ERROR (-1) /* a one-line error printed: exit 2 */
-/* Parse argv over the defaults in cfg. Strings point into argv. */
-int config_parse(int argc, char **argv, struct server_config *cfg);
+#define CONFIG_EXIT_OK 1 /* --help or --version printed on stdout: exit 0 */
+#define CONFIG_ERROR (-1) /* a one-line error written to err: exit 2 */
+/*
+ * Fill cfg from the defaults, the config file, envp (a NULL-terminated
+ * "NAME=value" array such as environ; NULL for none) and argv, in that
+ * order, each overriding the one before. getopt_long may permute argv.
+ * Returns CONFIG_OK, CONFIG_EXIT_OK or CONFIG_ERROR; on anything but
+ * CONFIG_OK cfg owns nothing. On CONFIG_OK the caller owns cfg's strings and
+ * releases them with config_free. Not thread-safe (getopt's globals).
+ */
+int config_load(struct server_config *cfg, int argc, char **argv, char *const *envp, FILE *err);
+
+/* Release the strings cfg owns and set its string fields to NULL. NULL-safe;
+ * safe to call again. */
+void config_free(struct server_config *cfg);
 
 #endif

@@ -1,21 +1,23 @@
 /*
- * pcsig-server: flags, signals and lifecycle. The main thread becomes the
- * signal thread: every signal of interest is blocked before any thread
- * starts, and main waits for them with sigwait().
+ * pcsig-server: configuration, signals and lifecycle. The main thread
+ * becomes the signal thread: every signal of interest is blocked before any
+ * thread starts, and main waits for them with sigwait().
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "server.h"
 
+extern char **environ;
+
 int main(int argc, char **argv)
 {
-    struct server_config cfg;
-    config_defaults(&cfg);
-    int rc = config_parse(argc, argv, &cfg);
+    struct server_config cfg; /* its strings outlive the server's copy of it */
+    int rc = config_load(&cfg, argc, argv, environ, stderr);
     if (rc == CONFIG_EXIT_OK)
         return 0;
     if (rc != CONFIG_OK)
@@ -37,6 +39,7 @@ int main(int argc, char **argv)
     int err = server_start(&srv, &cfg);
     if (err < 0) {
         fprintf(stderr, "pcsig-server: could not start (see the log above)\n");
+        config_free(&cfg);
         return 1;
     }
     for (;;) {
@@ -52,5 +55,6 @@ int main(int argc, char **argv)
     }
     server_stop(&srv);
     log_info("stopped");
+    config_free(&cfg);
     return 0;
 }

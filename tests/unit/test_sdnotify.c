@@ -38,7 +38,7 @@ static void manager_bind(struct manager *m, const struct sockaddr_un *sa, sockle
     m->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(m->fd >= 0);
     if (bind(m->fd, (const struct sockaddr *)sa, len) != 0)
-        fail_msg("bind %s: %s", m->name, strerror(errno));
+        fail_msg("bind %s: errno %d", m->name, errno);
     assert_int_equal(setenv("NOTIFY_SOCKET", m->name, 1), 0);
 }
 

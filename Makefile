@@ -5,6 +5,8 @@
 #   make test       build and run every unit and integration test
 #   make check      the tests again under ASan+UBSan and under TSan
 #   make CC=clang   the same with clang
+#   make install    install under PREFIX (default /usr/local); DESTDIR stages;
+#                   make uninstall removes exactly that again
 #
 # SANITIZE=address,undefined or SANITIZE=thread switches sanitizers on;
 # BUILD=dir puts the objects elsewhere (make check uses build/asan, build/tsan).
@@ -40,6 +42,7 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # Everything else of the server is exercised through the real binary.
 UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
 UNIT_EXTRA_test_config := $(BUILD)/server/config.o
+UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
@@ -53,16 +56,54 @@ ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # Run again over TLS: every scenario but those that test TLS (or plain) themselves.
 ITEST_TLS_BIN := $(filter-out %/test_tls,$(ITEST_BIN))
 
-.PHONY: all run run-tls certs test check clean deps bench fuzz
-all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH)
+# ---- install ---------------------------------------------------------------
+# The conventional directory variables; each can be set on the command line.
+# DESTDIR stages the whole tree elsewhere (packages, tests) and is never
+# written into an installed file.
+PREFIX       ?= /usr/local
+EXEC_PREFIX  ?= $(PREFIX)
+BINDIR       ?= $(EXEC_PREFIX)/bin
+LIBDIR       ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+DATAROOTDIR  ?= $(PREFIX)/share
+MANDIR       ?= $(DATAROOTDIR)/man
+MAN1DIR      ?= $(MANDIR)/man1
+DOCDIR       ?= $(DATAROOTDIR)/doc/pcsig
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# /etc even for PREFIX=/usr/local: the unit's ConfigurationDirectory=pcsig
+# is always /etc/pcsig. Nothing is installed there; the unit names the file.
+SYSCONFDIR   ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL      ?= install
+OBJCOPY      ?= objcopy
+# The example configuration, installed when it exists.
+CONF_EXAMPLE ?= dist/pcsig-server.conf
+
+VERSION := $(shell sed -n 's/^\#define PCSIG_VERSION "\(.*\)"$$/\1/p' common/version.h)
+
+# The installed client library is one archive holding the client and the
+# common/ objects it needs, linked into one relocatable object whose only
+# global symbols are the API's (pcsig_*): buf_, log_, http_... stay private
+# and cannot collide with a program's own names.
+DIST_LIB  := $(BUILD)/dist/libpcsig-client.a
+DIST_PC   := $(BUILD)/dist/pcsig-client.pc
+DIST_UNIT := $(BUILD)/dist/pcsig-server.service
+DIST_FILES := $(DIST_LIB) $(DIST_PC) $(DIST_UNIT)
+
+.PHONY: all run run-tls certs test check clean deps bench fuzz install uninstall FORCE
+all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
-DEB_DEPS := libcmocka-dev
+# pkg-config and groff-base: the install test (linking against the installed
+# library, rendering the man pages).
+DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
 	[ -f /usr/include/openssl/ssl.h ] || missing="$$missing libssl-dev"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v groff >/dev/null || missing="$$missing groff-base"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -125,7 +166,9 @@ run-tls: all certs
 test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh --tls $(ITEST_TLS_BIN)
+	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh \
+	    --tls $(ITEST_TLS_BIN)
 
 # libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
@@ -141,5 +184,63 @@ check:
 
 clean:
 	rm -rf build
+
+# ---- install: the generated files and the rules (variables at the top) ----
+$(BUILD)/dist/pcsig-client.o: $(CLIENT_LIB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(LD) -r -o $@.tmp $^
+	$(OBJCOPY) --wildcard --keep-global-symbol='pcsig_*' $@.tmp $@
+	rm -f $@.tmp
+
+$(DIST_LIB): $(BUILD)/dist/pcsig-client.o
+	rm -f $@ && ar rcs $@ $^
+
+# The generated files depend on the directories' values: this stamp changes
+# only when they do, so `make install PREFIX=/opt` after `make` regenerates.
+INSTALL_DIRS := $(PREFIX)|$(EXEC_PREFIX)|$(BINDIR)|$(LIBDIR)|$(INCLUDEDIR)|$(SYSCONFDIR)|$(VERSION)
+$(BUILD)/dist/dirs: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(INSTALL_DIRS)' | cmp -s - $@ || echo '$(INSTALL_DIRS)' > $@
+
+$(DIST_PC): dist/pcsig-client.pc.in $(BUILD)/dist/dirs
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EXEC_PREFIX@|$(EXEC_PREFIX)|g' \
+	    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp && mv $@.tmp $@
+
+# dist/pcsig-server.service names the default paths; they become this install's.
+$(DIST_UNIT): dist/pcsig-server.service $(BUILD)/dist/dirs
+	sed -e 's|/usr/local/bin/pcsig-server|$(BINDIR)/pcsig-server|g' \
+	    -e 's|/etc/pcsig/|$(SYSCONFDIR)/pcsig/|g' $< > $@.tmp && mv $@.tmp $@
+
+FORCE:
+
+install: $(SERVER) $(BUILD)/pcsig-client $(DIST_FILES)
+	$(INSTALL) -D -m 0755 $(SERVER) $(DESTDIR)$(BINDIR)/pcsig-server
+	$(INSTALL) -D -m 0755 $(BUILD)/pcsig-client $(DESTDIR)$(BINDIR)/pcsig-client
+	$(INSTALL) -D -m 0644 man/pcsig-server.1 $(DESTDIR)$(MAN1DIR)/pcsig-server.1
+	$(INSTALL) -D -m 0644 man/pcsig-client.1 $(DESTDIR)$(MAN1DIR)/pcsig-client.1
+	$(INSTALL) -D -m 0644 client/pcsig_client.h $(DESTDIR)$(INCLUDEDIR)/pcsig/pcsig_client.h
+	$(INSTALL) -D -m 0644 $(DIST_LIB) $(DESTDIR)$(LIBDIR)/libpcsig-client.a
+	$(INSTALL) -D -m 0644 $(DIST_PC) $(DESTDIR)$(PKGCONFIGDIR)/pcsig-client.pc
+	$(INSTALL) -D -m 0644 $(DIST_UNIT) $(DESTDIR)$(SYSTEMDUNITDIR)/pcsig-server.service
+	@if [ -f '$(CONF_EXAMPLE)' ]; then \
+	  echo "$(INSTALL) -D -m 0644 $(CONF_EXAMPLE) $(DESTDIR)$(DOCDIR)/pcsig-server.conf.example"; \
+	  $(INSTALL) -D -m 0644 '$(CONF_EXAMPLE)' '$(DESTDIR)$(DOCDIR)/pcsig-server.conf.example'; \
+	else \
+	  echo "note: no $(CONF_EXAMPLE): pcsig-server.conf.example not installed"; \
+	fi
+
+# Exactly the files install writes, then its own directories if empty.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/pcsig-server $(DESTDIR)$(BINDIR)/pcsig-client \
+	      $(DESTDIR)$(MAN1DIR)/pcsig-server.1 $(DESTDIR)$(MAN1DIR)/pcsig-client.1 \
+	      $(DESTDIR)$(INCLUDEDIR)/pcsig/pcsig_client.h \
+	      $(DESTDIR)$(LIBDIR)/libpcsig-client.a $(DESTDIR)$(PKGCONFIGDIR)/pcsig-client.pc \
+	      $(DESTDIR)$(SYSTEMDUNITDIR)/pcsig-server.service \
+	      $(DESTDIR)$(DOCDIR)/pcsig-server.conf.example
+	@for d in '$(DESTDIR)$(INCLUDEDIR)/pcsig' '$(DESTDIR)$(DOCDIR)'; do \
+	  if [ -d "$$d" ]; then echo "rmdir --ignore-fail-on-non-empty $$d"; \
+	    rmdir --ignore-fail-on-non-empty "$$d"; fi; \
+	done
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "pcsig_client.h"
 #include "proto.h"
+#include "version.h"
 
 extern char **environ;
 
@@ -950,6 +951,7 @@ static void usage(FILE *f)
             "  --key FILE       private key of --cert\n"
             "  --insecure       with --tls: do NOT verify the server (testing only)\n"
             "  --log-level L    error, warn, info or debug on stderr (default warn)\n"
+            "  --version        print the version\n"
             "  --help           this text\n\n"
             "interactive commands: connect, peers, send ID TEXT, call ID, bye ID, quit\n"
             "--json commands, one object per line:\n"
@@ -960,7 +962,7 @@ static void usage(FILE *f)
 
 enum { OPT_SERVER = 256, OPT_PORT, OPT_NAME, OPT_AUTOCONNECT, OPT_AUTOCALL, OPT_KEEPALIVE,
        OPT_JSON, OPT_EXEC, OPT_LOG_LEVEL, OPT_HELP, OPT_TLS, OPT_CA, OPT_CERT, OPT_KEY,
-       OPT_INSECURE };
+       OPT_INSECURE, OPT_VERSION };
 
 int main(int argc, char **argv)
 {
@@ -980,6 +982,7 @@ int main(int argc, char **argv)
         {"cert", required_argument, NULL, OPT_CERT},
         {"key", required_argument, NULL, OPT_KEY},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     struct cli cli = {0};
@@ -1016,6 +1019,7 @@ int main(int argc, char **argv)
             }
             break;
         case OPT_HELP: usage(stdout); return 0;
+        case OPT_VERSION: printf("pcsig-client %s\n", PCSIG_VERSION); return 0;
         case OPT_TLS: o.tls = true; break;
         case OPT_CA: o.ca_file = optarg; break;
         case OPT_CERT: o.cert_file = optarg; break;

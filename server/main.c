@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "server.h"
 
 extern char **environ;
@@ -42,15 +43,19 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
+    sdnotify_send("READY=1"); /* Type=notify: start-up is over */
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
+            sdnotify_reloading();
             server_reload(&srv);
+            sdnotify_send("READY=1");
             continue;
         }
         log_info("%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sdnotify_send("STOPPING=1");
         break;
     }
     server_stop(&srv);

@@ -12,8 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-
-#define PCSIG_VERSION "0.1.0"
+#include "version.h"
 
 struct resp {
     int status;

@@ -1,0 +1,255 @@
+#!/bin/sh
+# `make install` into a scratch DESTDIR, then everything a user relies on:
+# exactly the listed files with their modes (and no bench), the installed
+# binaries run, both man pages render without a warning and document every
+# option of --help, a small program builds against the installed header and
+# library through pkg-config alone and signs in to the installed server,
+# the systemd unit passes `systemd-analyze verify` (when available), the
+# directory variables are honoured, and `make uninstall` leaves no file.
+#
+# Run by `make test` (PCSIG_BUILD, PCSIG_CC and PCSIG_SANITIZE name the build
+# it checks); standalone: tests/install-test.sh from the top directory.
+set -eu
+cd "$(dirname "$0")/.."
+build=${PCSIG_BUILD:-build}
+cc=${PCSIG_CC:-cc}
+sanitize=${PCSIG_SANITIZE:-}
+# A make of its own, not a sub-make of `make test` (no jobserver to share).
+unset MAKEFLAGS MFLAGS MAKELEVEL || true
+
+tmp=$(mktemp -d /tmp/pcsig-install-test-XXXXXX)
+server_pid=
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+checks=0
+fail() {
+    echo "install-test: FAIL: $*" >&2
+    exit 1
+}
+ok() {
+    checks=$((checks + 1))
+}
+# Quiet make with our build's settings; its output is shown on failure only.
+mk() {
+    if ! make --no-print-directory BUILD="$build" CC="$cc" SANITIZE="$sanitize" "$@" \
+        >"$tmp/make.log" 2>&1; then
+        cat "$tmp/make.log" >&2
+        fail "make $*"
+    fi
+}
+
+version=$(sed -n 's/^#define PCSIG_VERSION "\(.*\)"$/\1/p' common/version.h)
+[ -n "$version" ] || fail "no PCSIG_VERSION in common/version.h"
+
+# The example configuration is installed when dist/pcsig-server.conf exists;
+# until it does, the rule is checked with a stand-in.
+conf_src=dist/pcsig-server.conf
+conf_arg=
+if [ ! -f "$conf_src" ]; then
+    conf_src=$tmp/pcsig-server.conf
+    printf '# stand-in for dist/pcsig-server.conf\nport = 8888\n' >"$conf_src"
+    conf_arg="CONF_EXAMPLE=$conf_src"
+    echo "install-test: dist/pcsig-server.conf absent; checking its rule with a stand-in"
+fi
+
+# ---- install into DESTDIR, default directories ----------------------------
+dest=$tmp/root
+prefix=/usr/local
+mk install DESTDIR="$dest" PREFIX="$prefix" ${conf_arg:+"$conf_arg"}
+p=$dest$prefix
+
+# Exactly these files, these modes.
+expected="
+755 bin/pcsig-server
+755 bin/pcsig-client
+644 share/man/man1/pcsig-server.1
+644 share/man/man1/pcsig-client.1
+644 include/pcsig/pcsig_client.h
+644 lib/libpcsig-client.a
+644 lib/pkgconfig/pcsig-client.pc
+644 share/doc/pcsig/pcsig-server.conf.example
+644 lib/systemd/system/pcsig-server.service"
+while read -r mode file; do
+    [ -n "$file" ] || continue
+    [ -f "$p/$file" ] || fail "$prefix/$file not installed"
+    got=$(stat -c %a "$p/$file")
+    [ "$got" = "$mode" ] || fail "$prefix/$file has mode $got, want $mode"
+done <<EOF_LIST
+$expected
+EOF_LIST
+ok
+want_list=$(echo "$expected" | awk 'NF { print "'"$prefix"'/" $2 }' | sort)
+got_list=$(cd "$dest" && find . ! -type d | sed 's|^\.||' | sort)
+[ "$got_list" = "$want_list" ] || {
+    printf 'installed:\n%s\nwanted:\n%s\n' "$got_list" "$want_list" >&2
+    fail "install wrote other files than the listed ones"
+}
+ok
+[ ! -e "$p/bin/pcsig-bench" ] || fail "the bench is installed"
+cmp -s "$conf_src" "$p/share/doc/pcsig/pcsig-server.conf.example" ||
+    fail "pcsig-server.conf.example differs from $conf_src"
+cmp -s client/pcsig_client.h "$p/include/pcsig/pcsig_client.h" || fail "header differs"
+ok
+
+# ---- the binaries run ----------------------------------------------------
+for b in pcsig-server pcsig-client; do
+    out=$("$p/bin/$b" --version) || fail "$b --version exited $?"
+    [ "$out" = "$b $version" ] || fail "$b --version printed '$out', want '$b $version'"
+done
+ok
+
+# ---- man pages: render cleanly, match the version, cover --help ----------
+for b in pcsig-server pcsig-client; do
+    page=$p/share/man/man1/$b.1
+    warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1) || fail "groff $b.1 exited $?"
+    [ -z "$warn" ] || fail "groff warns about $b.1: $warn"
+    if command -v man >/dev/null; then
+        warn=$(man --warnings -l "$page" 2>&1 >/dev/null) || fail "man -l $b.1 exited $?"
+        [ -z "$warn" ] || fail "man warns about $b.1: $warn"
+        found=$(MANPATH=$p/share/man man -w "$b") || fail "man -w $b: not found under MANPATH"
+        [ "$found" = "$page" ] || fail "man -w $b found $found"
+    fi
+    grep -q "^\.TH [A-Z-]* 1 .*\"pcsig $version\"" "$page" || fail "$b.1 is not for pcsig $version"
+    # Every option of --help is documented (as \-\-name in the source).
+    opts=$("$p/bin/$b" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u)
+    src=$(sed 's/\\-/-/g' "$page")
+    for o in $opts; do
+        printf '%s\n' "$src" | grep -qE -- "$o([^a-z0-9-]|\$)" ||
+            fail "$b.1 does not document $o (listed by $b --help)"
+    done
+done
+ok
+
+# ---- the library: only its API exported, usable through pkg-config alone ---
+exported=$(nm -g --defined-only "$p/lib/libpcsig-client.a" | awk 'NF == 3 { print $3 }' |
+    grep -v '^pcsig_' || true)
+[ -z "$exported" ] || fail "libpcsig-client.a exports non-API symbols: $exported"
+ok
+
+cat >"$tmp/app.c" <<'EOF'
+/* Signs in to the server on 127.0.0.1:<port> and exits 0 once signed in. */
+#include <pcsig/pcsig_client.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Names the library uses inside: they must not collide with a program's. */
+int buf_init(void);
+int log_msg(int x);
+int buf_init(void) { return 1; }
+int log_msg(int x) { return x; }
+
+int main(int argc, char **argv)
+{
+    if (argc != 2)
+        return 2;
+    struct pcsig_client_options o = {0};
+    o.server = "127.0.0.1";
+    o.port = (uint16_t)strtoul(argv[1], NULL, 10);
+    o.name = "install-test";
+    pcsig_client_t *c = pcsig_client_new(&o);
+    if (!c || pcsig_client_connect(c) != 0)
+        return 1;
+    int rc = 1;
+    struct pcsig_event *ev;
+    while (rc != 0 && (ev = pcsig_client_next_event(c, 10000)) != NULL) {
+        if (ev->type == PCSIG_EV_SIGNED_IN) {
+            printf("signed in as %llu\n", (unsigned long long)ev->own_id);
+            rc = 0;
+        }
+        pcsig_event_free(ev);
+    }
+    pcsig_client_free(c);
+    return rc + log_msg(0) + buf_init() - 1;
+}
+EOF
+PKG_CONFIG_PATH=$p/lib/pkgconfig
+PKG_CONFIG_SYSROOT_DIR=$dest
+export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+[ "$(pkg-config --modversion pcsig-client)" = "$version" ] || fail "pcsig-client.pc version"
+# Only a static archive is installed: --static brings in OpenSSL.
+flags=$(pkg-config --static --cflags --libs pcsig-client) || fail "pkg-config pcsig-client"
+san=
+[ -z "$sanitize" ] || san="-fsanitize=$sanitize"
+# shellcheck disable=SC2086 # word splitting of the flags is intended
+$cc -std=c11 -Wall -Wextra -Werror -pedantic $san -o "$tmp/app" "$tmp/app.c" $flags ||
+    fail "a program cannot build against the installed library (flags: $flags)"
+unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+ok
+
+# It runs: signs in to the installed server.
+"$p/bin/pcsig-server" --bind 127.0.0.1 --port 0 --port-file "$tmp/port" \
+    >/dev/null 2>"$tmp/server.log" &
+server_pid=$!
+i=0
+while [ ! -s "$tmp/port" ]; do
+    i=$((i + 1))
+    [ $i -le 200 ] || { cat "$tmp/server.log" >&2; fail "the installed server did not start"; }
+    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; fail "the installed server exited"; }
+    sleep 0.05
+done
+out=$(timeout 30 "$tmp/app" "$(cat "$tmp/port")") || {
+    cat "$tmp/server.log" >&2
+    fail "the program built against the library did not sign in"
+}
+[ "$out" = "signed in as 1" ] || fail "the program printed '$out'"
+kill -TERM "$server_pid"
+rc=0
+wait "$server_pid" || rc=$?
+server_pid=
+[ $rc -eq 0 ] || { cat "$tmp/server.log" >&2; fail "the installed server exited $rc on SIGTERM"; }
+ok
+
+# ---- the systemd unit -------------------------------------------------------
+unit=$p/lib/systemd/system/pcsig-server.service
+grep -qx "ExecStart=$prefix/bin/pcsig-server --config /etc/pcsig/pcsig-server.conf" "$unit" ||
+    fail "unit's ExecStart: $(grep ExecStart= "$unit")"
+if command -v systemd-analyze >/dev/null; then
+    # verify checks that ExecStart's binary exists: point it into DESTDIR,
+    # and the man page of Documentation= resolves through MANPATH.
+    mkdir "$tmp/unit"
+    sed "s|^ExecStart=$prefix/bin/|ExecStart=$p/bin/|" "$unit" >"$tmp/unit/pcsig-server.service"
+    if command -v man >/dev/null; then man_opt=--man=yes; else man_opt=--man=no; fi
+    out=$(MANPATH=$p/share/man systemd-analyze verify "$man_opt" \
+        "$tmp/unit/pcsig-server.service" 2>&1) || fail "systemd-analyze verify: $out"
+    [ -z "$out" ] || fail "systemd-analyze verify: $out"
+    ok
+else
+    echo "install-test: skip: systemd-analyze not available, unit not verified"
+fi
+
+# ---- uninstall leaves nothing ----------------------------------------------
+mk uninstall DESTDIR="$dest" PREFIX="$prefix"
+left=$(find "$dest" ! -type d)
+[ -z "$left" ] || fail "left after uninstall: $left"
+[ ! -e "$p/include/pcsig" ] || fail "uninstall left include/pcsig"
+[ ! -e "$p/share/doc/pcsig" ] || fail "uninstall left share/doc/pcsig"
+ok
+
+# ---- other directories: PREFIX, SYSCONFDIR, SYSTEMDUNITDIR, MANDIR ----------
+dest2=$tmp/root2
+vars="PREFIX=/opt/pcsig SYSCONFDIR=/etc/opt SYSTEMDUNITDIR=/lib/systemd/system MANDIR=/opt/man"
+# shellcheck disable=SC2086
+mk install DESTDIR="$dest2" $vars ${conf_arg:+"$conf_arg"}
+for f in opt/pcsig/bin/pcsig-server opt/pcsig/lib/libpcsig-client.a opt/man/man1/pcsig-client.1 \
+    lib/systemd/system/pcsig-server.service opt/pcsig/share/doc/pcsig/pcsig-server.conf.example; do
+    [ -f "$dest2/$f" ] || fail "/$f not installed with $vars"
+done
+grep -qx 'ExecStart=/opt/pcsig/bin/pcsig-server --config /etc/opt/pcsig/pcsig-server.conf' \
+    "$dest2/lib/systemd/system/pcsig-server.service" || fail "unit paths with $vars"
+grep -qx 'prefix=/opt/pcsig' "$dest2/opt/pcsig/lib/pkgconfig/pcsig-client.pc" ||
+    fail "pcsig-client.pc prefix with $vars"
+if grep -rq "$dest2" "$dest2"; then fail "DESTDIR written into an installed file"; fi
+# shellcheck disable=SC2086
+mk uninstall DESTDIR="$dest2" $vars
+left=$(find "$dest2" ! -type d)
+[ -z "$left" ] || fail "left after uninstall with $vars: $left"
+ok
+
+echo "install-test: $checks checks passed"

@@ -45,97 +45,29 @@ static void eventfd_drain(int fd)
 
 /* ---- work queue and workers --------------------------------------------- */
 
-/*
- * Sessions a worker wakes while it runs one (a relayed message wakes the
- * target's parked /wait; registry calls wake under the registry lock) are
- * kept on a list of that worker's own instead of going through the queue:
- * the worker runs the first of them itself once its current step is done,
- * saving a hand-off and a context switch per relayed message, and queues
- * the rest for the other workers (a join wakes every member). Per-thread
- * state: only worker threads set it, every other thread schedules through
- * the queue as before.
- */
-struct worker_wakes {
-    bool active;                 /* this thread is a worker */
-    struct session *head, *tail; /* woken, not yet run or queued */
-};
-static _Thread_local struct worker_wakes worker_wakes;
-#define WORKER_INLINE_MAX 16 /* sessions run in a row before the queue again */
-
-static void queue_append_locked(struct server *srv, struct session *first, struct session *last)
-{
-    last->wq_next = NULL;
-    if (srv->wq_tail)
-        srv->wq_tail->wq_next = first;
-    else
-        srv->wq_head = first;
-    srv->wq_tail = last;
-}
-
 void server_schedule(struct server *srv, struct session *s)
 {
-    struct worker_wakes *ww = &worker_wakes;
-    s->wq_next = NULL;
-    if (ww->active) {
-        if (ww->tail)
-            ww->tail->wq_next = s;
-        else
-            ww->head = s;
-        ww->tail = s;
-        return;
-    }
     pthread_mutex_lock(&srv->wq_lock);
-    queue_append_locked(srv, s, s);
+    s->wq_next = NULL;
+    if (srv->wq_tail)
+        srv->wq_tail->wq_next = s;
+    else
+        srv->wq_head = s;
+    srv->wq_tail = s;
     pthread_cond_signal(&srv->wq_cond);
     pthread_mutex_unlock(&srv->wq_lock);
-}
-
-/* The first session this worker woke (NULL: none); the others are queued. */
-static struct session *take_own_wakes(struct server *srv)
-{
-    struct worker_wakes *ww = &worker_wakes;
-    struct session *first = ww->head;
-    if (!first)
-        return NULL;
-    struct session *rest = first->wq_next, *last = ww->tail;
-    ww->head = ww->tail = NULL;
-    first->wq_next = NULL;
-    if (rest) {
-        pthread_mutex_lock(&srv->wq_lock);
-        queue_append_locked(srv, rest, last);
-        if (rest == last)
-            pthread_cond_signal(&srv->wq_cond);
-        else
-            pthread_cond_broadcast(&srv->wq_cond);
-        pthread_mutex_unlock(&srv->wq_lock);
-    }
-    return first;
-}
-
-/* Queue everything this worker woke (its inline budget is spent). */
-static void queue_own_wakes(struct server *srv)
-{
-    struct worker_wakes *ww = &worker_wakes;
-    if (!ww->head)
-        return;
-    pthread_mutex_lock(&srv->wq_lock);
-    queue_append_locked(srv, ww->head, ww->tail);
-    pthread_cond_broadcast(&srv->wq_cond);
-    pthread_mutex_unlock(&srv->wq_lock);
-    ww->head = ww->tail = NULL;
 }
 
 static void *worker_main(void *arg)
 {
     struct server *srv = arg;
     log_set_thread_role("worker");
-    worker_wakes.active = true;
     for (;;) {
         pthread_mutex_lock(&srv->wq_lock);
         while (!srv->wq_head && !srv->wq_stop)
             pthread_cond_wait(&srv->wq_cond, &srv->wq_lock);
         struct session *s = srv->wq_head;
-        if (!s) { /* stopping and nothing left (a worker leaves no wake behind) */
+        if (!s) { /* stopping and nothing left */
             pthread_mutex_unlock(&srv->wq_lock);
             return NULL;
         }
@@ -143,14 +75,7 @@ static void *worker_main(void *arg)
         if (!srv->wq_head)
             srv->wq_tail = NULL;
         pthread_mutex_unlock(&srv->wq_lock);
-        for (int n = 0; s; n++) {
-            session_run(s);
-            if (n + 1 >= WORKER_INLINE_MAX) {
-                queue_own_wakes(srv);
-                break;
-            }
-            s = take_own_wakes(srv);
-        }
+        session_run(s);
     }
 }
 

@@ -39,6 +39,7 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # Unit tests link libpcsig; a test of a server module names its objects here.
 # Everything else of the server is exercised through the real binary.
 UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
+UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

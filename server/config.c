@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "net.h"
 #include "proto.h"
 #include "response.h"
 
@@ -77,8 +79,10 @@ static void usage(FILE *f)
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --log-format FORMAT    text or json (one object per line) (default text)\n"
         "  --access-log N         log one request in N at info level, 0 = off (default 0)\n"
-        "  --metrics-bind ADDR:PORT  serve /health and /metrics only there ([::1]:9100,\n"
-        "                         127.0.0.1:9100) (default: on the main ports)\n"
+        "  --metrics-bind ADDR:PORT  serve /health and /metrics only there, in plain HTTP\n"
+        "                         ([::1]:9100, 127.0.0.1:9100, localhost:0 = any free\n"
+        "                         port) (default: on the main ports)\n"
+        "  --metrics-port-file FILE  write the bound metrics port to FILE once listening\n"
         "  --version              print the version\n"
         "  --help                 this text\n");
 }
@@ -113,13 +117,23 @@ static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* ADDR:PORT is checked here so a typo is a one-line error at start-up. */
+static int check_host_port(const char *s)
+{
+    char *host = NULL;
+    uint16_t port;
+    int rc = net_parse_host_port(s, &host, &port);
+    free(host);
+    return rc;
+}
+
 enum {
     OPT_PORT = 256, OPT_BIND, OPT_PORT_FILE, OPT_WORKERS, OPT_MAX_CONN, OPT_MAX_MEMBERS,
     OPT_MEMBER_TO, OPT_WAIT_TO, OPT_READ_TO, OPT_IDLE_TO, OPT_GRACE, OPT_MAX_HEAD,
     OPT_MAX_BODY, OPT_Q_MSGS, OPT_Q_BYTES, OPT_ALLOW_QUIT, OPT_LOG_LEVEL, OPT_VERSION, OPT_HELP,
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_PORT, OPT_TLS_CLIENT_CA, OPT_SECURE_IDS, OPT_AUTH_TOKEN,
     OPT_AUTH_TOKEN_FILE, OPT_MAX_CONNS_PER_IP, OPT_RATE_LIMIT, OPT_LOG_FORMAT, OPT_ACCESS_LOG,
-    OPT_METRICS_BIND,
+    OPT_METRICS_BIND, OPT_METRICS_PORT_FILE,
 };
 
 int config_parse(int argc, char **argv, struct server_config *cfg)
@@ -145,6 +159,7 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
         {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
+        {"metrics-port-file", required_argument, NULL, OPT_METRICS_PORT_FILE},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-port", required_argument, NULL, OPT_TLS_PORT},
@@ -190,7 +205,8 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
         case OPT_LOG_LEVEL: rc = log_level_parse(optarg, &cfg->log_level); break;
         case OPT_LOG_FORMAT: rc = log_format_parse(optarg, &cfg->log_format); break;
         case OPT_ACCESS_LOG: rc = parse_size(optarg, 0, 1000000000, &cfg->access_log_every); break;
-        case OPT_METRICS_BIND: cfg->metrics_bind = optarg; rc = optarg[0] ? 0 : -EINVAL; break;
+        case OPT_METRICS_BIND: cfg->metrics_bind = optarg; rc = check_host_port(optarg); break;
+        case OPT_METRICS_PORT_FILE: cfg->metrics_port_file = optarg; break;
         case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg->tls_key = optarg; break;
         case OPT_TLS_PORT: rc = parse_size(optarg, 0, 65535, &v); cfg->tls_port = (int)v; break;
@@ -221,6 +237,10 @@ int config_parse(int argc, char **argv, struct server_config *cfg)
     }
     if (!cfg->tls_cert && (cfg->tls_port >= 0 || cfg->tls_client_ca)) {
         fprintf(stderr, "pcsig-server: --tls-port and --tls-client-ca need --tls-cert and --tls-key\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->metrics_port_file && !cfg->metrics_bind) {
+        fprintf(stderr, "pcsig-server: --metrics-port-file needs --metrics-bind\n");
         return CONFIG_ERROR;
     }
     if (optind < argc) {

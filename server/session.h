@@ -59,6 +59,12 @@ struct session {
     bool lingering;          /* our side is shut down; discarding what still comes */
     bool closed;
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
+    uint64_t request_started_us; /* the same on the microsecond clock (access log) */
+    uint64_t wait_started_us;    /* the parked /wait's request_started_us */
+    int wait_method;             /* and its enum http_method, for the access log */
+    /* Accepted on the --metrics-bind listener: /health and /metrics only.
+     * Set by the acceptor before the session is published; read-only after. */
+    bool metrics_only;
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
     char peer[64];
     rl_key_t rl_key;  /* the client's address, for per-address limits */

@@ -100,10 +100,27 @@ static void free_graveyard(struct server *srv)
     struct session *s = srv->grave;
     srv->grave = NULL;
     pthread_mutex_unlock(&srv->grave_lock);
+    struct session *later = NULL;
     while (s) {
         struct session *next = s->grave_next;
-        session_free(s);
+        if (session_pinned(s)) {
+            /* A worker is still re-checking it: free it on a later pass
+             * (the poller passes here at least once a second). */
+            s->grave_next = later;
+            later = s;
+        } else {
+            session_free(s);
+        }
         s = next;
+    }
+    if (later) {
+        pthread_mutex_lock(&srv->grave_lock);
+        struct session *tail = later;
+        while (tail->grave_next)
+            tail = tail->grave_next;
+        tail->grave_next = srv->grave;
+        srv->grave = later;
+        pthread_mutex_unlock(&srv->grave_lock);
     }
 }
 

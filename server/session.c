@@ -80,6 +80,7 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
     atomic_init(&s->state, SESSION_RUNNING);
     atomic_init(&s->wake_bits, 0);
     atomic_init(&s->deadline_ms, 0);
+    atomic_init(&s->pins, 0);
     buf_init(&s->in, srv->cfg.max_head + srv->cfg.max_body);
     buf_init(&s->out, srv->cfg.max_body + srv->cfg.max_head + SESSION_OUT_SLACK);
     if (peer) {
@@ -168,6 +169,26 @@ void session_force_close(struct session *s)
     release(s);
 }
 
+bool session_pinned(struct session *s)
+{
+    return atomic_load(&s->pins) != 0;
+}
+
+/*
+ * After publishing s (ARMED or PARKED), take it back if a wake-up raced
+ * with the publication. The caller pinned s before publishing: from that
+ * store on, another thread may claim, run and close it, so s stays
+ * allocated only until the pin is dropped here, and not touched after.
+ */
+static enum step recheck_and_unpin(struct session *s, int published)
+{
+    int expected = published;
+    bool reclaimed = atomic_load(&s->wake_bits) &&
+                     atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
+    atomic_fetch_sub(&s->pins, 1);
+    return reclaimed ? STEP_RECLAIMED : STEP_HANDED_OFF;
+}
+
 void session_free(struct session *s)
 {
     if (!s)
@@ -200,12 +221,9 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
         log_errno(LOG_ERROR, errno, "epoll_ctl for %s", s->peer);
         return close_session(s);
     }
+    atomic_fetch_add(&s->pins, 1);
     atomic_store(&s->state, SESSION_ARMED);
-    int expected = SESSION_ARMED;
-    if (atomic_load(&s->wake_bits) &&
-        atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
-        return STEP_RECLAIMED;
-    return STEP_HANDED_OFF;
+    return recheck_and_unpin(s, SESSION_ARMED);
 }
 
 #define SESSION_BATCH_MAX_ITEMS 10000
@@ -381,14 +399,12 @@ static enum step start_wait(struct session *s, uint64_t id)
         return close_session(s);
     }
     reg_item_t *item = NULL;
+    /* reg_wait may publish s (on_park) and a sender may claim it at once. */
+    atomic_fetch_add(&s->pins, 1);
     int rc = reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
-    if (rc == REG_WAIT_PARKED) {
-        int expected = SESSION_PARKED;
-        if (atomic_load(&s->wake_bits) &&
-            atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
-            return STEP_RECLAIMED;
-        return STEP_HANDED_OFF;
-    }
+    if (rc == REG_WAIT_PARKED)
+        return recheck_and_unpin(s, SESSION_PARKED);
+    atomic_fetch_sub(&s->pins, 1); /* not published: still ours */
     s->waiting = false;
     if (rc == REG_WAIT_ITEM)
         answer_wait(s, REG_WAKE_ITEM, item);

@@ -43,6 +43,7 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
 UNIT_EXTRA_test_config := $(BUILD)/server/config.o
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
+UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

@@ -12,11 +12,13 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "proto.h"
 
 int net_set_nonblocking(int fd, int on)
 {
@@ -180,6 +182,37 @@ int net_connect(const char *host, uint16_t port, int timeout_ms)
     }
     freeaddrinfo(res);
     return fd;
+}
+
+int net_parse_host_port(const char *s, char **host, uint16_t *port)
+{
+    const char *h, *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        /* Brackets are the only way to tell an IPv6 address's colons from the port's. */
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (!colon || strchr(colon + 1, ':'))
+            return -EINVAL; /* no port, or a bare IPv6 address */
+        h = s;
+        hlen = (size_t)(colon - s);
+    }
+    uint64_t v;
+    if (hlen == 0 || memchr(h, '[', hlen) || memchr(h, ']', hlen) ||
+        proto_parse_u64(colon + 1, strlen(colon + 1), &v) < 0 || v > 65535)
+        return -EINVAL;
+    char *copy = strndup(h, hlen);
+    if (!copy)
+        return -ENOMEM;
+    *host = copy;
+    *port = (uint16_t)v;
+    return 0;
 }
 
 void net_addr_str(const struct sockaddr *sa, char *out, size_t out_len)

@@ -32,6 +32,15 @@ int net_connect(const char *host, uint16_t port, int timeout_ms);
 
 int net_set_nonblocking(int fd, int on);
 
+/*
+ * Split an "ADDR:PORT" option value: "127.0.0.1:9100", "[::1]:9100",
+ * "localhost:9100". The host is non-empty (an IPv6 address in brackets,
+ * which are removed) and the port strict decimal 0..65535 (0: any free
+ * port). On success *host is a NUL-terminated copy the caller frees.
+ * Returns 0, -EINVAL (with *host untouched) or -ENOMEM. Pure; thread-safe.
+ */
+int net_parse_host_port(const char *s, char **host, uint16_t *port);
+
 /* "addr:port" ("[v6]:port") of a peer address into b (NUL-terminated). */
 void net_addr_str(const struct sockaddr *sa, char *out, size_t out_len);
 

@@ -31,7 +31,9 @@ struct tls_server {
     pthread_mutex_t lock; /* guards ctx and opts */
     SSL_CTX *ctx;
     char *cert_file, *key_file, *client_ca_file;
-    atomic_ulong full, resumed;
+    /* Handshake results, for metrics: bumped by whichever thread runs the
+     * connection, read by a scrape; relaxed, as no other data hangs on them. */
+    atomic_ulong full, resumed, failed;
 };
 
 struct tls_client {
@@ -46,6 +48,7 @@ struct tls_conn {
     tls_server_t *server; /* for counting; may be NULL */
     tls_client_t *client; /* for session capture; may be NULL */
     bool checked_first_byte;
+    bool failure_counted; /* a connection's failed handshake counts once */
 };
 
 #define PLAIN_HTTP_REFUSAL_BODY "this port speaks TLS: use https://\n"
@@ -124,24 +127,40 @@ static ssize_t refuse_plain_http(struct tls_conn *tc)
     return -EPROTO;
 }
 
+static void count_failed(struct tls_conn *tc)
+{
+    if (!tc->server || tc->failure_counted)
+        return;
+    tc->failure_counted = true;
+    atomic_fetch_add_explicit(&tc->server->failed, 1, memory_order_relaxed);
+}
+
 static ssize_t handshake(struct tls_conn *tc)
 {
     if (tc->server && !tc->checked_first_byte) {
         ssize_t r = refuse_plain_http(tc);
+        /* Only plain HTTP counts as failed here: an EOF or reset before the
+         * first byte is a connection that never tried (port scans, probes). */
+        if (r == -EPROTO)
+            count_failed(tc);
         if (r <= 0)
             return r == 0 ? -ECONNRESET : r;
     }
     ERR_clear_error();
     int ret = SSL_do_handshake(tc->ssl);
-    if (ret != 1)
-        return decode_result(tc, ret);
+    if (ret != 1) {
+        ssize_t r = decode_result(tc, ret);
+        if (r != -EAGAIN)
+            count_failed(tc);
+        return r;
+    }
     tc->base.established = true;
     tc->base.resumed = SSL_session_reused(tc->ssl) == 1;
     if (tc->server) {
         if (tc->base.resumed)
-            atomic_fetch_add(&tc->server->resumed, 1);
+            atomic_fetch_add_explicit(&tc->server->resumed, 1, memory_order_relaxed);
         else
-            atomic_fetch_add(&tc->server->full, 1);
+            atomic_fetch_add_explicit(&tc->server->full, 1, memory_order_relaxed);
     }
     return 1;
 }
@@ -302,6 +321,9 @@ int tls_server_new(const struct tls_server_options *o, tls_server_t **out, char 
     if (!t)
         return -ENOMEM;
     pthread_mutex_init(&t->lock, NULL);
+    atomic_init(&t->full, 0);
+    atomic_init(&t->resumed, 0);
+    atomic_init(&t->failed, 0);
     t->cert_file = dup_or_null(o->cert_file);
     t->key_file = dup_or_null(o->key_file);
     t->client_ca_file = dup_or_null(o->client_ca_file);
@@ -359,8 +381,17 @@ conn_t *tls_server_wrap(tls_server_t *t, int fd)
 
 void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed)
 {
-    *full = atomic_load(&t->full);
-    *resumed = atomic_load(&t->resumed);
+    struct tls_server_stats st;
+    tls_server_stats(t, &st);
+    *full = st.full;
+    *resumed = st.resumed;
+}
+
+void tls_server_stats(tls_server_t *t, struct tls_server_stats *out)
+{
+    out->full = atomic_load_explicit(&t->full, memory_order_relaxed);
+    out->resumed = atomic_load_explicit(&t->resumed, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&t->failed, memory_order_relaxed);
 }
 
 /* ---- client ------------------------------------------------------------- */

@@ -37,8 +37,21 @@ void tls_server_free(tls_server_t *t); /* NULL-safe; connections may outlive it 
  * Takes ownership of fd on success; NULL when out of memory. */
 conn_t *tls_server_wrap(tls_server_t *t, int fd);
 
-/* Handshakes done since start: full and resumed. */
+/* Handshakes since start: full and resumed. */
 void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed);
+
+/* Handshakes of a server since it was created, by result. "failed" counts
+ * handshakes that began (a first byte arrived) and ended in an error, a
+ * verification failure, plain HTTP on the TLS port, or the peer going away;
+ * a connection closed before sending anything is not a handshake. */
+struct tls_server_stats {
+    unsigned long full;
+    unsigned long resumed;
+    unsigned long failed;
+};
+/* Read the counters (relaxed atomics: cheap, each value exact on its own).
+ * Thread-safe; the counts go on while connections of t are served. */
+void tls_server_stats(tls_server_t *t, struct tls_server_stats *out);
 
 struct tls_client_options {
     const char *ca_file;   /* NULL: the system's trust store */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "net.h"
 #include "proto.h"
 #include "response.h"
 
@@ -35,6 +36,7 @@ enum opt_kind {
     OPT_UINT,       /* strict decimal in [min, max], stored as .store says */
     OPT_SECONDS,    /* "30", "0.5": seconds with up to 3 decimals, stored in ms */
     OPT_STRING,     /* copied into the config's storage */
+    OPT_HOST_PORT,  /* ADDR:PORT, [v6]:PORT or name:PORT, checked, then stored as a string */
     OPT_BOOL,       /* a flag takes no value; file and environment say true/false */
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -132,9 +134,12 @@ static const struct config_opt opts[] = {
      .kind = OPT_LOG_FORMAT, .off = FIELD(log_format, enum log_format)},
     {"access-log", "N", "log one request in N at info level, 0 = off (default 0)",
      F_U64(access_log_every, 0, 1000000000)},
-    {"metrics-bind", "ADDR:PORT", "serve /health and /metrics only there ([::1]:9100,\n"
-                                  "127.0.0.1:9100) (default: on the main ports)",
-     F_STRING(metrics_bind), .nonempty = true},
+    {"metrics-bind", "ADDR:PORT", "serve /health and /metrics only there, in plain HTTP\n"
+                                  "([::1]:9100, 127.0.0.1:9100, localhost:0 = any free\n"
+                                  "port) (default: on the main ports)",
+     .kind = OPT_HOST_PORT, .off = FIELD(metrics_bind, const char *)},
+    {"metrics-port-file", "FILE", "write the bound metrics port to FILE once listening",
+     F_STRING(metrics_port_file)},
     {"config", "FILE", "read 'name = value' lines from FILE (or from $PCSIG_CONFIG);\n"
                        "every option also reads PCSIG_<NAME> (PCSIG_TLS_CERT ...);\n"
                        "a flag beats the environment, which beats the file",
@@ -298,6 +303,20 @@ static int opt_set(struct server_config *cfg, const struct config_opt *o, const 
     case OPT_STRING: {
         if (o->nonempty && val[0] == '\0')
             return -EINVAL;
+        const char *copy = config_strdup(cfg, val);
+        if (!copy)
+            return -ENOMEM;
+        *(const char **)field = copy;
+        return 0;
+    }
+    case OPT_HOST_PORT: {
+        /* Checked here so that a typo is a one-line error at start-up. */
+        char *host = NULL;
+        uint16_t port;
+        rc = net_parse_host_port(val, &host, &port);
+        free(host);
+        if (rc < 0)
+            return rc;
         const char *copy = config_strdup(cfg, val);
         if (!copy)
             return -ENOMEM;
@@ -643,6 +662,10 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
         fprintf(err, "pcsig-server: --tls-port and --tls-client-ca need --tls-cert and --tls-key\n");
         return CONFIG_ERROR;
     }
+    if (cfg->metrics_port_file && !cfg->metrics_bind) {
+        fprintf(err, "pcsig-server: --metrics-port-file needs --metrics-bind\n");
+        return CONFIG_ERROR;
+    }
     return CONFIG_OK;
 }
 
@@ -679,7 +702,7 @@ void config_free(struct server_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NOPTS; i++) {
-        if (opts[i].kind == OPT_STRING)
+        if (opts[i].kind == OPT_STRING || opts[i].kind == OPT_HOST_PORT)
             *(const char **)((char *)cfg + opts[i].off) = NULL;
     }
     while (cfg->owned) {

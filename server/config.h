@@ -63,6 +63,7 @@ struct server_config {
     enum log_format log_format;
     uint64_t access_log_every; /* 0: no access log; N: one request in N logged */
     const char *metrics_bind;  /* ADDR:PORT for /health and /metrics; NULL: the main ports */
+    const char *metrics_port_file; /* write the metrics port here when listening */
     const char *tls_cert;      /* with tls_key: TLS on --tls-port, or on --port */
     const char *tls_key;
     const char *tls_client_ca; /* require client certificates from this CA */

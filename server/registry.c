@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
 
@@ -54,6 +55,7 @@ struct reg_item {
     reg_item_t *next;
     uint64_t pragma;
     bool is_message; /* counts against the queue limits */
+    uint64_t accepted_us; /* messages: when reg_send took it (relay latency) */
     struct reg_blob *blob;
 };
 
@@ -81,7 +83,8 @@ struct registry {
     size_t parked;
     uint64_t next_id;
     bool shutting_down;
-    uint64_t accepted, refused, dropped, timeouts;
+    uint64_t accepted, refused, dropped, timeouts, wait_timeouts;
+    size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
 };
 
 /* ---- blobs and items ---------------------------------------------------- */
@@ -122,6 +125,7 @@ static reg_item_t *item_new(struct reg_blob *b, uint64_t pragma, bool is_message
     it->next = NULL;
     it->pragma = pragma;
     it->is_message = is_message;
+    it->accepted_us = 0;
     it->blob = b;
     return it;
 }
@@ -137,6 +141,10 @@ void reg_item_free(reg_item_t *it)
 uint64_t reg_item_pragma(const reg_item_t *it) { return it->pragma; }
 
 reg_item_t *reg_item_next(const reg_item_t *it) { return it->next; }
+
+bool reg_item_is_message(const reg_item_t *it) { return it->is_message; }
+
+uint64_t reg_item_accepted_us(const reg_item_t *it) { return it->accepted_us; }
 
 void reg_item_free_chain(reg_item_t *it)
 {
@@ -227,7 +235,27 @@ static void unlink_locked(registry_t *r, struct member *m)
     r->count--;
 }
 
-static void queue_push_locked(struct member *m, reg_item_t *it)
+/* Every change of a member's queued message count goes through here, so
+ * the registry-wide sums (read by a scrape) never drift from the members'. */
+static void queue_account_locked(registry_t *r, struct member *m, const reg_item_t *it, bool in)
+{
+    if (!it->is_message)
+        return;
+    size_t len = it->blob->body_len;
+    if (in) {
+        m->q_msgs++;
+        m->q_bytes += len;
+        r->q_msgs++;
+        r->q_bytes += len;
+    } else {
+        m->q_msgs--;
+        m->q_bytes -= len;
+        r->q_msgs--;
+        r->q_bytes -= len;
+    }
+}
+
+static void queue_push_locked(registry_t *r, struct member *m, reg_item_t *it)
 {
     it->next = NULL;
     if (m->qtail)
@@ -235,13 +263,10 @@ static void queue_push_locked(struct member *m, reg_item_t *it)
     else
         m->qhead = it;
     m->qtail = it;
-    if (it->is_message) {
-        m->q_msgs++;
-        m->q_bytes += it->blob->body_len;
-    }
+    queue_account_locked(r, m, it, true);
 }
 
-static reg_item_t *queue_pop_locked(struct member *m)
+static reg_item_t *queue_pop_locked(registry_t *r, struct member *m)
 {
     reg_item_t *it = m->qhead;
     if (!it)
@@ -250,10 +275,7 @@ static reg_item_t *queue_pop_locked(struct member *m)
     if (!m->qhead)
         m->qtail = NULL;
     it->next = NULL;
-    if (it->is_message) {
-        m->q_msgs--;
-        m->q_bytes -= it->blob->body_len;
-    }
+    queue_account_locked(r, m, it, false);
     return it;
 }
 
@@ -276,7 +298,7 @@ static void deliver_locked(registry_t *r, struct member *m, reg_item_t *it, uint
     if (w)
         w->wake(w, REG_WAKE_ITEM, it);
     else
-        queue_push_locked(m, it);
+        queue_push_locked(r, m, it);
 }
 
 /* Tell every member except skip about entry (a join or a leave). */
@@ -331,7 +353,7 @@ static void remove_locked(registry_t *r, struct member *m, uint64_t now)
     }
     size_t dropped = 0;
     reg_item_t *it;
-    while ((it = queue_pop_locked(m))) {
+    while ((it = queue_pop_locked(r, m))) {
         dropped += it->is_message;
         reg_item_free(it);
     }
@@ -371,7 +393,7 @@ void reg_destroy(registry_t *r)
     while (m) {
         struct member *next = m->next;
         reg_item_t *it;
-        while ((it = queue_pop_locked(m)))
+        while ((it = queue_pop_locked(r, m)))
             reg_item_free(it);
         free(m);
         m = next;
@@ -502,6 +524,9 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
     blob_unref(b);
     if (!it)
         return -ENOMEM;
+    /* Only for the relay-latency histogram, never for a rule: the rules keep
+     * the caller's clock (now), so tests can inject time. */
+    it->accepted_us = clock_now_us();
     int rc = 0;
     pthread_mutex_lock(&r->lock);
     struct member *sender = find_locked(r, from);
@@ -539,7 +564,7 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
         rc = -ENOENT;
     } else if (m->qhead) {
         m->last_seen = now;
-        *item = queue_pop_locked(m);
+        *item = queue_pop_locked(r, m);
         rc = REG_WAIT_ITEM;
     } else {
         struct reg_waiter *old = take_parked_locked(r, m, now);
@@ -578,7 +603,7 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
         while (m->qhead && max_items > 0 && reg_item_cost(m->qhead) <= budget) {
             budget -= reg_item_cost(m->qhead);
             max_items--;
-            *tail = queue_pop_locked(m);
+            *tail = queue_pop_locked(r, m);
             tail = &(*tail)->next;
         }
     }
@@ -587,15 +612,12 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
 }
 
 /* Put a chain back at the head of m's queue, keeping its order. */
-static void queue_push_front_locked(struct member *m, reg_item_t *chain)
+static void queue_push_front_locked(registry_t *r, struct member *m, reg_item_t *chain)
 {
     reg_item_t *last = chain;
     for (reg_item_t *it = chain; it; it = it->next) {
         last = it;
-        if (it->is_message) {
-            m->q_msgs++;
-            m->q_bytes += it->blob->body_len;
-        }
+        queue_account_locked(r, m, it, true);
     }
     last->next = m->qhead;
     m->qhead = chain;
@@ -614,11 +636,11 @@ void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t n
         reg_item_t *rest = item->next;
         item->next = NULL;
         if (rest)
-            queue_push_front_locked(m, rest);
+            queue_push_front_locked(r, m, rest);
         w->wake(w, REG_WAKE_ITEM, item);
         item = NULL;
     } else if (m) {
-        queue_push_front_locked(m, item);
+        queue_push_front_locked(r, m, item);
         item = NULL;
     } else {
         for (reg_item_t *it = item; it; it = it->next)
@@ -639,8 +661,10 @@ size_t reg_tick(registry_t *r, uint64_t now)
             /* now may predate a wait parked after the caller read the clock. */
             if (now > m->parked_at && now - m->parked_at >= r->cfg.wait_timeout_ms) {
                 struct reg_waiter *w = take_parked_locked(r, m, now);
-                if (w)
+                if (w) {
+                    r->wait_timeouts++;
                     w->wake(w, REG_WAKE_IDLE, NULL);
+                }
             }
         } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
             log_event(LOG_INFO, "member_timeout", &(struct log_fields){.peer_id = m->id},
@@ -677,5 +701,8 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     out->messages_refused = r->refused;
     out->messages_dropped = r->dropped;
     out->timeouts = r->timeouts;
+    out->wait_timeouts = r->wait_timeouts;
+    out->queued_msgs = r->q_msgs;
+    out->queued_bytes = r->q_bytes;
     pthread_mutex_unlock(&r->lock);
 }

@@ -134,8 +134,13 @@ typedef struct reg_stats {
     uint64_t messages_accepted;
     uint64_t messages_refused; /* queue full */
     uint64_t messages_dropped; /* queued for a member that left */
-    uint64_t timeouts;
+    uint64_t timeouts;         /* members removed for silence */
+    uint64_t wait_timeouts;    /* parked waits answered empty (wait_timeout_ms) */
+    size_t queued_msgs;        /* messages queued, over all members */
+    size_t queued_bytes;       /* their body bytes */
 } reg_stats_t;
+/* A consistent copy of the counters and gauges, taken under the lock (which
+ * is held only to copy them: no formatting, no allocation). */
 void reg_get_stats(registry_t *r, reg_stats_t *out);
 
 /* Item accessors (an item is immutable once queued). */
@@ -144,6 +149,9 @@ bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n);
 const char *reg_item_body(const reg_item_t *it, size_t *n);
 void reg_item_free(reg_item_t *it); /* NULL-safe; one item */
 reg_item_t *reg_item_next(const reg_item_t *it); /* the chain of reg_take */
+bool reg_item_is_message(const reg_item_t *it); /* false: a join/leave notification */
+/* A message's acceptance time on clock_now_us() (0 for notifications). */
+uint64_t reg_item_accepted_us(const reg_item_t *it);
 void reg_item_free_chain(reg_item_t *it);     /* NULL-safe */
 /* Chain b behind the single item a; returns a. */
 reg_item_t *reg_chain_append(reg_item_t *a, reg_item_t *b);

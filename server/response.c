@@ -98,6 +98,24 @@ int resp_append(buf_t *out, const struct resp *r)
     return rc;
 }
 
+int resp_status_at(const buf_t *out, size_t mark)
+{
+    static const char prefix[] = "HTTP/1.1 ";
+    const size_t plen = sizeof prefix - 1;
+    if (mark > out->len || out->len - mark < plen + 3)
+        return 0;
+    const char *p = out->data + mark;
+    if (memcmp(p, prefix, plen) != 0)
+        return 0;
+    int status = 0;
+    for (size_t i = plen; i < plen + 3; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        status = status * 10 + (p[i] - '0');
+    }
+    return status;
+}
+
 int resp_append_error(buf_t *out, int status, const char *why, bool keep_alive)
 {
     buf_t body;

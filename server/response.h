@@ -35,6 +35,11 @@ int resp_append(buf_t *out, const struct resp *r);
 /* A 4xx/5xx of ours: text/plain, body "why\n". */
 int resp_append_error(buf_t *out, int status, const char *why, bool keep_alive);
 
+/* The status of the response that resp_append wrote at out->data + mark,
+ * or 0 when nothing was written there. Lets a caller learn what a handler
+ * answered without every handler reporting it. */
+int resp_status_at(const buf_t *out, size_t mark);
+
 /* The standard reason phrase for status. */
 const char *resp_reason(int status);
 

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "response.h"
 #include "server.h"
@@ -20,6 +21,12 @@
 static const char sorry_body[] = "<html><body>Sorry, not yet implemented</body></html>";
 static const char gone_body[] = "Peer most likely gone.";
 static const char quit_body[] = "<html><body>Quitting...</body></html>";
+
+/* A scrape's body: ~8 KiB with every path and status seen; the cap only
+ * stops a runaway, never a real exposition. */
+#define METRICS_BODY_MAX (1u << 20)
+#define METRICS_BODY_TYPICAL 8192
+#define HEALTH_BODY_MAX 256
 
 static int answer(struct session *s, int status, const char *reason, const char *ctype,
                   const void *body, size_t body_len, uint64_t pragma, bool ka)
@@ -207,6 +214,71 @@ static void handle_message(struct session *s, const http_request_t *req, const c
     }
 }
 
+/* GET /health: one JSON line; 503 "draining" once a stop has begun, so a
+ * load balancer takes us out of rotation while answers still flush. */
+static void handle_health(struct session *s, bool ka)
+{
+    struct server *srv = s->srv;
+    bool draining = atomic_load(&srv->draining);
+    reg_stats_t rs;
+    reg_get_stats(srv->reg, &rs);
+    buf_t body;
+    buf_init(&body, HEALTH_BODY_MAX);
+    int rc = buf_printf(&body, "{\"status\":\"%s\",\"members\":%zu,\"connections\":%zu,"
+                               "\"uptime_s\":%llu}\n",
+                        draining ? "draining" : "ok", rs.members,
+                        atomic_load(&srv->open_conns),
+                        (unsigned long long)((clock_now_ms() - srv->started_ms) / 1000));
+    if (rc == 0)
+        answer(s, draining ? 503 : 200, draining ? "Service Unavailable" : "OK",
+               "application/json", body.data, body.len, 0, ka);
+    else
+        resp_append_error(&s->out, 503, "out of memory", false);
+    buf_free(&body);
+}
+
+/* GET /metrics: the snapshot is taken first (the registry lock only while
+ * its numbers are copied), then formatted with no lock held. */
+static void handle_metrics(struct session *s, bool ka)
+{
+    struct metrics_snapshot snap;
+    server_metrics_snapshot(s->srv, &snap);
+    buf_t body;
+    buf_init(&body, METRICS_BODY_MAX);
+    /* One allocation for a typical body rather than a string of regrowths. */
+    int rc = buf_reserve(&body, METRICS_BODY_TYPICAL);
+    if (rc == 0)
+        rc = metrics_format(&body, &snap);
+    if (rc == 0) {
+        static const char ctype[] = "text/plain; version=0.0.4";
+        answer(s, 200, "OK", ctype, body.data, body.len, 0, ka);
+    } else {
+        log_errno(LOG_ERROR, -rc, "formatting /metrics");
+        resp_append_error(&s->out, 503, "could not format the metrics", false);
+    }
+    buf_free(&body);
+}
+
+/* /health and /metrics, on whichever listener serves them. */
+static void handle_observability(struct session *s, const http_request_t *req, bool health,
+                                 bool ka)
+{
+    if (req->method != HTTP_METHOD_GET) {
+        static const char why[] = "use GET\n";
+        struct resp r = {
+            .status = 405, .reason = "Method Not Allowed", .has_ctype = true,
+            .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
+            .keep_alive = ka, .extra = "Allow: GET\r\n",
+        };
+        resp_append(&s->out, &r);
+        return;
+    }
+    if (health)
+        handle_health(s, ka);
+    else
+        handle_metrics(s, ka);
+}
+
 enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
                                    const char *body, uint64_t *wait_member)
 {
@@ -214,7 +286,8 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
     bool ka = req->keep_alive && !atomic_load(&srv->draining);
     if (!ka)
         s->close_after_write = true;
-    if (!rl_request(srv->rl, &s->rl_key, clock_now_ms())) {
+    /* The metrics listener is exempt, as at accept (see accept_one). */
+    if (!s->metrics_only && !rl_request(srv->rl, &s->rl_key, clock_now_ms())) {
         struct resp r = {
             .status = 429, .reason = "Too Many Requests", .has_ctype = true,
             .ctype = "text/plain", .ctype_len = 10, .body = "request rate limit reached\n",
@@ -222,9 +295,22 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         };
         resp_append(&s->out, &r);
         s->close_after_write = true;
+        metrics_count_refused(&srv->metrics, MET_REFUSED_RATE_LIMIT);
         return ROUTE_RESPONDED;
     }
     http_slice_t path = req->path;
+    bool is_health = http_slice_eq(path, "/health");
+    bool is_metrics = http_slice_eq(path, "/metrics");
+
+    /* The metrics listener serves nothing else: no signaling, no CORS
+     * preflight, no /quit, whatever the method. */
+    if (s->metrics_only) {
+        if (is_health || is_metrics)
+            handle_observability(s, req, is_health, ka);
+        else
+            resp_append_error(&s->out, 404, "only /health and /metrics are served here", ka);
+        return ROUTE_RESPONDED;
+    }
 
     if (http_slice_eq(path, "/quit") && !req->has_query) {
         if (!srv->cfg.allow_quit) {
@@ -267,6 +353,11 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
             router_answer_sorry(s, ka);
         else
             answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);
+        return ROUTE_RESPONDED;
+    }
+    /* With --metrics-bind they are served on that listener only. */
+    if ((is_health || is_metrics) && !srv->cfg.metrics_bind) {
+        handle_observability(s, req, is_health, ka);
         return ROUTE_RESPONDED;
     }
     resp_append_error(&s->out, 404, "no such path", ka);

@@ -54,6 +54,7 @@ void server_schedule(struct server *srv, struct session *s)
     else
         srv->wq_head = s;
     srv->wq_tail = s;
+    atomic_fetch_add_explicit(&srv->wq_depth, 1, memory_order_relaxed);
     pthread_cond_signal(&srv->wq_cond);
     pthread_mutex_unlock(&srv->wq_lock);
 }
@@ -74,6 +75,7 @@ static void *worker_main(void *arg)
         srv->wq_head = s->wq_next;
         if (!srv->wq_head)
             srv->wq_tail = NULL;
+        atomic_fetch_sub_explicit(&srv->wq_depth, 1, memory_order_relaxed);
         pthread_mutex_unlock(&srv->wq_lock);
         session_run(s);
     }
@@ -98,10 +100,27 @@ static void free_graveyard(struct server *srv)
     struct session *s = srv->grave;
     srv->grave = NULL;
     pthread_mutex_unlock(&srv->grave_lock);
+    struct session *later = NULL;
     while (s) {
         struct session *next = s->grave_next;
-        session_free(s);
+        if (session_pinned(s)) {
+            /* A worker is still re-checking it: free it on a later pass
+             * (the poller passes here at least once a second). */
+            s->grave_next = later;
+            later = s;
+        } else {
+            session_free(s);
+        }
         s = next;
+    }
+    if (later) {
+        pthread_mutex_lock(&srv->grave_lock);
+        struct session *tail = later;
+        while (tail->grave_next)
+            tail = tail->grave_next;
+        tail->grave_next = srv->grave;
+        srv->grave = later;
+        pthread_mutex_unlock(&srv->grave_lock);
     }
 }
 
@@ -169,9 +188,13 @@ static void *reaper_main(void *arg)
 
 /* ---- acceptor ----------------------------------------------------------- */
 
-static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls)
+static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls,
+                       bool metrics_only)
 {
     if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
+        /* Counted before the client can see the answer, so a scrape that
+         * follows the refusal always includes it. */
+        metrics_count_refused(&srv->metrics, MET_REFUSED_MAX_CONNECTIONS);
         /* Best effort, never blocking: the client learns why it was refused. */
         ssize_t w = send(fd, resp_busy_bytes, resp_busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
@@ -184,7 +207,12 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     rl_key_t key;
     rl_key_from(&key, (struct sockaddr *)ss);
-    if (!rl_conn_open(srv->rl, &key)) {
+    /* The metrics listener sits on an operator's address for a scraper: the
+     * per-address limits, meant for clients, would throttle the scraper and
+     * skew the very counters it reads. --max-connections still applies. */
+    bool per_ip = !metrics_only;
+    if (per_ip && !rl_conn_open(srv->rl, &key)) {
+        metrics_count_refused(&srv->metrics, MET_REFUSED_PER_IP);
         ssize_t w = send(fd, resp_per_ip_bytes, resp_per_ip_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
         close(fd);
@@ -193,12 +221,16 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
     struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
     if (!s) {
         log_event(LOG_ERROR, "conn_refused", NULL, "out of memory: connection refused");
-        rl_conn_close(srv->rl, &key);
+        if (per_ip)
+            rl_conn_close(srv->rl, &key);
         close(fd);
         return;
     }
-    s->rl_counted = true;
+    s->rl_counted = per_ip;
+    /* Before the state store below publishes the session to other threads. */
+    s->metrics_only = metrics_only;
     atomic_fetch_add(&srv->open_conns, 1);
+    metrics_count_connection(&srv->metrics);
     atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
     atomic_store(&s->state, SESSION_ARMED);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
@@ -218,6 +250,7 @@ static void *acceptor_main(void *arg)
     log_set_thread_role("acceptor");
     struct pollfd pfds[SERVER_MAX_LISTENERS + 1];
     bool tls_of[SERVER_MAX_LISTENERS + 1];
+    bool metrics_of[SERVER_MAX_LISTENERS + 1];
     uint64_t backoff_until = 0;
     uint64_t last_emfile_log = 0;
     for (;;) {
@@ -228,6 +261,7 @@ static void *acceptor_main(void *arg)
         if (!backing_off)
             for (int i = 0; i < srv->nlisten; i++) {
                 tls_of[n] = srv->listen_tls[i];
+                metrics_of[n] = srv->listen_metrics[i];
                 pfds[n++] = (struct pollfd){.fd = srv->listen_fds[i], .events = POLLIN};
             }
         int r = poll(pfds, (nfds_t)n, backing_off ? (int)(backoff_until - now) : -1);
@@ -247,7 +281,7 @@ static void *acceptor_main(void *arg)
                 int fd = accept4(pfds[i].fd, (struct sockaddr *)&ss, &sl,
                                  SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
-                    accept_one(srv, fd, &ss, tls_of[i]);
+                    accept_one(srv, fd, &ss, tls_of[i], metrics_of[i]);
                     continue;
                 }
                 if (errno == EINTR || errno == ECONNABORTED)
@@ -352,6 +386,64 @@ static int load_auth_tokens(struct server *srv, const struct server_config *cfg)
     return rc;
 }
 
+/* The --metrics-bind listener(s): plain HTTP, /health and /metrics only. */
+static int listen_metrics(struct server *srv, const char *spec)
+{
+    char *host = NULL;
+    uint16_t port = 0;
+    int err = net_parse_host_port(spec, &host, &port);
+    if (err < 0) {
+        log_errno(LOG_ERROR, -err, "bad --metrics-bind %s (want ADDR:PORT)", spec);
+        return err;
+    }
+    int n = 0;
+    err = net_listen(host, port, LISTEN_BACKLOG, srv->listen_fds + srv->nlisten, &n);
+    if (err < 0) {
+        log_errno(LOG_ERROR, -err, "cannot listen for metrics on %s", spec);
+    } else {
+        srv->metrics_port = (uint16_t)net_local_port(srv->listen_fds[srv->nlisten]);
+        for (int i = 0; i < n; i++) {
+            srv->listen_tls[srv->nlisten + i] = false; /* plain even when the main port is TLS */
+            srv->listen_metrics[srv->nlisten + i] = true;
+        }
+        srv->nlisten += n;
+        log_info("metrics: /health and /metrics on %s port %u only", host,
+                 (unsigned)srv->metrics_port);
+    }
+    free(host);
+    return err;
+}
+
+void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out)
+{
+    memset(out, 0, sizeof *out);
+    metrics_read(&srv->metrics, out);
+    reg_stats_t rs;
+    reg_get_stats(srv->reg, &rs);
+    out->members = rs.members;
+    out->parked_waits = rs.parked;
+    out->queued_messages = rs.queued_msgs;
+    out->queued_bytes = rs.queued_bytes;
+    out->messages_accepted = rs.messages_accepted;
+    out->messages_refused = rs.messages_refused;
+    out->messages_dropped = rs.messages_dropped;
+    out->member_timeouts = rs.timeouts;
+    out->wait_timeouts = rs.wait_timeouts;
+    if (srv->tls) {
+        struct tls_server_stats ts;
+        tls_server_stats(srv->tls, &ts);
+        out->tls_full = ts.full;
+        out->tls_resumed = ts.resumed;
+        out->tls_failed = ts.failed;
+    }
+    out->open_connections = atomic_load(&srv->open_conns);
+    out->worker_queue_depth = atomic_load_explicit(&srv->wq_depth, memory_order_relaxed);
+    out->draining = atomic_load(&srv->draining);
+    out->version = PCSIG_VERSION;
+    out->start_time_unix_s = srv->started_unix_s;
+    out->uptime_ms = clock_now_ms() - srv->started_ms;
+}
+
 int server_start(struct server *srv, const struct server_config *cfg)
 {
     memset(srv, 0, sizeof *srv);
@@ -367,6 +459,11 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->draining, false);
     atomic_init(&srv->poller_stop, false);
     atomic_init(&srv->open_conns, 0);
+    atomic_init(&srv->wq_depth, 0);
+    atomic_init(&srv->access_seq, 0);
+    metrics_init(&srv->metrics);
+    srv->started_ms = clock_now_ms();
+    srv->started_unix_s = clock_wall_s();
 
     size_t fd_limit = raise_fd_limit();
     if (srv->cfg.max_connections == 0)
@@ -425,6 +522,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
             srv->listen_tls[srv->nlisten + i] = true;
         srv->nlisten += nt;
     }
+    if (cfg->metrics_bind && (err = listen_metrics(srv, cfg->metrics_bind)) < 0)
+        goto fail;
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     srv->acceptor_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     srv->poller_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -463,6 +562,12 @@ int server_start(struct server *srv, const struct server_config *cfg)
              srv->cfg.max_connections);
     if (cfg->port_file && (err = write_port_file(cfg->port_file, srv->port)) < 0) {
         log_errno(LOG_ERROR, -err, "cannot write port file %s", cfg->port_file);
+        goto fail;
+    }
+    /* Written before the ready line, so whoever waits for that line finds it. */
+    if (cfg->metrics_port_file &&
+        (err = write_port_file(cfg->metrics_port_file, srv->metrics_port)) < 0) {
+        log_errno(LOG_ERROR, -err, "cannot write metrics port file %s", cfg->metrics_port_file);
         goto fail;
     }
     printf("pcsig-server listening on port %u\n", (unsigned)srv->port);

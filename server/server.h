@@ -18,12 +18,14 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "net.h"
 #include "ratelimit.h"
 #include "registry.h"
 #include "tls.h"
 
-#define SERVER_MAX_LISTENERS (2 * NET_MAX_LISTENERS)
+/* Main port, TLS port and the --metrics-bind port: each up to NET_MAX_LISTENERS. */
+#define SERVER_MAX_LISTENERS (3 * NET_MAX_LISTENERS)
 
 struct session;
 
@@ -34,7 +36,9 @@ struct server {
 
     int listen_fds[SERVER_MAX_LISTENERS];
     bool listen_tls[SERVER_MAX_LISTENERS];
+    bool listen_metrics[SERVER_MAX_LISTENERS]; /* --metrics-bind: /health and /metrics only */
     int nlisten;
+    uint16_t metrics_port; /* as bound; 0: no metrics listener */
     tls_server_t *tls; /* NULL: no TLS */
     char **auth_tokens; /* sign-in bearer tokens (--auth-token, --auth-token-file) */
     size_t nauth_tokens;
@@ -73,6 +77,14 @@ struct server {
     atomic_bool draining;   /* SIGTERM: answer with Connection: close, close idle */
     atomic_bool poller_stop;
     atomic_size_t open_conns;
+    atomic_size_t wq_depth;  /* sessions in the work queue (a gauge for scrapes) */
+
+    /* Observability: counters bumped by every thread (relaxed atomics), the
+     * --access-log sampling sequence, and when we started. */
+    struct metrics metrics;
+    atomic_uint_least64_t access_seq;
+    uint64_t started_ms;      /* clock_now_ms() at start */
+    uint64_t started_unix_s;  /* wall clock at start */
 };
 
 /* Create listeners and every thread. 0, or -errno with everything undone. */
@@ -89,5 +101,8 @@ void server_bury(struct server *srv, struct session *s);
 void server_reload(struct server *srv);
 /* Ask main to begin a graceful stop (as SIGTERM does). */
 void server_request_quit(struct server *srv);
+/* Fill out with everything a scrape reports. Takes the registry lock only
+ * to copy its numbers; formats and allocates nothing. Thread-safe. */
+void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out);
 
 #endif

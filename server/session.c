@@ -15,9 +15,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "access.h"
 #include "clock.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "net.h"
 #include "response.h"
 #include "router.h"
@@ -78,6 +80,7 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
     atomic_init(&s->state, SESSION_RUNNING);
     atomic_init(&s->wake_bits, 0);
     atomic_init(&s->deadline_ms, 0);
+    atomic_init(&s->pins, 0);
     buf_init(&s->in, srv->cfg.max_head + srv->cfg.max_body);
     buf_init(&s->out, srv->cfg.max_body + srv->cfg.max_head + SESSION_OUT_SLACK);
     if (peer) {
@@ -166,6 +169,26 @@ void session_force_close(struct session *s)
     release(s);
 }
 
+bool session_pinned(struct session *s)
+{
+    return atomic_load(&s->pins) != 0;
+}
+
+/*
+ * After publishing s (ARMED or PARKED), take it back if a wake-up raced
+ * with the publication. The caller pinned s before publishing: from that
+ * store on, another thread may claim, run and close it, so s stays
+ * allocated only until the pin is dropped here, and not touched after.
+ */
+static enum step recheck_and_unpin(struct session *s, int published)
+{
+    int expected = published;
+    bool reclaimed = atomic_load(&s->wake_bits) &&
+                     atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
+    atomic_fetch_sub(&s->pins, 1);
+    return reclaimed ? STEP_RECLAIMED : STEP_HANDED_OFF;
+}
+
 void session_free(struct session *s)
 {
     if (!s)
@@ -198,15 +221,53 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
         log_errno(LOG_ERROR, errno, "epoll_ctl for %s", s->peer);
         return close_session(s);
     }
+    atomic_fetch_add(&s->pins, 1);
     atomic_store(&s->state, SESSION_ARMED);
-    int expected = SESSION_ARMED;
-    if (atomic_load(&s->wake_bits) &&
-        atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
-        return STEP_RECLAIMED;
-    return STEP_HANDED_OFF;
+    return recheck_and_unpin(s, SESSION_ARMED);
 }
 
 #define SESSION_BATCH_MAX_ITEMS 10000
+
+/* A request's answer was queued in out from mark: count it, maybe log it.
+ * path/query are the request's (untrusted) slices, NULL when it did not parse. */
+static void account(struct session *s, size_t mark, int method, const char *path, size_t path_len,
+                    const char *query, size_t query_len, uint64_t peer_id, uint64_t started_us)
+{
+    int status = resp_status_at(&s->out, mark);
+    if (!status)
+        return; /* nothing was queued: the connection closes unanswered */
+    struct access_entry e = {
+        .remote = s->peer, .method = method, .path = path, .path_len = path_len,
+        .query = query, .query_len = query_len, .peer_id = peer_id, .status = status,
+        .bytes = s->out.len - mark, .started_us = started_us,
+    };
+    access_record(s->srv, &e);
+}
+
+/* The answer to this session's /wait starts at mark in out. Its path is
+ * "/wait" exactly (the router parks nothing else), so no request bytes
+ * need to outlive the parse for the log. */
+static void account_wait(struct session *s, size_t mark)
+{
+    account(s, mark, s->wait_method, "/wait", 5, NULL, 0, s->wait_member, s->wait_started_us);
+}
+
+/* Every byte of these items reached the kernel: the messages among them
+ * count as relayed, with their latency since acceptance. */
+static void observe_relayed(struct server *srv, const reg_item_t *chain)
+{
+    uint64_t now = 0;
+    for (const reg_item_t *it = chain; it; it = reg_item_next(it)) {
+        if (!reg_item_is_message(it))
+            continue;
+        if (!now)
+            now = clock_now_us();
+        uint64_t at = reg_item_accepted_us(it);
+        size_t len;
+        (void)reg_item_body(it, &len);
+        metrics_observe_relay(&srv->metrics, now > at ? now - at : 0, len);
+    }
+}
 
 /*
  * A batched answer (X-Pcsig-Batch: 1): the chain's items as records
@@ -260,6 +321,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
     /* A member that is gone has nothing more to wait for on this connection. */
     bool ka = s->wait_keep_alive && !atomic_load(&srv->draining) && why != REG_WAKE_GONE;
     uint64_t own = s->wait_member;
+    size_t mark = s->out.len;
     struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka, .pragma = own,
                      .has_ctype = true, .ctype = "text/plain", .ctype_len = 10};
     int rc;
@@ -281,6 +343,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
             reg_requeue(srv->reg, own, item, clock_now_ms());
         if (rc < 0 || !ka)
             s->close_after_write = true;
+        account_wait(s, mark);
         return;
     }
     switch (why) {
@@ -319,6 +382,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
         reg_requeue(srv->reg, own, item, clock_now_ms());
     if (rc < 0 || !ka || why == REG_WAKE_GONE)
         s->close_after_write = true;
+    account_wait(s, mark);
 }
 
 /* Park the /wait of member id, or answer it at once from the queue. */
@@ -335,21 +399,23 @@ static enum step start_wait(struct session *s, uint64_t id)
         return close_session(s);
     }
     reg_item_t *item = NULL;
+    /* reg_wait may publish s (on_park) and a sender may claim it at once. */
+    atomic_fetch_add(&s->pins, 1);
     int rc = reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
-    if (rc == REG_WAIT_PARKED) {
-        int expected = SESSION_PARKED;
-        if (atomic_load(&s->wake_bits) &&
-            atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING))
-            return STEP_RECLAIMED;
-        return STEP_HANDED_OFF;
-    }
+    if (rc == REG_WAIT_PARKED)
+        return recheck_and_unpin(s, SESSION_PARKED);
+    atomic_fetch_sub(&s->pins, 1); /* not published: still ours */
     s->waiting = false;
     if (rc == REG_WAIT_ITEM)
         answer_wait(s, REG_WAKE_ITEM, item);
     else if (rc == -ESHUTDOWN)
         answer_wait(s, REG_WAKE_SHUTDOWN, NULL);
-    else if (router_answer_sorry(s, s->wait_keep_alive) < 0)
-        s->close_after_write = true;
+    else {
+        size_t mark = s->out.len;
+        if (router_answer_sorry(s, s->wait_keep_alive) < 0)
+            s->close_after_write = true;
+        account_wait(s, mark);
+    }
     return STEP_RECLAIMED;
 }
 
@@ -359,6 +425,8 @@ static void refuse(struct session *s, int status, const char *why)
               &(struct log_fields){.remote = s->peer, .status = status}, "%s", why);
     buf_reset(&s->out);
     resp_append_error(&s->out, status, why, false);
+    /* The request did not parse: no method or path to report. */
+    account(s, 0, 0, NULL, 0, NULL, 0, 0, s->request_started_us);
     s->close_after_write = true;
     s->linger = true;
     buf_reset(&s->in);
@@ -384,6 +452,7 @@ static enum step pump(struct session *s)
             return close_session(s);
         }
         if (s->inflight) {
+            observe_relayed(s->srv, s->inflight);
             reg_item_free_chain(s->inflight); /* every byte reached the kernel */
             s->inflight = NULL;
         }
@@ -414,10 +483,21 @@ static enum step pump(struct session *s)
             }
             if (head > 0 && s->in.len - (size_t)head >= req.content_length) {
                 uint64_t wait_member = 0;
+                size_t mark = s->out.len;
                 enum route_outcome o =
                     router_dispatch(s, &req, s->in.data + head, &wait_member);
+                if (o == ROUTE_RESPONDED) {
+                    account(s, mark, (int)req.method, req.path.ptr, req.path.len,
+                            req.query.ptr, req.query.len, 0, s->request_started_us);
+                } else {
+                    s->wait_started_us = s->request_started_us;
+                    s->wait_method = (int)req.method;
+                }
+                /* Slices of req point into in: nothing reads them past here. */
                 buf_consume(&s->in, (size_t)head + (size_t)req.content_length);
-                s->request_started_ms = s->in.len ? clock_now_ms() : 0;
+                uint64_t now_us = s->in.len ? clock_now_us() : 0;
+                s->request_started_us = now_us;
+                s->request_started_ms = now_us / 1000;
                 if (o == ROUTE_WAIT && start_wait(s, wait_member) == STEP_HANDED_OFF)
                     return STEP_HANDED_OFF;
                 continue;
@@ -435,8 +515,10 @@ static enum step pump(struct session *s)
         }
         ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
         if (n > 0) {
-            if (s->in.len == 0)
-                s->request_started_ms = clock_now_ms();
+            if (s->in.len == 0) {
+                s->request_started_us = clock_now_us();
+                s->request_started_ms = s->request_started_us / 1000;
+            }
             s->in.len += (size_t)n;
             continue;
         }

@@ -12,6 +12,9 @@
  * to give it up re-checks wake_bits so that no wake-up is lost.
  * Sessions are freed only by the poller between two epoll batches (the
  * "graveyard"), so an event still in hand never points to freed memory.
+ * A worker that gives a session up and then re-checks wake_bits holds a pin
+ * across that window: by then another thread may have claimed, run and
+ * closed it, and the graveyard keeps a pinned session for a later pass.
  */
 #ifndef PCSIG_SESSION_H
 #define PCSIG_SESSION_H
@@ -40,6 +43,7 @@ struct session {
     atomic_int state;
     atomic_uint wake_bits;
     atomic_uint_least64_t deadline_ms; /* 0: none; read by the reaper */
+    atomic_uint pins; /* workers between publishing it and their re-check */
 
     /* Written by whoever claims a parked session, before it is queued. */
     bool has_wake;
@@ -59,6 +63,12 @@ struct session {
     bool lingering;          /* our side is shut down; discarding what still comes */
     bool closed;
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
+    uint64_t request_started_us; /* the same on the microsecond clock (access log) */
+    uint64_t wait_started_us;    /* the parked /wait's request_started_us */
+    int wait_method;             /* and its enum http_method, for the access log */
+    /* Accepted on the --metrics-bind listener: /health and /metrics only.
+     * Set by the acceptor before the session is published; read-only after. */
+    bool metrics_only;
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
     char peer[64];
     rl_key_t rl_key;  /* the client's address, for per-address limits */
@@ -83,6 +93,8 @@ bool session_claim(struct session *s, unsigned wake_bit, bool parked_too);
 
 /* Free a closed session (poller graveyard, final cleanup). */
 void session_free(struct session *s);
+/* True while a worker may still touch s (see pins): not yet to be freed. */
+bool session_pinned(struct session *s);
 /* Close a session that no worker will ever run again (final cleanup). */
 void session_force_close(struct session *s);
 

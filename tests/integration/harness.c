@@ -612,18 +612,19 @@ static conn_t *tls_wrap_fd(int fd, char *why, size_t why_len)
     return t;
 }
 
-/* Connect (and in TLS mode handshake): the connection, or NULL with why. */
-static h_conn_t *open_conn(const h_server_t *s, char *why, size_t why_len)
+/* Connect to 127.0.0.1:port (and when use_tls, handshake): the
+ * connection, or NULL with why. */
+static h_conn_t *open_conn_port(uint16_t port, bool use_tls, char *why, size_t why_len)
 {
-    int fd = net_connect("127.0.0.1", s->port, H_TIMEOUT_MS);
+    int fd = net_connect("127.0.0.1", port, H_TIMEOUT_MS);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot connect to 127.0.0.1:%u: errno %d", (unsigned)s->port, -fd);
+        snprintf(why, why_len, "cannot connect to 127.0.0.1:%u: errno %d", (unsigned)port, -fd);
         return NULL;
     }
     conn_t *t = NULL;
     char tls_why[256];
-    if (tls_client && !(t = tls_wrap_fd(fd, tls_why, sizeof tls_why))) {
-        snprintf(why, why_len, "TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)s->port,
+    if (use_tls && !(t = tls_wrap_fd(fd, tls_why, sizeof tls_why))) {
+        snprintf(why, why_len, "TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)port,
                  tls_why);
         return NULL;
     }
@@ -638,11 +639,26 @@ static h_conn_t *open_conn(const h_server_t *s, char *why, size_t why_len)
     }
     c->fd = fd;
     c->tls = t;
-    c->port = s->port;
+    c->port = port;
     c->next = open_conns;
     if (open_conns)
         open_conns->prev = c;
     open_conns = c;
+    return c;
+}
+
+/* Connect (and in TLS mode handshake). */
+static h_conn_t *open_conn(const h_server_t *s, char *why, size_t why_len)
+{
+    return open_conn_port(s->port, tls_client != NULL, why, why_len);
+}
+
+h_conn_t *h_connect_plain_(uint16_t port)
+{
+    char why[512];
+    h_conn_t *c = open_conn_port(port, false, why, sizeof why);
+    if (!c)
+        H_FAIL("%s", why);
     return c;
 }
 

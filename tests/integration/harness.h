@@ -169,6 +169,10 @@ typedef struct h_conn h_conn_t;
 /* A new connection to the server (fails the test when it cannot connect). */
 #define h_connect(s) (h_at(__FILE__, __LINE__), h_connect_(s))
 h_conn_t *h_connect_(const h_server_t *s);
+/* A plain connection to 127.0.0.1:port even in TLS mode (a listener that
+ * never speaks TLS, such as --metrics-bind). Fails the test when it cannot. */
+#define h_connect_plain(port) (h_at(__FILE__, __LINE__), h_connect_plain_(port))
+h_conn_t *h_connect_plain_(uint16_t port);
 /* Connect without failing: NULL when refused/timed out. */
 h_conn_t *h_try_connect(const h_server_t *s);
 void h_close(h_conn_t *c); /* NULL-safe */

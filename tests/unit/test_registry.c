@@ -534,6 +534,83 @@ static void test_take_and_requeue_chain(void **state)
     reg_destroy(r);
 }
 
+/* The gauges a scrape reads: queued messages and bytes over all members
+ * (notifications not counted), through queueing, popping, batching,
+ * requeueing and a member leaving; wait timeouts; message stamps. */
+static void test_stats_gauges(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 0); /* a's queue holds b's join: no message */
+    assert_int_equal(st.queued_bytes, 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "hello", 5, 1), 0);
+    assert_int_equal(reg_send(r, a, b, NULL, 0, false, "hi", 2, 1), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "abc", 3, 1), 0);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 3);
+    assert_int_equal(st.queued_bytes, 10);
+    assert_int_equal(st.messages_accepted, 3);
+
+    reg_item_t *join = pop(r, a, 2);
+    assert_false(reg_item_is_message(join));
+    assert_int_equal(reg_item_accepted_us(join), 0);
+    reg_item_free(join);
+    reg_item_t *hello = pop(r, a, 2);
+    assert_true(reg_item_is_message(hello));
+    assert_true(reg_item_accepted_us(hello) > 0);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 2);
+    assert_int_equal(st.queued_bytes, 5);
+    /* A failed delivery comes back and counts again. */
+    reg_requeue(r, a, hello, 3);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 3);
+    assert_int_equal(st.queued_bytes, 10);
+    /* A batch takes both of a's messages at once. */
+    reg_item_t *chain = reg_take(r, a, 1 << 20, 10, 4);
+    assert_non_null(chain);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 1);
+    assert_int_equal(st.queued_bytes, 2);
+    reg_requeue(r, a, chain, 5);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 3);
+    assert_int_equal(st.queued_bytes, 10);
+    /* b leaves: its queued message is dropped and no longer counted. */
+    assert_int_equal(reg_sign_out(r, b, 6), 0);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 2);
+    assert_int_equal(st.queued_bytes, 8);
+    assert_int_equal(st.messages_dropped, 1);
+    reg_item_free(pop(r, a, 7));
+    reg_item_free(pop(r, a, 7));
+    reg_item_free(pop(r, a, 7)); /* b's leave */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_msgs, 0);
+    assert_int_equal(st.queued_bytes, 0);
+
+    /* An idle parked wait answered empty counts as a wait timeout. */
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *none = NULL;
+    assert_int_equal(reg_wait(r, a, &f.w, 10, &none), REG_WAIT_PARKED);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.parked, 1);
+    reg_tick(r, 10 + cfg.wait_timeout_ms - 1);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.wait_timeouts, 0);
+    reg_tick(r, 10 + cfg.wait_timeout_ms);
+    assert_int_equal(f.why, REG_WAKE_IDLE);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.wait_timeouts, 1);
+    assert_int_equal(st.parked, 0);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_tick_older_than_park),
         cmocka_unit_test(test_requeue_to_newer_parked_wait),
         cmocka_unit_test(test_take_and_requeue_chain),
+        cmocka_unit_test(test_stats_gauges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

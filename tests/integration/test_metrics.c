@@ -947,14 +947,14 @@ static size_t count_records(const char **lines, const size_t *lens, size_t n, co
     return count;
 }
 
-/* The duration of a record in microseconds ("us=" or "duration_us"). */
+/* The duration of a record in microseconds (text "duration_us=" or JSON). */
 static long long record_us(const char *line, size_t len)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%.*s", (int)(len < sizeof tmp ? len : sizeof tmp - 1), line);
-    const char *p = strstr(tmp, " us=");
+    const char *p = strstr(tmp, " duration_us=");
     if (p)
-        return strtoll(p + 4, NULL, 10);
+        return strtoll(p + 13, NULL, 10);
     p = strstr(tmp, "\"duration_us\":");
     if (p)
         return strtoll(p + 14, NULL, 10);

@@ -44,6 +44,7 @@ UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
 UNIT_EXTRA_test_config := $(BUILD)/server/config.o
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
+UNIT_EXTRA_test_procstat := $(BUILD)/server/procstat.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

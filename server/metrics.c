@@ -185,6 +185,30 @@ static int scalar(buf_t *b, const char *name, const char *type, const char *help
     return rc == 0 ? sample(b, name, v) : rc;
 }
 
+/* The standard process collector's names, so existing dashboards work. */
+static int format_process(buf_t *b, const struct metrics_snapshot *s)
+{
+    int rc = scalar(b, "process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.", s->process_resident_bytes);
+    if (rc == 0)
+        rc = scalar(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                    s->process_virtual_bytes);
+    if (rc == 0)
+        rc = family(b, "process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.");
+    if (rc == 0)
+        rc = buf_printf(b, "process_cpu_seconds_total %llu.%06llu\n",
+                        (unsigned long long)(s->process_cpu_us / 1000000),
+                        (unsigned long long)(s->process_cpu_us % 1000000));
+    if (rc == 0)
+        rc = scalar(b, "process_open_fds", "gauge", "Number of open file descriptors.",
+                    s->process_open_fds);
+    if (rc == 0 && s->process_max_fds)
+        rc = scalar(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                    s->process_max_fds);
+    return rc;
+}
+
 static int format_info(buf_t *b, const struct metrics_snapshot *s)
 {
     const char *version = s->version ? s->version : "";
@@ -199,6 +223,8 @@ static int format_info(buf_t *b, const struct metrics_snapshot *s)
         rc = scalar(b, "process_start_time_seconds", "gauge",
                     "Start time of the process since the Unix epoch in seconds.",
                     s->start_time_unix_s);
+    if (rc == 0 && s->has_process)
+        rc = format_process(b, s);
     if (rc == 0)
         rc = family(b, "pcsig_uptime_seconds", "gauge", "Seconds since the server started.");
     if (rc == 0)

@@ -87,6 +87,10 @@ struct metrics_snapshot {
     uint64_t start_time_unix_s; /* process start on the wall clock */
     uint64_t uptime_ms;
     bool draining;
+    /* the process_* family (procstat.h); left out when has_process is false */
+    bool has_process;
+    uint64_t process_resident_bytes, process_virtual_bytes, process_cpu_us;
+    uint64_t process_open_fds, process_max_fds;
     /* gauges */
     uint64_t members, parked_waits, open_connections;
     uint64_t queued_messages, queued_bytes, worker_queue_depth;

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "procstat.h"
 #include "response.h"
 #include "session.h"
 
@@ -435,6 +436,15 @@ void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out)
         out->tls_full = ts.full;
         out->tls_resumed = ts.resumed;
         out->tls_failed = ts.failed;
+    }
+    struct procstat ps;
+    if (procstat_read(&ps)) {
+        out->has_process = true;
+        out->process_resident_bytes = ps.resident_bytes;
+        out->process_virtual_bytes = ps.virtual_bytes;
+        out->process_cpu_us = ps.cpu_us;
+        out->process_open_fds = ps.open_fds;
+        out->process_max_fds = ps.max_fds;
     }
     out->open_connections = atomic_load(&srv->open_conns);
     out->worker_queue_depth = atomic_load_explicit(&srv->wq_depth, memory_order_relaxed);

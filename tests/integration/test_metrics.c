@@ -425,6 +425,16 @@ static void test_session_metrics(void **state)
     int scrapes = scrape_until(&s, 0, only_the_scrape_open);
     conns += scrapes;
     assert_true(x_get(&xp, "pcsig_members", "") == 2);
+    /* The process family: real figures of the server process. */
+    assert_string_equal(x_type(&xp, "process_resident_memory_bytes"), "gauge");
+    assert_true(x_get(&xp, "process_resident_memory_bytes", "") > 1 << 20);
+    assert_true(x_get(&xp, "process_virtual_memory_bytes", "") >=
+                x_get(&xp, "process_resident_memory_bytes", ""));
+    assert_string_equal(x_type(&xp, "process_cpu_seconds_total"), "counter");
+    assert_true(x_get(&xp, "process_cpu_seconds_total", "") >= 0); /* present; may read 0 on tick accounting */
+    /* At least the listener, epoll, eventfds and the scrape's own socket. */
+    assert_true(x_get(&xp, "process_open_fds", "") >= 4);
+    assert_true(x_get(&xp, "process_max_fds", "") >= x_get(&xp, "process_open_fds", ""));
     assert_true(x_get(&xp, "pcsig_queued_messages", "") == 1);
     assert_true(x_get(&xp, "pcsig_queued_bytes", "") == sizeof offer - 1);
     assert_true(x_get(&xp, "pcsig_messages_accepted_total", "") == 1);

@@ -448,6 +448,43 @@ static void test_buffer_too_small(void **state)
     buf_free(&b);
 }
 
+/* The process_* family: present only with has_process, in the standard
+ * collector's names and units; process_max_fds only when known. */
+static void test_process_family(void **state)
+{
+    (void)state;
+    struct metrics_snapshot s;
+    known_snapshot(&s);
+    char *without = format(&s);
+    assert_null(strstr(without, "process_resident_memory_bytes"));
+    free(without);
+
+    s.has_process = true;
+    s.process_resident_bytes = 52428800;
+    s.process_virtual_bytes = 184258560;
+    s.process_cpu_us = 12000345;
+    s.process_open_fds = 10042;
+    s.process_max_fds = 20000;
+    char *t = format(&s);
+    static const char *const want[] = {
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 52428800\n",
+        "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes 184258560\n",
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.000345\n",
+        "# TYPE process_open_fds gauge\nprocess_open_fds 10042\n",
+        "# TYPE process_max_fds gauge\nprocess_max_fds 20000\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(t, want[i]))
+            fail_msg("missing:\n%s\nin:\n%s", want[i], t);
+    free(t);
+
+    s.process_max_fds = 0; /* unlimited or unknown: no sample rather than 0 */
+    t = format(&s);
+    assert_null(strstr(t, "process_max_fds"));
+    assert_non_null(strstr(t, "process_open_fds 10042\n"));
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_labels_of_paths_and_statuses),
         cmocka_unit_test(test_concurrent_counting),
         cmocka_unit_test(test_buffer_too_small),
+        cmocka_unit_test(test_process_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

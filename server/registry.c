@@ -19,13 +19,22 @@
  * Lock order: registry lock, then the work queue's lock (taken inside
  * w->wake). Nothing else is ever taken under the registry lock.
  *
- * Items: a message or notification queued for one member. Notifications of
- * a join or leave are the same bytes for everyone, so the items of one
- * broadcast share one reference-counted blob. Items leave the queue only
- * into a worker's hands; if its write fails, reg_requeue puts the item back
- * at the head, so FIFO order and "nothing accepted is dropped silently"
- * hold. Messages still queued for a member that leaves are dropped and
- * counted (the sender's 200 meant "accepted", never "delivered").
+ * Items: a message queued for one member, or a join/leave notification.
+ * Notifications are not copied into every member's queue: a broadcast
+ * appends one event to the registry's notification log (a ring of
+ * sequence-numbered events) and each member keeps a cursor into it. Only
+ * members with a parked wait get an item at once; the others catch up
+ * when they next poll. A queued message remembers the log's end when it was
+ * queued (after_seq), so a member sees notifications and messages in the
+ * order they happened. Memory for N members that stop polling while N
+ * others come and go is O(N) events, not the O(N^2) items a queue per
+ * member would hold (10,000 members signing out at once held 1.6 GB).
+ * The log is trimmed to the slowest member's cursor by reg_tick.
+ * Items leave the queue only into a worker's hands; if its write fails,
+ * reg_requeue puts the item back at the head, so FIFO order and "nothing
+ * accepted is dropped silently" hold. Messages still queued for a member
+ * that leaves are dropped and counted (the sender's 200 meant "accepted",
+ * never "delivered").
  *
  * Time is passed in by the caller (monotonic ms), which keeps the timeout
  * rules testable with an injected clock.
@@ -56,6 +65,14 @@ struct reg_item {
     uint64_t pragma;
     bool is_message; /* counts against the queue limits */
     uint64_t accepted_us; /* messages: when reg_send took it (relay latency) */
+    /* In a member's queue: log events with a smaller seq come first (0: none). */
+    uint64_t after_seq;
+    struct reg_blob *blob;
+};
+
+/* One join or leave in the notification log. */
+struct note {
+    uint64_t subject; /* the member it is about: never delivered to itself */
     struct reg_blob *blob;
 };
 
@@ -66,8 +83,10 @@ struct member {
     struct reg_waiter *parked;  /* NULL when no /wait is parked */
     uint64_t parked_at;
     uint64_t last_seen;
+    struct member *pprev, *pnext; /* the registry's parked members */
     reg_item_t *qhead, *qtail;
-    size_t q_msgs, q_bytes; /* messages only; notifications are unbounded but small */
+    size_t q_msgs, q_bytes; /* messages only */
+    uint64_t cursor;        /* the next notification log seq for this member */
     uint8_t token[REG_TOKEN_BYTES]; /* secure_ids only */
     size_t name_len;
     char name[];
@@ -85,6 +104,12 @@ struct registry {
     bool shutting_down;
     uint64_t accepted, refused, dropped, timeouts, wait_timeouts;
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
+    struct member *parked_first; /* members with a parked wait */
+    /* Notification log: events log_base .. log_next-1 live at
+     * log[seq & (log_cap - 1)]; log_cap is a power of two (or 0). */
+    struct note *log;
+    size_t log_cap;
+    uint64_t log_base, log_next;
 };
 
 /* ---- blobs and items ---------------------------------------------------- */
@@ -126,6 +151,7 @@ static reg_item_t *item_new(struct reg_blob *b, uint64_t pragma, bool is_message
     it->pragma = pragma;
     it->is_message = is_message;
     it->accepted_us = 0;
+    it->after_seq = 0;
     it->blob = b;
     return it;
 }
@@ -279,29 +305,159 @@ static reg_item_t *queue_pop_locked(registry_t *r, struct member *m)
     return it;
 }
 
-/* Unhook m's parked waiter and, if the claim succeeds, return it. */
-static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, uint64_t now)
+static void park_locked(registry_t *r, struct member *m, struct reg_waiter *w, uint64_t now)
+{
+    m->parked = w;
+    m->parked_at = now;
+    m->pprev = NULL;
+    m->pnext = r->parked_first;
+    if (r->parked_first)
+        r->parked_first->pprev = m;
+    r->parked_first = m;
+    r->parked++;
+}
+
+/* Unhook m's parked waiter (if any) from m and the parked list. */
+static struct reg_waiter *unpark_locked(registry_t *r, struct member *m)
 {
     struct reg_waiter *w = m->parked;
     if (!w)
         return NULL;
     m->parked = NULL;
+    if (m->pprev)
+        m->pprev->pnext = m->pnext;
+    else
+        r->parked_first = m->pnext;
+    if (m->pnext)
+        m->pnext->pprev = m->pprev;
+    m->pprev = m->pnext = NULL;
     r->parked--;
+    return w;
+}
+
+/* Unhook m's parked waiter and, if the claim succeeds, return it. */
+static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    struct reg_waiter *w = unpark_locked(r, m);
+    if (!w)
+        return NULL;
     m->last_seen = now; /* the member's timeout clock restarts */
     return w->claim(w) ? w : NULL;
 }
 
-/* Hand it to m's parked wait, or queue it. Takes ownership of it. */
+/* ---- the notification log ------------------------------------------------ */
+
+static struct note *note_at(const registry_t *r, uint64_t seq)
+{
+    return &r->log[seq & (r->log_cap - 1)];
+}
+
+/* Append a join/leave of subject; takes a reference to b. 0 or -ENOMEM. */
+static int log_append_locked(registry_t *r, uint64_t subject, struct reg_blob *b)
+{
+    uint64_t used = r->log_next - r->log_base;
+    if (used == r->log_cap) {
+        size_t cap = r->log_cap ? r->log_cap * 2 : 64;
+        struct note *nl = malloc(cap * sizeof *nl);
+        if (!nl)
+            return -ENOMEM;
+        for (uint64_t seq = r->log_base; seq < r->log_next; seq++)
+            nl[seq & (cap - 1)] = *note_at(r, seq);
+        free(r->log);
+        r->log = nl;
+        r->log_cap = cap;
+    }
+    atomic_fetch_add(&b->refs, 1);
+    *note_at(r, r->log_next) = (struct note){.subject = subject, .blob = b};
+    r->log_next++;
+    return 0;
+}
+
+/* Drop the events every member has passed (all of them when nobody is left). */
+static void log_trim_locked(registry_t *r)
+{
+    uint64_t min = r->log_next;
+    for (struct member *m = r->first; m; m = m->next)
+        if (m->cursor < min)
+            min = m->cursor;
+    while (r->log_base < min) {
+        blob_unref(note_at(r, r->log_base)->blob);
+        r->log_base++;
+    }
+}
+
+/* m's next notification (its own are skipped), or NULL. */
+static const struct note *next_note_locked(registry_t *r, struct member *m)
+{
+    while (m->cursor < r->log_next) {
+        const struct note *n = note_at(r, m->cursor);
+        if (n->subject != m->id)
+            return n;
+        m->cursor++;
+    }
+    return NULL;
+}
+
+static bool has_pending_locked(registry_t *r, struct member *m)
+{
+    return m->qhead || next_note_locked(r, m);
+}
+
+/* True when m's next delivery is its queue's head rather than a notification. */
+static bool head_first_locked(registry_t *r, struct member *m, const struct note **note)
+{
+    *note = next_note_locked(r, m);
+    return m->qhead && (!*note || m->qhead->after_seq <= m->cursor);
+}
+
+/* Cost (reg_item_cost) of m's next delivery; false when there is none. */
+static bool next_cost_locked(registry_t *r, struct member *m, size_t *cost)
+{
+    const struct note *n;
+    if (head_first_locked(r, m, &n)) {
+        *cost = reg_item_cost(m->qhead);
+        return true;
+    }
+    if (!n)
+        return false;
+    *cost = n->blob->body_len + n->blob->ctype_len + REG_RECORD_OVERHEAD;
+    return true;
+}
+
+/* m's next delivery, in order, owned by the caller; NULL when there is none
+ * (or when a notification's item could not be allocated: it stays due). */
+static reg_item_t *pop_next_locked(registry_t *r, struct member *m)
+{
+    const struct note *n;
+    if (head_first_locked(r, m, &n))
+        return queue_pop_locked(r, m);
+    if (!n)
+        return NULL;
+    reg_item_t *it = item_new(n->blob, m->id, false);
+    if (!it) {
+        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = m->id},
+                  "out of memory: a notification is delayed");
+        return NULL;
+    }
+    m->cursor++;
+    return it;
+}
+
+/* Hand a message to m's parked wait (nothing else is due then), or queue it
+ * behind the notifications logged so far. Takes ownership of it. */
 static void deliver_locked(registry_t *r, struct member *m, reg_item_t *it, uint64_t now)
 {
     struct reg_waiter *w = take_parked_locked(r, m, now);
-    if (w)
+    if (w) {
         w->wake(w, REG_WAKE_ITEM, it);
-    else
-        queue_push_locked(r, m, it);
+        return;
+    }
+    it->after_seq = r->log_next;
+    queue_push_locked(r, m, it);
 }
 
-/* Tell every member except skip about entry (a join or a leave). */
+/* Tell every member but the subject about a join or a leave: one log event,
+ * an item now only for the members with a parked wait. */
 static void broadcast_locked(registry_t *r, const struct member *subject, bool connected,
                              uint64_t now)
 {
@@ -313,23 +469,24 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
     if (proto_entry_append(&entry, subject->name, subject->name_len, subject->id, connected) == 0)
         b = blob_new("text/plain", 10, true, entry.data, entry.len);
     buf_free(&entry);
-    if (!b) {
+    if (!b || log_append_locked(r, subject->id, b) < 0) {
+        blob_unref(b);
         log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = subject->id},
                   "out of memory: %s notification not sent", connected ? "join" : "leave");
         return;
     }
-    for (struct member *m = r->first; m; m = m->next) {
-        if (m == subject)
-            continue;
-        reg_item_t *it = item_new(b, m->id, false);
-        if (!it) {
-            log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = m->id},
-                      "out of memory: a notification is missed");
-            continue;
-        }
-        deliver_locked(r, m, it, now);
-    }
     blob_unref(b);
+    struct member *m = r->parked_first;
+    while (m) {
+        struct member *next = m->pnext; /* m leaves the parked list below */
+        /* A lost claim (the client hung up) leaves the event due. */
+        struct reg_waiter *w = m != subject ? take_parked_locked(r, m, now) : NULL;
+        if (w) {
+            reg_item_t *it = pop_next_locked(r, m);
+            w->wake(w, it ? REG_WAKE_ITEM : REG_WAKE_IDLE, it);
+        }
+        m = next;
+    }
 }
 
 /* Drop m from the channel: answer its parked wait, drop its queue, tell the others. */
@@ -398,6 +555,9 @@ void reg_destroy(registry_t *r)
         free(m);
         m = next;
     }
+    for (uint64_t seq = r->log_base; seq < r->log_next; seq++)
+        blob_unref(note_at(r, seq)->blob);
+    free(r->log);
     free(r->buckets);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -463,8 +623,11 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     r->last = m;
     r->count++;
     *id = m->id;
-    /* Everyone hears of the join before the newcomer gets its 200 Added. */
+    /* Everyone hears of the join before the newcomer gets its 200 Added;
+     * the newcomer's list already holds everyone, so its cursor starts at
+     * the log's end. */
     broadcast_locked(r, m, true, now);
+    m->cursor = r->log_next;
     m = NULL;
 out:
     pthread_mutex_unlock(&r->lock);
@@ -562,18 +725,15 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
         rc = -ESHUTDOWN;
     } else if (!m) {
         rc = -ENOENT;
-    } else if (m->qhead) {
+    } else if (has_pending_locked(r, m) && (*item = pop_next_locked(r, m)) != NULL) {
         m->last_seen = now;
-        *item = queue_pop_locked(r, m);
         rc = REG_WAIT_ITEM;
     } else {
         struct reg_waiter *old = take_parked_locked(r, m, now);
         if (old)
             old->wake(old, REG_WAKE_DISPLACED, NULL);
         w->member_id = id;
-        m->parked = w;
-        m->parked_at = now;
-        r->parked++;
+        park_locked(r, m, w, now);
         w->on_park(w);
         rc = REG_WAIT_PARKED;
     }
@@ -586,8 +746,7 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, w->member_id);
     if (m && m->parked == w) {
-        m->parked = NULL;
-        r->parked--;
+        unpark_locked(r, m);
         m->last_seen = now;
     }
     pthread_mutex_unlock(&r->lock);
@@ -600,11 +759,15 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
     struct member *m = find_locked(r, id);
     if (m) {
         m->last_seen = now;
-        while (m->qhead && max_items > 0 && reg_item_cost(m->qhead) <= budget) {
-            budget -= reg_item_cost(m->qhead);
+        size_t cost;
+        while (max_items > 0 && next_cost_locked(r, m, &cost) && cost <= budget) {
+            reg_item_t *it = pop_next_locked(r, m);
+            if (!it)
+                break;
+            budget -= cost;
             max_items--;
-            *tail = queue_pop_locked(r, m);
-            tail = &(*tail)->next;
+            *tail = it;
+            tail = &it->next;
         }
     }
     pthread_mutex_unlock(&r->lock);
@@ -617,6 +780,7 @@ static void queue_push_front_locked(registry_t *r, struct member *m, reg_item_t 
     reg_item_t *last = chain;
     for (reg_item_t *it = chain; it; it = it->next) {
         last = it;
+        it->after_seq = 0; /* delivered once already: ahead of every event */
         queue_account_locked(r, m, it, true);
     }
     last->next = m->qhead;
@@ -676,6 +840,7 @@ size_t reg_tick(registry_t *r, uint64_t now)
         }
         m = next;
     }
+    log_trim_locked(r);
     pthread_mutex_unlock(&r->lock);
     return removed;
 }
@@ -697,6 +862,7 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     pthread_mutex_lock(&r->lock);
     out->members = r->count;
     out->parked = r->parked;
+    out->notes_logged = (size_t)(r->log_next - r->log_base);
     out->messages_accepted = r->accepted;
     out->messages_refused = r->refused;
     out->messages_dropped = r->dropped;

@@ -138,6 +138,7 @@ typedef struct reg_stats {
     uint64_t wait_timeouts;    /* parked waits answered empty (wait_timeout_ms) */
     size_t queued_msgs;        /* messages queued, over all members */
     size_t queued_bytes;       /* their body bytes */
+    size_t notes_logged;       /* join/leave events kept for members yet to see them */
 } reg_stats_t;
 /* A consistent copy of the counters and gauges, taken under the lock (which
  * is held only to copy them: no formatting, no allocation). */

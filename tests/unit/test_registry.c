@@ -611,9 +611,142 @@ static void test_stats_gauges(void **state)
     reg_destroy(r);
 }
 
+/* Nothing more is due for id: a /wait parks (and is taken back). */
+static void assert_nothing_due(registry_t *r, uint64_t id, uint64_t now)
+{
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, id, &f.w, now, &it), REG_WAIT_PARKED);
+    assert_null(it);
+    reg_unpark(r, &f.w, now);
+}
+
+/* Pop the next item and check its pragma and body. */
+static void expect_next(registry_t *r, uint64_t id, uint64_t pragma, const char *body)
+{
+    reg_item_t *it = pop(r, id, 0);
+    assert_true(reg_item_pragma(it) == pragma);
+    assert_body(it, body);
+    reg_item_free(it);
+}
+
+/* Notifications come from the shared log, messages from the member's queue:
+ * a member that did not poll meanwhile sees both in the order they happened,
+ * one by one and in a batch, and never its own join or leave. */
+static void test_notes_and_messages_interleave(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t x = sign_in(r, "x", 0, NULL, 0);          /* a: join x */
+    assert_int_equal(reg_send(r, x, a, NULL, 0, false, "m1", 2, 0), 0); /* a: m1 */
+    uint64_t y = sign_in(r, "y", 0, NULL, 0);          /* a: join y */
+    assert_int_equal(reg_send(r, y, a, NULL, 0, false, "m2", 2, 0), 0); /* a: m2 */
+    assert_int_equal(reg_sign_out(r, y, 0), 0);        /* a: leave y */
+    assert_int_equal(reg_send(r, x, a, NULL, 0, false, "m3", 2, 0), 0); /* a: m3 */
+    expect_next(r, a, a, "x,2,1\n");
+    expect_next(r, a, x, "m1");
+    expect_next(r, a, a, "y,3,1\n");
+    expect_next(r, a, y, "m2");
+    expect_next(r, a, a, "y,3,0\n");
+    expect_next(r, a, x, "m3");
+    assert_nothing_due(r, a, 0);
+    /* x saw y come and go, never itself. */
+    expect_next(r, x, x, "y,3,1\n");
+    expect_next(r, x, x, "y,3,0\n");
+    assert_nothing_due(r, x, 0);
+
+    /* The same through reg_take, and a failed batch requeued in order. */
+    uint64_t z = sign_in(r, "z", 0, NULL, 0);          /* a, x: join z */
+    assert_int_equal(reg_send(r, z, a, NULL, 0, false, "m4", 2, 0), 0);
+    assert_int_equal(reg_sign_out(r, z, 0), 0);        /* a, x: leave z */
+    reg_item_t *chain = reg_take(r, a, 1 << 20, 100, 0);
+    const char *want[] = {"z,4,1\n", "m4", "z,4,0\n"};
+    size_t k = 0;
+    for (reg_item_t *it = chain; it; it = reg_item_next(it), k++) {
+        assert_true(k < 3);
+        assert_body(it, want[k]);
+    }
+    assert_int_equal(k, 3);
+    reg_requeue(r, a, chain, 0);
+    /* Something logged after the failed batch still comes after it. */
+    uint64_t v = sign_in(r, "v", 0, NULL, 0);
+    expect_next(r, a, a, "z,4,1\n");
+    expect_next(r, a, z, "m4");
+    expect_next(r, a, a, "z,4,0\n");
+    expect_next(r, a, a, "v,5,1\n");
+    assert_nothing_due(r, a, 0);
+    (void)v;
+    reg_destroy(r);
+}
+
+/* N members that stop polling while they all leave: one log event per join
+ * and leave, not an item per member per event (O(N^2)); the one member
+ * still listening at the end gets every event in order, and the log is
+ * trimmed once everyone has seen it. */
+static void test_mass_sign_out_memory(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    reg_config_t big = cfg;
+    big.max_members = N + 10;
+    registry_t *r = reg_create(&big);
+    uint64_t listener = sign_in(r, "listener", 0, NULL, 0);
+    uint64_t ids[N];
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        ids[i] = sign_in(r, name, 0, NULL, 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(reg_sign_out(r, ids[i], 0), 0);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.members, 1);
+    assert_true(st.notes_logged <= 2 * N);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "p%d,%llu,1\n", i, (unsigned long long)ids[i]);
+        expect_next(r, listener, listener, name);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "p%d,%llu,0\n", i, (unsigned long long)ids[i]);
+        expect_next(r, listener, listener, name);
+    }
+    assert_nothing_due(r, listener, 0);
+    reg_tick(r, 1); /* trims what everyone has seen */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.notes_logged, 0);
+    reg_destroy(r);
+}
+
+/* A parked wait whose claim is lost (the client hung up) leaves the
+ * notification due: the member's next /wait gets it. */
+static void test_lost_claim_keeps_note(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &f.w, 0, &it), REG_WAIT_PARKED);
+    f.claimable = false;
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    assert_int_equal(f.wakes, 0);
+    reg_unpark(r, &f.w, 0);
+    expect_next(r, a, a, "b,2,1\n");
+    assert_nothing_due(r, a, 0);
+    (void)b;
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_notes_and_messages_interleave),
+        cmocka_unit_test(test_mass_sign_out_memory),
+        cmocka_unit_test(test_lost_claim_keeps_note),
         cmocka_unit_test(test_sign_in_lists),
         cmocka_unit_test(test_ids_never_reused),
         cmocka_unit_test(test_fifo_and_park),

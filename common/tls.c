@@ -36,10 +36,20 @@ struct tls_server {
     atomic_ulong full, resumed, failed;
 };
 
+/*
+ * Tickets kept per client context. A TLS 1.3 ticket resumes once (the
+ * server treats a second use as a replay and falls back to a full
+ * handshake), and connections opened close together would otherwise all
+ * offer the same newest one: each connection takes a ticket of its own from
+ * this stack, and every handshake refills it (the server sends two).
+ */
+#define TLS_CLIENT_TICKETS 8
+
 struct tls_client {
-    pthread_mutex_t lock; /* guards session */
+    pthread_mutex_t lock; /* guards tickets and ntickets */
     SSL_CTX *ctx;
-    SSL_SESSION *session; /* the newest ticket, offered on the next connection */
+    SSL_SESSION *tickets[TLS_CLIENT_TICKETS]; /* oldest first; references we own */
+    size_t ntickets;
 };
 
 struct tls_conn {
@@ -404,18 +414,41 @@ static void client_ex_init(void)
     client_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-/* Keep the newest session ticket for the next connection. */
+/* Keep a new session ticket for a later connection (the oldest goes when full). */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     tls_client_t *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_ex_index);
     if (!t)
         return 0;
+    SSL_SESSION *dropped = NULL;
     pthread_mutex_lock(&t->lock);
-    SSL_SESSION *old = t->session;
-    t->session = sess;
+    if (t->ntickets == TLS_CLIENT_TICKETS) {
+        dropped = t->tickets[0];
+        memmove(t->tickets, t->tickets + 1, (TLS_CLIENT_TICKETS - 1) * sizeof t->tickets[0]);
+        t->ntickets--;
+    }
+    t->tickets[t->ntickets++] = sess;
     pthread_mutex_unlock(&t->lock);
-    SSL_SESSION_free(old);
+    SSL_SESSION_free(dropped);
     return 1; /* we keep the reference */
+}
+
+/* The newest ticket for a new connection (a reference the caller frees), or
+ * NULL. A TLS 1.3 ticket leaves the stack (single use); an older protocol's
+ * session may be resumed again and stays. */
+static SSL_SESSION *take_ticket(tls_client_t *t)
+{
+    SSL_SESSION *sess = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (t->ntickets > 0) {
+        sess = t->tickets[t->ntickets - 1];
+        if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION)
+            t->ntickets--;
+        else
+            SSL_SESSION_up_ref(sess);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return sess;
 }
 
 int tls_client_new(const struct tls_client_options *o, tls_client_t **out, char *err, size_t err_len)
@@ -471,7 +504,8 @@ void tls_client_free(tls_client_t *t)
 {
     if (!t)
         return;
-    SSL_SESSION_free(t->session);
+    for (size_t i = 0; i < t->ntickets; i++)
+        SSL_SESSION_free(t->tickets[i]);
     SSL_CTX_free(t->ctx);
     pthread_mutex_destroy(&t->lock);
     free(t);
@@ -495,9 +529,10 @@ conn_t *tls_client_wrap(tls_client_t *t, int fd, const char *host)
         SSL_set_tlsext_host_name(tc->ssl, host);
         SSL_set1_host(tc->ssl, host);
     }
-    pthread_mutex_lock(&t->lock);
-    if (t->session)
-        SSL_set_session(tc->ssl, t->session);
-    pthread_mutex_unlock(&t->lock);
+    SSL_SESSION *ticket = take_ticket(t);
+    if (ticket) {
+        SSL_set_session(tc->ssl, ticket); /* takes a reference of its own */
+        SSL_SESSION_free(ticket);
+    }
     return &tc->base;
 }

@@ -9,3 +9,7 @@ set -e
 # answer would be; a framing flaw fails the run.
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --inflight 16 --batch --timeout 120
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 2000 --inflight 16 --keepalive --batch --timeout 120
+# Churn: members sign in and out while messages flow; every peer must see
+# each churn member join and leave exactly once, and no message may suffer.
+"$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 4000 --churn 50 --timeout 120
+"$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 4000 --churn 50 --keepalive --batch --inflight 16 --timeout 120

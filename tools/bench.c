@@ -25,6 +25,10 @@
  * extension of pcsig-server): each record is checked as a single answer
  * would be, and any flaw in the framing fails the run as unexpected.
  *
+ * --churn R signs transient members in and out (R cycles a second) while
+ * the messages are relayed (bench_churn.c); every steady peer must see each
+ * of them join and leave exactly once, or the run fails.
+ *
  * --tls runs all of it over TLS (a tls_client_t per thread: reconnects
  * resume). --handshakes N measures handshakes instead (bench_hs.c): N
  * connections with a fresh client each (full), then N sharing one
@@ -34,11 +38,13 @@
  *   [server_cpu_s full=.. resumed=..]
  *
  * Exit status: 0 all good; 1 a check failed (loss, duplicate, reorder,
- * corrupt body, refused message, failed sign-in, unexpected answer);
+ * corrupt body, refused message, failed sign-in, unexpected answer, a churn
+ * cycle failed or its notifications lost or duplicated);
  * 2 bad usage; 3 timeout or a fatal error (server died, out of memory).
  *
  * Threads: main (phases, watchdog, report), --loops receiver loops
- * (bench_peers.c), --senders sender threads (bench_send.c); with
+ * (bench_peers.c), --senders sender threads (bench_send.c), with --churn
+ * one churn thread (bench_churn.c); with
  * --handshakes only --hs-parallel connecting threads (bench_hs.c).
  */
 #include "bench.h"
@@ -108,6 +114,9 @@ static void usage(FILE *f)
         "                         (default 10)\n"
         "  --sign-out/--no-sign-out  sign the peers out at the end (default: only when\n"
         "                         the server was not spawned)\n"
+        "  --churn R              while relaying, sign transient members (churn<k>) in\n"
+        "                         and out, R cycles a second; every peer must see each\n"
+        "                         join and leave once (the details line counts them)\n"
         "  --seed N               random seed (default 1)\n"
         "  --quiet                no progress lines on stderr\n"
         "  --tls                  every connection speaks TLS (a client context per thread:\n"
@@ -127,7 +136,7 @@ static void usage(FILE *f)
         "  --help                 this text\n"
         "\n"
         "Exit status: 0 every message delivered once, intact and in order; 1 a check\n"
-        "failed; 2 bad usage; 3 timeout or fatal error. --churn is not implemented yet.\n",
+        "failed; 2 bad usage; 3 timeout or fatal error.\n",
         BENCH_BODY_HDR, DEFAULT_CA, DEFAULT_TLS_CERT, DEFAULT_TLS_KEY);
 }
 
@@ -287,8 +296,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
                 o->hs_parallel = (unsigned)v;
             break;
         case OPT_CHURN:
-            fprintf(stderr, "pcsig-bench: --churn is not implemented yet\n");
-            rc = -1;
+            rc = opt_double("--churn", optarg, 0.001, 100000, &o->churn_rate);
             break;
         case OPT_HELP: usage(stdout); exit(0);
         default:
@@ -303,6 +311,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     if (optind < argc && !o->spawn) {
         fprintf(stderr, "pcsig-bench: arguments after the options are server options and "
                         "need --spawn-server\n");
+        return -1;
+    }
+    if (o->churn_rate > 0 && (o->messages == 0 || o->handshakes)) {
+        fprintf(stderr, "pcsig-bench: --churn runs while messages are relayed: it needs "
+                        "--messages > 0 and no --handshakes\n");
         return -1;
     }
     o->server_args = argv + optind;
@@ -704,9 +717,18 @@ static bool all_settled(struct run *r)
     return bench_senders_settled(r->b) >= r->b->o.messages;
 }
 
+/* Notifications about churn members each peer must have had by the end. */
+static uint64_t churn_expected(const struct bench *b, uint64_t cycles)
+{
+    return cycles * b->o.peers;
+}
+
 static bool drained(struct run *r)
 {
-    return atomic_load(&r->b->delivered) >= r->accepted;
+    struct bench *b = r->b;
+    return atomic_load(&b->delivered) >= r->accepted &&
+           atomic_load(&b->churn_joins) >= churn_expected(b, atomic_load(&b->churn_signins)) &&
+           atomic_load(&b->churn_leaves) >= churn_expected(b, atomic_load(&b->churn_signouts));
 }
 
 static bool signed_out(struct run *r)
@@ -809,6 +831,7 @@ int main(int argc, char **argv)
     struct bench *b = &bench;
     struct server_proc sp = {.pid = 0, .out_fd = -1};
     struct bench_send_stats ss;
+    struct bench_churn *churn = NULL; /* --churn: its thread, while messages flow */
     static struct bench_hist lat;
     uint64_t last_delivery_ns = 0;
     int rc;
@@ -896,10 +919,17 @@ int main(int argc, char **argv)
             r.fatal = true;
             ok = false;
         }
+        if (ok && b->o.churn_rate > 0 && (rc = bench_churn_start(b, &churn)) < 0) {
+            log_errno(LOG_ERROR, rc, "cannot start the churn thread");
+            atomic_store(&b->stop, true);
+            r.fatal = true;
+            ok = false;
+        }
         ok = ok && wait_for(&r, all_settled, UINT64_MAX);
         if (!ok)
             atomic_store(&b->stop, true); /* the senders stop too */
     }
+    bench_churn_join(churn); /* churn ends with the messages */
     bench_senders_join(b, &ss);
     uint64_t t_send1 = bench_now_ns();
     if (ok) {
@@ -954,6 +984,16 @@ int main(int argc, char **argv)
                b->batch_answers, b->batch_records,
                b->batch_answers ? (double)b->batch_records / (double)b->batch_answers : 0.0,
                b->batch_max);
+    uint64_t churn_in = atomic_load(&b->churn_signins), churn_out = atomic_load(&b->churn_signouts);
+    uint64_t churn_joins = atomic_load(&b->churn_joins), churn_leaves = atomic_load(&b->churn_leaves);
+    bool churn_bad = b->o.churn_rate > 0 &&
+                     (atomic_load(&b->churn_failed) || churn_joins != churn_expected(b, churn_in) ||
+                      churn_leaves != churn_expected(b, churn_out));
+    if (b->o.churn_rate > 0)
+        printf(" churn_signins=%" PRIu64 " churn_signouts=%" PRIu64 " churn_failed=%" PRIuFAST64
+               " churn_joins=%" PRIu64 "/%" PRIu64 " churn_leaves=%" PRIu64 "/%" PRIu64,
+               churn_in, churn_out, atomic_load(&b->churn_failed), churn_joins,
+               churn_expected(b, churn_in), churn_leaves, churn_expected(b, churn_out));
     if (b->o.tls)
         printf(" tls_handshakes_full=%" PRIuFAST64 " tls_handshakes_resumed=%" PRIuFAST64
                " tls_handshakes_failed=%" PRIuFAST64,
@@ -984,7 +1024,7 @@ int main(int argc, char **argv)
     free_state(b);
     if (r.timed_out || r.fatal)
         return EXIT_FATAL;
-    bool bad = lost || dups || reordered || corrupt || ss.refused ||
+    bool bad = lost || dups || reordered || corrupt || ss.refused || churn_bad ||
                atomic_load(&b->signin_failed) || atomic_load(&b->unexpected) ||
                atomic_load(&b->gone) || delivered < ss.accepted ||
                ss.sent < b->o.messages;

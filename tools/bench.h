@@ -7,6 +7,7 @@
  *   bench_peers.c  receiver event loops: sign-in, hanging /wait, checking
  *   bench_send.c   sender threads: POST /message, closed loop or at a rate
  *   bench_hs.c     --handshakes: TLS handshake rates, full vs resumed
+ *   bench_churn.c  --churn: members signing in and out during the relay
  *
  * Every connection is a conn_t (common/conn.h): plain TCP, or TLS with --tls
  * through its thread's own tls_client_t (one per loop and per sender, so no
@@ -78,6 +79,7 @@ struct bench_opts {
     const char *tls_key;
     uint64_t handshakes;    /* --handshakes N: the handshake mode; 0: off */
     unsigned hs_parallel;   /* --hs-parallel: connections at a time in that mode */
+    double churn_rate;      /* --churn: sign-in/sign-out cycles a second; 0: off */
 };
 
 /* Latency histogram in microseconds: exact below 128 us, then 64 linear
@@ -150,6 +152,12 @@ struct bench {
     atomic_uint_fast64_t t_signed_in_ns, t_joined_ns;
     atomic_uint src_rr;
 
+    /* --churn: cycles' sign-ins and sign-outs that succeeded, cycles that
+     * failed; the notifications about churn members the peers received */
+    atomic_bool churn_stop;
+    atomic_uint_fast64_t churn_signins, churn_signouts, churn_failed;
+    atomic_uint_fast64_t churn_joins, churn_leaves;
+
     atomic_uint_fast64_t tls_full, tls_resumed, tls_failed; /* handshakes */
     atomic_uint tls_logged;     /* handshake failures reported in detail */
 
@@ -201,6 +209,14 @@ static inline bool bench_established(const struct bench_conn *bc)
 int bench_write(struct bench *b, struct bench_conn *bc, const char *p, size_t len, size_t *off);
 /* Pending SO_ERROR of fd (0 when connected). */
 int bench_so_error(int fd);
+/* Wait (poll) for a non-blocking connect of fd to complete: 0 or -errno
+ * (-ETIMEDOUT after timeout_ms). */
+int bench_connected_timed(int fd, int timeout_ms);
+/* Blocking-style: read one complete answer into in (after what is already
+ * there; its body at most in->max bytes), each read waiting at most
+ * timeout_ms. Its status and Pragma (0 when none). 0 or -errno (-EPROTO:
+ * not HTTP or no Content-Length; -E2BIG: larger than in may hold). */
+int bench_answer_timed(conn_t *c, buf_t *in, int timeout_ms, int *status, uint64_t *pragma);
 /* Read what the connection has into in (growing it by up to chunk): >0
  * bytes, 0 EOF, -EAGAIN, or -errno. Callers loop until -EAGAIN. */
 long bench_read(struct bench *b, struct bench_conn *bc, buf_t *in, size_t chunk);
@@ -239,6 +255,15 @@ int bench_senders_start(struct bench *b);
 void bench_senders_join(struct bench *b, struct bench_send_stats *total);
 /* Messages settled so far (accepted or given up), over all senders. */
 uint64_t bench_senders_settled(const struct bench *b);
+
+/* bench_churn.c: the churn thread (--churn), started with the senders and
+ * stopped (joined, freed) by bench_churn_join; NULL-safe. 0 or -errno. */
+#define BENCH_CHURN_PREFIX "churn" /* the churn members' names; steady peers are bench<i> */
+struct bench_churn;
+int bench_churn_start(struct bench *b, struct bench_churn **out);
+void bench_churn_join(struct bench_churn *ch);
+/* Whether a member name is a churn member's. */
+bool bench_is_churn_name(const char *name, size_t len);
 
 /* bench_hs.c: one phase of --handshakes: o.handshakes connections, each a
  * TLS handshake plus GET /sign_in?h and GET /sign_out on it (keep-alive, so

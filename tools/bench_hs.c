@@ -60,61 +60,6 @@ static void hs_fail(struct hs_phase_ctx *x, uint64_t i, const char *what, int er
         log_errno(LOG_WARN, err, "handshake connection %" PRIu64 ": %s", i, what);
 }
 
-/* Read one complete answer into in (after what is already there): its
- * status and Pragma (0 when none). 0 or -errno. */
-static int hs_answer(conn_t *c, buf_t *in, int *status, uint64_t *pragma)
-{
-    const http_limits_t lim = {.max_head = BENCH_RESP_MAX_HEAD, .max_body = 65536};
-    for (;;) {
-        http_response_t r;
-        http_error_t err;
-        long head = in->len ? http_parse_response(in->data, in->len, &lim, &r, &err)
-                            : HTTP_NEED_MORE;
-        if (head > 0) {
-            if (!r.has_content_length)
-                return -EPROTO;
-            if (in->len >= (size_t)head + r.content_length) {
-                *status = r.status;
-                *pragma = 0;
-                const http_header_t *h = http_find_header(r.headers, r.num_headers, "Pragma");
-                if (h && proto_parse_u64(h->value.ptr, h->value.len, pragma) < 0)
-                    *pragma = 0;
-                return 0;
-            }
-        } else if (head != HTTP_NEED_MORE) {
-            return -EPROTO;
-        }
-        if (buf_room(in) == 0)
-            return -E2BIG;
-        int rc = buf_reserve(in, 4096);
-        if (rc < 0)
-            return rc;
-        ssize_t n = conn_read_timed(c, in->data + in->len, in->cap - in->len, HS_OP_MS);
-        if (n == 0)
-            return -ECONNRESET;
-        if (n < 0)
-            return (int)n;
-        in->len += (size_t)n;
-    }
-}
-
-/* Wait for a non-blocking connect: 0 or -errno. */
-static int hs_connected(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    for (;;) {
-        int n = poll(&p, 1, HS_OP_MS);
-        if (n > 0)
-            break;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-    }
-    int err = bench_so_error(fd);
-    return err ? -err : 0;
-}
-
 /* Connection i: handshake, sign in, sign out. */
 static void hs_one(struct hs_thread *t, uint64_t i)
 {
@@ -141,7 +86,7 @@ static void hs_one(struct hs_thread *t, uint64_t i)
         hs_fail(x, i, "cannot connect", fd, NULL);
         goto out;
     }
-    if ((rc = hs_connected(fd)) < 0) {
+    if ((rc = bench_connected_timed(fd, HS_OP_MS)) < 0) {
         close(fd);
         hs_fail(x, i, "cannot connect", rc, NULL);
         goto out;
@@ -161,7 +106,7 @@ static void hs_one(struct hs_thread *t, uint64_t i)
 
     int n = snprintf(req, sizeof req, "GET /sign_in?h HTTP/1.1\r\nHost: %s\r\n\r\n", b->host_hdr);
     if ((rc = conn_write_all_timed(c, req, (size_t)n, HS_OP_MS)) < 0 ||
-        (rc = hs_answer(c, &in, &status, &id)) < 0) {
+        (rc = bench_answer_timed(c, &in, HS_OP_MS, &status, &id)) < 0) {
         hs_fail(x, i, "sign-in failed", rc, c);
         goto out;
     }
@@ -176,7 +121,7 @@ static void hs_one(struct hs_thread *t, uint64_t i)
                  "Connection: close\r\n\r\n",
                  id, b->host_hdr);
     if ((rc = conn_write_all_timed(c, req, (size_t)n, HS_OP_MS)) < 0 ||
-        (rc = hs_answer(c, &in, &status, &pragma)) < 0) {
+        (rc = bench_answer_timed(c, &in, HS_OP_MS, &status, &pragma)) < 0) {
         hs_fail(x, i, "sign-out failed", rc, c);
         goto out;
     }

@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 #include "proto.h"
 
@@ -377,4 +379,59 @@ double hist_quantile(const struct bench_hist *h, double q)
         }
     }
     return (double)h->max_us;
+}
+
+/* ---- blocking-style round trips (--handshakes, --churn) ---------------- */
+
+int bench_connected_timed(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    for (;;) {
+        int n = poll(&p, 1, timeout_ms);
+        if (n > 0)
+            break;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+    int err = bench_so_error(fd);
+    return err ? -err : 0;
+}
+
+int bench_answer_timed(conn_t *c, buf_t *in, int timeout_ms, int *status, uint64_t *pragma)
+{
+    /* The body may be a whole peer list: allow what the buffer may hold. */
+    const http_limits_t lim = {.max_head = BENCH_RESP_MAX_HEAD, .max_body = in->max};
+    for (;;) {
+        http_response_t r;
+        http_error_t err;
+        long head = in->len ? http_parse_response(in->data, in->len, &lim, &r, &err)
+                            : HTTP_NEED_MORE;
+        if (head > 0) {
+            if (!r.has_content_length)
+                return -EPROTO;
+            if (in->len >= (size_t)head + r.content_length) {
+                *status = r.status;
+                *pragma = 0;
+                const http_header_t *h = http_find_header(r.headers, r.num_headers, "Pragma");
+                if (h && proto_parse_u64(h->value.ptr, h->value.len, pragma) < 0)
+                    *pragma = 0;
+                return 0;
+            }
+        } else if (head != HTTP_NEED_MORE) {
+            return -EPROTO;
+        }
+        if (buf_room(in) == 0)
+            return -E2BIG;
+        int rc = buf_reserve(in, 4096);
+        if (rc < 0)
+            return rc;
+        ssize_t n = conn_read_timed(c, in->data + in->len, in->cap - in->len, timeout_ms);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0)
+            return (int)n;
+        in->len += (size_t)n;
+    }
 }

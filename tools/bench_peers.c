@@ -343,7 +343,9 @@ static bool count_notification(struct bench *b, const char *body, size_t blen)
     long used = proto_entry_parse(body, blen, &e);
     if (used <= 0 || (size_t)used != blen)
         return false;
-    if (e.connected) {
+    if (bench_is_churn_name(e.name, e.name_len)) {
+        atomic_fetch_add(e.connected ? &b->churn_joins : &b->churn_leaves, 1);
+    } else if (e.connected) {
         uint64_t n = atomic_fetch_add(&b->joins, 1) + 1;
         if (n == b->join_target)
             atomic_store(&b->t_joined_ns, bench_now_ns());

@@ -149,6 +149,28 @@ bool proto_ct_equal(const void *a, const void *b, size_t n)
     return diff == 0;
 }
 
+/* 1 when c is 0, else 0, by arithmetic rather than a branch. */
+static unsigned ct_is_zero(unsigned char c)
+{
+    return ((unsigned)c - 1u) >> 8 & 1u;
+}
+
+bool proto_ct_equal_secret(const char *secret, const void *given, size_t given_len)
+{
+    const volatile unsigned char *s = (const volatile unsigned char *)secret;
+    const volatile unsigned char *g = given;
+    unsigned diff = 0;
+    size_t j = 0; /* the secret's byte facing given[i]; it stops on the NUL */
+    for (size_t i = 0; i < given_len; i++) {
+        unsigned char c = s[j];
+        unsigned ended = ct_is_zero(c); /* given is longer than the secret */
+        diff |= (unsigned)(c ^ g[i]) | ended;
+        j += ended ^ 1u;
+    }
+    diff |= s[j]; /* non-zero: the secret is longer than given */
+    return diff == 0;
+}
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')

@@ -64,6 +64,16 @@ long proto_entry_parse(const char *s, size_t n, proto_entry_t *e);
 /* Equal bytes, in time that depends only on n (for secrets). */
 bool proto_ct_equal(const void *a, const void *b, size_t n);
 
+/*
+ * Is given[0..given_len) exactly the NUL-terminated secret? In time that
+ * depends only on given_len: the secret's length is not measured first (no
+ * strlen, no early exit on a length mismatch), so neither its bytes nor its
+ * length leak through timing. Reads the secret up to its NUL and never past
+ * it. A given with a NUL byte never matches; the empty secret matches only
+ * an empty given.
+ */
+bool proto_ct_equal_secret(const char *secret, const void *given, size_t given_len);
+
 /* Hex codec for tokens: proto_hex_decode needs exactly 2*n hex digits (either
  * case) and returns 0 or -EINVAL; proto_hex_encode writes 2*n chars + NUL. */
 int proto_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n);

@@ -87,12 +87,10 @@ static bool sign_in_authorized(const struct server *srv, const http_request_t *r
     const char *tok = h->value.ptr + 7;
     size_t len = h->value.len - 7;
     bool ok = false;
-    for (size_t i = 0; i < srv->nauth_tokens; i++) {
-        const char *want = srv->auth_tokens[i];
-        /* Every token is compared, each in constant time. */
-        if (strlen(want) == len)
-            ok |= proto_ct_equal(want, tok, len);
-    }
+    /* Every token is compared, each in time that depends only on the
+     * presented length: no token's length or bytes leak, nor which matched. */
+    for (size_t i = 0; i < srv->nauth_tokens; i++)
+        ok |= proto_ct_equal_secret(srv->auth_tokens[i], tok, len);
     return ok;
 }
 

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -366,6 +368,62 @@ static void test_tokens_hex_and_ct(void **state)
     assert_true(proto_ct_equal("", "x", 0));
 }
 
+/* proto_ct_equal_secret over a C-string given. */
+static bool secret_eq(const char *secret, const char *given)
+{
+    return proto_ct_equal_secret(secret, given, strlen(given));
+}
+
+static void test_ct_equal_secret(void **state)
+{
+    (void)state;
+    assert_true(secret_eq("cli-token", "cli-token"));
+    assert_true(proto_ct_equal_secret("", "", 0));
+    /* Every length mismatch fails, on either side, whatever the prefix. */
+    assert_false(secret_eq("cli-token", "cli-toke"));
+    assert_false(secret_eq("cli-token", "cli-token-and-more"));
+    assert_false(secret_eq("cli-token", "cli-tokenn"));
+    assert_false(secret_eq("cli-token", ""));
+    assert_false(secret_eq("", "x"));
+    assert_false(secret_eq("a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    /* Same length, one byte off: first, middle, last, high bit. */
+    assert_false(secret_eq("cli-token", "dli-token"));
+    assert_false(secret_eq("cli-token", "cli_token"));
+    assert_false(secret_eq("cli-token", "cli-tokeN"));
+    assert_false(secret_eq("cli-token", "cli-toke\xee"));
+    assert_true(secret_eq("t\xc3\xa9", "t\xc3\xa9"));
+    /* A NUL in the given bytes is not the secret's end: "abc\0" is not "abc". */
+    assert_false(proto_ct_equal_secret("abc", "abc\0", 4));
+    assert_false(proto_ct_equal_secret("abc", "abc\0\0\0", 6));
+    assert_false(proto_ct_equal_secret("abc", "a\0c", 3));
+    assert_false(proto_ct_equal_secret("", "\0", 1));
+    /* Only given_len bytes of given are read. */
+    assert_true(proto_ct_equal_secret("abc", "abcdef", 3));
+}
+
+/* However long the given bytes, the secret is never read past its NUL: the
+ * secret ends a page followed by an inaccessible one. */
+static void test_ct_equal_secret_stops_at_nul(void **state)
+{
+    (void)state;
+    long page = sysconf(_SC_PAGESIZE);
+    assert_true(page > 0);
+    char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+    char *secret = map + page - 4;
+    memcpy(secret, "abc", 4);
+    char given[4096];
+    memset(given, 'a', sizeof given);
+    assert_false(proto_ct_equal_secret(secret, given, sizeof given));
+    memcpy(given, "abc", 3);
+    assert_false(proto_ct_equal_secret(secret, given, sizeof given));
+    assert_true(proto_ct_equal_secret(secret, given, 3));
+    assert_false(proto_ct_equal_secret(map + page - 1, given, sizeof given)); /* "" */
+    assert_int_equal(munmap(map, 2 * (size_t)page), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +436,8 @@ int main(void)
         cmocka_unit_test(test_entry_parse),
         cmocka_unit_test(test_entry_parse_list),
         cmocka_unit_test(test_tokens_hex_and_ct),
+        cmocka_unit_test(test_ct_equal_secret),
+        cmocka_unit_test(test_ct_equal_secret_stops_at_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,9 @@
  * than RFC 9112 (CRLF only, no obs-fold, no Transfer-Encoding, single
  * spaces in the first line) because the peers speaking to us are our own
  * client and the stock WebRTC example, and every leniency is a
- * request-smuggling or desync risk.
+ * request-smuggling or desync risk. The one place it is wider is the
+ * request-target, which takes raw bytes (see http.h): it never frames
+ * anything, and the stock client puts unencoded user and host names there.
  */
 #include "http.h"
 
@@ -56,10 +58,24 @@ static bool http_is_tchar(unsigned char c)
     }
 }
 
-/* Visible ASCII only: anything else in a target is either an attack or a bug. */
+/*
+ * A request-target byte (the rule is written down in http.h). Names are the
+ * raw query bytes, and a stock client signs in as "$USERNAME@hostname"
+ * without encoding, so a non-ASCII user name (obs-text) or even a control
+ * byte must reach the router, which makes names safe. Refused: NUL, which
+ * nothing downstream could carry; CR and LF, which end the line; SP, which
+ * ends the target; and HTAB, VT and FF, which RFC 9112 section 3 lets a
+ * lenient parser treat as SP: accepting them would let a proxy in front of
+ * us see a different target than we do.
+ */
 static bool http_is_target_char(unsigned char c)
 {
-    return c >= 0x21 && c <= 0x7e;
+    switch (c) {
+    case '\0': case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
+        return false;
+    default:
+        return true;
+    }
 }
 
 /* field-vchar, SP, HTAB and obs-text; CTLs (NUL, DEL, CR, LF ...) refused. */
@@ -162,17 +178,19 @@ static uint64_t http_max_body(const http_limits_t *lim)
  * Byte-level checks and the search for the blank line, over the part of
  * the buffer that may still belong to the head: a head that has not ended
  * within max_head bytes is too large whatever follows, so nothing beyond
- * is looked at. *head_len is the head length, or 0 when no blank line has
- * arrived yet.
+ * is looked at. *avail is how many bytes the line parsers may read: the
+ * head length when OK (blank line found); on MORE, all of what may be
+ * head; on ERROR, only the bytes before the offending one, so that the
+ * caller can report an earlier syntax error first (see http_scan_then).
  */
 static int http_scan_head(const unsigned char *b, size_t len, size_t max_head, bool is_request,
-                          size_t *head_len, http_error_t *err)
+                          size_t *avail, http_error_t *err)
 {
     size_t n = len < max_head ? len : max_head;
 
-    *head_len = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = b[i];
+        *avail = i;
         if (c == '\0')
             return http_fail(err, is_request, 400, "NUL byte in header");
         if (c == '\r') {
@@ -182,12 +200,28 @@ static int http_scan_head(const unsigned char *b, size_t len, size_t max_head, b
             if (i == 0 || b[i - 1] != '\r')
                 return http_fail(err, is_request, 400, "bare LF line ending");
             if (i >= 3 && b[i - 2] == '\n' && b[i - 3] == '\r') {
-                *head_len = i + 1;
+                *avail = i + 1;
                 return HTTP_STEP_OK;
             }
         }
     }
+    *avail = n;
     return HTTP_STEP_MORE;
+}
+
+/*
+ * The result of parsing the lines before a byte the scan refused: a syntax
+ * error among them came first and wins, else the scan's error stands. This
+ * keeps errors in left-to-right order, so the answer never depends on how
+ * the bytes were split into reads ("G\x01T \0" is an invalid method both
+ * whole and cut after the \x01). err already holds the scan's error, and
+ * the line parsers only write to it when they fail themselves.
+ */
+static int http_scan_then(int scan_rc, int lines_rc)
+{
+    if (scan_rc == HTTP_STEP_ERROR)
+        return HTTP_STEP_ERROR;
+    return lines_rc;
 }
 
 /*
@@ -437,10 +471,10 @@ long http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
 {
     const unsigned char *b = (const unsigned char *)buf;
     size_t max_head = http_max_head(lim);
-    size_t head_len, avail, eol, end = 0;
+    size_t avail, eol, end = 0;
     http_fields_t f;
     bool complete;
-    int rc;
+    int scan, rc;
 
     req->method = 0;
     req->target = req->path = req->query = http_mkslice(NULL, 0);
@@ -449,15 +483,12 @@ long http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
     req->keep_alive = false;
     http_fields_init(&f, req->headers);
 
-    rc = http_scan_head(b, len, max_head, true, &head_len, err);
-    if (rc == HTTP_STEP_ERROR)
-        return HTTP_PARSE_ERROR;
-    avail = head_len != 0 ? head_len : (len < max_head ? len : max_head);
-
+    scan = http_scan_head(b, len, max_head, true, &avail, err);
     complete = http_next_line(b, 0, avail, &eol);
     rc = http_parse_request_line(b, eol, complete, req, err);
     if (rc == HTTP_STEP_OK)
         rc = http_parse_fields(b, eol + 2, avail, true, lim, &f, &end, err);
+    rc = http_scan_then(scan, rc);
     req->num_headers = f.num_headers;
     if (rc == HTTP_STEP_ERROR)
         return HTTP_PARSE_ERROR;
@@ -491,25 +522,22 @@ long http_parse_response(const char *buf, size_t len, const http_limits_t *lim,
 {
     const unsigned char *b = (const unsigned char *)buf;
     size_t max_head = http_max_head(lim);
-    size_t head_len, avail, eol, end = 0;
+    size_t avail, eol, end = 0;
     http_fields_t f;
     bool complete;
-    int rc;
+    int scan, rc;
 
     resp->minor_version = 0;
     resp->status = 0;
     resp->reason = http_mkslice(NULL, 0);
     http_fields_init(&f, resp->headers);
 
-    rc = http_scan_head(b, len, max_head, false, &head_len, err);
-    if (rc == HTTP_STEP_ERROR)
-        return HTTP_PARSE_ERROR;
-    avail = head_len != 0 ? head_len : (len < max_head ? len : max_head);
-
+    scan = http_scan_head(b, len, max_head, false, &avail, err);
     complete = http_next_line(b, 0, avail, &eol);
     rc = http_parse_status_line(b, eol, complete, resp, err);
     if (rc == HTTP_STEP_OK)
         rc = http_parse_fields(b, eol + 2, avail, false, lim, &f, &end, err);
+    rc = http_scan_then(scan, rc);
     resp->num_headers = f.num_headers;
     resp->has_content_length = f.has_content_length;
     resp->content_length = f.content_length;

@@ -7,6 +7,20 @@
  * struct whose slices point into the caller's buffer. Call it again with
  * the grown buffer after each read; it keeps no state between calls.
  * All functions are thread-safe (they touch only their arguments).
+ *
+ * Bytes accepted, by place (anything else is a 400; NUL, and CR or LF other
+ * than as a CRLF line end, are refused anywhere in a head):
+ *   - method, header name: RFC 9110 tchar;
+ *   - request-target: any byte except NUL, CR, LF, SP, HTAB, VT and FF.
+ *     That is wider than RFC 9112 on purpose: member names are the raw
+ *     query bytes and the stock client sends "$USERNAME@hostname" unencoded,
+ *     so obs-text (0x80-0xff), DEL and the other control bytes are kept for
+ *     the router to judge (names turn control bytes into '_'; ids are
+ *     parsed strictly). SP ends the target, so a name with a space cannot be
+ *     sent; HTAB, VT and FF are refused because RFC 9112 section 3 lets a
+ *     lenient parser split the request line on them too;
+ *   - header value, reason phrase: RFC 9110 field-value: HTAB, SP, VCHAR and
+ *     obs-text; the other CTLs (0x00-0x08, 0x0a-0x1f, 0x7f) are refused.
  */
 #ifndef PCSIG_HTTP_H
 #define PCSIG_HTTP_H
@@ -47,7 +61,7 @@ typedef struct http_error {
 
 typedef struct http_request {
     enum http_method method;
-    http_slice_t target;  /* request-target as sent */
+    http_slice_t target;  /* request-target as sent: starts with '/', raw bytes (above) */
     http_slice_t path;    /* target up to the first '?' */
     http_slice_t query;   /* after the first '?'; len 0 when absent or empty */
     bool has_query;       /* a '?' was present */

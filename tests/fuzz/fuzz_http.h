@@ -30,6 +30,16 @@ static inline bool fuzz_is_tchar(unsigned char c)
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/*
+ * A request-target byte: anything but NUL, CR, LF and the whitespace a
+ * request line may be split on (SP, HTAB, VT, FF; RFC 9112 section 3).
+ * Control bytes, DEL and obs-text are kept (names are raw query bytes).
+ */
+static inline bool fuzz_is_target_char(unsigned char c)
+{
+    return c != '\0' && memchr("\t\n\v\f\r ", c, 6) == NULL;
+}
+
 /* HTAB, SP, visible ASCII and obs-text: no CTL. */
 static inline bool fuzz_is_value_char(unsigned char c)
 {

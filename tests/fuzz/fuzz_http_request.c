@@ -9,8 +9,12 @@
  *   - errors carry 400/405/413/431/501 and a one-line reason;
  *   - the same bytes give the same result, at any address;
  *   - prefixes: every prefix shorter than an accepted head needs more, a
- *     longer one gives the same head, and a prefix of an input that needs
- *     more (or fails) never succeeds;
+ *     longer one gives the same head, a prefix of an input that needs more
+ *     needs more, and a prefix of an input that fails needs more or fails
+ *     the same way (status and reason: errors come left to right, so the
+ *     answer never depends on how the bytes were split into reads);
+ *   - an accepted target holds no NUL, CR, LF, SP, HTAB, VT or FF (other
+ *     control bytes, DEL and obs-text are allowed: http.h);
  *   - limits: the head fits max_head exactly (one byte less is 431), the
  *     body fits max_body exactly (one byte less is 413), and no limits at
  *     all changes neither an accepted head nor a syntax error;
@@ -68,7 +72,7 @@ static void check_accepted(const char *buf, size_t len, const http_limits_t *lim
     FUZZ_CHECK(fuzz_within(r->target.ptr, r->target.len, buf, head));
     FUZZ_CHECK(r->target.len > 0 && r->target.ptr[0] == '/');
     for (size_t i = 0; i < r->target.len; i++)
-        FUZZ_CHECK(r->target.ptr[i] >= 0x21 && r->target.ptr[i] <= 0x7e);
+        FUZZ_CHECK(fuzz_is_target_char((unsigned char)r->target.ptr[i]));
     p = ml + 1 + r->target.len;
     FUZZ_CHECK(p + 11 <= head && memcmp(buf + p, " HTTP/1.", 8) == 0);
     FUZZ_CHECK(r->minor_version == 0 || r->minor_version == 1);
@@ -201,11 +205,12 @@ static void check_prefixes(const char *buf, size_t len, const http_limits_t *lim
     for (size_t i = 0; i < n; i++) {
         parse_copy(buf, cut[i], lim, &o, &copy);
         /* an error is final and a head found stays found, so neither can
-         * come before "need more" or before an error */
+         * come before "need more"; before an error only the same error can */
         if (full->rc == HTTP_NEED_MORE)
             FUZZ_CHECK(o.rc == HTTP_NEED_MORE);
         else
-            FUZZ_CHECK(o.rc <= 0);
+            FUZZ_CHECK(o.rc == HTTP_NEED_MORE ||
+                       (o.rc == HTTP_PARSE_ERROR && fuzz_error_same(&o.err, &full->err)));
         free(copy);
     }
 }

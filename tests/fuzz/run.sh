@@ -4,10 +4,12 @@
 #   tests/fuzz/run.sh [target ...]      (default: all four targets)
 #   FUZZ_SECONDS=N                      seconds per target (default 60)
 #   CLANG=clang-14                      the compiler (default clang, else clang-14)
+#   FUZZ_OUT=DIR                        where everything goes (default build/fuzz),
+#                                       so that two runs need not share one
 #
-# Everything generated stays under build/fuzz/: the binaries, a fresh copy
-# of each seed corpus (build/fuzz/corpus-<target>, grown by the run), the
-# logs and any crashing input (build/fuzz/crashes-<target>/). Nothing is
+# Everything generated stays under $FUZZ_OUT: the binaries, a fresh copy
+# of each seed corpus ($FUZZ_OUT/corpus-<target>, grown by the run), the
+# logs and any crashing input ($FUZZ_OUT/crashes-<target>/). Nothing is
 # written into the source tree. Exits 0 when every target ran its time
 # without a crash, 1 on a crash (its input's path is printed), 2 when the
 # targets cannot be built.
@@ -17,7 +19,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-OUT=build/fuzz
+OUT=${FUZZ_OUT:-build/fuzz}
 ALL_TARGETS="fuzz_http_request fuzz_http_response fuzz_query fuzz_entry"
 APT_PKGS="clang libclang-rt-14-dev"
 COMMON_SRC="common/http.c common/proto.c common/buf.c"
@@ -26,6 +28,11 @@ CFLAGS="$SAN -g -O1 -std=c11 -D_GNU_SOURCE -Icommon \
  -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
  -Wformat=2 -Wvla -Werror"
 
+case $OUT in
+'' | /)
+    echo "error: FUZZ_OUT must name a directory, not '$OUT'" >&2
+    exit 2 ;;
+esac
 case $FUZZ_SECONDS in
 '' | *[!0-9]* | 0)
     echo "error: FUZZ_SECONDS must be a positive number of seconds, not '$FUZZ_SECONDS'" >&2

@@ -401,6 +401,79 @@ static void test_query_split(void **state)
     assert_false(req.has_query);
 }
 
+/*
+ * The target takes raw bytes: a stock client signs in as "$USERNAME@host"
+ * without encoding, so UTF-8, other obs-text, DEL and control bytes reach
+ * the router byte for byte (it makes names safe). Only NUL, CR, LF, SP,
+ * HTAB, VT and FF are refused (http.h).
+ */
+static void test_raw_target_bytes(void **state)
+{
+    static const struct {
+        const char *raw, *target, *path, *query;
+    } ok[] = {
+        { "GET /sign_in?\xc3\xa9t\xc3\xa9@h\xc3\xb4te HTTP/1.0\r\n\r\n",
+          "/sign_in?\xc3\xa9t\xc3\xa9@h\xc3\xb4te", "/sign_in", "\xc3\xa9t\xc3\xa9@h\xc3\xb4te" },
+        { "GET /sign_in?\x80\xff\xfe HTTP/1.1\r\nHost: h\r\n\r\n", "/sign_in?\x80\xff\xfe",
+          "/sign_in", "\x80\xff\xfe" },
+        { "GET /sign_in?a\x01b\x1f\x1b[0m\x7f HTTP/1.0\r\n\r\n",
+          "/sign_in?a\x01b\x1f\x1b[0m\x7f", "/sign_in", "a\x01b\x1f\x1b[0m\x7f" },
+        { "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", "/caf\xc3\xa9", "/caf\xc3\xa9", NULL },
+        { "GET /\x7f?\x08 HTTP/1.1\r\n\r\n", "/\x7f?\x08", "/\x7f", "\x08" },
+        { "GET /wait?peer_id=\x80 HTTP/1.0\r\n\r\n", "/wait?peer_id=\x80", "/wait",
+          "peer_id=\x80" },
+        { "POST /message?peer_id=1&to=\xd9\xa1 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+          "/message?peer_id=1&to=\xd9\xa1", "/message", "peer_id=1&to=\xd9\xa1" },
+    };
+    guard_buf_t *g = *state;
+    http_request_t req;
+    http_error_t err;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *raw = ok[i].raw;
+        size_t n = strlen(raw);
+        long head = (long)(strstr(raw, "\r\n\r\n") - raw) + 4;
+
+        if (parse_req(g, raw, n, &test_lim, &req, &err) != head) {
+            print_error("case %zu: %d %s\n", i, err.status, err.reason ? err.reason : "-");
+            fail();
+        }
+        assert_slice(req.target, ok[i].target);
+        assert_slice(req.path, ok[i].path);
+        assert_int_equal(req.has_query, ok[i].query != NULL);
+        assert_slice(req.query, ok[i].query != NULL ? ok[i].query : "");
+        check_req_truncations(g, raw, n, head);
+    }
+
+    /* Each byte value alone in the query: kept as it is, or refused. */
+    for (int v = 0; v < 256; v++) {
+        char raw[] = "GET /sign_in?a_b HTTP/1.0\r\n\r\n";
+        const size_t n = sizeof raw - 1;
+        bool refused = v == 0 || v == '\t' || v == '\n' || v == '\v' || v == '\f' ||
+                       v == '\r' || v == ' ';
+        long rc;
+
+        raw[14] = (char)v;
+        rc = parse_req(g, raw, n, &test_lim, &req, &err);
+        if (refused) {
+            if (rc != HTTP_PARSE_ERROR || err.status != 400) {
+                print_error("byte 0x%02x in the query: got %ld, want 400\n", v, rc);
+                fail();
+            }
+            assert_reason_ok(&err);
+        } else {
+            if (rc != (long)n) {
+                print_error("byte 0x%02x in the query: got %ld (%s), want %zu\n", v, rc,
+                            err.reason ? err.reason : "-", n);
+                fail();
+            }
+            assert_int_equal(req.query.len, 3);
+            assert_memory_equal(req.query.ptr, raw + 13, 3);
+            assert_slice(req.path, "/sign_in");
+        }
+    }
+}
+
 static void test_content_length_values(void **state)
 {
     guard_buf_t *g = *state;
@@ -516,6 +589,34 @@ typedef struct err_case {
 
 #define ERR_CASE(name, s, st) { (name), (s), sizeof(s) - 1, (st) }
 
+/*
+ * Every truncation of an error case, at the guard page and in an exact-size
+ * heap copy: the bytes so far either still need more or already fail with
+ * the same status and reason. Success would mean the parser accepts a head
+ * that its continuation proves malformed; a different error would mean the
+ * answer depends on how the bytes were split into reads.
+ */
+static void check_req_err_truncations(guard_buf_t *g, const err_case_t *c,
+                                      const http_limits_t *lim, const http_error_t *full)
+{
+    for (size_t k = 0; k < c->len; k++) {
+        http_request_t req;
+        http_error_t err;
+        long rc = parse_req(g, c->data, k, lim, &req, &err);
+        bool same = rc == HTTP_PARSE_ERROR && err.status == full->status &&
+                    strcmp(err.reason, full->reason) == 0;
+
+        if (rc != HTTP_NEED_MORE && !same) {
+            print_error("case \"%s\", truncation %zu: got %ld status %d (%s), want need-more "
+                        "or error %d (%s)\n",
+                        c->name, k, rc, err.status, err.reason ? err.reason : "-", full->status,
+                        full->reason);
+            fail();
+        }
+        assert_int_equal(parse_req_heap(c->data, k, lim), rc);
+    }
+}
+
 static void run_err_cases(guard_buf_t *g, const err_case_t *cases, size_t n,
                           const http_limits_t *lim)
 {
@@ -532,6 +633,7 @@ static void run_err_cases(guard_buf_t *g, const err_case_t *cases, size_t n,
         }
         assert_reason_ok(&err);
         assert_int_equal(parse_req_heap(c->data, c->len, lim), HTTP_PARSE_ERROR);
+        check_req_err_truncations(g, c, lim, &err);
     }
 }
 
@@ -577,11 +679,16 @@ static void test_request_line_errors(void **state)
         ERR_CASE("target without slash, early", "GET x", 400),
         ERR_CASE("NUL in target", "GET /a\0b HTTP/1.1\r\n\r\n", 400),
         ERR_CASE("NUL in target, early", "GET /a\0", 400),
-        ERR_CASE("CTL in target", "GET /a\x01 HTTP/1.1\r\n\r\n", 400),
-        ERR_CASE("CTL in target, early", "GET /a\x1f", 400),
-        ERR_CASE("DEL in target", "GET /a\x7f HTTP/1.1\r\n\r\n", 400),
-        ERR_CASE("high bit in target", "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
-        ERR_CASE("0xff in target", "GET /\xff HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("NUL in query", "GET /sign_in?caf\xc3\xa9\0x HTTP/1.0\r\n\r\n", 400),
+        ERR_CASE("NUL after high bit, early", "GET /sign_in?\xff\0", 400),
+        ERR_CASE("tab inside target", "GET /sign_in?a\tb HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("VT in target", "GET /sign_in?a\vb HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("FF in target", "GET /sign_in?a\fb HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("VT in target, early", "GET /\v", 400),
+        ERR_CASE("bare LF in target", "GET /sign_in?a\nb HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("CR in target", "GET /sign_in?a\rb HTTP/1.1\r\n\r\n", 400),
+        ERR_CASE("space in name", "GET /sign_in?John Doe HTTP/1.0\r\n\r\n", 400),
+        ERR_CASE("high bit before target", "GET \xc3\xa9/ HTTP/1.1\r\n\r\n", 400),
         ERR_CASE("NUL first", "\0", 400),
         ERR_CASE("TLS hello", "\x16\x03\x01\x02\x00\x01", 400),
     };
@@ -775,11 +882,13 @@ static void check_req_consistency(guard_buf_t *g, const char *data, size_t n)
     http_request_t req;
     http_error_t err = { 0, NULL };
     int status;
+    const char *reason;
     long full, again;
     const char *p = guard_load(g, data, n);
 
     full = http_parse_request(p, n, &test_lim, &req, &err);
     status = err.status;
+    reason = err.reason;
     assert_true(full >= HTTP_PARSE_ERROR && full <= (long)n);
     if (full == HTTP_PARSE_ERROR) {
         assert_true(status == 400 || status == 405 || status == 413 || status == 431 ||
@@ -811,12 +920,16 @@ static void check_req_consistency(guard_buf_t *g, const char *data, size_t n)
         long r;
         p = guard_load(g, data, k);
         r = http_parse_request(p, k, &test_lim, &req, &err);
-        if (r == HTTP_PARSE_ERROR)
+        if (r == HTTP_PARSE_ERROR) {
+            /* the same error, whatever the reads: errors come left to right */
             assert_int_equal(full, HTTP_PARSE_ERROR);
-        else if (r > 0)
+            assert_int_equal(err.status, status);
+            assert_string_equal(err.reason, reason);
+        } else if (r > 0) {
             assert_int_equal(r, full);
-        else if (full > 0)
+        } else if (full > 0) {
             assert_true((long)k < full);
+        }
     }
 }
 
@@ -893,16 +1006,19 @@ static void test_hostile_bytes_response(void **state)
                 assert_true(resp.num_headers <= HTTP_MAX_HEADERS);
                 assert_true(slice_inside(resp.reason, p, full));
             }
+            const char *reason = full == HTTP_PARSE_ERROR ? err.reason : NULL;
             for (size_t k = 0; k < n; k++) {
                 long r;
                 p = guard_load(g, buf, k);
                 r = http_parse_response(p, k, &test_lim, &resp, &err);
-                if (r == HTTP_PARSE_ERROR)
+                if (r == HTTP_PARSE_ERROR) {
                     assert_int_equal(full, HTTP_PARSE_ERROR);
-                else if (r > 0)
+                    assert_string_equal(err.reason, reason);
+                } else if (r > 0) {
                     assert_int_equal(r, full);
-                else if (full > 0)
+                } else if (full > 0) {
                     assert_true((long)k < full);
+                }
             }
         }
     }
@@ -1120,6 +1236,7 @@ int main(void)
         GT(test_empty_content_type),
         GT(test_keep_alive_rules),
         GT(test_query_split),
+        GT(test_raw_target_bytes),
         GT(test_content_length_values),
         GT(test_null_limits_and_err),
         GT(test_pipelined),

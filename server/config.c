@@ -16,9 +16,12 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -37,7 +40,7 @@ enum opt_kind {
     OPT_SECONDS,    /* "30", "0.5": seconds with up to 3 decimals, stored in ms */
     OPT_STRING,     /* copied into the config's storage */
     OPT_HOST_PORT,  /* ADDR:PORT, [v6]:PORT or name:PORT, checked, then stored as a string */
-    OPT_BOOL,       /* a flag takes no value; file and environment say true/false */
+    OPT_BOOL,       /* --name, --no-name or --name=BOOL; file and environment say true/false */
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     /* Only on the command line (and PCSIG_CONFIG); never a file key. */
@@ -79,7 +82,9 @@ struct config_opt {
 static const struct config_opt opts[] = {
     {"port", "N", "TCP port, 0 = any free port (default 8888)", F_U16(port, 0, 65535)},
     {"bind", "ADDR", "address to listen on (default: all, IPv4 and IPv6)", F_STRING(bind)},
-    {"port-file", "FILE", "write the bound port to FILE once listening", F_STRING(port_file)},
+    {"port-file", "FILE", "write the bound port to FILE once listening\n"
+                          "(default: none)",
+     F_STRING(port_file)},
     {"workers", "N", "worker threads (default: number of cores)", F_INT(workers, 1, 256)},
     {"max-connections", "N", "open connections before new ones get 503\n"
                              "(default: open-file limit minus 64)",
@@ -104,24 +109,30 @@ static const struct config_opt opts[] = {
      F_SIZE(queue_max_msgs, 1, 10000000)},
     {"queue-max-bytes", "N", "message bytes queued per member, else 503 (default 16777216)",
      F_SIZE(queue_max_bytes, 1, 1ull << 34)},
-    {"allow-quit", NULL, "let GET /quit stop the server (default: 403)", F_BOOL(allow_quit)},
+    {"allow-quit", NULL, "let GET /quit stop the server (default: off, /quit gets 403)",
+     F_BOOL(allow_quit)},
     {"tls-cert", "FILE", "PEM certificate chain: serve TLS (on --tls-port if\n"
-                         "given, else on --port)",
+                         "given, else on --port) (default: none, plain HTTP)",
      F_STRING(tls_cert)},
-    {"tls-key", "FILE", "PEM private key of --tls-cert\n"
+    {"tls-key", "FILE", "PEM private key of --tls-cert (default: none)\n"
                         "SIGHUP re-reads certificate and key without dropping anyone",
      F_STRING(tls_key)},
-    {"tls-port", "N", "a TLS listener beside the plain one (0 = any free port)",
+    {"tls-port", "N", "a TLS listener beside the plain one (0 = any free port)\n"
+                      "(default: none: TLS, if on, is on --port)",
      F_INT(tls_port, 0, 65535)},
-    {"tls-client-ca", "FILE", "require client certificates signed by this CA (mutual TLS)",
+    {"tls-client-ca", "FILE", "require client certificates signed by this CA (mutual TLS)\n"
+                              "(default: none, no client certificate asked for)",
      F_STRING(tls_client_ca)},
     {"secure-ids", NULL, "give each member a secret token at sign-in (header\n"
                          "X-Pcsig-Token); /wait, /message, /sign_out must carry it\n"
-                         "(same header, or token= in the query), else 403",
+                         "(same header, or token= in the query), else 403\n"
+                         "(default: off)",
      F_BOOL(secure_ids)},
-    {"auth-token", "TOKEN", "/sign_in needs 'Authorization: Bearer TOKEN', else 401",
+    {"auth-token", "TOKEN", "/sign_in needs 'Authorization: Bearer TOKEN', else 401\n"
+                            "(default: none, sign-in open to all)",
      F_STRING(auth_token), .nonempty = true},
-    {"auth-token-file", "FILE", "the same with any token of FILE (one per line)",
+    {"auth-token-file", "FILE", "the same with any token of FILE (one per line)\n"
+                                "(default: none)",
      F_STRING(auth_token_file)},
     {"max-conns-per-ip", "N", "open connections per client address, else 429 (default: off)",
      F_SIZE(max_conns_per_ip, 1, 10000000)},
@@ -138,11 +149,13 @@ static const struct config_opt opts[] = {
                                   "([::1]:9100, 127.0.0.1:9100, localhost:0 = any free\n"
                                   "port) (default: on the main ports)",
      .kind = OPT_HOST_PORT, .off = FIELD(metrics_bind, const char *)},
-    {"metrics-port-file", "FILE", "write the bound metrics port to FILE once listening",
+    {"metrics-port-file", "FILE", "write the bound metrics port to FILE once listening\n"
+                                  "(default: none)",
      F_STRING(metrics_port_file)},
     {"config", "FILE", "read 'name = value' lines from FILE (or from $PCSIG_CONFIG);\n"
                        "every option also reads PCSIG_<NAME> (PCSIG_TLS_CERT ...);\n"
-                       "a flag beats the environment, which beats the file",
+                       "a flag beats the environment, which beats the file\n"
+                       "(default: none)",
      .kind = OPT_CONFIG},
     {"version", NULL, "print the version", .kind = OPT_VERSION},
     {"help", NULL, "this text", .kind = OPT_HELP},
@@ -151,6 +164,39 @@ static const struct config_opt opts[] = {
 
 #define HELP_COL 25 /* --help text starts in this column */
 
+/* One --help row: "  --" prefix name [" " arg], then help, whose '\n's start
+ * lines indented to HELP_COL. */
+static void usage_row(FILE *f, const char *prefix, const char *name, const char *arg,
+                      const char *help)
+{
+    int w = fprintf(f, "  --%s%s%s%s", prefix, name, arg ? " " : "", arg ? arg : "");
+    fprintf(f, "%*s", w >= 0 && w < HELP_COL ? HELP_COL - w : 2, "");
+    for (const char *p = help;;) {
+        const char *nl = strchr(p, '\n');
+        if (!nl) {
+            fprintf(f, "%s\n", p);
+            break;
+        }
+        fprintf(f, "%.*s\n%*s", (int)(nl - p), p, HELP_COL, "");
+        p = nl + 1;
+    }
+}
+
+/*
+ * The --no-NAME row of a boolean: the way back to off when the file or
+ * PCSIG_<NAME> turned it on (a bare flag alone could only say "on").
+ */
+static void usage_no_row(FILE *f, const char *name)
+{
+    buf_t help;
+    buf_init(&help, 1024);
+    if (buf_printf(&help, "turn --%s off, whatever the environment or the\n"
+                          "file say; --%s=BOOL sets it either way (BOOL:\n"
+                          "true/false, yes/no, 1/0)", name, name) == 0)
+        usage_row(f, "no-", name, NULL, help.data);
+    buf_free(&help);
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: pcsig-server [options]\n"
@@ -158,17 +204,9 @@ static void usage(FILE *f)
           "peerconnection_server).\n\n", f);
     for (size_t i = 0; i < NOPTS; i++) {
         const struct config_opt *o = &opts[i];
-        int w = fprintf(f, "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "%*s", w >= 0 && w < HELP_COL ? HELP_COL - w : 2, "");
-        for (const char *p = o->help;;) {
-            const char *nl = strchr(p, '\n');
-            if (!nl) {
-                fprintf(f, "%s\n", p);
-                break;
-            }
-            fprintf(f, "%.*s\n%*s", (int)(nl - p), p, HELP_COL, "");
-            p = nl + 1;
-        }
+        usage_row(f, "", o->name, o->arg, o->help);
+        if (o->kind == OPT_BOOL)
+            usage_no_row(f, o->name);
     }
 }
 
@@ -268,6 +306,23 @@ static int parse_bool(const char *s, bool *out)
     return -EINVAL;
 }
 
+#define CONFIG_SHOW_MAX 200 /* input bytes of an echoed value shown in an error */
+
+/*
+ * Untrusted bytes s[0..n) made printable for an error line, so that a
+ * value from a file or the environment cannot put terminal escapes or line
+ * breaks on stderr: log_escape's rules (\xNN for control and high-bit
+ * bytes, at most CONFIG_SHOW_MAX of them, then "..."). The text lives in b,
+ * which this initialises and the caller releases with buf_free.
+ */
+static const char *shown(buf_t *b, const char *s, size_t n)
+{
+    buf_init(b, 4 * CONFIG_SHOW_MAX + 8);
+    if (log_escape(b, s, n, CONFIG_SHOW_MAX) < 0 || buf_append(b, "", 1) < 0)
+        return "?";
+    return b->data;
+}
+
 /* A copy of s owned by cfg (freed by config_free), or NULL when out of memory. */
 static const char *config_strdup(struct server_config *cfg, const char *s)
 {
@@ -343,14 +398,78 @@ static int opt_set(struct server_config *cfg, const struct config_opt *o, const 
 
 /* ---- the command line ---------------------------------------------------- */
 
-/* getopt_long returns OPT_VAL_BASE + the row; above any char it returns ('?'). */
+/*
+ * getopt_long returns OPT_VAL_BASE + the row for --NAME, and OPT_NO_BASE +
+ * the row for --no-NAME of a boolean; both are above any char, which it
+ * returns ('?') for an error.
+ */
 #define OPT_VAL_BASE 256
+#define OPT_NO_BASE (OPT_VAL_BASE + (int)NOPTS)
 
 /* A flag seen on the command line, applied after the file and the environment. */
 struct flag {
     const struct config_opt *o;
-    const char *val; /* into argv; NULL for a flag without a value */
+    const char *val; /* into argv, or "false" for --no-NAME; NULL for a bare flag */
 };
+
+/*
+ * The getopt_long table: every row as --NAME (a boolean takes an optional
+ * =BOOL), then --no-NAME for each boolean. The "no-" names live in *names
+ * (the caller frees it). NULL when out of memory.
+ */
+static struct option *build_longopts(char **names)
+{
+    size_t room = 0;
+    for (size_t i = 0; i < NOPTS; i++)
+        room += opts[i].kind == OPT_BOOL ? sizeof "no-" + strlen(opts[i].name) : 0;
+    struct option *lo = calloc(2 * NOPTS + 1, sizeof *lo);
+    char *p = *names = malloc(room + 1);
+    if (!lo || !p) {
+        free(lo);
+        free(p);
+        *names = NULL;
+        return NULL;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < NOPTS; i++) {
+        int has = opts[i].arg ? required_argument
+                  : opts[i].kind == OPT_BOOL ? optional_argument : no_argument;
+        lo[n++] = (struct option){opts[i].name, has, NULL, OPT_VAL_BASE + (int)i};
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].kind != OPT_BOOL)
+            continue;
+        size_t len = strlen(opts[i].name);
+        memcpy(p, "no-", 3);
+        memcpy(p + 3, opts[i].name, len + 1);
+        lo[n++] = (struct option){p, no_argument, NULL, OPT_NO_BASE + (int)i};
+        p += 3 + len + 1;
+    }
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    return lo;
+}
+
+/* The one-line error for what getopt_long refused (it returned '?' or ':'). */
+static void report_getopt_error(int argc, char **argv, FILE *err)
+{
+    const char *name = optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?";
+    if (optopt >= OPT_NO_BASE && optopt < OPT_NO_BASE + (int)NOPTS) {
+        fprintf(err, "pcsig-server: option --no-%s takes no value (see --help)\n",
+                opts[optopt - OPT_NO_BASE].name);
+        return;
+    }
+    const struct config_opt *known =
+        optopt >= OPT_VAL_BASE && optopt < OPT_NO_BASE ? &opts[optopt - OPT_VAL_BASE] : NULL;
+    if (known && !known->arg) {
+        fprintf(err, "pcsig-server: option --%s takes no value (see --help)\n", known->name);
+        return;
+    }
+    buf_t b;
+    fprintf(err, known ? "pcsig-server: option %s needs a value (see --help)\n"
+                       : "pcsig-server: unknown option %s (see --help)\n",
+            shown(&b, name, strlen(name)));
+    buf_free(&b);
+}
 
 /*
  * Check the command line's syntax and collect its flags into out (room for
@@ -360,52 +479,55 @@ struct flag {
 static int scan_flags(int argc, char **argv, struct flag *out, size_t *nout,
                       const char **config_path, FILE *err)
 {
-    struct option longopts[NOPTS + 1];
-    for (size_t i = 0; i < NOPTS; i++) {
-        longopts[i] = (struct option){opts[i].name, opts[i].arg ? required_argument : no_argument,
-                                      NULL, OPT_VAL_BASE + (int)i};
+    char *no_names = NULL;
+    struct option *longopts = build_longopts(&no_names);
+    if (!longopts) {
+        fprintf(err, "pcsig-server: out of memory\n");
+        return CONFIG_ERROR;
     }
-    longopts[NOPTS] = (struct option){NULL, 0, NULL, 0};
     opterr = 0;
     optind = 0; /* 0, not 1: glibc and musl then forget a previous parse entirely */
     *nout = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c < OPT_VAL_BASE || c >= OPT_VAL_BASE + (int)NOPTS) {
-            const char *name = optind > 1 && optind - 1 < argc ? argv[optind - 1] : "?";
-            const struct config_opt *known =
-                optopt >= OPT_VAL_BASE && optopt < OPT_VAL_BASE + (int)NOPTS
-                    ? &opts[optopt - OPT_VAL_BASE] : NULL;
-            if (known && !known->arg)
-                fprintf(err, "pcsig-server: option --%s takes no value (see --help)\n",
-                        known->name);
-            else if (known)
-                fprintf(err, "pcsig-server: option %s needs a value (see --help)\n", name);
-            else
-                fprintf(err, "pcsig-server: unknown option %s (see --help)\n", name);
-            return CONFIG_ERROR;
+    int c, rc = CONFIG_OK;
+    while (rc == CONFIG_OK && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c >= OPT_NO_BASE && c < OPT_NO_BASE + (int)NOPTS) {
+            out[(*nout)++] = (struct flag){&opts[c - OPT_NO_BASE], "false"};
+            continue;
+        }
+        if (c < OPT_VAL_BASE || c >= OPT_NO_BASE) {
+            report_getopt_error(argc, argv, err);
+            rc = CONFIG_ERROR;
+            break;
         }
         const struct config_opt *o = &opts[c - OPT_VAL_BASE];
         switch (o->kind) {
         case OPT_HELP:
             usage(stdout);
-            return CONFIG_EXIT_OK;
+            rc = CONFIG_EXIT_OK;
+            break;
         case OPT_VERSION:
             printf("pcsig-server %s\n", PCSIG_VERSION);
-            return CONFIG_EXIT_OK;
+            rc = CONFIG_EXIT_OK;
+            break;
         case OPT_CONFIG:
             *config_path = optarg;
             break;
         default:
-            out[(*nout)++] = (struct flag){o, o->arg ? optarg : NULL};
+            /* optarg: the value, or for a boolean its optional =BOOL (NULL: on). */
+            out[(*nout)++] = (struct flag){o, optarg};
             break;
         }
     }
-    if (optind < argc) {
-        fprintf(err, "pcsig-server: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return CONFIG_ERROR;
+    if (rc == CONFIG_OK && optind < argc) {
+        buf_t b;
+        fprintf(err, "pcsig-server: unexpected argument '%s' (see --help)\n",
+                shown(&b, argv[optind], strlen(argv[optind])));
+        buf_free(&b);
+        rc = CONFIG_ERROR;
     }
-    return CONFIG_OK;
+    free(longopts);
+    free(no_names);
+    return rc;
 }
 
 static int apply_flags(struct server_config *cfg, const struct flag *flags, size_t n, FILE *err)
@@ -417,8 +539,11 @@ static int apply_flags(struct server_config *cfg, const struct flag *flags, size
             return CONFIG_ERROR;
         }
         if (rc < 0) {
+            const char *v = flags[i].val ? flags[i].val : "";
+            buf_t b;
             fprintf(err, "pcsig-server: bad value '%s' for --%s (see --help)\n",
-                    flags[i].val ? flags[i].val : "", flags[i].o->name);
+                    shown(&b, v, strlen(v)), flags[i].o->name);
+            buf_free(&b);
             return CONFIG_ERROR;
         }
     }
@@ -484,7 +609,10 @@ static int load_env(struct server_config *cfg, char *const *envp, FILE *err)
             return CONFIG_ERROR;
         }
         if (rc < 0) {
-            fprintf(err, "pcsig-server: bad value '%s' in %.*s\n", val, len, var);
+            buf_t b;
+            fprintf(err, "pcsig-server: bad value '%s' in %.*s\n", shown(&b, val, strlen(val)),
+                    len, var);
+            buf_free(&b);
             return CONFIG_ERROR;
         }
     }
@@ -533,7 +661,9 @@ static int read_config_file(const char *path, buf_t *text)
  * One line line[0..len) of the file (line[len] is writable: the '\n' or the
  * final NUL). Comment lines and blank lines are skipped; otherwise
  * "key = value" with both sides trimmed, the value unquoted if it is
- * "quoted". Values are NUL-terminated in place.
+ * "quoted". Values are NUL-terminated in place. path is the file's name as
+ * errors show it (already escaped); the key and the value are the file's
+ * bytes, escaped when an error echoes them.
  */
 static int file_line(struct server_config *cfg, const char *path, unsigned lineno, char *line,
                      size_t len, FILE *err)
@@ -555,6 +685,7 @@ static int file_line(struct server_config *cfg, const char *path, unsigned linen
         fprintf(err, "pcsig-server: %s:%u: expected 'key = value'\n", path, lineno);
         return CONFIG_ERROR;
     }
+    buf_t b; /* for the escaped key or value of an error */
     char *val = eq + 1;
     while (val < end && is_blank(*val))
         val++;
@@ -563,8 +694,9 @@ static int file_line(struct server_config *cfg, const char *path, unsigned linen
     int key_len = (int)(key_end - p);
     if (end > val && *val == '"') {
         if (end - val < 2 || end[-1] != '"') {
-            fprintf(err, "pcsig-server: %s:%u: the value of '%.*s' has no closing '\"'\n",
-                    path, lineno, key_len, p);
+            fprintf(err, "pcsig-server: %s:%u: the value of '%s' has no closing '\"'\n",
+                    path, lineno, shown(&b, p, (size_t)key_len));
+            buf_free(&b);
             return CONFIG_ERROR;
         }
         val++;
@@ -573,7 +705,9 @@ static int file_line(struct server_config *cfg, const char *path, unsigned linen
     *end = '\0';
     const struct config_opt *o = opt_find(p, (size_t)key_len);
     if (!o || !opt_is_setting(o)) {
-        fprintf(err, "pcsig-server: %s:%u: unknown key '%.*s'\n", path, lineno, key_len, p);
+        fprintf(err, "pcsig-server: %s:%u: unknown key '%s'\n", path, lineno,
+                shown(&b, p, (size_t)key_len));
+        buf_free(&b);
         return CONFIG_ERROR;
     }
     if (*val == '\0') {
@@ -586,23 +720,27 @@ static int file_line(struct server_config *cfg, const char *path, unsigned linen
         return CONFIG_ERROR;
     }
     if (rc < 0) {
-        fprintf(err, "pcsig-server: %s:%u: bad value '%s' for '%s'\n", path, lineno, val, o->name);
+        fprintf(err, "pcsig-server: %s:%u: bad value '%s' for '%s'\n", path, lineno,
+                shown(&b, val, strlen(val)), o->name);
+        buf_free(&b);
         return CONFIG_ERROR;
     }
     return CONFIG_OK;
 }
 
-static int load_file(struct server_config *cfg, const char *path, FILE *err)
+/* Read the file at path, named by source ("--config" or "PCSIG_CONFIG"). */
+static int load_file(struct server_config *cfg, const char *source, const char *path, FILE *err)
 {
-    buf_t text;
+    buf_t text, name;
     buf_init(&text, (size_t)CONFIG_MAX_FILE_BYTES + 1);
+    const char *where = shown(&name, path, strlen(path));
     int rc = read_config_file(path, &text);
     if (rc == -EFBIG) {
-        fprintf(err, "pcsig-server: config file '%s' is larger than %d bytes\n", path,
+        fprintf(err, "pcsig-server: %s %s: larger than %d bytes\n", source, where,
                 CONFIG_MAX_FILE_BYTES);
     } else if (rc < 0) {
         char tmp[128];
-        fprintf(err, "pcsig-server: cannot read config file '%s': %s\n", path,
+        fprintf(err, "pcsig-server: %s %s: %s\n", source, where,
                 log_strerror(-rc, tmp, sizeof tmp));
     }
     size_t pos = 0;
@@ -614,14 +752,15 @@ static int load_file(struct server_config *cfg, const char *path, FILE *err)
         pos += len + (nl ? 1 : 0);
         lineno++;
         if (len > CONFIG_MAX_LINE) {
-            fprintf(err, "pcsig-server: %s:%u: line longer than %d bytes\n", path, lineno,
+            fprintf(err, "pcsig-server: %s:%u: line longer than %d bytes\n", where, lineno,
                     CONFIG_MAX_LINE);
             rc = CONFIG_ERROR;
         } else {
-            rc = file_line(cfg, path, lineno, line, len, err);
+            rc = file_line(cfg, where, lineno, line, len, err);
         }
     }
     buf_free(&text);
+    buf_free(&name);
     return rc < 0 ? CONFIG_ERROR : CONFIG_OK;
 }
 
@@ -679,12 +818,14 @@ int config_load(struct server_config *cfg, int argc, char **argv, char *const *e
         return CONFIG_ERROR;
     }
     size_t nflags = 0;
-    const char *path = NULL;
+    const char *path = NULL, *source = "--config";
     int rc = scan_flags(argc, argv, flags, &nflags, &path, err);
-    if (rc == CONFIG_OK && !path)
+    if (rc == CONFIG_OK && !path) {
+        source = "PCSIG_CONFIG";
         rc = env_config_path(envp, &path, err);
+    }
     if (rc == CONFIG_OK && path)
-        rc = load_file(cfg, path, err);
+        rc = load_file(cfg, source, path, err);
     if (rc == CONFIG_OK)
         rc = load_env(cfg, envp, err);
     if (rc == CONFIG_OK)
@@ -695,6 +836,137 @@ int config_load(struct server_config *cfg, int argc, char **argv, char *const *e
     if (rc != CONFIG_OK)
         config_free(cfg);
     return rc;
+}
+
+/* ---- before start-up: what the values name must be there ------------------ */
+
+/*
+ * Whether host is written as a numeric address (only digits and dots, or
+ * any ':'). Such a value must parse as one: "300.1.1.1" is a typo to report
+ * at once, not a host name to look up in the DNS.
+ */
+static bool looks_numeric(const char *host)
+{
+    if (strchr(host, ':'))
+        return true;
+    for (; *host; host++) {
+        if (*host != '.' && (*host < '0' || *host > '9'))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Whether ai's address is one of this host's: a socket binds to it (on port
+ * 0, so a port in use does not matter). Only EADDRNOTAVAIL says no; any
+ * other failure is left for listening to report.
+ */
+static bool is_local_address(const struct addrinfo *ai)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    bool local = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno != EADDRNOTAVAIL;
+    close(fd);
+    return local;
+}
+
+/*
+ * The host of --opt (whose whole value is value) must resolve to IPv4 or
+ * IPv6 addresses of this host, as net_listen will need every one of them:
+ * else the one-line error. NULL, ""
+ * and "*" are every interface, as for net_listen.
+ */
+static int check_address(const char *opt, const char *value, const char *host, FILE *err)
+{
+    if (!host || host[0] == '\0' || strcmp(host, "*") == 0)
+        return CONFIG_OK;
+    bool numeric = looks_numeric(host);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | (numeric ? AI_NUMERICHOST : 0);
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    bool found = false, foreign = false;
+    for (const struct addrinfo *ai = rc == 0 ? res : NULL; ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        found = true;
+        foreign = foreign || !is_local_address(ai);
+    }
+    if (res)
+        freeaddrinfo(res);
+    if (found && !foreign)
+        return CONFIG_OK;
+    const char *why = foreign ? "not an address of this host"
+                      : numeric ? "not an IPv4 or IPv6 address"
+                      : rc == 0 ? "no IPv4 or IPv6 address"
+                      : rc == EAI_SYSTEM ? "cannot resolve the name"
+                                         : gai_strerror(rc);
+    buf_t b;
+    fprintf(err, "pcsig-server: bad value '%s' for --%s: %s\n", shown(&b, value, strlen(value)),
+            opt, why);
+    buf_free(&b);
+    return CONFIG_ERROR;
+}
+
+/* --metrics-bind ADDR:PORT: its ADDR as check_address sees it. */
+static int check_metrics_address(const char *spec, FILE *err)
+{
+    if (!spec)
+        return CONFIG_OK;
+    char *host = NULL;
+    uint16_t port;
+    if (net_parse_host_port(spec, &host, &port) < 0) {
+        /* opt_set checked the syntax: only an allocation can fail here. */
+        fprintf(err, "pcsig-server: out of memory\n");
+        return CONFIG_ERROR;
+    }
+    int rc = check_address("metrics-bind", spec, host, err);
+    free(host);
+    return rc;
+}
+
+/*
+ * The file named by --opt must open for reading and not be a directory:
+ * else the one-line error "--opt FILE: reason". O_NONBLOCK so that a FIFO
+ * does not hang start-up.
+ */
+static int check_readable(const char *opt, const char *path, FILE *err)
+{
+    if (!path)
+        return CONFIG_OK;
+    int e = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0)
+        e = errno;
+    else if (fstat(fd, &st) < 0)
+        e = errno;
+    else if (S_ISDIR(st.st_mode))
+        e = EISDIR;
+    if (fd >= 0)
+        close(fd);
+    if (e == 0)
+        return CONFIG_OK;
+    char tmp[128];
+    buf_t b;
+    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
+            log_strerror(e, tmp, sizeof tmp));
+    buf_free(&b);
+    return CONFIG_ERROR;
+}
+
+int config_preflight(const struct server_config *cfg, FILE *err)
+{
+    if (check_address("bind", cfg->bind, cfg->bind, err) < 0 ||
+        check_metrics_address(cfg->metrics_bind, err) < 0 ||
+        check_readable("tls-cert", cfg->tls_cert, err) < 0 ||
+        check_readable("tls-key", cfg->tls_key, err) < 0 ||
+        check_readable("tls-client-ca", cfg->tls_client_ca, err) < 0 ||
+        check_readable("auth-token-file", cfg->auth_token_file, err) < 0)
+        return CONFIG_ERROR;
+    return CONFIG_OK;
 }
 
 void config_free(struct server_config *cfg)

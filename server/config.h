@@ -6,6 +6,7 @@
  * --help text), and every source goes through that row and the one parser
  * of its kind:
  *   - the command line: --name VALUE or --name=VALUE (getopt_long);
+ *     a boolean also --no-name;
  *   - the environment: PCSIG_NAME, the name upper-cased with '-' as '_'
  *     (PCSIG_TLS_CERT). Variables that name no option are ignored, since
  *     the server inherits PCSIG_* variables meant for other programs;
@@ -17,8 +18,14 @@
  * error, never "unset": PCSIG_AUTH_TOKEN=$UNSET_VAR must not quietly turn
  * authentication off.
  *
+ * A boolean (allow-quit, secure-ids) is a bare flag --NAME (on), --no-NAME
+ * (off) or --NAME=BOOL on the command line, and true/false (yes/no, 1/0) in
+ * the environment and the file, so that a flag can override either way.
+ *
  * Errors are one line on the caller's stream, naming where the value came
- * from ("pcsig-server: /etc/pcsig.conf:12: unknown key 'prot'").
+ * from ("pcsig-server: /etc/pcsig.conf:12: unknown key 'prot'"); the bytes
+ * of a value, a key or a path are escaped there (log_escape), never echoed
+ * raw.
  */
 #ifndef PCSIG_CONFIG_H
 #define PCSIG_CONFIG_H
@@ -91,6 +98,20 @@ void config_defaults(struct server_config *cfg);
  * releases them with config_free. Not thread-safe (getopt's globals).
  */
 int config_load(struct server_config *cfg, int argc, char **argv, char *const *envp, FILE *err);
+
+/*
+ * The checks that look outside the process, run on a loaded config before
+ * start-up so that a bad value stops the server with one line and exit
+ * status 2 rather than as a start-up failure: --bind and the host of
+ * --metrics-bind resolve to IPv4 or IPv6 addresses of this host
+ * ("300.1.1.1" and "192.0.2.1" do not), and the files of --tls-cert,
+ * --tls-key, --tls-client-ca and --auth-token-file open for reading
+ * ("pcsig-server: --tls-cert FILE: No such file or directory"). Their
+ * contents are the server's to judge. (--config is read by config_load.)
+ * Returns CONFIG_OK or CONFIG_ERROR (the line written to err). May block on
+ * a DNS lookup for a --bind name, as listening would. Thread-safe.
+ */
+int config_preflight(const struct server_config *cfg, FILE *err);
 
 /* Release the strings cfg owns and set its string fields to NULL. NULL-safe;
  * safe to call again. */

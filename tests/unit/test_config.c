@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -521,14 +522,13 @@ static void test_file_unreadable(void **state)
     close(fd);
     unlink(missing);
     expect_error(ARGS("--config", missing), NULL,
-                 "pcsig-server: cannot read config file '%s': No such file or directory", missing);
+                 "pcsig-server: --config %s: No such file or directory", missing);
     char *env = NULL;
     assert_true(asprintf(&env, "PCSIG_CONFIG=%s", missing) > 0);
-    expect_error(NULL, ENV(env), "pcsig-server: cannot read config file '%s': No such file or "
-                                 "directory", missing);
+    expect_error(NULL, ENV(env), "pcsig-server: PCSIG_CONFIG %s: No such file or directory",
+                 missing);
     free(env);
-    expect_error(ARGS("--config", "/tmp"), NULL,
-                 "pcsig-server: cannot read config file '/tmp': Is a directory");
+    expect_error(ARGS("--config", "/tmp"), NULL, "pcsig-server: --config /tmp: Is a directory");
 }
 
 /* Lines up to CONFIG_MAX_LINE bytes pass; one byte more is an error. */
@@ -575,8 +575,8 @@ static void test_file_limit(void **state)
     config_free(&cfg);
     text[CONFIG_MAX_FILE_BYTES] = '4';
     const char *p = tmp_file_n(text, CONFIG_MAX_FILE_BYTES + 1);
-    expect_error(ARGS("--config", p), NULL, "pcsig-server: config file '%s' is larger than %d bytes",
-                 p, CONFIG_MAX_FILE_BYTES);
+    expect_error(ARGS("--config", p), NULL, "pcsig-server: --config %s: larger than %d bytes", p,
+                 CONFIG_MAX_FILE_BYTES);
     free(text);
 }
 
@@ -614,8 +614,14 @@ static void test_flag_errors(void **state)
     expect_error(ARGS("--max-connections"), NULL,
                  "pcsig-server: option --max-connections needs a value (see --help)");
     expect_error(ARGS("--config"), NULL, "pcsig-server: option --config needs a value (see --help)");
-    expect_error(ARGS("--allow-quit=false"), NULL,
-                 "pcsig-server: option --allow-quit takes no value (see --help)");
+    expect_error(ARGS("--allow-quit=maybe"), NULL,
+                 "pcsig-server: bad value 'maybe' for --allow-quit (see --help)");
+    expect_error(ARGS("--secure-ids="), NULL,
+                 "pcsig-server: bad value '' for --secure-ids (see --help)");
+    expect_error(ARGS("--no-allow-quit=1"), NULL,
+                 "pcsig-server: option --no-allow-quit takes no value (see --help)");
+    expect_error(ARGS("--no-port"), NULL, "pcsig-server: unknown option --no-port (see --help)");
+    expect_error(ARGS("--help=1"), NULL, "pcsig-server: option --help takes no value (see --help)");
     expect_error(ARGS("stray"), NULL, "pcsig-server: unexpected argument 'stray' (see --help)");
     expect_error(ARGS("--tls-cert", "c.pem"), NULL,
                  "pcsig-server: --tls-cert and --tls-key go together (see --help)");
@@ -650,6 +656,262 @@ static void test_unknown_env_ignored(void **state)
     load_ok(&cfg, NULL, ENV("PCSIG_PORT=1", "PCSIG_PORT=2"));
     assert_int_equal(cfg.port, 1);
     config_free(&cfg);
+}
+
+/* ---- booleans: a flag overrides either way ----------------------------------- */
+
+/* The boolean field of cfg named by name ("allow-quit" or "secure-ids"). */
+static bool bool_field(const struct server_config *cfg, const char *name)
+{
+    return strcmp(name, "allow-quit") == 0 ? cfg->allow_quit : cfg->secure_ids;
+}
+
+/*
+ * For each boolean, each lower source (file, environment) saying true or
+ * false, and each flag form: the flag decides. Without the --no- and =BOOL
+ * forms, a file or PCSIG_ variable that turned an option on left no flag to
+ * turn it off.
+ */
+static void test_bool_flags_override(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"allow-quit", "secure-ids"};
+    static const struct {
+        const char *pre, *post; /* around the option's name */
+        bool want;
+    } flags[] = {
+        {"--", "", true},          {"--no-", "", false},     {"--", "=true", true},
+        {"--", "=false", false},   {"--", "=yes", true},     {"--", "=NO", false},
+        {"--", "=1", true},        {"--", "=0", false},
+    };
+    for (size_t n = 0; n < 2; n++) {
+        const char *name = names[n];
+        char var[64];
+        snprintf(var, sizeof var, "PCSIG_%s", strcmp(name, "allow-quit") == 0 ? "ALLOW_QUIT"
+                                                                                 : "SECURE_IDS");
+        for (int lower = 0; lower < 2; lower++) { /* 0: true, 1: false below the flag */
+            const char *lv = lower == 0 ? "true" : "false";
+            char *text = NULL, *env_line = NULL, *conf = NULL;
+            assert_true(asprintf(&text, "%s = %s\n", name, lv) > 0);
+            assert_true(asprintf(&env_line, "%s=%s", var, lv) > 0);
+            remove_tmp_files(NULL);
+            assert_true(asprintf(&conf, "PCSIG_CONFIG=%s", tmp_file(text)) > 0);
+            for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+                char flag[64];
+                snprintf(flag, sizeof flag, "%s%s%s", flags[f].pre, name, flags[f].post);
+                for (int src = 0; src < 2; src++) { /* the file, then the environment */
+                    struct server_config cfg;
+                    load_ok(&cfg, ARGS(flag), src == 0 ? ENV(conf) : ENV(env_line));
+                    if (bool_field(&cfg, name) != flags[f].want)
+                        fail_msg("%s = %s in the %s, then %s: %d, want %d", name, lv,
+                                 src == 0 ? "file" : "environment", flag,
+                                 bool_field(&cfg, name), flags[f].want);
+                    config_free(&cfg);
+                }
+            }
+            free(text);
+            free(env_line);
+            free(conf);
+        }
+    }
+    /* The two cases of the issue, spelt out: file true + --no-x is off;
+     * environment false + --x is on; and the last flag wins. */
+    const char *path = tmp_file("allow-quit = true\nsecure-ids = yes\n");
+    struct server_config cfg;
+    load_ok(&cfg, ARGS("--config", path, "--no-allow-quit", "--no-secure-ids"), NULL);
+    assert_false(cfg.allow_quit);
+    assert_false(cfg.secure_ids);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--allow-quit", "--secure-ids"),
+            ENV("PCSIG_ALLOW_QUIT=false", "PCSIG_SECURE_IDS=0"));
+    assert_true(cfg.allow_quit);
+    assert_true(cfg.secure_ids);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--allow-quit", "--no-allow-quit", "--no-secure-ids", "--secure-ids"),
+            NULL);
+    assert_false(cfg.allow_quit);
+    assert_true(cfg.secure_ids);
+    config_free(&cfg);
+}
+
+/* ---- untrusted bytes in errors ------------------------------------------------ */
+
+/* Every byte of s printable ASCII, and s one line ending in '\n'. */
+static void assert_one_printable_line(const char *s)
+{
+    size_t n = strlen(s);
+    assert_true(n > 1);
+    assert_int_equal(s[n - 1], '\n');
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            fail_msg("byte 0x%02x at %zu of \"%s\"", (unsigned char)s[i], i, s);
+    }
+}
+
+/*
+ * A value, a key or a path echoed in an error is escaped (log_escape: \xNN
+ * for control and high-bit bytes, '\\' and '"' doubled with a backslash), so
+ * a config file cannot write terminal escapes or extra lines to stderr.
+ */
+static void test_errors_escape_values(void **state)
+{
+    (void)state;
+    const char *p = tmp_file("port = \x1b[2J\x1b[31mred\r\x7f\xc3\xa9\n");
+    expect_error(ARGS("--config", p), NULL,
+                 "pcsig-server: %s:1: bad value "
+                 "'\\x1b[2J\\x1b[31mred\\x0d\\x7f\\xc3\\xa9' for 'port'",
+                 p);
+    assert_one_printable_line(err_text);
+    p = tmp_file("po\x1brt = 1\n");
+    expect_error(ARGS("--config", p), NULL, "pcsig-server: %s:1: unknown key 'po\\x1brt'", p);
+    p = tmp_file("tls\x07-cert = \"abc\n");
+    expect_error(ARGS("--config", p), NULL,
+                 "pcsig-server: %s:1: the value of 'tls\\x07-cert' has no closing '\"'", p);
+    p = tmp_file("log-level = \"a\\\"b\"\n");
+    expect_error(ARGS("--config", p), NULL,
+                 "pcsig-server: %s:1: bad value 'a\\\\\\\"b' for 'log-level'", p);
+    /* The environment and the command line alike. */
+    expect_error(NULL, ENV("PCSIG_PORT=1\n2"), "pcsig-server: bad value '1\\x0a2' in PCSIG_PORT");
+    expect_error(ARGS("--workers", "\x1b]0;owned\x07"), NULL,
+                 "pcsig-server: bad value '\\x1b]0;owned\\x07' for --workers (see --help)");
+    expect_error(ARGS("--bo\ngus"), NULL, "pcsig-server: unknown option --bo\\x0agus (see --help)");
+    assert_one_printable_line(err_text);
+    expect_error(ARGS("str\x1b" "ay"), NULL,
+                 "pcsig-server: unexpected argument 'str\\x1bay' (see --help)");
+    /* A long value is cut: the line stays short. */
+    char long_val[2048];
+    memset(long_val, 'x', sizeof long_val - 1);
+    long_val[sizeof long_val - 1] = '\0';
+    struct server_config cfg;
+    assert_int_equal(load(&cfg, ARGS("--log-level", long_val), NULL), CONFIG_ERROR);
+    assert_one_printable_line(err_text);
+    assert_true(strlen(err_text) < 400);
+    assert_non_null(strstr(err_text, "xxx...' for --log-level"));
+}
+
+/* ---- config_preflight: addresses and files --------------------------------------- */
+
+/* config_preflight's error text for a config loaded from args (malloc'd; "" when it passed). */
+static char *preflight(const char *const *args, int *rc)
+{
+    struct server_config cfg;
+    load_ok(&cfg, args, NULL);
+    char *text = NULL;
+    size_t len;
+    FILE *err = open_memstream(&text, &len);
+    assert_non_null(err);
+    *rc = config_preflight(&cfg, err);
+    assert_int_equal(fclose(err), 0);
+    config_free(&cfg);
+    return text;
+}
+
+static void expect_preflight_ok_at(int line, const char *const *args)
+{
+    int rc;
+    char *text = preflight(args, &rc);
+    if (rc != CONFIG_OK || text[0] != '\0')
+        fail_msg("line %d: config_preflight returned %d, error text \"%s\"", line, rc, text);
+    free(text);
+}
+#define expect_preflight_ok(args) expect_preflight_ok_at(__LINE__, (args))
+
+/* config_preflight fails with exactly the one line want + "\n". */
+static void expect_preflight_error_at(int line, const char *const *args, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void expect_preflight_error_at(int line, const char *const *args, const char *fmt, ...)
+{
+    char *want = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&want, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    int rc;
+    char *text = preflight(args, &rc);
+    if (rc != CONFIG_ERROR || strncmp(text, want, (size_t)n) != 0 || strcmp(text + n, "\n") != 0)
+        fail_msg("line %d: config_preflight returned %d with error text\n  \"%s\"\nwant\n"
+                 "  \"%s\\n\"", line, rc, text, want);
+    free(text);
+    free(want);
+}
+#define expect_preflight_error(args, ...) \
+    expect_preflight_error_at(__LINE__, (args), __VA_ARGS__)
+
+static void test_preflight_addresses(void **state)
+{
+    (void)state;
+    expect_preflight_ok(NULL);
+    expect_preflight_ok(ARGS("--bind", "127.0.0.1"));
+    expect_preflight_ok(ARGS("--bind", "*"));
+    expect_preflight_ok(ARGS("--bind", "0.0.0.0"));
+    expect_preflight_ok(ARGS("--bind", "localhost"));
+    expect_preflight_ok(ARGS("--metrics-bind", "127.0.0.1:9100"));
+    expect_preflight_ok(ARGS("--metrics-bind", "*:0"));
+    /* Written as a number, so never looked up: a typo, said at once. */
+    expect_preflight_error(ARGS("--bind", "300.1.1.1"),
+                           "pcsig-server: bad value '300.1.1.1' for --bind: "
+                           "not an IPv4 or IPv6 address");
+    expect_preflight_error(ARGS("--bind", "::1::2"),
+                           "pcsig-server: bad value '::1::2' for --bind: "
+                           "not an IPv4 or IPv6 address");
+    expect_preflight_error(ARGS("--metrics-bind", "127.0.0.256:9100"),
+                           "pcsig-server: bad value '127.0.0.256:9100' for --metrics-bind: "
+                           "not an IPv4 or IPv6 address");
+    /* An address of another host (TEST-NET-1, RFC 5737) cannot be bound. */
+    expect_preflight_error(ARGS("--bind", "192.0.2.1"),
+                           "pcsig-server: bad value '192.0.2.1' for --bind: "
+                           "not an address of this host");
+    /* A name that does not resolve (.invalid never does, RFC 6761): the
+     * resolver's reason, which depends on the host's DNS set-up. */
+    int rc;
+    char *text = preflight(ARGS("--bind", "no-such-host.invalid"), &rc);
+    assert_int_equal(rc, CONFIG_ERROR);
+    static const char want[] = "pcsig-server: bad value 'no-such-host.invalid' for --bind: ";
+    if (strncmp(text, want, sizeof want - 1) != 0)
+        fail_msg("error text \"%s\"", text);
+    assert_one_printable_line(text);
+    free(text);
+    /* Escaped like every echoed value. */
+    expect_preflight_error(ARGS("--bind", "::\x1b"),
+                           "pcsig-server: bad value '::\\x1b' for --bind: "
+                           "not an IPv4 or IPv6 address");
+}
+
+static void test_preflight_files(void **state)
+{
+    (void)state;
+    char missing[] = "/tmp/pcsig-config-missing-XXXXXX";
+    int fd = mkstemp(missing);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(missing);
+    const char *f = tmp_file("x\n");
+    expect_preflight_ok(ARGS("--tls-cert", f, "--tls-key", f, "--tls-client-ca", f,
+                             "--auth-token-file", f));
+    expect_preflight_error(ARGS("--tls-cert", missing, "--tls-key", f),
+                           "pcsig-server: --tls-cert %s: No such file or directory", missing);
+    expect_preflight_error(ARGS("--tls-cert", f, "--tls-key", missing),
+                           "pcsig-server: --tls-key %s: No such file or directory", missing);
+    expect_preflight_error(ARGS("--tls-cert", f, "--tls-key", f, "--tls-client-ca", missing),
+                           "pcsig-server: --tls-client-ca %s: No such file or directory",
+                           missing);
+    expect_preflight_error(ARGS("--auth-token-file", missing),
+                           "pcsig-server: --auth-token-file %s: No such file or directory",
+                           missing);
+    expect_preflight_error(ARGS("--auth-token-file", "/tmp"),
+                           "pcsig-server: --auth-token-file /tmp: Is a directory");
+    expect_preflight_error(ARGS("--tls-cert", "/tmp/\x1b[1m", "--tls-key", f),
+                           "pcsig-server: --tls-cert /tmp/\\x1b[1m: No such file or directory");
+    /* Unreadable: root reads any file, so only an unprivileged run can see it. */
+    if (geteuid() != 0) {
+        const char *secret = tmp_file("token\n");
+        assert_int_equal(chmod(secret, 0), 0);
+        expect_preflight_error(ARGS("--auth-token-file", secret),
+                               "pcsig-server: --auth-token-file %s: Permission denied", secret);
+    } else {
+        fprintf(stderr, "note: running as root; the unreadable-file case is not tried\n");
+    }
 }
 
 /* ---- --help, --version and the example file ------------------------------------ */
@@ -705,6 +967,58 @@ static void test_help_and_version(void **state)
     free(version);
 }
 
+/*
+ * Every option of --help states its default ("(default ...)" somewhere in its
+ * text, "none"/"off" where nothing is the default), but --help and
+ * --version, which are actions; and every boolean (a row without a value)
+ * is followed by its --no- row.
+ */
+static void test_help_defaults(void **state)
+{
+    (void)state;
+    int rc;
+    char *help = captured_stdout(ARGS("--help"), &rc);
+    assert_int_equal(rc, CONFIG_EXIT_OK);
+    size_t rows = 0, with_default = 0, negations = 0;
+    const char *prev_bool = NULL; /* the boolean whose --no- row comes next */
+    size_t prev_bool_len = 0;
+    for (const char *row = strstr(help, "\n  --"); row; rows++) {
+        const char *name = row + 5;
+        const char *next = strstr(name, "\n  --");
+        size_t row_len = next ? (size_t)(next - row) : strlen(row);
+        size_t n = strcspn(name, " \n");
+        bool has_arg = name[n] == ' ' && name[n + 1] >= 'A' && name[n + 1] <= 'Z';
+        bool is_no = n > 3 && memcmp(name, "no-", 3) == 0;
+        if (prev_bool && !(is_no && n - 3 == prev_bool_len &&
+                           memcmp(name + 3, prev_bool, prev_bool_len) == 0))
+            fail_msg("--%.*s is not followed by --no-%.*s", (int)prev_bool_len, prev_bool,
+                     (int)prev_bool_len, prev_bool);
+        bool action = (n == 4 && !memcmp(name, "help", 4)) ||
+                      (n == 7 && !memcmp(name, "version", 7));
+        char *text = strndup(row, row_len);
+        assert_non_null(text);
+        if (is_no) {
+            negations++;
+            if (!strstr(text, "off"))
+                fail_msg("--%.*s does not say it turns the option off", (int)n, name);
+        } else if (!action) {
+            if (strstr(text, "(default"))
+                with_default++;
+            else
+                fail_msg("--help gives no default for --%.*s:%s", (int)n, name, text);
+        }
+        free(text);
+        prev_bool = !has_arg && !is_no && !action ? name : NULL;
+        prev_bool_len = n;
+        row = next;
+    }
+    assert_null(prev_bool);
+    assert_int_equal(negations, 2); /* allow-quit, secure-ids */
+    assert_true(with_default >= 31);
+    assert_int_equal(rows, with_default + negations + 2);
+    free(help);
+}
+
 /* Read a whole (small) file; NULL when it cannot be opened. */
 static char *slurp(const char *path)
 {
@@ -744,6 +1058,8 @@ static void test_dist_example(void **state)
     for (const char *l = strstr(help, "\n  --"); l; l = strstr(l + 1, "\n  --")) {
         const char *name = l + 5;
         size_t n = strcspn(name, " \n");
+        if (n > 3 && memcmp(name, "no-", 3) == 0)
+            continue; /* --no-NAME turns a boolean off: a flag, no file key */
         char *want = NULL;
         assert_true(asprintf(&want, "\n#%.*s = ", (int)n, name) > 0);
         bool cli_only = (n == 6 && !memcmp(name, "config", 6)) ||
@@ -807,7 +1123,12 @@ int main(void)
         T(test_env_errors),
         T(test_flag_errors),
         T(test_unknown_env_ignored),
+        T(test_bool_flags_override),
+        T(test_errors_escape_values),
+        T(test_preflight_addresses),
+        T(test_preflight_files),
         T(test_help_and_version),
+        T(test_help_defaults),
         T(test_dist_example),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -293,8 +293,6 @@ static SSL_CTX *server_ctx(const tls_server_t *t, char *err, size_t err_len)
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, 20000);
-    static const unsigned char alpn[] = "\x08http/1.1";
-    (void)alpn; /* the server accepts any ALPN offer; see alpn_select */
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -351,6 +349,27 @@ int tls_server_new(const struct tls_server_options *o, tls_server_t **out, char 
     return 0;
 }
 
+/*
+ * Session tickets issued before a reload stay valid after it: the fresh
+ * context takes over the old one's ticket keys (they encrypt tickets; they
+ * are not the certificate's key). Not with mutual TLS: a resumed session
+ * skips client-certificate verification, and the reload may have changed
+ * the client CA, so there every client does one full handshake under the
+ * new files. Best effort: if the keys cannot be copied, tickets simply stop
+ * resuming, as before.
+ */
+static void keep_ticket_keys(const tls_server_t *t, SSL_CTX *old, SSL_CTX *fresh)
+{
+    if (t->client_ca_file)
+        return;
+    unsigned char keys[80]; /* name 16 + HMAC 32 + AES 32, as OpenSSL 1.1+ wants */
+    ERR_clear_error();
+    if (SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof keys) == 1)
+        (void)SSL_CTX_set_tlsext_ticket_keys(fresh, keys, sizeof keys);
+    OPENSSL_cleanse(keys, sizeof keys);
+    ERR_clear_error();
+}
+
 int tls_server_reload(tls_server_t *t, char *err, size_t err_len)
 {
     SSL_CTX *fresh = server_ctx(t, err, err_len);
@@ -359,10 +378,30 @@ int tls_server_reload(tls_server_t *t, char *err, size_t err_len)
     SSL_CTX_set_alpn_select_cb(fresh, alpn_select, NULL);
     pthread_mutex_lock(&t->lock);
     SSL_CTX *old = t->ctx;
+    keep_ticket_keys(t, old, fresh);
     t->ctx = fresh;
     pthread_mutex_unlock(&t->lock);
     SSL_CTX_free(old); /* connections hold their own references */
     return 0;
+}
+
+int tls_server_cert_validity(tls_server_t *t, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&t->lock);
+    X509 *cert = SSL_CTX_get0_certificate(t->ctx);
+    int rc = 0;
+    if (cert) {
+        /* X509_cmp_current_time: <0 before now, >0 after now, 0 on error. */
+        if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+            rc = -EKEYEXPIRED;
+            snprintf(why, why_len, "the server certificate %s has expired", t->cert_file);
+        } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+            rc = -EKEYEXPIRED;
+            snprintf(why, why_len, "the server certificate %s is not valid yet", t->cert_file);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
 }
 
 void tls_server_free(tls_server_t *t)
@@ -511,27 +550,41 @@ void tls_client_free(tls_client_t *t)
     free(t);
 }
 
-conn_t *tls_client_wrap(tls_client_t *t, int fd, const char *host)
+/* Name the server for SNI and for verification: 1, or 0 when OpenSSL would
+ * not take host (then verification could not check it: fail closed). */
+static int set_peer_name(SSL *ssl, const char *host)
 {
-    struct tls_conn *tc = wrap(t->ctx, fd);
-    if (!tc)
-        return NULL;
-    tc->client = t;
-    SSL_set_connect_state(tc->ssl);
     unsigned char addr[16];
     bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
     ERR_clear_error();
-    if (is_ip) {
-        /* No SNI for addresses (RFC 6066); verify the IP SAN instead. */
-        X509_VERIFY_PARAM *vp = SSL_get0_param(tc->ssl);
-        X509_VERIFY_PARAM_set1_ip_asc(vp, host);
-    } else {
-        SSL_set_tlsext_host_name(tc->ssl, host);
-        SSL_set1_host(tc->ssl, host);
+    if (is_ip) /* No SNI for addresses (RFC 6066); verify the IP SAN instead. */
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+    return SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+}
+
+conn_t *tls_client_wrap(tls_client_t *t, int fd, const char *host)
+{
+    struct tls_conn *tc = wrap(t->ctx, fd);
+    if (!tc) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    tc->client = t;
+    SSL_set_connect_state(tc->ssl);
+    if (!set_peer_name(tc->ssl, host)) {
+        /* fd stays the caller's: free what wrap() made, nothing else. */
+        SSL_free(tc->ssl);
+        free(tc);
+        errno = EINVAL;
+        return NULL;
     }
     SSL_SESSION *ticket = take_ticket(t);
     if (ticket) {
-        SSL_set_session(tc->ssl, ticket); /* takes a reference of its own */
+        ERR_clear_error();
+        /* It takes a reference of its own. If it refuses the ticket, the
+         * handshake is simply a full one. */
+        if (SSL_set_session(tc->ssl, ticket) != 1)
+            ERR_clear_error();
         SSL_SESSION_free(ticket);
     }
     return &tc->base;

@@ -5,8 +5,9 @@
  * Server: a tls_server_t holds the certificate, key and (for mutual TLS) the
  * client CA; tls_server_reload() swaps in freshly read files while existing
  * connections keep the context they started with. Client: a tls_client_t
- * holds the trust store, an optional client certificate, and the last
- * session for resumption. Both are thread-safe; a conn_t is not.
+ * holds the trust store, an optional client certificate, and a pool of up
+ * to 8 session tickets for resumption (each new connection takes one of its
+ * own). Both are thread-safe; a conn_t is not.
  * Errors: 0 or a negative errno; a one-line reason goes to err (a caller's
  * buffer of err_len bytes) where there is one.
  */
@@ -29,8 +30,13 @@ struct tls_server_options {
 
 /* Returns 0 and *out, or -errno with the reason in err. */
 int tls_server_new(const struct tls_server_options *o, tls_server_t **out, char *err, size_t err_len);
-/* Re-read the files; on failure keep serving with the old ones. 0 or -errno + err. */
+/* Re-read the files; on failure keep serving with the old ones. 0 or -errno + err.
+ * Tickets issued before the reload keep resuming, except with mutual TLS
+ * (where the client CA may have changed: everyone handshakes afresh). */
 int tls_server_reload(tls_server_t *t, char *err, size_t err_len);
+/* -EKEYEXPIRED with the reason in why when the certificate now served is
+ * expired or not yet valid (it is served anyway: the operator's call), else 0. */
+int tls_server_cert_validity(tls_server_t *t, char *why, size_t why_len);
 void tls_server_free(tls_server_t *t); /* NULL-safe; connections may outlive it */
 
 /* Wrap an accepted socket; the handshake runs inside the first reads/writes.
@@ -63,7 +69,9 @@ struct tls_client_options {
 int tls_client_new(const struct tls_client_options *o, tls_client_t **out, char *err, size_t err_len);
 void tls_client_free(tls_client_t *t);
 /* Wrap a connected socket for host (SNI and hostname/IP verification), offering
- * the last session for resumption. Takes ownership of fd on success. */
+ * one of the pooled tickets for resumption. Takes ownership of fd on success;
+ * NULL (fd untouched) with errno ENOMEM when out of memory, or EINVAL when
+ * host cannot be set for verification (never connect unverified). */
 conn_t *tls_client_wrap(tls_client_t *t, int fd, const char *host);
 
 #endif

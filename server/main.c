@@ -15,6 +15,21 @@
 
 extern char **environ;
 
+/*
+ * server_start logs its own one-line reason for every failure that the
+ * configuration or the host causes (a port in use, a certificate that does
+ * not load, a port file that cannot be written), so a second line here would
+ * only repeat it. What it leaves unlogged is running out of resources
+ * (memory, threads, epoll watches): name that, so no failure is silent.
+ */
+static void report_start_failure(int err)
+{
+    if (err != -ENOMEM && err != -EAGAIN && err != -ENOSPC)
+        return;
+    char tmp[128];
+    fprintf(stderr, "pcsig-server: could not start: %s\n", log_strerror(-err, tmp, sizeof tmp));
+}
+
 int main(int argc, char **argv)
 {
     struct server_config cfg; /* its strings outlive the server's copy of it */
@@ -23,6 +38,12 @@ int main(int argc, char **argv)
         return 0;
     if (rc != CONFIG_OK)
         return 2;
+    /* An address that does not resolve or a file that is not there is a bad
+     * value (one line, exit 2), not a start-up failure. */
+    if (config_preflight(&cfg, stderr) != CONFIG_OK) {
+        config_free(&cfg);
+        return 2;
+    }
     log_set_level(cfg.log_level);
     log_set_format(cfg.log_format);
     log_set_thread_role("main");
@@ -39,7 +60,7 @@ int main(int argc, char **argv)
     static struct server srv; /* the server's state: one named place */
     int err = server_start(&srv, &cfg);
     if (err < 0) {
-        fprintf(stderr, "pcsig-server: could not start (see the log above)\n");
+        report_start_failure(err);
         config_free(&cfg);
         return 1;
     }
@@ -61,5 +82,5 @@ int main(int argc, char **argv)
     server_stop(&srv);
     log_info("stopped");
     config_free(&cfg);
-    return 0;
+    return atomic_load(&srv.failed) ? 1 : 0; /* the acceptor gave up: let a supervisor restart us */
 }

@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -28,6 +29,16 @@
 #define REAPER_PERIOD_MS 250
 #define REAPER_DRAIN_PERIOD_MS 50
 #define ACCEPT_BACKOFF_MS 100
+/* poll() failing this long without a break (it only fails for want of
+ * memory or from a bug) means the acceptor is deaf for good: stop the server
+ * with an error exit, so that a supervisor restarts it. */
+#define ACCEPT_POLL_FATAL_MS 10000
+/* TLS connections refused at the connection cap or the per-address limit
+ * are answered through TLS, which costs a handshake (and a socket held up to
+ * the read timeout): at most this many at once, past it they are closed at
+ * once. It stays within the 64 descriptors that the default
+ * --max-connections leaves free below the open-file limit. */
+#define TLS_REFUSALS_MAX 32
 #define LISTEN_BACKLOG 65535 /* the kernel caps it at net.core.somaxconn */
 
 static void eventfd_poke(int fd)
@@ -189,23 +200,67 @@ static void *reaper_main(void *arg)
 
 /* ---- acceptor ----------------------------------------------------------- */
 
-static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls,
-                       bool metrics_only)
+/* Hand a new session to the poller: it runs once the client sends (for TLS,
+ * its ClientHello), or is closed by the reaper after the read timeout. */
+static void arm_new(struct server *srv, struct session *s)
 {
-    if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
-        /* Counted before the client can see the answer, so a scrape that
-         * follows the refusal always includes it. */
-        metrics_count_refused(&srv->metrics, MET_REFUSED_MAX_CONNECTIONS);
-        /* Best effort, never blocking: the client learns why it was refused. */
-        ssize_t w = send(fd, resp_busy_bytes, resp_busy_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
+    atomic_store(&s->state, SESSION_ARMED);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
+        log_errno(LOG_ERROR, errno, "epoll_ctl add");
+        /* Nobody else can have seen it yet: take it back and close it. */
+        if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
+            atomic_store(&s->deadline_ms, 1);
+            server_schedule(srv, s);
+        }
+    }
+}
+
+/*
+ * Refuse a new connection with a canned answer (503 or 429). Plain: written
+ * at once, best effort and never blocking. TLS: bytes before a handshake
+ * would be garbage to the client, so a session does the handshake (within
+ * the read timeout, like any other) and then answers and closes; at most
+ * TLS_REFUSALS_MAX of them at once, so that refusing cannot itself be used
+ * to tie the server up. Beyond that, or out of memory, a bare close.
+ */
+static void refuse_conn(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls,
+                        const char *answer, size_t len)
+{
+    if (!tls) {
+        ssize_t w = send(fd, answer, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
         close(fd);
         return;
     }
+    if (atomic_fetch_add(&srv->tls_refusals, 1) >= TLS_REFUSALS_MAX) {
+        atomic_fetch_sub(&srv->tls_refusals, 1);
+        close(fd);
+        return;
+    }
+    struct session *s = session_new_refusal(srv, fd, (struct sockaddr *)ss, answer, len);
+    if (!s) { /* it closed fd */
+        atomic_fetch_sub(&srv->tls_refusals, 1);
+        return;
+    }
+    arm_new(srv, s);
+}
+
+static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls,
+                       bool metrics_only)
+{
     /* Small answers go out at once: without this, the first answer after a
      * TLS 1.3 handshake waits ~40 ms for the client's delayed ACK. */
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
+        /* Counted before the client can see the answer, so a scrape that
+         * follows the refusal always includes it. */
+        metrics_count_refused(&srv->metrics, MET_REFUSED_MAX_CONNECTIONS);
+        refuse_conn(srv, fd, ss, tls, resp_busy_bytes, resp_busy_len);
+        return;
+    }
     rl_key_t key;
     rl_key_from(&key, (struct sockaddr *)ss);
     /* The metrics listener sits on an operator's address for a scraper: the
@@ -214,9 +269,7 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
     bool per_ip = !metrics_only;
     if (per_ip && !rl_conn_open(srv->rl, &key)) {
         metrics_count_refused(&srv->metrics, MET_REFUSED_PER_IP);
-        ssize_t w = send(fd, resp_per_ip_bytes, resp_per_ip_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
-        close(fd);
+        refuse_conn(srv, fd, ss, tls, resp_per_ip_bytes, resp_per_ip_len);
         return;
     }
     struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
@@ -228,21 +281,36 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
         return;
     }
     s->rl_counted = per_ip;
-    /* Before the state store below publishes the session to other threads. */
+    /* Before the state store in arm_new publishes the session to other threads. */
     s->metrics_only = metrics_only;
     atomic_fetch_add(&srv->open_conns, 1);
     metrics_count_connection(&srv->metrics);
-    atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
-    atomic_store(&s->state, SESSION_ARMED);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        log_errno(LOG_ERROR, errno, "epoll_ctl add");
-        /* Nobody else can have seen it yet: take it back and close it. */
-        if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
-            atomic_store(&s->deadline_ms, 1);
-            server_schedule(srv, s);
-        }
+    arm_new(srv, s);
+}
+
+/*
+ * poll() failed with err (not EINTR), for failing_ms now: wait a moment and
+ * let the caller retry, or, when it keeps failing, stop the server with an
+ * error (main exits non-zero) instead of running without accepting. True
+ * when the acceptor must end: stop requested, or given up.
+ */
+static bool poll_failure(struct server *srv, int err, uint64_t failing_ms)
+{
+    if (failing_ms >= ACCEPT_POLL_FATAL_MS) {
+        log_errno(LOG_ERROR, err, "poll: failing for %llu ms; cannot accept, stopping",
+                  (unsigned long long)failing_ms);
+        atomic_store(&srv->failed, true);
+        server_request_quit(srv);
+        return true;
     }
+    if (failing_ms == 0)
+        log_errno(LOG_ERROR, err, "poll (retrying every %d ms)", ACCEPT_BACKOFF_MS);
+    /* poll() cannot wait for us now: sleep, then look for a stop request. */
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = ACCEPT_BACKOFF_MS * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    uint64_t v;
+    return read(srv->acceptor_wake_fd, &v, sizeof v) == (ssize_t)sizeof v;
 }
 
 static void *acceptor_main(void *arg)
@@ -254,6 +322,7 @@ static void *acceptor_main(void *arg)
     bool metrics_of[SERVER_MAX_LISTENERS + 1];
     uint64_t backoff_until = 0;
     uint64_t last_emfile_log = 0;
+    uint64_t poll_failed_since = 0; /* 0: the last poll() worked */
     for (;;) {
         int n = 0;
         pfds[n++] = (struct pollfd){.fd = srv->acceptor_wake_fd, .events = POLLIN};
@@ -267,9 +336,13 @@ static void *acceptor_main(void *arg)
             }
         int r = poll(pfds, (nfds_t)n, backing_off ? (int)(backoff_until - now) : -1);
         if (r < 0 && errno != EINTR) {
-            log_errno(LOG_ERROR, errno, "poll");
-            break;
+            if (!poll_failed_since)
+                poll_failed_since = now;
+            if (poll_failure(srv, errno, now - poll_failed_since))
+                break;
+            continue;
         }
+        poll_failed_since = 0;
         if (pfds[0].revents)
             break; /* stop requested */
         for (int i = 1; i < n; i++) {
@@ -454,6 +527,15 @@ void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out)
     out->uptime_ms = clock_now_ms() - srv->started_ms;
 }
 
+/* An expired (or not yet valid) certificate is still served, but every
+ * verifying client will refuse it: say so where the operator looks. */
+static void warn_cert_validity(struct server *srv, const char *when)
+{
+    char why[512] = "";
+    if (srv->tls && tls_server_cert_validity(srv->tls, why, sizeof why) < 0)
+        log_warn("%s: %s; clients that verify it will refuse to connect", when, why);
+}
+
 int server_start(struct server *srv, const struct server_config *cfg)
 {
     memset(srv, 0, sizeof *srv);
@@ -469,6 +551,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->draining, false);
     atomic_init(&srv->poller_stop, false);
     atomic_init(&srv->open_conns, 0);
+    atomic_init(&srv->tls_refusals, 0);
+    atomic_init(&srv->failed, false);
     atomic_init(&srv->wq_depth, 0);
     atomic_init(&srv->access_seq, 0);
     metrics_init(&srv->metrics);
@@ -511,8 +595,10 @@ int server_start(struct server *srv, const struct server_config *cfg)
     }
     err = net_listen(cfg->bind, cfg->port, LISTEN_BACKLOG, srv->listen_fds, &srv->nlisten);
     if (err < 0) {
-        log_errno(LOG_ERROR, -err, "cannot listen on %s port %u", cfg->bind ? cfg->bind : "*",
-                  (unsigned)cfg->port);
+        /* The one line of this failure (main adds none): address, port, reason. */
+        log_errno(LOG_ERROR, -err, cfg->bind ? "cannot listen on %s port %u"
+                                             : "cannot listen on %sport %u (every address)",
+                  cfg->bind ? cfg->bind : "", (unsigned)cfg->port);
         goto fail;
     }
     srv->port = (uint16_t)net_local_port(srv->listen_fds[0]);
@@ -524,7 +610,9 @@ int server_start(struct server *srv, const struct server_config *cfg)
         err = net_listen(cfg->bind, (uint16_t)cfg->tls_port, LISTEN_BACKLOG,
                          srv->listen_fds + srv->nlisten, &nt);
         if (err < 0) {
-            log_errno(LOG_ERROR, -err, "cannot listen on TLS port %d", cfg->tls_port);
+            log_errno(LOG_ERROR, -err, cfg->bind ? "cannot listen on %s TLS port %d"
+                                                 : "cannot listen on %sTLS port %d (every address)",
+                      cfg->bind ? cfg->bind : "", cfg->tls_port);
             goto fail;
         }
         srv->tls_port = (uint16_t)net_local_port(srv->listen_fds[srv->nlisten]);
@@ -570,6 +658,7 @@ int server_start(struct server *srv, const struct server_config *cfg)
     log_info("listening on %s port %u (%d workers, max %zu connections)",
              cfg->bind ? cfg->bind : "*", (unsigned)srv->port, cfg->workers,
              srv->cfg.max_connections);
+    warn_cert_validity(srv, "TLS");
     if (cfg->port_file && (err = write_port_file(cfg->port_file, srv->port)) < 0) {
         log_errno(LOG_ERROR, -err, "cannot write port file %s", cfg->port_file);
         goto fail;
@@ -601,6 +690,7 @@ void server_reload(struct server *srv)
         log_error("SIGHUP: TLS reload failed, keeping the current certificate: %s", why);
     else
         log_info("SIGHUP: TLS certificate and key reloaded");
+    warn_cert_validity(srv, "SIGHUP");
 }
 
 void server_request_quit(struct server *srv)

@@ -77,6 +77,8 @@ struct server {
     atomic_bool draining;   /* SIGTERM: answer with Connection: close, close idle */
     atomic_bool poller_stop;
     atomic_size_t open_conns;
+    atomic_size_t tls_refusals; /* TLS connections being refused (503/429), not in open_conns */
+    atomic_bool failed;         /* the acceptor gave up: main exits with an error */
     atomic_size_t wq_depth;  /* sessions in the work queue (a gauge for scrapes) */
 
     /* Observability: counters bumped by every thread (relaxed atomics), the

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "access.h"
 #include "clock.h"
@@ -126,6 +127,30 @@ static void unlink_session(struct session *s)
     pthread_mutex_unlock(&srv->sessions_lock);
 }
 
+struct session *session_new_refusal(struct server *srv, int fd, const struct sockaddr *peer,
+                                    const char *answer, size_t len)
+{
+    struct session *s = session_new(srv, fd, peer, true);
+    if (!s) {
+        close(fd);
+        return NULL;
+    }
+    s->refusal = true;
+    if (buf_append(&s->out, answer, len) < 0) {
+        /* Nothing published it yet: undo session_new. */
+        unlink_session(s);
+        conn_close(s->conn);
+        session_free(s);
+        return NULL;
+    }
+    /* pump() writes out before it reads anything, and then closes: the
+     * linger keeps a request the client sends meanwhile from turning the
+     * close into a reset that could destroy the answer unread. */
+    s->close_after_write = true;
+    s->linger = true;
+    return s;
+}
+
 /* Give back what this session still holds of the registry, close the socket. */
 static void release(struct session *s)
 {
@@ -145,7 +170,10 @@ static void release(struct session *s)
         epoll_ctl(srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
         conn_close(s->conn);
         s->conn = NULL;
-        atomic_fetch_sub(&srv->open_conns, 1);
+        if (s->refusal)
+            atomic_fetch_sub(&srv->tls_refusals, 1);
+        else
+            atomic_fetch_sub(&srv->open_conns, 1);
         if (s->rl_counted)
             rl_conn_close(srv->rl, &s->rl_key);
         s->rl_counted = false;

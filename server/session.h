@@ -73,6 +73,10 @@ struct session {
     char peer[64];
     rl_key_t rl_key;  /* the client's address, for per-address limits */
     bool rl_counted;  /* counted in rl_conn_open */
+    /* Refused at accept (TLS): answers its out after the handshake, then
+     * closes; counted in srv->tls_refusals, not in open_conns. Set before
+     * the session is published; read-only after. */
+    bool refusal;
 
     struct session *wq_next;           /* work queue; guarded by wq_lock */
     struct session *prev, *next;       /* all sessions; guarded by sessions_lock */
@@ -82,6 +86,14 @@ struct session {
 /* A session for an accepted socket (takes ownership of fd on success) in
  * state RUNNING, linked into the server's list. NULL when out of memory. */
 struct session *session_new(struct server *srv, int fd, const struct sockaddr *peer, bool tls);
+
+/* A TLS connection refused at accept: after the handshake it writes answer
+ * (a complete canned response), lingers briefly and closes, never reading a
+ * request. Like session_new otherwise (the caller counts it in
+ * srv->tls_refusals; the close uncounts it), but it takes fd even when it
+ * fails: NULL (fd closed) when out of memory. */
+struct session *session_new_refusal(struct server *srv, int fd, const struct sockaddr *peer,
+                                    const char *answer, size_t len);
 
 /* Run the state machine until the session must wait again or is closed.
  * Called only by a worker that owns the session (RUNNING). */

@@ -12,6 +12,10 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -275,15 +279,23 @@ void h_server_start_(h_server_t *s, ...)
         argv[argc++] = "--tls-key";
         argv[argc++] = tls_key_path;
     }
+    snprintf(s->host, sizeof s->host, "127.0.0.1");
     va_list ap;
     va_start(ap, s);
     const char *a;
+    bool bind_next = false;
     while ((a = va_arg(ap, const char *)) != NULL) {
         if (argc >= H_MAX_ARGS) {
             va_end(ap);
             H_FAIL("more than %d server arguments", H_MAX_ARGS);
         }
         argv[argc++] = (char *)a;
+        /* The server takes the last --bind: so do our connections. */
+        if (bind_next)
+            snprintf(s->host, sizeof s->host, "%s", a);
+        else if (strncmp(a, "--bind=", 7) == 0)
+            snprintf(s->host, sizeof s->host, "%s", a + 7);
+        bind_next = strcmp(a, "--bind") == 0;
     }
     va_end(ap);
     argv[argc] = NULL;
@@ -612,19 +624,21 @@ static conn_t *tls_wrap_fd(int fd, char *why, size_t why_len)
     return t;
 }
 
-/* Connect to 127.0.0.1:port (and when use_tls, handshake): the
- * connection, or NULL with why. */
-static h_conn_t *open_conn_port(uint16_t port, bool use_tls, char *why, size_t why_len)
+/* Connect to host:port (and when use_tls, handshake): the connection, or
+ * NULL with why. */
+static h_conn_t *open_conn_host(const char *host, uint16_t port, bool use_tls, char *why,
+                                size_t why_len)
 {
-    int fd = net_connect("127.0.0.1", port, H_TIMEOUT_MS);
+    int fd = net_connect(host, port, H_TIMEOUT_MS);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot connect to 127.0.0.1:%u: errno %d", (unsigned)port, -fd);
+        snprintf(why, why_len, "cannot connect to %s port %u: errno %d", host, (unsigned)port,
+                 -fd);
         return NULL;
     }
     conn_t *t = NULL;
     char tls_why[256];
     if (use_tls && !(t = tls_wrap_fd(fd, tls_why, sizeof tls_why))) {
-        snprintf(why, why_len, "TLS handshake with 127.0.0.1:%u failed: %s", (unsigned)port,
+        snprintf(why, why_len, "TLS handshake with %s port %u failed: %s", host, (unsigned)port,
                  tls_why);
         return NULL;
     }
@@ -650,13 +664,15 @@ static h_conn_t *open_conn_port(uint16_t port, bool use_tls, char *why, size_t w
 /* Connect (and in TLS mode handshake). */
 static h_conn_t *open_conn(const h_server_t *s, char *why, size_t why_len)
 {
-    return open_conn_port(s->port, tls_client != NULL, why, why_len);
+    /* A server description filled in by hand (no host) means 127.0.0.1. */
+    const char *host = s->host[0] ? s->host : "127.0.0.1";
+    return open_conn_host(host, s->port, tls_client != NULL, why, why_len);
 }
 
 h_conn_t *h_connect_plain_(uint16_t port)
 {
     char why[512];
-    h_conn_t *c = open_conn_port(port, false, why, sizeof why);
+    h_conn_t *c = open_conn_host("127.0.0.1", port, false, why, sizeof why);
     if (!c)
         H_FAIL("%s", why);
     return c;
@@ -1028,5 +1044,151 @@ void h_drain_joins_(const h_server_t *s, const uint64_t *ids, size_t n)
                        excerpt(r->body, r->body_len));
             h_resp_free(r);
         }
+    }
+}
+
+/* ---- the server's figures ------------------------------------------------ */
+
+/* The value of the sample whose name (labels included, as the server
+ * writes them) starts a line of the exposition body; false when absent. */
+static bool find_sample(const char *body, size_t len, const char *name, double *v)
+{
+    size_t nl = strlen(name);
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl + 1 && memcmp(p, name, nl) == 0 && p[nl] == ' ') {
+            char num[64];
+            size_t n = (size_t)(eol - p) - nl - 1;
+            if (n >= sizeof num)
+                return false;
+            memcpy(num, p + nl + 1, n);
+            num[n] = '\0';
+            char *stop;
+            *v = strtod(num, &stop);
+            return stop != num && *stop == '\0';
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+/* One GET /metrics on a new connection: 1 and *v, 0 when the answer was
+ * not 200 (*status says which), fails the test when the sample is missing. */
+static int scrape_sample(const h_server_t *s, const char *name, double *v, int *status)
+{
+    h_conn_t *c = h_connect_(s);
+    h_send_(c, "GET /metrics HTTP/1.0\r\n\r\n", 25);
+    h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
+    h_close(c);
+    *status = r->status;
+    if (r->status != 200) {
+        h_resp_free(r);
+        return 0;
+    }
+    bool found = find_sample(r->body, r->body_len, name, v);
+    h_resp_free(r);
+    if (!found)
+        H_FAIL("GET /metrics has no sample \"%s\"", name);
+    return 1;
+}
+
+double h_metric_(const h_server_t *s, const char *name)
+{
+    double v = 0;
+    int status = 0;
+    return scrape_sample(s, name, &v, &status) ? v : -1;
+}
+
+/* A pause between two looks at a condition the server reaches on its own
+ * schedule (not a synchronisation by itself: the caller looks again). */
+static void backoff(int *ms)
+{
+    poll(NULL, 0, *ms);
+    if (*ms < 20)
+        *ms *= 2;
+}
+
+int h_await_metric_(const h_server_t *s, const char *name, double want, int timeout_ms)
+{
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    int pause = 1;
+    for (int n = 1;; n++) {
+        double v = -1;
+        int status = 0;
+        bool ok = scrape_sample(s, name, &v, &status) && v == want;
+        if (ok)
+            return n;
+        if (clock_now_ms() >= deadline) {
+            if (status != 200)
+                H_FAIL("%s: GET /metrics still answered %d after %d ms (%d scrapes)", name,
+                       status, timeout_ms, n);
+            H_FAIL("%s is %g, not %g, after %d ms (%d scrapes)", name, v, want, timeout_ms, n);
+        }
+        backoff(&pause);
+    }
+}
+
+/* "%08X:%04X" of an IPv4 address and port as /proc/net/tcp prints them. */
+static void proc_tcp_addr(const struct sockaddr_in *a, char *out, size_t cap)
+{
+    uint32_t raw;
+    memcpy(&raw, &a->sin_addr.s_addr, sizeof raw);
+    snprintf(out, cap, "%08X:%04X", (unsigned)raw, (unsigned)ntohs(a->sin_port));
+}
+
+/* The receive queue of the server's end of c, from /proc/net/tcp: bytes
+ * its kernel holds that the server has not read; -1 when the socket is not
+ * listed (closed). */
+static long server_rx_queue(const char *local, const char *remote)
+{
+    FILE *f = fopen("/proc/net/tcp", "re");
+    if (!f)
+        H_FAIL("cannot open /proc/net/tcp: errno %d", errno);
+    char line[512];
+    long rx = -1;
+    while (fgets(line, sizeof line, f)) {
+        char l[64], r[64];
+        unsigned st;
+        unsigned long tx, rq;
+        if (sscanf(line, " %*[0-9]: %63s %63s %x %lx:%lx", l, r, &st, &tx, &rq) == 5 &&
+            strcmp(l, local) == 0 && strcmp(r, remote) == 0) {
+            rx = (long)rq;
+            break;
+        }
+    }
+    fclose(f);
+    return rx;
+}
+
+void h_await_read_by_server_(h_conn_t *c, int timeout_ms)
+{
+    struct sockaddr_in me, peer;
+    socklen_t ml = sizeof me, pl = sizeof peer;
+    if (getsockname(c->fd, (struct sockaddr *)&me, &ml) < 0 ||
+        getpeername(c->fd, (struct sockaddr *)&peer, &pl) < 0 || me.sin_family != AF_INET)
+        H_FAIL("h_await_read_by_server: not a connected IPv4 socket (errno %d)", errno);
+    char local[32], remote[32];
+    proc_tcp_addr(&peer, local, sizeof local); /* the server's end: its address first */
+    proc_tcp_addr(&me, remote, sizeof remote);
+    uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
+    int pause = 1;
+    for (;;) {
+        /* Our unacknowledged bytes first: once 0, all of them reached the
+         * server's socket; then its receive queue must be empty too. */
+        int unacked = -1;
+        if (ioctl(c->fd, SIOCOUTQ, &unacked) < 0)
+            H_FAIL("ioctl SIOCOUTQ: errno %d", errno);
+        long rx = unacked == 0 ? server_rx_queue(local, remote) : -2;
+        if (rx == 0)
+            return;
+        if (rx == -1)
+            H_FAIL("the server's end of the connection (%s) is gone", local);
+        if (clock_now_ms() >= deadline)
+            H_FAIL("the server did not read what was sent within %d ms (%d bytes unacknowledged, "
+                   "%ld unread)", timeout_ms, unacked, rx);
+        backoff(&pause);
     }
 }

@@ -16,6 +16,9 @@
  *    exactly Content-Length body bytes), with NUL-terminated copies.
  *  - the protocol's steps (sign-in, one /wait, a message, sign-out) each on
  *    a fresh HTTP/1.0 connection, byte for byte like the stock client.
+ *  - awaiting the server's state instead of sleeping: a /metrics sample
+ *    (h_wait_parked: the /waits parked), or "the server has read what was
+ *    sent" (h_await_read_by_server).
  *
  * Every function that "must" work fails the running cmocka test itself (with
  * the calling test's file and line) instead of returning an error, so tests
@@ -68,6 +71,7 @@ typedef struct h_server {
     int pidfd;
     int out_fd;           /* read end of the server's stdout */
     uint16_t port;
+    char host[64];        /* where connections go: the last --bind given, or 127.0.0.1 */
     bool running;         /* spawned and not yet reaped */
     int exit_code;        /* after reaping: exit status, 128+signal, or -1 */
     char log_path[128];   /* "" when stderr is inherited */
@@ -76,7 +80,8 @@ typedef struct h_server {
 
 /* Start the server with "--bind 127.0.0.1 --port 0" plus the NULL-terminated
  * extra arguments; returns once it printed its ready line (fails the test
- * otherwise). */
+ * otherwise). An extra "--bind ADDR" wins (the server takes the last one):
+ * every connection to this server then goes to ADDR (e.g. "::1"). */
 #define h_server_start(s, ...) (h_at(__FILE__, __LINE__), h_server_start_((s), __VA_ARGS__))
 void h_server_start_(h_server_t *s, ...) __attribute__((sentinel));
 
@@ -209,6 +214,34 @@ void h_expect_eof_(h_conn_t *c, int timeout_ms);
 ssize_t h_pump(h_conn_t *c);
 #define h_take(c) (h_at(__FILE__, __LINE__), h_take_(c))
 h_resp_t *h_take_(h_conn_t *c);
+
+/* ---- awaiting the server's state (instead of fixed delays) -------------- */
+
+/* One GET /metrics on a new connection (the main port, TLS in TLS mode):
+ * the value of the sample name, labels included as the server writes them
+ * (e.g. "pcsig_connections_refused_total{reason=\"max_connections\"}");
+ * -1 when the answer is not 200. Fails the test when the sample is missing. */
+#define h_metric(s, name) (h_at(__FILE__, __LINE__), h_metric_((s), (name)))
+double h_metric_(const h_server_t *s, const char *name);
+
+/* Scrape until the sample name equals want (a non-200 answer, such as a 503
+ * at the connection cap, counts as not yet); fails the test after
+ * timeout_ms. Returns the number of scrapes (each is a request and a
+ * connection the server counts). */
+#define h_await_metric(s, name, want, ms) \
+    (h_at(__FILE__, __LINE__), h_await_metric_((s), (name), (want), (ms)))
+int h_await_metric_(const h_server_t *s, const char *name, double want, int timeout_ms);
+
+/* Until exactly n /waits are parked: how a test knows the server holds a
+ * /wait it sent before acting on it. */
+#define h_wait_parked(s, n, ms) h_await_metric((s), "pcsig_parked_waits", (double)(n), (ms))
+
+/* Until the server has read every byte sent so far on c (an IPv4
+ * connection): our unacknowledged bytes and the receive queue of the
+ * server's end (/proc/net/tcp) are both 0. How a test knows a partial
+ * request is in the server's hands. Fails the test after timeout_ms. */
+#define h_await_read_by_server(c, ms) (h_at(__FILE__, __LINE__), h_await_read_by_server_((c), (ms)))
+void h_await_read_by_server_(h_conn_t *c, int timeout_ms);
 
 /* ---- protocol steps (each on a new HTTP/1.0 connection, like the stock
  *      client; every one fails the test when no well-formed answer comes) --- */

@@ -429,7 +429,9 @@ static void test_quit_allowed(void **state)
     assert_int_equal(h_sign_in(&srv, "alice"), 1);
     h_conn_t *w = h_connect(&srv);
     h_send_str(w, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
-    h_expect_silence(w, H_SILENCE_MS);
+    /* Parked before /quit: the notice is what a parked /wait gets. */
+    h_wait_parked(&srv, 1, H_TIMEOUT_MS);
+    h_expect_silence(w, 0);
     h_resp_t *r = h_request_str(&srv, "GET /quit HTTP/1.0\r\n\r\n");
     H_ASSERT_STATUS(r, 200, "OK");
     H_ASSERT_HDR(r, "Content-Type", "text/html");

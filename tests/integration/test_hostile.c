@@ -1072,88 +1072,177 @@ enum where { IN_METHOD, IN_METHOD_END, IN_PATH, IN_QUERY, IN_HNAME, IN_HVALUE, N
 static const char *const where_name[N_WHERE] = {"method", "end of method", "path",
                                                 "query", "header name", "header value"};
 
+/* Bytes a request-target refuses (http.h); every other byte is kept raw. */
+static bool target_refuses(unsigned char b)
+{
+    return b == 0x00 || b == '\t' || b == '\n' || b == '\v' || b == '\f' || b == '\r' ||
+           b == ' ';
+}
+
+/* What a name keeps of byte b: control bytes and DEL become '_', as ',' does. */
+static char name_byte(unsigned char b)
+{
+    return b < 0x20 || b == 0x7f || b == ',' ? '_' : (char)b;
+}
+
+/* One request with byte b at w on a new connection: its answer (EOF after a 400). */
+static h_resp_t *control_byte_request(const h_server_t *srv, const pair_t *p, int w,
+                                      unsigned char b)
+{
+    char req[256];
+    int n;
+    switch (w) {
+    case IN_METHOD:
+        n = snprintf(req, sizeof req, "G%cT /sign_in?m HTTP/1.1\r\nHost: x\r\n\r\n", b);
+        break;
+    case IN_METHOD_END:
+        n = snprintf(req, sizeof req,
+                     "POST%c /message?peer_id=%" PRIu64 "&to=%" PRIu64
+                     " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
+                     b, p->id[0], p->id[1]);
+        break;
+    case IN_PATH:
+        n = snprintf(req, sizeof req, "GET /sign%cin?p HTTP/1.1\r\nHost: x\r\n\r\n", b);
+        break;
+    case IN_QUERY:
+        n = snprintf(req, sizeof req, "GET /sign_in?q%cq HTTP/1.1\r\nHost: x\r\n\r\n", b);
+        break;
+    case IN_HNAME:
+        n = snprintf(req, sizeof req,
+                     "GET /sign_in?n HTTP/1.1\r\nHost: x\r\nX-Na%cme: v\r\n\r\n", b);
+        break;
+    default:
+        n = snprintf(req, sizeof req,
+                     "GET /sign_in?v%02x HTTP/1.1\r\nHost: x\r\nX-Value: a%cb\r\n\r\n", b, b);
+        break;
+    }
+    /* snprintf stops at nothing: %c with 0 writes a NUL we keep. */
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    h_at(__FILE__, __LINE__);
+    h_conn_t *c = h_connect(srv);
+    h_send(c, req, (size_t)n);
+    h_resp_t *r = h_read(c);
+    if (r->status == 400) {
+        H_ASSERT_HDR(r, "Connection", "close");
+        h_expect_eof(c, H_TIMEOUT_MS);
+    }
+    h_close(c);
+    return r;
+}
+
+/* req gets a 400 whose one-line reason names the parameter key. */
+#define expect_bad_id(srv, req, n, key) expect_bad_id_at(__LINE__, (srv), (req), (n), (key))
+static void expect_bad_id_at(int line, const h_server_t *srv, const char *req, int n,
+                             const char *key)
+{
+    char quoted[32];
+    snprintf(quoted, sizeof quoted, "'%s'", key);
+    assert_true(n > 0 && (size_t)n < 256);
+    h_at(__FILE__, line);
+    h_resp_t *r = h_request_(srv, req, (size_t)n);
+    if (r->status != 400 || !strstr(r->body, quoted))
+        fail_msg("%s:%d: \"%s\": expected 400 naming %s, got %d %s: %s", __FILE__, line,
+                 show(req, (size_t)n), quoted, r->status, r->reason, show(r->body, r->body_len));
+    H_ASSERT_HDR(r, "Content-Type", "text/plain");
+    H_ASSERT_NO_HDR(r, "Pragma");
+    h_resp_free(r);
+}
+
+/*
+ * Every byte class in every place of a head. Refused (400, then EOF): any
+ * of them in the method or a header name; NUL, CR, LF, HTAB, VT and FF in
+ * the target; CTLs but HTAB in a header value. Accepted: other control
+ * bytes, DEL and high-bit bytes in the target, where a sign-in name keeps
+ * high-bit bytes raw and turns control bytes and DEL into '_' (alice and
+ * bob hear exactly those bytes), and a path byte makes an unknown path
+ * (404); HTAB and obs-text in a header value. Ids with such bytes get a
+ * 400 naming the parameter (a lenient reading of "<bob's id>\x80" would
+ * sign bob out or displace a /wait). The pair is served throughout.
+ */
 static void test_control_bytes(void **state)
 {
     (void)state;
-    static const unsigned char bytes[] = {0x00, 0x01, 0x08, 0x09, 0x0a, 0x0b, 0x0d, 0x1b,
-                                          0x1f, 0x7f, 0x80, 0xa0, 0xc3, 0xff};
+    static const unsigned char bytes[] = {0x00, 0x01, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d,
+                                          0x1b, 0x1f, 0x7f, 0x80, 0xa0, 0xc3, 0xff};
     h_server_t srv;
     h_server_start(&srv, NULL);
     pair_t *p = &the_pair;
     pair_start(p, &srv, false);
-    char want_notes[4096];
-    size_t wn = (size_t)snprintf(want_notes, sizeof want_notes, "bob,%" PRIu64 ",1\n", p->id[1]);
-    unsigned count = 0, accepted = 0;
+    char joins[4096]; /* every join after bob's, as alice and bob must hear them */
+    size_t jn = 0;
+    unsigned count = 0, named = 0, valued = 0, not_found = 0;
     for (int w = 0; w < N_WHERE; w++) {
         for (size_t k = 0; k < sizeof bytes; k++) {
             unsigned char b = bytes[k];
-            char req[256];
-            int n;
-            switch (w) {
-            case IN_METHOD:
-                n = snprintf(req, sizeof req, "G%cT /sign_in?m HTTP/1.1\r\nHost: x\r\n\r\n", b);
-                break;
-            case IN_METHOD_END:
-                n = snprintf(req, sizeof req,
-                             "POST%c /message?peer_id=%" PRIu64 "&to=%" PRIu64
-                             " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx",
-                             b, p->id[0], p->id[1]);
-                break;
-            case IN_PATH:
-                n = snprintf(req, sizeof req, "GET /sign%cin?p HTTP/1.1\r\nHost: x\r\n\r\n", b);
-                break;
-            case IN_QUERY:
-                n = snprintf(req, sizeof req, "GET /sign_in?q%cq HTTP/1.1\r\nHost: x\r\n\r\n", b);
-                break;
-            case IN_HNAME:
-                n = snprintf(req, sizeof req,
-                             "GET /sign_in?n HTTP/1.1\r\nHost: x\r\nX-Na%cme: v\r\n\r\n", b);
-                break;
-            default:
-                n = snprintf(req, sizeof req,
-                             "GET /sign_in?v%02x HTTP/1.1\r\nHost: x\r\nX-Value: a%cb\r\n\r\n",
-                             b, b);
-                break;
-            }
-            /* snprintf stops at nothing: %c with 0 writes a NUL we keep. */
-            assert_true(n > 0 && (size_t)n < sizeof req);
-            bool allowed = w == IN_HVALUE && (b == 0x09 || b >= 0x80);
-            if (!allowed) {
-                h_at(__FILE__, __LINE__);
-                h_conn_t *c = h_connect(&srv);
-                h_send(c, req, (size_t)n);
-                h_resp_t *r = h_read(c);
-                if (r->status != 400)
-                    fail_msg("byte 0x%02x in the %s: expected 400, got %d %s: %s", b,
-                             where_name[w], r->status, r->reason, show(r->body, r->body_len));
-                H_ASSERT_HDR(r, "Connection", "close");
-                h_resp_free(r);
-                h_expect_eof(c, H_TIMEOUT_MS);
-                h_close(c);
-            } else {
-                /* obs-text and HTAB are valid in a header value. */
-                h_conn_t *c = h_connect(&srv);
-                h_send(c, req, (size_t)n);
-                h_resp_t *r = h_read(c);
-                if (r->status != 200)
-                    fail_msg("byte 0x%02x in a header value: expected 200 Added, got %d %s: %s",
-                             b, r->status, r->reason, show(r->body, r->body_len));
+            int want = 400;
+            if (w == IN_PATH && !target_refuses(b))
+                want = 404;
+            else if (w == IN_QUERY && !target_refuses(b))
+                want = 200;
+            else if (w == IN_HVALUE && (b == 0x09 || b >= 0x80))
+                want = 200;
+            h_resp_t *r = control_byte_request(&srv, p, w, b);
+            if (r->status != want)
+                fail_msg("byte 0x%02x in the %s: expected %d, got %d %s: %s", b, where_name[w],
+                         want, r->status, r->reason, show(r->body, r->body_len));
+            if (want == 200) {
                 H_ASSERT_STATUS(r, 200, "Added");
-                wn += (size_t)snprintf(want_notes + wn, sizeof want_notes - wn,
-                                       "v%02x,%lld,1\n", b, h_hdr_num(r, "Pragma"));
-                h_resp_free(r);
-                h_close(c);
-                accepted++;
+                long long id = h_hdr_num(r, "Pragma");
+                char own[64];
+                int on = w == IN_QUERY
+                             ? snprintf(own, sizeof own, "q%cq,%lld,1\n", name_byte(b), id)
+                             : snprintf(own, sizeof own, "v%02x,%lld,1\n", b, id);
+                /* the own entry first, byte for byte */
+                if (r->body_len < (size_t)on || memcmp(r->body, own, (size_t)on) != 0)
+                    fail_msg("byte 0x%02x in the %s: own entry \"%s\", expected \"%s\"", b,
+                             where_name[w], show(r->body, r->body_len), show(own, (size_t)on));
+                assert_true(jn + (size_t)on < sizeof joins);
+                memcpy(joins + jn, own, (size_t)on);
+                jn += (size_t)on;
+                joins[jn] = '\0';
+                if (w == IN_QUERY)
+                    named++;
+                else
+                    valued++;
+            } else if (want == 404) {
+                not_found++;
             }
+            h_resp_free(r);
             ASSERT_ALIVE(&srv);
             if (++count % 12 == 0)
                 pair_exchange(p);
         }
     }
-    assert_int_equal(accepted, 5);
+    assert_int_equal(named, 9);
+    assert_int_equal(valued, 5);
+    assert_int_equal(not_found, 9);
+
+    /* Ids are parsed strictly: raw bytes in them are a 400 that says which.
+     * The /waits name alice, whose parked /wait a lenient server would
+     * displace; the sign-outs and the message name bob. */
+    uint64_t a = p->id[0], b = p->id[1];
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET /wait?peer_id=\x80 HTTP/1.0\r\n\r\n");
+    expect_bad_id(&srv, req, n, "peer_id");
+    n = snprintf(req, sizeof req, "GET /wait?peer_id=%" PRIu64 "\xc3\xa9 HTTP/1.0\r\n\r\n", a);
+    expect_bad_id(&srv, req, n, "peer_id");
+    n = snprintf(req, sizeof req, "GET /sign_out?peer_id=%" PRIu64 "\x01 HTTP/1.0\r\n\r\n", b);
+    expect_bad_id(&srv, req, n, "peer_id");
+    n = snprintf(req, sizeof req, "GET /sign_out?peer_id=\x7f%" PRIu64 " HTTP/1.0\r\n\r\n", b);
+    expect_bad_id(&srv, req, n, "peer_id");
+    n = snprintf(req, sizeof req,
+                 "POST /message?peer_id=%" PRIu64 "&to=%" PRIu64 "\xff HTTP/1.0\r\n"
+                 "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+                 a, b);
+    expect_bad_id(&srv, req, n, "to");
+
+    ASSERT_ALIVE(&srv);
     pair_exchange(p);
-    pair_until(p, H_TIMEOUT_MS, alice_noted, "vff,", "alice hears the last valid sign-in");
-    pair_expect_notes(p, 0, want_notes);
+    pair_until(p, H_TIMEOUT_MS, both_noted, "vff,", "alice and bob hear the last sign-in");
+    char want_alice[4200];
+    snprintf(want_alice, sizeof want_alice, "bob,%" PRIu64 ",1\n%s", b, joins);
+    pair_expect_notes(p, 0, want_alice);
+    pair_expect_notes(p, 1, joins);
     pair_expect_no_extra(p);
     pair_stop(p, &srv);
     h_pass();
@@ -1325,6 +1414,12 @@ static void check_list_lines(const char *what, const char *body, size_t len, siz
         fail_msg("%s: %zu lines, expected %zu", what, lines, want_lines);
 }
 
+/*
+ * Nasty names: ',' and control bytes become '_', non-ASCII bytes stay raw,
+ * 512 bytes are kept (cut even inside a UTF-8 sequence), nothing is
+ * decoded. Each sign-in's own entry, the whole list a later member gets,
+ * and the joins alice and bob hear carry exactly those bytes.
+ */
 static void test_names(void **state)
 {
     (void)state;
@@ -1332,7 +1427,7 @@ static void test_names(void **state)
     h_server_start(&srv, NULL);
     pair_t *p = &the_pair;
     pair_start(p, &srv, false);
-    enum { NN = 13 };
+    enum { NN = 20 };
     static char raw[NN][700], san[NN][700];
     int k = 0;
     snprintf(raw[k++], 700, "a,b");
@@ -1351,15 +1446,33 @@ static void test_names(void **state)
     k++;
     memset(raw[k], 'z', 600); /* a comma just past the cut */
     raw[k++][512] = ',';
+    /* Non-ASCII bytes are kept raw, whether UTF-8 or not; control bytes
+     * and DEL become '_' as ',' does; the cut is at byte 512 even inside
+     * a UTF-8 sequence. */
+    snprintf(raw[k++], 700, "caf\xc3\xa9");
+    snprintf(raw[k++], 700, "\xe6\x97\xa5\xe6\x9c\xac@h\xc3\xb4te");
+    snprintf(raw[k++], 700, "\xff\xfe\x80\xc0");
+    snprintf(raw[k++], 700, "a\x01" "b\x1b[31mc\x7f");
+    snprintf(raw[k++], 700, "\x1f,\x7f");
+    for (int j = 0; j < 300; j++) /* 300 x U+00E9: 256 of them kept */
+        memcpy(raw[k] + 2 * j, "\xc3\xa9", 2);
+    k++;
+    raw[k][0] = 'x'; /* the cut splits the 256th U+00E9 */
+    for (int j = 0; j < 300; j++)
+        memcpy(raw[k] + 1 + 2 * j, "\xc3\xa9", 2);
+    k++;
     assert_int_equal(k, NN);
     for (int i = 0; i < NN; i++) {
         size_t n = strlen(raw[i]);
         if (n > 512)
             n = 512;
         for (size_t j = 0; j < n; j++)
-            san[i][j] = raw[i][j] == ',' ? '_' : raw[i][j];
+            san[i][j] = name_byte((unsigned char)raw[i][j]);
         san[i][n] = '\0';
     }
+    assert_int_equal(strlen(san[NN - 1]), 512);
+    assert_memory_equal(san[NN - 1] + 509, "\xc3\xa9\xc3", 3); /* half a U+00E9 last */
+    assert_string_equal(san[NN - 4], "a_b_[31mc_");
     char want_notes[NN * 600 + 64];
     size_t wn = (size_t)snprintf(want_notes, sizeof want_notes, "bob,%" PRIu64 ",1\n", p->id[1]);
     uint64_t ids[NN];
@@ -1382,6 +1495,15 @@ static void test_names(void **state)
         if (i % 4 == 3)
             pair_exchange(p);
     }
+    /* A name with a space, HTAB or NUL cannot be sent: the request line
+     * ends at the space (the original kept the part before it; we answer
+     * 400), and HTAB and NUL are refused in a target. Nobody signs in. */
+    static const char spaced[] = "GET /sign_in?John Doe HTTP/1.0\r\n\r\n";
+    static const char tabbed[] = "GET /sign_in?John\tDoe HTTP/1.0\r\n\r\n";
+    static const char nul[] = "GET /sign_in?John\0Doe HTTP/1.0\r\n\r\n";
+    expect_refusal(&srv, spaced, sizeof spaced - 1, 400);
+    expect_refusal(&srv, tabbed, sizeof tabbed - 1, 400);
+    expect_refusal(&srv, nul, sizeof nul - 1, 400);
     /* The last list, entry by entry. */
     h_conn_t *c = h_connect(&srv);
     h_send_str(c, "GET /sign_in?last HTTP/1.0\r\n\r\n");
@@ -1401,9 +1523,11 @@ static void test_names(void **state)
                            h_hdr_num(r, "Pragma"));
     h_resp_free(r);
     tfree(want);
-    /* Every notification was one line, names as in the list. */
-    pair_until(p, H_TIMEOUT_MS, alice_noted, "last,", "alice hears the last join");
+    /* Every notification was one line, names as in the list, byte for
+     * byte; bob heard the same joins after his own. */
+    pair_until(p, H_TIMEOUT_MS, both_noted, "last,", "alice and bob hear the last join");
     pair_expect_notes(p, 0, want_notes);
+    pair_expect_notes(p, 1, strchr(want_notes, '\n') + 1);
     pair_expect_no_extra(p);
     pair_stop(p, &srv);
     h_pass();
@@ -1959,7 +2083,8 @@ static void test_killed_mid_response(void **state)
     /* carol's new /wait parks: the message is still being written to the old one. */
     h_conn_t *w = h_connect(&srv);
     h_sendf(w, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", carol);
-    h_expect_silence(w, H_SILENCE_MS);
+    h_wait_parked(&srv, 3, H_TIMEOUT_MS); /* alice's, bob's and carol's new one */
+    h_expect_silence(w, 0);
     kill_child(child);
     h_resp_t *r = try_read(w, H_TIMEOUT_MS);
     if (!r)
@@ -2031,7 +2156,8 @@ static void test_sigterm_with_queues(void **state)
     h_sendf(wd, "GET /wait?peer_id=%" PRIu64 " HTTP/1.1\r\nHost: t\r\n\r\n", dave);
     h_conn_t *we = h_connect(&srv);
     h_sendf(we, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", erin);
-    h_expect_silence(wd, H_SILENCE_MS);
+    h_wait_parked(&srv, 4, H_TIMEOUT_MS); /* alice, bob, dave and erin */
+    h_expect_silence(wd, 0);
     h_expect_silence(we, 0);
     /* A request that stops halfway, and a client that never reads. */
     hc_t *half = hc_open(&srv, HC_AUTO);

@@ -569,7 +569,8 @@ static void test_health_and_draining(void **state)
     /* A request begun before the stop and finished after it. */
     h_conn_t *c = h_connect(&s);
     h_send_str(c, "GET /health HTTP/1.1\r\n");
-    h_expect_silence(c, H_SILENCE_MS); /* the server has read it by now */
+    h_await_read_by_server(c, H_TIMEOUT_MS); /* begun: not an idle connection */
+    h_expect_silence(c, 0);
     assert_int_equal(kill(s.pid, SIGTERM), 0);
     r = h_read(w);
     H_ASSERT_STATUS(r, 200, "OK");
@@ -755,11 +756,11 @@ static void scrape_keepalive(h_conn_t *c)
     h_resp_free(r);
 }
 
-/* A connection the acceptor refuses: its fixed plain-text answer (sent
- * before any TLS), then EOF. */
-static void expect_refused(uint16_t port, int status)
+/* A connection the acceptor refuses: its fixed answer (in TLS mode after
+ * the handshake), then EOF. */
+static void expect_refused(const h_server_t *s, int status)
 {
-    h_conn_t *c = h_connect_plain(port);
+    h_conn_t *c = h_connect(s);
     h_resp_t *r = h_read(c);
     assert_int_equal(r->status, status);
     h_resp_free(r);
@@ -775,8 +776,8 @@ static void test_refusals_counted(void **state)
     h_server_start(&s, "--max-connections", "1", (char *)NULL);
     h_conn_t *c = h_connect(&s);
     scrape_keepalive(c); /* accepted and counted before the next connects */
-    expect_refused(s.port, 503);
-    expect_refused(s.port, 503);
+    expect_refused(&s, 503);
+    expect_refused(&s, 503);
     scrape_keepalive(c);
     assert_true(x_get(&xp, "pcsig_connections_refused_total", "reason=\"max_connections\"") == 2);
     assert_true(x_get(&xp, "pcsig_connections_refused_total", "reason=\"per_ip\"") == 0);
@@ -788,7 +789,7 @@ static void test_refusals_counted(void **state)
     h_server_start(&s, "--max-conns-per-ip", "1", (char *)NULL);
     c = h_connect(&s);
     scrape_keepalive(c);
-    expect_refused(s.port, 429);
+    expect_refused(&s, 429);
     scrape_keepalive(c);
     assert_true(x_get(&xp, "pcsig_connections_refused_total", "reason=\"per_ip\"") == 1);
     assert_true(x_get(&xp, "pcsig_connections_refused_total", "reason=\"max_connections\"") == 0);

@@ -181,8 +181,9 @@ static void test_second_wait_displaces_first(void **state)
     alice_and_bob(&srv);
     h_conn_t *w1 = h_connect(&srv);
     h_send_str(w1, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
-    /* w1 must be parked before w2 arrives: give the server ample time. */
-    h_expect_silence(w1, 1000);
+    /* w1 must be parked before w2 arrives. */
+    h_wait_parked(&srv, 1, H_TIMEOUT_MS);
+    h_expect_silence(w1, 0);
     h_conn_t *w2 = h_connect(&srv);
     h_send_str(w2, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
     h_resp_t *r = h_read(w1);

@@ -12,8 +12,18 @@
  *   - --json: one command object per input line, one event object per
  *     output line (flushed), for scripts and tests.
  * EOF on stdin, "quit", SIGINT or SIGTERM disconnect cleanly (sign-out).
- * In --json mode the input before the first sign-in is held and run once
- * signed in, so "echo '{...send...}' | pcsig-client --json" works.
+ *
+ * --json before the first sign-in: commands that need a session (send,
+ * call, bye, peers) are held and run once signed in, so
+ * "echo '{...send...}' | pcsig-client --json" works; everything else is
+ * acted on at once. A quit or EOF then ends us as soon as what is held is
+ * done: at once when nothing is held; after the sign-in when it succeeds;
+ * and when the server is (or turns out) unreachable, the held commands are
+ * run without a session (each reports an error event) and we exit 1, so a
+ * script never waits on a dead server.
+ *
+ * On a terminal, stderr (where the library logs) is a pipe we read: each
+ * record is printed like an event, erasing and redrawing the prompt.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +83,14 @@ struct cli {
     int esc_state;     /* tty: 0, 1 after ESC, 2 inside "ESC [" */
     bool hold;         /* --json before the first sign-in: keep input lines */
     buf_t held;        /* those lines, each ending in '\n' */
-    bool held_eof;     /* and stdin ended after them */
+    bool held_quit;    /* quit or EOF after them: run (or fail) them, then quit */
+    bool in_done;      /* read no more input (EOF, or a quit is pending) */
+    bool unreachable;  /* SERVER_UNREACHABLE since the last SIGNED_IN */
+    bool gave_up;      /* held commands were run without a session */
+    unsigned unsent;   /* sends refused for want of a session, since gave_up */
+    int log_rd;        /* terminal: read end of the pipe that is our stderr, or -1 */
+    int log_tty;       /* terminal: the real stderr, or -1 */
+    buf_t log_part;    /* a log record not yet ending in '\n' */
 };
 
 /* ---- output ------------------------------------------------------------------- */
@@ -98,7 +115,7 @@ static void out_line(struct cli *cli, buf_t *b)
     if (b->len)
         fwrite(b->data, 1, b->len, stdout);
     fputc('\n', stdout);
-    if (cli->tty && !cli->json) {
+    if (cli->tty && !cli->json && !cli->quit) {
         /* Redraw the prompt and what was typed but not yet entered. */
         fputs("> ", stdout);
         if (cli->line.len)
@@ -296,6 +313,8 @@ static void report_queued(struct cli *cli, int64_t token, uint64_t to)
     const char *why = token == -ENOTCONN ? "not signed in"
                       : token == -EINVAL ? "invalid peer id or content type"
                                          : "out of memory";
+    if (token == -ENOTCONN && cli->gave_up)
+        cli->unsent++;
     json_error(cli, "cannot send", why);
 }
 
@@ -424,6 +443,8 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fd, STDIN_FILENO);
+    if (cli->log_tty >= 0) /* the real stderr, not our log pipe */
+        posix_spawn_file_actions_adddup2(&fa, cli->log_tty, STDERR_FILENO);
     posix_spawnattr_init(&at);
     /* Our blocked signals (signalfd) and ignored SIGPIPE are not the child's. */
     sigset_t none, def;
@@ -451,7 +472,9 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
 
 static void on_line(struct cli *cli, const char *line, size_t n);
 
-/* The first sign-in: run what was typed (piped) before it, in order. */
+/* Run what was piped before the first sign-in, in order: on SIGNED_IN; or,
+ * when the sign-in failed and input ended, without a session, so that each
+ * command reports its error. Then quit if a quit or EOF came after them. */
 static void replay_held(struct cli *cli)
 {
     cli->hold = false;
@@ -465,8 +488,31 @@ static void replay_held(struct cli *cli)
         at += l + 1;
     }
     buf_free(&h);
-    if (cli->held_eof)
+    if (cli->held_quit)
         cli->quit = true;
+}
+
+/* Input ended (EOF or quit) before the first sign-in, with commands held. */
+static void give_up_held(struct cli *cli)
+{
+    cli->gave_up = true;
+    replay_held(cli);
+    cli->quit = true;
+    if (cli->unsent && cli->exit_code == 0)
+        cli->exit_code = CLI_EXIT_FATAL;
+}
+
+/* A quit command or EOF: quit now, or once the held commands are done. */
+static void input_over(struct cli *cli)
+{
+    cli->in_done = true;
+    if (!cli->hold || cli->held.len == 0) {
+        cli->quit = true;
+        return;
+    }
+    cli->held_quit = true;
+    if (cli->unreachable)
+        give_up_held(cli); /* no sign-in to wait for: the server is not there */
 }
 
 static void autocall_check(struct cli *cli)
@@ -487,6 +533,7 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
     bool j = cli->json;
     switch (ev->type) {
     case PCSIG_EV_SIGNED_IN:
+        cli->unreachable = false;
         cli->own_id = ev->own_id;
         cli->autocall_done = false;
         peers_clear(cli);
@@ -619,6 +666,7 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
     }
     case PCSIG_EV_SERVER_UNREACHABLE: {
         const char *r = ev->reason ? ev->reason : "";
+        cli->unreachable = true;
         cli->own_id = 0;
         peers_clear(cli);
         if (j) {
@@ -632,6 +680,22 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
             add_str(&b, "server unreachable: ");
             add_quoted(&b, r, strlen(r));
             (void)buf_printf(&b, "; retrying in %d ms", ev->retry_in_ms);
+        }
+        break;
+    }
+    case PCSIG_EV_SESSION_LOST: {
+        const char *r = ev->reason ? ev->reason : "";
+        cli->own_id = 0;
+        peers_clear(cli);
+        if (j) {
+            json_begin(&b, "session_lost");
+            json_key(&b, "reason");
+            add_quoted(&b, r, strlen(r));
+            add_str(&b, "}");
+        } else {
+            add_str(&b, "session lost: ");
+            add_quoted(&b, r, strlen(r));
+            add_str(&b, "; signing in again");
         }
         break;
     }
@@ -662,6 +726,10 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
         autocall_check(cli);
     if (ev->type == PCSIG_EV_SIGNED_IN && cli->hold)
         replay_held(cli);
+    else if (ev->type == PCSIG_EV_SERVER_UNREACHABLE && cli->hold && cli->held_quit)
+        give_up_held(cli);
+    else if (ev->type == PCSIG_EV_DISCONNECTED && cli->hold && cli->held.len)
+        give_up_held(cli); /* a fatal refusal: say what will not be done */
 }
 
 static void drain_events(struct cli *cli)
@@ -697,7 +765,7 @@ static void json_command(struct cli *cli, const char *line, size_t n)
     if (!cmd) {
         json_error(cli, "bad command", "no \"cmd\" string");
     } else if (strcmp(cmd, "quit") == 0) {
-        cli->quit = true;
+        input_over(cli);
     } else if (strcmp(cmd, "peers") == 0) {
         show_peers(cli);
     } else if (strcmp(cmd, "connect") == 0) {
@@ -761,7 +829,7 @@ static void text_command(struct cli *cli, const char *line, size_t n)
     size_t rl = sp ? n - wl - 1 : 0;
 #define IS(w) (wl == strlen(w) && memcmp(line, (w), wl) == 0)
     if (IS("quit") || IS("exit")) {
-        cli->quit = true;
+        input_over(cli);
     } else if (IS("help")) {
         text_help(cli);
     } else if (IS("connect")) {
@@ -788,20 +856,36 @@ static void text_command(struct cli *cli, const char *line, size_t n)
 #undef IS
 }
 
+/* Before the first sign-in: does this --json line wait for it? Commands
+ * that need a session do; quit, malformed lines and the rest run at once. */
+static bool needs_session(const char *line, size_t n)
+{
+    struct cjson_object o;
+    const char *err = NULL;
+    if (cjson_parse_object(line, n, &o, &err) < 0)
+        return false;
+    const char *cmd = cjson_get_string(&o, "cmd", NULL);
+    bool wait = cmd && (strcmp(cmd, "send") == 0 || strcmp(cmd, "call") == 0 ||
+                        strcmp(cmd, "bye") == 0 || strcmp(cmd, "peers") == 0);
+    cjson_object_free(&o);
+    return wait;
+}
+
 static void on_line(struct cli *cli, const char *line, size_t n)
 {
-    if (cli->hold) {
-        if (buf_append(&cli->held, line, n) < 0 || buf_append(&cli->held, "\n", 1) < 0)
-            json_error(cli, "bad command", "too much input before the sign-in");
-        return;
-    }
     if (cli->json) {
         /* Blank lines are harmless separators. */
         size_t k = 0;
         while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
             k++;
-        if (k < n)
-            json_command(cli, line, n);
+        if (k == n)
+            return;
+        if (cli->hold && needs_session(line, n)) {
+            if (buf_append(&cli->held, line, n) < 0 || buf_append(&cli->held, "\n", 1) < 0)
+                json_error(cli, "bad command", "too much input before the sign-in");
+            return;
+        }
+        json_command(cli, line, n);
     } else {
         text_command(cli, line, n);
     }
@@ -898,13 +982,13 @@ static bool read_stdin(struct cli *cli)
     if (cli->tty_raw && r > 0)
         return tty_keys(cli, (const unsigned char *)tmp, (size_t)r);
     if (r == 0) {
-        if (cli->line.len && !cli->discarding)
+        if (cli->line.len && !cli->discarding && !cli->in_done)
             on_line(cli, cli->line.data, cli->line.len); /* a last line without '\n' */
         buf_reset(&cli->line);
         return false;
     }
     size_t at = 0;
-    while (at < (size_t)r && !cli->quit) {
+    while (at < (size_t)r && !cli->quit && !cli->in_done) {
         const char *nl = memchr(tmp + at, '\n', (size_t)r - at);
         size_t piece = nl ? (size_t)(nl - (tmp + at)) : (size_t)r - at;
         if (!cli->discarding && buf_append(&cli->line, tmp + at, piece) < 0) {
@@ -922,6 +1006,101 @@ static bool read_stdin(struct cli *cli)
         buf_reset(&cli->line);
     }
     return true;
+}
+
+/* ---- log records on a terminal ------------------------------------------------------------ */
+
+/*
+ * The library logs with one write(2) per record to fd 2 (common/log.c has
+ * no sink to hook), which would land in the middle of the prompt line. On a
+ * terminal fd 2 becomes a pipe that the event loop reads; each record is
+ * printed on the real stderr between erasing and redrawing the prompt,
+ * exactly as events are. The pipe's write end is non-blocking: a thread
+ * logging while we cannot read (a flood of 64 KiB) loses that record rather
+ * than blocking with the client's lock held.
+ */
+static void logs_capture(struct cli *cli)
+{
+    int p[2];
+    if (!isatty(STDERR_FILENO) || pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+        return;
+    cli->log_tty = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (cli->log_tty < 0 || dup2(p[1], STDERR_FILENO) < 0) {
+        if (cli->log_tty >= 0)
+            close(cli->log_tty);
+        cli->log_tty = -1;
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    close(p[1]); /* fd 2 is the write end now (dup2 clears O_CLOEXEC) */
+    cli->log_rd = p[0];
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* One record (with its '\n'): erase the prompt, print, redraw. */
+static void log_record_out(struct cli *cli, const char *p, size_t n)
+{
+    fputs("\r\033[K", stdout);
+    fflush(stdout);
+    write_all(cli->log_tty, p, n);
+    if (!cli->quit)
+        tty_redraw(cli);
+}
+
+/* Print the complete records the pipe holds. */
+static void logs_drain(struct cli *cli)
+{
+    char tmp[8192];
+    ssize_t r;
+    while ((r = read(cli->log_rd, tmp, sizeof tmp)) > 0) {
+        size_t at = 0;
+        while (at < (size_t)r) {
+            const char *nl = memchr(tmp + at, '\n', (size_t)r - at);
+            size_t piece = nl ? (size_t)(nl - (tmp + at)) + 1 : (size_t)r - at;
+            if (cli->log_part.len == 0 && nl) {
+                log_record_out(cli, tmp + at, piece);
+            } else if (buf_append(&cli->log_part, tmp + at, piece) < 0) {
+                /* Over-long (log records are not): out as they are. */
+                log_record_out(cli, cli->log_part.data, cli->log_part.len);
+                buf_reset(&cli->log_part);
+                log_record_out(cli, tmp + at, piece);
+            } else if (nl) {
+                log_record_out(cli, cli->log_part.data, cli->log_part.len);
+                buf_reset(&cli->log_part);
+            }
+            at += piece;
+        }
+    }
+}
+
+/* Back to the real stderr (the library's threads are still running: what
+ * they log from now on goes straight to the terminal), then print what the
+ * pipe still holds. */
+static void logs_release(struct cli *cli)
+{
+    if (cli->log_rd < 0)
+        return;
+    dup2(cli->log_tty, STDERR_FILENO);
+    logs_drain(cli);
+    if (cli->log_part.len)
+        log_record_out(cli, cli->log_part.data, cli->log_part.len);
+    buf_free(&cli->log_part);
+    close(cli->log_rd);
+    close(cli->log_tty);
+    cli->log_rd = cli->log_tty = -1;
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -957,7 +1136,9 @@ static void usage(FILE *f)
             "--json commands, one object per line:\n"
             "  {\"cmd\":\"send\",\"to\":2,\"data\":\"hi\",\"content_type\":\"text/plain\"}\n"
             "  (or \"data_b64\" for binary), {\"cmd\":\"peers\"}, {\"cmd\":\"call\",\"to\":2},\n"
-            "  {\"cmd\":\"bye\",\"to\":2}, {\"cmd\":\"quit\"}; EOF also quits.\n");
+            "  {\"cmd\":\"bye\",\"to\":2}, {\"cmd\":\"quit\"}; EOF also quits. send, call, bye\n"
+            "  and peers given before the sign-in wait for it; if the server is\n"
+            "  unreachable when input ends, they are reported as errors (exit 1).\n");
 }
 
 enum { OPT_SERVER = 256, OPT_PORT, OPT_NAME, OPT_AUTOCONNECT, OPT_AUTOCALL, OPT_KEEPALIVE,
@@ -1057,6 +1238,8 @@ int main(int argc, char **argv)
     cli.tty = !cli.json && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     buf_init(&cli.line, CLI_MAX_LINE);
     buf_init(&cli.held, CLI_MAX_LINE);
+    buf_init(&cli.log_part, 1 << 16);
+    cli.log_rd = cli.log_tty = -1;
     cli.hold = cli.json;
 
     /* Signals arrive through a signalfd in the event loop; blocked before the
@@ -1088,25 +1271,28 @@ int main(int argc, char **argv)
     }
     if (cli.tty) {
         tty_enter(&cli);
+        logs_capture(&cli);
         say(&cli, "pcsig-client: type help for the commands");
     }
     if (cli.json || autoconnect)
         do_connect(&cli);
 
-    bool in_open = true;
     while (!cli.quit) {
-        struct pollfd p[3] = {
-            {.fd = in_open ? STDIN_FILENO : -1, .events = POLLIN},
+        struct pollfd p[4] = {
+            {.fd = cli.in_done ? -1 : STDIN_FILENO, .events = POLLIN},
             {.fd = pcsig_client_event_fd(cli.client), .events = POLLIN},
             {.fd = sigfd, .events = POLLIN},
+            {.fd = cli.log_rd, .events = POLLIN},
         };
-        if (poll(p, 3, -1) < 0) {
+        if (poll(p, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             perror("pcsig-client: poll");
             cli.exit_code = CLI_EXIT_FATAL;
             break;
         }
+        if (p[3].revents)
+            logs_drain(&cli);
         if (p[1].revents)
             drain_events(&cli);
         if (p[2].revents) {
@@ -1120,19 +1306,16 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (!cli.quit && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !read_stdin(&cli)) {
-            in_open = false;
-            if (cli.hold)
-                cli.held_eof = true; /* quit after running the held lines */
-            else
-                cli.quit = true; /* EOF: quit */
-        }
+        if (!cli.quit && !cli.in_done && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            !read_stdin(&cli))
+            input_over(&cli); /* EOF: quit, once what is held is done */
     }
     int code = cli.exit_code;
     /* Sign out; what the library reports while doing so (sent, failed,
-     * disconnected) is still printed. */
-    pcsig_client_disconnect(cli.client);
+     * disconnected) is still printed, with no prompt redrawn any more. */
     cli.quit = true;
+    logs_release(&cli);
+    pcsig_client_disconnect(cli.client);
     drain_events(&cli);
     if (cli.tty)
         fputs("\r\033[K", stdout); /* no prompt left behind */
@@ -1142,6 +1325,7 @@ int main(int argc, char **argv)
     peers_clear(&cli);
     buf_free(&cli.line);
     buf_free(&cli.held);
+    buf_free(&cli.log_part);
     close(sigfd);
     return code;
 }

@@ -26,8 +26,11 @@
  * messages fail (their peer ids belong to the old server), and control
  * retries sign-in with jittered exponential backoff, reporting
  * SERVER_UNREACHABLE before each wait. A 500 on /wait (or our own ",0"
- * entry) means only our id is gone: sign in again at once (with backoff if
- * that keeps happening).
+ * entry) means only our id is gone: SESSION_LOST, and sign in again at once
+ * (with backoff if that keeps happening). A TLS failure that retrying will
+ * not fix (our check of the server's certificate, or the server's refusal
+ * of ours, which TLS 1.3 delivers as an alert on the first read) ends it
+ * all: DISCONNECTED with the reason, as a 4xx answer to sign-in does.
  *
  * Waking. Each thread blocks only in poll() on its socket plus its own
  * eventfd (ctl_wake, hang_wake) or in a condition variable; disconnect and
@@ -51,6 +54,7 @@
 #include "pcsig_client.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -330,8 +334,12 @@ static void session_lost_locked(pcsig_client_t *c, uint64_t epoch, enum loss_kin
     c->loss = kind;
     free(c->loss_reason);
     c->loss_reason = dup_s(reason);
-    if (kind == LOSS_ID_GONE)
+    if (kind == LOSS_ID_GONE) {
         c->id_gone_streak++;
+        /* The sign-in that follows is silent otherwise: the caller must learn
+         * that the old id (and every peer id it knew) is void. */
+        emit_locked(c, ev_reason(PCSIG_EV_SESSION_LOST, reason));
+    }
     fail_queue_locked(c, "the session ended before the message was sent");
     pthread_cond_broadcast(&c->ctl_cond);
     pthread_cond_broadcast(&c->hang_cond);
@@ -504,36 +512,6 @@ static int io_exchange(struct io *io, conn_t *conn, const buf_t *req, buf_t *in,
     return rc < 0 ? rc : io_read_response(io, conn, in, rep, got_bytes);
 }
 
-/* One request on a new connection; the connection is closed afterwards.
- * *connect_failed: the failure was in reaching the server at all. */
-/* The TLS layer's one-line reason for the calling thread's last TLS
- * failure (-EKEYREJECTED). Per thread: each client thread has its own. */
-static _Thread_local char tls_failure[CONN_ERROR_MAX];
-
-/* A failed exchange on a TLS connection that says why: -EKEYREJECTED. */
-static int tls_verdict(conn_t *conn, int rc)
-{
-    if (rc < 0 && rc != -ECANCELED && conn->secure && !conn->established && conn_error(conn)[0]) {
-        snprintf(tls_failure, sizeof tls_failure, "%s", conn_error(conn));
-        return -EKEYREJECTED;
-    }
-    return rc;
-}
-
-static int io_request(struct io *io, const buf_t *req, buf_t *in, struct reply *rep,
-                      bool *connect_failed)
-{
-    conn_t *conn = NULL;
-    int rc = io_connect(io, &conn);
-    *connect_failed = rc < 0 && rc != -ENOMEM;
-    if (rc < 0)
-        return rc;
-    bool got;
-    rc = tls_verdict(conn, io_exchange(io, conn, req, in, rep, &got));
-    conn_close(conn);
-    return rc;
-}
-
 /* Errors that mean the server (not just one request) is gone. */
 static bool is_server_gone(int rc)
 {
@@ -552,24 +530,123 @@ static bool is_server_gone(int rc)
     }
 }
 
-/* A reason for a failed exchange (heap, or NULL). Caller frees. */
-static char *io_reason(const char *what, int rc)
+/* The TLS layer's one-line reason for the calling thread's last TLS
+ * failure (-EKEYREJECTED). Per thread: each client thread has its own. */
+static _Thread_local char tls_failure[CONN_ERROR_MAX + 64];
+
+/* OpenSSL's "error:0A00045C:SSL routines::tlsv13 alert certificate required"
+ * says no more than its last part: the text after the code's fourth ':'. */
+static const char *tls_error_text(const char *e)
 {
-    if (rc == -ECONNRESET)
-        rc = ECONNRESET;
-    else if (rc == -EKEYREJECTED || rc == -EPROTO) {
-        buf_t b;
-        buf_init(&b, 256);
-        int p = rc == -EKEYREJECTED ? buf_printf(&b, "%s: TLS: %s", what, tls_failure)
-                                    : buf_printf(&b, "%s: malformed answer from the server", what);
-        if (p < 0 ||
-            buf_append(&b, "", 1) < 0) {
-            buf_free(&b);
-            return NULL;
-        }
-        return b.data;
+    static const char prefix[] = "TLS error: error:";
+    if (strncmp(e, prefix, sizeof prefix - 1) != 0)
+        return e;
+    const char *p = e + sizeof prefix - 1;
+    for (int colons = 0; colons < 3; colons++) {
+        p = strchr(p, ':');
+        if (!p)
+            return e;
+        p++;
     }
-    return errno_reason(what, rc < 0 ? -rc : rc);
+    return *p ? p : e;
+}
+
+/*
+ * A failed exchange on a TLS connection that says why: -EKEYREJECTED, with
+ * the reason in tls_failure. Two cases, both the same to the caller (a
+ * certificate problem that retrying will not fix):
+ *   - the handshake did not complete (certificate verify failed, ...);
+ *   - it completed on our side, but the first read brought a TLS alert
+ *     instead of an answer: with TLS 1.3 the server checks our certificate
+ *     only after our handshake is done, so its refusal ("certificate
+ *     required", "unknown ca") arrives there. A TLS error (-EPROTO with the
+ *     TLS layer's reason; the HTTP framing's -EPROTO leaves conn_error
+ *     empty) before any answer byte is that refusal. A reset with no alert
+ *     behind it (see tls_alert_after_reset) stays a lost server: nothing
+ *     says why.
+ */
+static int tls_verdict(conn_t *conn, int rc, bool got_bytes)
+{
+    if (rc >= 0 || rc == -ECANCELED || !conn->secure || !conn_error(conn)[0])
+        return rc;
+    const char *why = tls_error_text(conn_error(conn));
+    if (!conn->established) {
+        snprintf(tls_failure, sizeof tls_failure, "%s", why);
+        return -EKEYREJECTED;
+    }
+    if (rc == -EPROTO && !got_bytes) {
+        snprintf(tls_failure, sizeof tls_failure, "the server refused the connection: %s", why);
+        return -EKEYREJECTED;
+    }
+    return rc;
+}
+
+/*
+ * A TLS connection reset before any answer byte: the server may have sent
+ * a refusal alert just before closing (our request, unread, then made its
+ * kernel answer with a reset), and the alert may still be readable behind
+ * the reset. One more read, without waiting, finds it: -EPROTO with the
+ * alert in conn_error, for tls_verdict. Otherwise rc as it was.
+ */
+static int tls_alert_after_reset(conn_t *conn, int rc, bool got_bytes)
+{
+    if (rc >= 0 || !conn->secure || !conn->established || got_bytes || !is_server_gone(rc))
+        return rc;
+    char scrap[256];
+    ssize_t r = conn_read(conn, scrap, sizeof scrap);
+    return r == -EPROTO && conn_error(conn)[0] ? -EPROTO : rc;
+}
+
+/* One request on a new connection; the connection is closed afterwards.
+ * *connect_failed: the failure was in reaching the server at all. */
+static int io_request(struct io *io, const buf_t *req, buf_t *in, struct reply *rep,
+                      bool *connect_failed)
+{
+    conn_t *conn = NULL;
+    int rc = io_connect(io, &conn);
+    *connect_failed = rc < 0 && rc != -ENOMEM;
+    if (rc < 0)
+        return rc;
+    bool got = false;
+    rc = io_exchange(io, conn, req, in, rep, &got);
+    rc = tls_verdict(conn, tls_alert_after_reset(conn, rc, got), got);
+    conn_close(conn);
+    return rc;
+}
+
+/*
+ * A reason for a failed exchange (heap, or NULL). Caller frees. connecting:
+ * the failure was in reaching the server ("what: connect: ...", or "what:
+ * cannot resolve HOST: ..." for a failed name lookup).
+ */
+static char *io_reason(const pcsig_client_t *c, const char *what, bool connecting, int rc)
+{
+    int gai = net_resolve_error(rc);
+    if (gai == 0 && rc != -EKEYREJECTED && rc != -EPROTO) {
+        if (!connecting)
+            return errno_reason(what, rc < 0 ? -rc : rc);
+        buf_t w;
+        buf_init(&w, 256);
+        char *r = NULL;
+        if (buf_printf(&w, "%s: connect", what) == 0 && buf_append(&w, "", 1) == 0)
+            r = errno_reason(w.data, rc < 0 ? -rc : rc);
+        buf_free(&w);
+        return r;
+    }
+    buf_t b;
+    buf_init(&b, 512);
+    int p;
+    if (gai)
+        p = buf_printf(&b, "%s: cannot resolve %s: %s", what, c->server, gai_strerror(gai));
+    else if (rc == -EKEYREJECTED)
+        p = buf_printf(&b, "%s: TLS: %s", what, tls_failure);
+    else
+        p = buf_printf(&b, "%s: malformed answer from the server", what);
+    if (p < 0 || buf_append(&b, "", 1) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
 }
 
 /* "<status> <reason>[: <short text body>]" for a non-200 answer (heap). */
@@ -624,7 +701,7 @@ static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev,
         goto out;
     }
     if (rc < 0) {
-        *reason = io_reason(unreachable ? "sign-in: connect" : "sign-in", rc);
+        *reason = io_reason(c, "sign-in", unreachable, rc);
         /* A certificate that fails verification will fail again: stop. */
         if (rc == -EKEYREJECTED)
             res = SIGNIN_FATAL;
@@ -708,7 +785,7 @@ static void send_one(pcsig_client_t *c, struct out_msg *m, uint64_t epoch)
     char *reason = NULL;
     struct pcsig_event *echo = NULL;
     if (rc < 0) {
-        reason = io_reason(unreachable ? "message: connect" : "message", rc);
+        reason = io_reason(c, "message", unreachable, rc);
     } else if (rep.resp.status != 200) {
         reason = status_reason(&rep);
     } else if (m->to == m->from) {
@@ -956,6 +1033,10 @@ static int do_wait(struct io *io, conn_t **connp, const buf_t *req, buf_t *in,
                     rc = -ETIMEDOUT;
             }
         }
+        /* A server that no longer takes our certificate (a reload with a
+         * new client CA) refuses a new connection as it refuses a sign-in. */
+        if (rc < 0 && rc != -ETIMEDOUT && !reused)
+            rc = tls_verdict(*connp, tls_alert_after_reset(*connp, rc, got), got);
         if (rc == 0) {
             *keep = !half_closed && io->c->keep_alive && rep->resp.minor_version == 1 &&
                     !rep->resp.connection_close && rep->resp.has_content_length;
@@ -1024,7 +1105,7 @@ static void *hanging_main(void *arg)
             else if (w.kind == CWIRE_WAIT_BYE && (ev = ev_new(PCSIG_EV_PEER_HANGUP)))
                 ev->peer_id = w.from;
         } else if (rc != -ECANCELED && rc != -ETIMEDOUT) {
-            reason = io_reason(unreachable ? "connect" : "hanging GET", rc);
+            reason = io_reason(c, "hanging GET", unreachable, rc);
         }
         if (rc == 0 && keep)
             buf_consume(&in, rep.total);
@@ -1071,7 +1152,8 @@ static void *hanging_main(void *arg)
             }
         } else if (rc == -ECANCELED) {
             /* disconnect or a new session: the loop head sorts it out */
-        } else if (unreachable || is_server_gone(rc)) {
+        } else if (unreachable || is_server_gone(rc) || rc == -EKEYREJECTED) {
+            /* A TLS refusal too: the sign-in that follows finds out for good. */
             session_lost_locked(c, epoch, LOSS_SERVER, reason ? reason : "server gone");
         } else if (rc == -ETIMEDOUT) {
             log_debug("client: no answer to /wait within %d ms; polling again",

@@ -23,7 +23,8 @@
  * messages fail, and sign-in is retried with jittered exponential backoff
  * (SERVER_UNREACHABLE before each wait), then SIGNED_IN comes again with
  * the new id and list (peer ids of the old session mean nothing any more);
- * a 500 on /wait (the server forgot our id) signs in again at once; pcsig's
+ * a 500 on /wait (the server forgot our id) is reported as SESSION_LOST and
+ * signs in again at once; pcsig's
  * empty idle answers and 409s are followed by a new /wait; a /wait with no
  * answer for wait_timeout_ms is half-closed and re-issued (nothing the
  * server already wrote is lost).
@@ -52,8 +53,19 @@ enum pcsig_event_type {
     PCSIG_EV_MESSAGE_SENT,     /* token, peer_id */
     PCSIG_EV_MESSAGE_FAILED,   /* token, peer_id, status (0: no answer), reason */
     PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect or a fatal
-                                  error (a 4xx answer to sign-in other than 408/429) */
+                                  error (a 4xx answer to sign-in other than 408/429;
+                                  with TLS, a server certificate that fails
+                                  verification, or the server refusing ours:
+                                  "sign-in: TLS: the server refused the connection:
+                                  tlsv13 alert certificate required") */
     PCSIG_EV_SERVER_UNREACHABLE, /* reason, retry_in_ms: reconnecting with backoff */
+    PCSIG_EV_SESSION_LOST,     /* reason: the server, still there, forgot our id (a 500
+                                  on /wait, or our own id listed as gone); queued
+                                  messages failed, our id and the peer ids are void; a
+                                  new sign-in follows at once (SIGNED_IN, or
+                                  SERVER_UNREACHABLE while it keeps happening). Added
+                                  after the first release: event types are only ever
+                                  appended; callers ignore the ones they do not know. */
 };
 
 struct pcsig_peer {

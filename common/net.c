@@ -170,9 +170,13 @@ int net_connect(const char *host, uint16_t port, int timeout_ms)
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc == EAI_SYSTEM)
+        return errno ? -errno : -EIO;
     if (rc != 0) {
-        log_warn("cannot resolve %s: %s", host, gai_strerror(rc));
-        return -EHOSTUNREACH;
+        /* Not an errno: a code of its own, so that the caller can say
+         * "cannot resolve HOST: <gai_strerror>" (net_resolve_error). */
+        int n = rc < 0 ? -rc : rc;
+        return -(NET_ERESOLVE_BASE + n);
     }
     int fd = -ECONNREFUSED;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -182,6 +186,15 @@ int net_connect(const char *host, uint16_t port, int timeout_ms)
     }
     freeaddrinfo(res);
     return fd;
+}
+
+int net_resolve_error(int rc)
+{
+    if (rc > -NET_ERESOLVE_BASE)
+        return 0;
+    int n = -rc - NET_ERESOLVE_BASE;
+    /* EAI_* are negative with glibc, positive elsewhere. */
+    return EAI_NONAME < 0 ? -n : n;
 }
 
 int net_parse_host_port(const char *s, char **host, uint16_t *port)

@@ -1,7 +1,8 @@
 /*
  * net: socket helpers shared by the server, the client, the tools and tests.
- * Every socket is created with SOCK_CLOEXEC. Errors: 0/fd or -errno
- * (-EAI_* lookups are reported as -EHOSTUNREACH with the text logged).
+ * Every socket is created with SOCK_CLOEXEC. Errors: 0/fd or -errno; a
+ * failed name lookup of net_connect is a code of its own (see
+ * net_resolve_error), so the caller can report it with gai_strerror.
  */
 #ifndef PCSIG_NET_H
 #define PCSIG_NET_H
@@ -26,9 +27,18 @@ int net_local_port(int fd);
 
 /*
  * Connect a blocking TCP socket to host:port within timeout_ms (tries every
- * address getaddrinfo returns). Returns the fd or -errno.
+ * address getaddrinfo returns). Returns the fd, -errno, or, when host
+ * cannot be resolved, a value <= -NET_ERESOLVE_BASE (never an errno):
+ * net_resolve_error() gives its EAI_* code for gai_strerror(). Logs nothing.
  */
 int net_connect(const char *host, uint16_t port, int timeout_ms);
+
+/* Above every errno value: net_connect's lookup failures start here. */
+#define NET_ERESOLVE_BASE 4096
+
+/* The getaddrinfo error (EAI_*) of a net_connect result, or 0 when rc is
+ * not a lookup failure. */
+int net_resolve_error(int rc);
 
 int net_set_nonblocking(int fd, int on);
 

@@ -7,9 +7,13 @@
  * conductor's offer/answer/candidate JSON, FIFO order of 1,000 messages,
  * binary bodies, a message to a departed peer failing alone, the server
  * killed and restarted on the same port, SIGTERM's shutdown notice, our id
- * vanishing, client-side /wait timeouts and the server's idle answers,
- * keep-alive, self-send, clean disconnect, and the CLI's --json mode over
- * pipes. Every wait is for an event with a timeout, never a sleep.
+ * vanishing (SESSION_LOST), client-side /wait timeouts (also against a
+ * scripted server that never answers) and the server's idle answers,
+ * keep-alive, self-send, the 4 MiB body limit, clean disconnect, mutual-TLS
+ * refusals, and the CLI: --json over pipes (quit and EOF before the sign-in,
+ * with the server down too), $WEBRTC_SERVER, the default name,
+ * --autoconnect, and log lines on a terminal (a pty). Every wait is for an
+ * event with a timeout, never a sleep.
  */
 #include "harness.h"
 
@@ -54,8 +58,11 @@ struct proc {
 };
 static struct proc *procs[T_MAX_PROCS];
 
+static void certs_cleanup(void);
+
 static int t_teardown(void **state)
 {
+    certs_cleanup(); /* a failed test leaves no key material behind */
     for (size_t i = 0; i < T_MAX_CLIENTS; i++) {
         pcsig_client_free(clients[i]);
         clients[i] = NULL;
@@ -90,6 +97,7 @@ static const char *ev_type_name(enum pcsig_event_type t)
     case PCSIG_EV_MESSAGE_FAILED: return "MESSAGE_FAILED";
     case PCSIG_EV_DISCONNECTED: return "DISCONNECTED";
     case PCSIG_EV_SERVER_UNREACHABLE: return "SERVER_UNREACHABLE";
+    case PCSIG_EV_SESSION_LOST: return "SESSION_LOST";
     }
     return "?";
 }
@@ -520,6 +528,55 @@ static void test_binary_bodies(void **state)
     h_pass();
 }
 
+/* The server's body limit (--max-body-bytes, 4 MiB by default): exactly
+ * that many binary bytes go through intact; one more fails that message
+ * alone with 413, and the session goes on. */
+static void test_body_limit(void **state)
+{
+    (void)state;
+    enum { LIMIT = 4 << 20 };
+    h_server_t s;
+    h_server_start(&s, NULL);
+    pcsig_client_t *a = client(&s, "big-a");
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = client(&s, "big-b");
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "big-b");
+
+    unsigned char *big = malloc(LIMIT + 1);
+    assert_non_null(big);
+    uint32_t x = 88675123u;
+    for (size_t i = 0; i < LIMIT + 1; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        big[i] = (unsigned char)x;
+    }
+    int64_t t = send_ok(a, idb, "application/octet-stream", big, LIMIT);
+    expect_sent(a, t, idb);
+    expect_message(b, ida, "application/octet-stream", big, LIMIT);
+
+    t = send_ok(a, idb, "application/octet-stream", big, LIMIT + 1);
+    struct pcsig_event *ev = expect_ev(a, PCSIG_EV_MESSAGE_FAILED);
+    assert_int_equal(ev->token, (uint64_t)t);
+    assert_int_equal(ev->status, 413);
+    pcsig_event_free(ev);
+    free(big);
+    /* Only that message: same id, both ways still work, nothing else came. */
+    assert_int_equal(pcsig_client_id(a), ida);
+    relay(a, ida, b, idb, "after the big one");
+    relay(b, idb, a, ida, "and back");
+    expect_quiet(a, T_QUIET_MS);
+    expect_quiet(b, 10);
+
+    disconnect_clean(a);
+    disconnect_clean(b);
+    client_free(a);
+    client_free(b);
+    h_server_stop(&s);
+    h_pass();
+}
+
 /* ---- failures that must stay small --------------------------------------------------------------- */
 
 static void test_message_to_departed_peer(void **state)
@@ -667,8 +724,13 @@ static void test_id_gone_signs_in_again(void **state)
     H_ASSERT_STATUS(r, 200, "OK");
     h_resp_free(r);
     expect_peer(b, PCSIG_EV_PEER_LEFT, ida, "a");
-    /* At once, without a backoff (the server is there). */
-    struct pcsig_event *ev = expect_ev(a, PCSIG_EV_SIGNED_IN);
+    /* a is told that its session (id, peer ids) is void... */
+    struct pcsig_event *ev = expect_ev(a, PCSIG_EV_SESSION_LOST);
+    assert_non_null(ev->reason);
+    assert_true(ev->reason[0] != '\0');
+    pcsig_event_free(ev);
+    /* ...and signs in again at once, without a backoff (the server is there). */
+    ev = expect_ev(a, PCSIG_EV_SIGNED_IN);
     uint64_t na = ev->own_id;
     assert_int_equal(na, 3);
     assert_int_equal(ev->npeers, 1);
@@ -974,6 +1036,68 @@ static void test_wire_keep_alive(void **state)
     h_pass();
 }
 
+/* A server that takes the /wait and never answers nor closes it: the
+ * client's own limit fires (the connection is half-closed at
+ * wait_timeout_ms) and a new /wait follows within the grace period. */
+static void test_wire_wait_timeout(void **state)
+{
+    (void)state;
+    if (h_tls_mode())
+        skip(); /* a plain scripted server */
+    enum { WAIT_MS = 300, GRACE_MS = 1000, SLACK_MS = 2000 };
+    struct fake f;
+    fake_start(&f);
+    pcsig_client_t *c = client_on(f.port, "silent", false, WAIT_MS);
+    int s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?silent HTTP/1.0\r\n\r\n");
+    fake_answer(s1, "200 Added", "text/plain", 4, "silent,4,1\n");
+    fake_expect_client_close(s1);
+    assert_int_equal(signed_in(c, 0), 4);
+
+    int w1 = fake_accept(&f);
+    fake_expect(w1, "GET /wait?peer_id=4 HTTP/1.0\r\n\r\n");
+    uint64_t t0 = h_now_ms();
+    /* No answer: the client half-closes at its limit (EOF here, not sooner). */
+    struct pollfd p = {.fd = w1, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS + SLACK_MS) != 1)
+        fail_msg("no half-close within %d ms of the /wait", WAIT_MS + SLACK_MS);
+    char ch;
+    assert_int_equal(read(w1, &ch, 1), 0);
+    uint64_t half = h_now_ms() - t0;
+    if (half < WAIT_MS / 2)
+        fail_msg("half-closed after %" PRIu64 " ms, before the %d ms limit", half, WAIT_MS);
+    /* We still neither answer nor close: the re-poll must come anyway. */
+    struct pollfd pl = {.fd = f.lfd, .events = POLLIN};
+    if (poll(&pl, 1, WAIT_MS + GRACE_MS + SLACK_MS) != 1)
+        fail_msg("no second /wait within %d ms", WAIT_MS + GRACE_MS + SLACK_MS);
+    int w2 = fake_accept(&f);
+    fake_expect(w2, "GET /wait?peer_id=4 HTTP/1.0\r\n\r\n");
+    uint64_t again = h_now_ms() - t0;
+    if (again > WAIT_MS + GRACE_MS + SLACK_MS)
+        fail_msg("second /wait after %" PRIu64 " ms", again);
+    expect_quiet(c, 10); /* a timeout is not an event */
+    /* And the new /wait works. */
+    fake_answer(w2, "200 OK", "text/plain", 3, "after the silence");
+    fake_expect_client_close(w2);
+    expect_message(c, 3, "text/plain", "after the silence", 17);
+    close(w1);
+
+    int w3 = fake_accept(&f);
+    fake_expect(w3, "GET /wait?peer_id=4 HTTP/1.0\r\n\r\n");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, disconnect_thread, c), 0);
+    fake_expect_client_close(w3);
+    int o1 = fake_accept(&f);
+    fake_expect(o1, "GET /sign_out?peer_id=4 HTTP/1.0\r\n\r\n");
+    fake_answer(o1, "200 OK", "text/plain", -1, "");
+    pthread_join(th, NULL);
+    fake_expect_client_close(o1);
+    pcsig_event_free(expect_ev(c, PCSIG_EV_DISCONNECTED));
+    client_free(c);
+    close(f.lfd);
+    h_pass();
+}
+
 /* ---- secure ids and TLS failures ------------------------------------------------------------ */
 
 /* A --secure-ids server: the client picks up its token and uses it. */
@@ -1051,9 +1175,40 @@ static const char *client_path(void)
     return p && *p ? p : "build/pcsig-client";
 }
 
+/* Our environment changed by env (NULL-terminated, or NULL): "NAME=value"
+ * sets, a bare "NAME" removes. Free with free(). */
+static char **env_with(const char *const *env)
+{
+    size_t n = 0, extra = 0;
+    while (environ[n])
+        n++;
+    while (env && env[extra])
+        extra++;
+    char **out = calloc(n + extra + 1, sizeof *out);
+    assert_non_null(out);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool drop = false;
+        for (size_t j = 0; j < extra; j++) {
+            size_t l = strcspn(env[j], "=");
+            if (strncmp(environ[i], env[j], l) == 0 && environ[i][l] == '=')
+                drop = true;
+        }
+        if (!drop)
+            out[k++] = environ[i];
+    }
+    for (size_t j = 0; j < extra; j++)
+        if (strchr(env[j], '='))
+            out[k++] = (char *)env[j];
+    out[k] = NULL;
+    return out;
+}
+
 /* Spawn the CLI with args (NULL-terminated) and pipes on stdin and stdout;
- * stderr is ours unless capture_err (then a pipe: p->err_fd). */
-static struct proc *cli_spawn_(const char *const *args, bool capture_err)
+ * stderr is ours unless capture_err (then a pipe: p->err_fd); the
+ * environment is ours changed by env (see env_with; NULL: unchanged). */
+static struct proc *cli_spawn_env(const char *const *args, bool capture_err,
+                                  const char *const *env)
 {
     int in[2], out[2], err[2];
     assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -1084,7 +1239,9 @@ static struct proc *cli_spawn_(const char *const *args, bool capture_err)
     posix_spawnattr_setsigdefault(&at, &def);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+    char **envp = env_with(env);
+    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, envp);
+    free(envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(in[0]);
@@ -1106,6 +1263,11 @@ static struct proc *cli_spawn_(const char *const *args, bool capture_err)
     procs[i] = p;
     assert_true(p->pidfd >= 0);
     return p;
+}
+
+static struct proc *cli_spawn_(const char *const *args, bool capture_err)
+{
+    return cli_spawn_env(args, capture_err, NULL);
 }
 
 static struct proc *cli_spawn(const char *const *args)
@@ -1276,6 +1438,18 @@ static void test_cli_json(void **state)
                   "\"data\":\"last words\"}");
     cli_expect(x, "{\"event\":\"peer_left\",\"id\":2,\"name\":\"y%20z\"}");
 
+    /* Signed out behind its back: the lost session is reported before the
+     * new sign-in (its ids are void), not just a new signed_in. */
+    h_resp_t *r = h_sign_out(&s, 1);
+    H_ASSERT_STATUS(r, 200, "OK");
+    h_resp_free(r);
+    line = cli_line(x);
+    static const char lost[] = "{\"event\":\"session_lost\",\"reason\":\"";
+    if (strncmp(line, lost, sizeof lost - 1) != 0)
+        fail_msg("CLI printed %s", line);
+    free(line);
+    cli_expect(x, "{\"event\":\"signed_in\",\"id\":4,\"peers\":[]}");
+
     cli_send(x, "{\"cmd\":\"quit\"}");
     cli_expect(x, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
     assert_int_equal(cli_finish(x, false), 0);
@@ -1411,6 +1585,439 @@ static void test_cli_options(void **state)
     h_pass();
 }
 
+/* The next stdout line that does not start with skip (NULL: none) must be want. */
+#define cli_expect_after(p, skip, want) \
+    (h_at(__FILE__, __LINE__), cli_expect_after_((p), (skip), (want), __LINE__))
+static void cli_expect_after_(struct proc *p, const char *skip, const char *want, int line)
+{
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    for (;;) {
+        char *got = cli_line(p);
+        if (skip && strncmp(got, skip, strlen(skip)) == 0) {
+            free(got);
+            if (h_now_ms() > deadline) /* skipped lines forever: want never came */
+                fail_msg("line %d: no \"%s\" within %d ms", line, want, T_EVENT_MS);
+            continue;
+        }
+        if (strcmp(got, want) != 0)
+            fail_msg("line %d: CLI printed\n  %s\nwanted\n  %s", line, got, want);
+        free(got);
+        return;
+    }
+}
+
+#define UNREACHABLE_EV "{\"event\":\"server_unreachable\","
+
+/* --json with nobody listening: a quit or EOF before the sign-in ends the
+ * CLI at once (it used to wait for a sign-in that never came); commands
+ * held for the sign-in are then reported as not sent, and the status is 1. */
+static void test_cli_quit_before_sign_in(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f);
+    close(f.lfd); /* the port now refuses */
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)f.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "early",
+                          "--log-level", "error", NULL};
+
+    /* quit, stdin left open: status 0. */
+    struct proc *p = cli_spawn(args);
+    cli_send(p, "{\"cmd\":\"quit\"}");
+    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, false), 0);
+
+    /* EOF with nothing typed: status 0. */
+    p = cli_spawn(args);
+    close(p->in_fd);
+    p->in_fd = -1;
+    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, true), 0);
+
+    /* A send held for the sign-in, then EOF: the failed sign-in is shown,
+     * the send reported as not sent, status 1. */
+    p = cli_spawn(args);
+    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"lost\"}");
+    close(p->in_fd);
+    p->in_fd = -1;
+    char *line = cli_line(p);
+    static const char failed[] = UNREACHABLE_EV "\"reason\":\"sign-in: connect: ";
+    if (strncmp(line, failed, sizeof failed - 1) != 0)
+        fail_msg("CLI printed %s", line);
+    free(line);
+    cli_expect_after(p, UNREACHABLE_EV,
+                     "{\"event\":\"error\",\"reason\":\"cannot send: not signed in\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, true), 1);
+
+    /* The same with quit; what follows the quit is not read. */
+    p = cli_spawn(args);
+    cli_send(p, "{\"cmd\":\"bye\",\"to\":1}");
+    cli_send(p, "{\"cmd\":\"quit\"}");
+    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"after quit\"}");
+    cli_expect_after(p, UNREACHABLE_EV,
+                     "{\"event\":\"error\",\"reason\":\"cannot send: not signed in\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, false), 1);
+    h_pass();
+}
+
+/* A quit piped right after commands (before the sign-in completes) still
+ * runs them first, as EOF does (test_cli_piped), with stdin left open. */
+static void test_cli_quit_after_held(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    pcsig_client_t *a = client(&s, "listener");
+    signed_in(a, 0);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "q",
+                          NULL};
+    struct proc *p = cli_spawn(args);
+    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"then quit\"}");
+    cli_send(p, "{\"cmd\":\"quit\"}");
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,"
+                  "\"name\":\"listener\",\"connected\":true}]}");
+    cli_expect(p, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
+    cli_expect(p, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    assert_int_equal(cli_finish(p, false), 0);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "q");
+    expect_message(a, 2, "text/plain", "then quit", 9);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "q");
+    disconnect_clean(a);
+    client_free(a);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* The stock client's defaults: the server from $WEBRTC_SERVER, the name
+ * $USERNAME@hostname (as the server lists it: URL-safe); interactive mode
+ * connects on "connect", or at start with --autoconnect. */
+static void test_cli_defaults_and_autoconnect(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    pcsig_client_t *a = client(&s, "listener");
+    signed_in(a, 0);
+
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof host), 0);
+    host[sizeof host - 1] = '\0';
+    buf_t want_name;
+    buf_init(&want_name, 4096);
+    assert_int_equal(buf_append_str(&want_name, "pcsig-tester@"), 0);
+    for (const unsigned char *h = (const unsigned char *)host; *h; h++) {
+        bool safe = (*h >= 'A' && *h <= 'Z') || (*h >= 'a' && *h <= 'z') ||
+                    (*h >= '0' && *h <= '9') || strchr("-._~@", *h);
+        assert_int_equal(safe ? buf_append(&want_name, h, 1)
+                              : buf_printf(&want_name, "%%%02X", *h), 0);
+    }
+    assert_int_equal(buf_append(&want_name, "", 1), 0);
+    const char *env[] = {"WEBRTC_SERVER=127.0.0.1", "USERNAME=pcsig-tester", NULL};
+    char want[128];
+
+    /* Without --autoconnect: nothing until "connect". */
+    const char *args[] = {"--port", port, NULL};
+    struct proc *p = cli_spawn_env(args, false, env);
+    expect_quiet(a, T_QUIET_MS);
+    cli_send(p, "connect");
+    snprintf(want, sizeof want, "connecting to 127.0.0.1:%s ...", port);
+    cli_expect(p, want);
+    snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 2; 1 peer(s)", port);
+    cli_expect(p, want);
+    cli_expect(p, "  1 \"listener\"");
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 2, want_name.data);
+    cli_send(p, "quit");
+    cli_expect(p, "disconnected: \"disconnected\"");
+    assert_int_equal(cli_finish(p, false), 0);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 2, want_name.data);
+
+    /* --autoconnect: at once. */
+    const char *auto_args[] = {"--autoconnect", "--port", port, NULL};
+    p = cli_spawn_env(auto_args, false, env);
+    snprintf(want, sizeof want, "connecting to 127.0.0.1:%s ...", port);
+    cli_expect(p, want);
+    snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 3; 1 peer(s)", port);
+    cli_expect(p, want);
+    cli_expect(p, "  1 \"listener\"");
+    expect_peer(a, PCSIG_EV_PEER_JOINED, 3, want_name.data);
+    assert_int_equal(cli_finish(p, true), 0);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, 3, want_name.data);
+    buf_free(&want_name);
+    disconnect_clean(a);
+    client_free(a);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* ---- the CLI on a terminal ------------------------------------------------------------------------ */
+
+/* Spawn the CLI with stdin, stdout and stderr on a new pseudo-terminal;
+ * p->out_fd is the master (in_fd and err_fd are copies of it). */
+static struct proc *cli_spawn_pty(const char *const *args)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(m >= 0);
+    assert_int_equal(grantpt(m), 0);
+    assert_int_equal(unlockpt(m), 0);
+    char slave[128];
+    assert_int_equal(ptsname_r(m, slave, sizeof slave), 0);
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = (char *)client_path();
+    for (; *args && n < 15; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, slave, O_RDWR | O_NOCTTY, 0);
+    posix_spawn_file_actions_adddup2(&fa, 0, 1);
+    posix_spawn_file_actions_adddup2(&fa, 0, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
+    struct proc *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->pid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    p->out_fd = m;
+    p->in_fd = fcntl(m, F_DUPFD_CLOEXEC, 3);
+    p->err_fd = fcntl(m, F_DUPFD_CLOEXEC, 3);
+    size_t i = 0;
+    while (i < T_MAX_PROCS && procs[i])
+        i++;
+    assert_true(i < T_MAX_PROCS);
+    procs[i] = p;
+    assert_true(p->pidfd >= 0 && p->in_fd >= 0 && p->err_fd >= 0);
+    return p;
+}
+
+/* Read the terminal until what it showed since offset `from` contains
+ * needle; returns needle's offset in p->buf (nothing is consumed). */
+#define pty_await(p, from, needle) (h_at(__FILE__, __LINE__), pty_await_((p), (from), (needle)))
+static size_t pty_await_(struct proc *p, size_t from, const char *needle)
+{
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    size_t nl = strlen(needle);
+    for (;;) {
+        if (p->len >= from + nl) {
+            const char *at = memmem(p->buf + from, p->len - from, needle, nl);
+            if (at)
+                return (size_t)(at - p->buf);
+        }
+        uint64_t now = h_now_ms();
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
+        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1 ||
+            p->len == sizeof p->buf)
+            fail_msg("the terminal never showed \"%s\"; it shows:\n%.*s", needle, (int)p->len,
+                     p->buf);
+        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
+        if (r <= 0)
+            fail_msg("the terminal closed before \"%s\"; it shows:\n%.*s", needle, (int)p->len,
+                     p->buf);
+        p->len += (size_t)r;
+    }
+}
+
+/* Interactive mode on a terminal: a warning the library logs while a line
+ * is half typed is printed on a line of its own (the prompt erased first)
+ * and the prompt with the typed text is redrawn after it, as for events;
+ * it used to land in the middle of the input ("> send 1 typ2026-...WARN"). */
+static void test_cli_tty_log_lines(void **state)
+{
+    (void)state;
+    if (h_tls_mode())
+        skip(); /* a plain scripted server */
+    struct fake f;
+    fake_start(&f);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)f.port);
+    const char *args[] = {"--server", "127.0.0.1", "--port", port, "--name", "tty",
+                          "--autoconnect", NULL};
+    struct proc *p = cli_spawn_pty(args);
+    int s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?tty HTTP/1.0\r\n\r\n");
+    fake_answer(s1, "200 Added", "text/plain", 5, "tty,5,1\n");
+    fake_expect_client_close(s1);
+    char want[128];
+    snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 5; 0 peer(s)\r\n> ", port);
+    size_t at = pty_await(p, 0, want);
+
+    static const char typed[] = "send 1 typ";
+    assert_int_equal(write(p->in_fd, typed, sizeof typed - 1), (ssize_t)(sizeof typed - 1));
+    at = pty_await(p, at, typed); /* our echo */
+
+    /* A /wait answer the client does not understand: it logs a warning. */
+    int w1 = fake_accept(&f);
+    fake_expect(w1, "GET /wait?peer_id=5 HTTP/1.0\r\n\r\n");
+    fake_answer(w1, "404 Not Found", "text/plain", -1, "");
+    static const char warn[] = " WARN [hanging_get] client: unexpected status on /wait (status "
+                               "404); polling again shortly";
+    size_t w = pty_await(p, at, warn);
+    /* "\r ESC[K" (prompt erased), then the record from its time stamp on. */
+    static const char erase[] = "\r\033[K";
+    enum { STAMP = 24 }; /* 2026-11-25T08:00:00.123Z */
+    if (w < at + STAMP + sizeof erase - 1 ||
+        memcmp(p->buf + w - STAMP - (sizeof erase - 1), erase, sizeof erase - 1) != 0)
+        fail_msg("the warning does not start on an erased line:\n%.*s", (int)(p->len - at),
+                 p->buf + at);
+    /* ...and the prompt comes back with the half-typed line. */
+    snprintf(want, sizeof want, "%s\r\n\r\033[K> %s", warn, typed);
+    pty_await(p, at, want);
+    close(w1);
+    int w2 = fake_accept(&f); /* it polls again after a pause */
+    fake_expect(w2, "GET /wait?peer_id=5 HTTP/1.0\r\n\r\n");
+
+    /* ^U drops the typed text; quit abandons the /wait and signs out. */
+    assert_int_equal(write(p->in_fd, "\025quit\r", 6), 6);
+    int o1 = fake_accept(&f);
+    fake_expect(o1, "GET /sign_out?peer_id=5 HTTP/1.0\r\n\r\n");
+    fake_answer(o1, "200 OK", "text/plain", -1, "");
+    assert_int_equal(cli_finish(p, false), 0);
+    close(o1);
+    close(w2);
+    close(f.lfd);
+    h_pass();
+}
+
+/* ---- mutual TLS ------------------------------------------------------------------------------ */
+
+/* Two development CAs made by certs/gen-certs.sh (A: server and client
+ * certificates the server trusts; B: a client certificate it does not). */
+struct certs {
+    char a[64], b[64];
+    char path[6][128];
+};
+static struct certs *certs_made; /* removed by the teardown */
+
+static const char *cert_in(struct certs *k, int slot, const char *dir, const char *name)
+{
+    snprintf(k->path[slot], sizeof k->path[slot], "%s/%s", dir, name);
+    return k->path[slot];
+}
+
+static void certs_make(struct certs *k)
+{
+    snprintf(k->a, sizeof k->a, "/tmp/pcsig-client-ca-XXXXXX");
+    snprintf(k->b, sizeof k->b, "/tmp/pcsig-client-ca-XXXXXX");
+    assert_non_null(mkdtemp(k->a));
+    assert_non_null(mkdtemp(k->b));
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "certs/gen-certs.sh --force %s >/dev/null && "
+                              "certs/gen-certs.sh --force %s >/dev/null", k->a, k->b);
+    certs_made = k;
+    if (system(cmd) != 0)
+        fail_msg("certs/gen-certs.sh failed (run the tests from the repository root)");
+}
+
+static void certs_cleanup(void)
+{
+    if (!certs_made)
+        return;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", certs_made->a, certs_made->b);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s %s\n", certs_made->a, certs_made->b);
+    certs_made = NULL;
+}
+
+/* A mutual-TLS client (cert NULL: none) with fast retries; not started. */
+static pcsig_client_t *mtls_client(uint16_t port, const char *ca, const char *cert,
+                                   const char *key)
+{
+    struct pcsig_client_options o = {
+        .server = "127.0.0.1", .port = port, .name = "mtls", .tls = true, .ca_file = ca,
+        .cert_file = cert, .key_file = key, .reconnect_min_ms = 50, .reconnect_max_ms = 400,
+    };
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_null(pcsig_client_setup_error(c));
+    size_t i = 0;
+    while (i < T_MAX_CLIENTS && clients[i])
+        i++;
+    assert_true(i < T_MAX_CLIENTS);
+    clients[i] = c;
+    assert_int_equal(pcsig_client_connect(c), 0);
+    return c;
+}
+
+/* A server that requires client certificates: no certificate, or one of
+ * another CA, ends the session with one clear line naming the server's
+ * refusal (with TLS 1.3 it arrives as an alert on the first read, after our
+ * side of the handshake is done) instead of retrying forever; the CLI
+ * prints it and exits 1. The right certificate signs in. */
+static void test_tls_client_cert_refused(void **state)
+{
+    (void)state;
+    static struct certs k; /* outlives a failure: the teardown removes it */
+    certs_make(&k);
+    h_server_t s;
+    /* TLS mode: the harness gives the server its certificate; else ours. */
+    if (h_tls_mode())
+        h_server_start(&s, "--tls-client-ca", cert_in(&k, 0, k.a, "ca.pem"), NULL);
+    else
+        h_server_start(&s, "--tls-cert", cert_in(&k, 0, k.a, "server.pem"), "--tls-key",
+                       cert_in(&k, 1, k.a, "server.key"), "--tls-client-ca",
+                       cert_in(&k, 2, k.a, "ca.pem"), NULL);
+    const char *server_ca = h_tls_mode() ? h_tls_ca() : k.path[2];
+
+    struct {
+        const char *cert, *key, *alert;
+    } refused[] = {
+        {NULL, NULL, "alert certificate required"},
+        {cert_in(&k, 3, k.b, "client.pem"), cert_in(&k, 4, k.b, "client.key"), "alert unknown ca"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        pcsig_client_t *c = mtls_client(s.port, server_ca, refused[i].cert, refused[i].key);
+        struct pcsig_event *ev = await_ev(c, PCSIG_EV_DISCONNECTED, SKIP_NOISE);
+        assert_non_null(ev->reason);
+        if (!strstr(ev->reason, "sign-in: TLS: the server refused the connection: ") ||
+            !strstr(ev->reason, refused[i].alert) || strchr(ev->reason, '\n'))
+            fail_msg("unclear reason: %s", ev->reason);
+        pcsig_event_free(ev);
+        expect_quiet(c, T_QUIET_MS); /* it stopped: no more attempts */
+        client_free(c);
+    }
+
+    /* The CLI: the same line, and exit status 1 (stdin still open). */
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--log-level",
+                          "error", "--tls", "--ca", server_ca, NULL};
+    struct proc *p = cli_spawn_(args, true);
+    char *line = cli_line(p);
+    /* (A reset that hid the alert is retried once it was reported.) */
+    for (int i = 0; i < 20 && strncmp(line, UNREACHABLE_EV, strlen(UNREACHABLE_EV)) == 0; i++) {
+        free(line);
+        line = cli_line(p);
+    }
+    if (!strstr(line, "{\"event\":\"disconnected\",\"reason\":\"sign-in: TLS: the server "
+                      "refused the connection: ") ||
+        !strstr(line, "alert certificate required\"}"))
+        fail_msg("CLI printed %s", line);
+    free(line);
+    assert_int_equal(cli_finish(p, false), 1);
+
+    /* The right certificate: signed in. */
+    pcsig_client_t *c = mtls_client(s.port, server_ca, cert_in(&k, 3, k.a, "client.pem"),
+                                    cert_in(&k, 4, k.a, "client.key"));
+    pcsig_event_free(expect_ev(c, PCSIG_EV_SIGNED_IN));
+    disconnect_clean(c);
+    client_free(c);
+    assert_int_equal(h_server_stop(&s), 0);
+    certs_cleanup();
+    h_pass();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1420,6 +2027,7 @@ int main(void)
         T_TEST(test_offer_answer_candidates),
         T_TEST(test_fifo_1000),
         T_TEST(test_binary_bodies),
+        T_TEST(test_body_limit),
         T_TEST(test_message_to_departed_peer),
         T_TEST(test_server_killed_and_restarted),
         T_TEST(test_id_gone_signs_in_again),
@@ -1427,11 +2035,17 @@ int main(void)
         T_TEST(test_wire_against_original),
         T_TEST(test_secure_ids_used_automatically),
         T_TEST(test_tls_untrusted_server),
+        T_TEST(test_tls_client_cert_refused),
         T_TEST(test_wire_keep_alive),
+        T_TEST(test_wire_wait_timeout),
         T_TEST(test_cli_json),
         T_TEST(test_cli_piped),
         T_TEST(test_cli_exec),
         T_TEST(test_cli_options),
+        T_TEST(test_cli_quit_before_sign_in),
+        T_TEST(test_cli_quit_after_held),
+        T_TEST(test_cli_defaults_and_autoconnect),
+        T_TEST(test_cli_tty_log_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,9 @@
  * protocol.md B 7.2, URL-safe names, response framing, the classification
  * of /wait answers, sign-in list parsing, backoff, and the CLI's JSON
  * command parser, string escaping and base64. Plus the library's lifecycle
- * without a server: calls before connect, and a disconnect that must not
- * wait for a server that never answers.
+ * without a server: calls before connect, a disconnect that must not
+ * wait for a server that never answers, and a server name that does not
+ * resolve.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -757,6 +759,40 @@ static void test_unreachable_backoff(void **state)
     pcsig_client_free(c); /* disconnects and frees queued events */
 }
 
+/* A name that does not resolve (RFC 6761: .invalid never does): net_connect
+ * says so with a code of its own, and the client reports one line naming
+ * the host and the resolver's reason, then retries as for a lost server. */
+static void test_unresolvable_server(void **state)
+{
+    (void)state;
+    int rc = net_connect("nohost.invalid", 8888, 2000);
+    assert_true(rc <= -NET_ERESOLVE_BASE);
+    int gai = net_resolve_error(rc);
+    assert_int_not_equal(gai, 0);
+    assert_non_null(gai_strerror(gai));
+    assert_int_equal(net_resolve_error(-ECONNREFUSED), 0);
+    assert_int_equal(net_resolve_error(-EHOSTUNREACH), 0);
+    assert_int_equal(net_resolve_error(0), 0);
+
+    struct pcsig_client_options o = {.server = "nohost.invalid", .name = "lost",
+                                     .reconnect_min_ms = 20, .reconnect_max_ms = 40};
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    for (int i = 0; i < 2; i++) {
+        struct pcsig_event *ev = pcsig_client_next_event(c, 5000);
+        assert_non_null(ev);
+        assert_int_equal(ev->type, PCSIG_EV_SERVER_UNREACHABLE);
+        assert_non_null(ev->reason);
+        static const char want[] = "sign-in: cannot resolve nohost.invalid: ";
+        if (strncmp(ev->reason, want, sizeof want - 1) != 0 || !ev->reason[sizeof want - 1] ||
+            strchr(ev->reason, '\n'))
+            fail_msg("reason \"%s\"", ev->reason);
+        pcsig_event_free(ev);
+    }
+    pcsig_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -782,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle_offline),
         cmocka_unit_test(test_disconnect_is_prompt),
         cmocka_unit_test(test_unreachable_backoff),
+        cmocka_unit_test(test_unresolvable_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

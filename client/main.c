@@ -22,19 +22,21 @@
  * run without a session (each reports an error event) and we exit 1, so a
  * script never waits on a dead server.
  *
- * On a terminal, stderr (where the library logs) is a pipe we read: each
- * record is printed like an event, erasing and redrawing the prompt.
+ * On a terminal, the library's log records go to a log sink that queues
+ * them for the event loop: each is printed on stderr like an event, erasing
+ * and redrawing the prompt.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
@@ -59,6 +61,16 @@ extern char **environ;
 struct cli_peer {
     uint64_t id;
     char *name;
+};
+
+/* Log records on their way from the library's threads to the event loop
+ * (see logs_sink). */
+struct cli_logs {
+    int efd;              /* eventfd: records queued; -1 when stderr is not ours to guard */
+    pthread_mutex_t lock; /* guards queue and dropped */
+    buf_t queue;          /* whole records, filled by the sink */
+    buf_t spare;          /* the other buffer: drained by the loop */
+    uint64_t dropped;     /* records that did not fit in queue */
 };
 
 struct cli {
@@ -88,9 +100,7 @@ struct cli {
     bool unreachable;  /* SERVER_UNREACHABLE since the last SIGNED_IN */
     bool gave_up;      /* held commands were run without a session */
     unsigned unsent;   /* sends refused for want of a session, since gave_up */
-    int log_rd;        /* terminal: read end of the pipe that is our stderr, or -1 */
-    int log_tty;       /* terminal: the real stderr, or -1 */
-    buf_t log_part;    /* a log record not yet ending in '\n' */
+    struct cli_logs logs; /* terminal: the library's log records, queued */
 };
 
 /* ---- output ------------------------------------------------------------------- */
@@ -443,8 +453,6 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
     posix_spawnattr_t at;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fd, STDIN_FILENO);
-    if (cli->log_tty >= 0) /* the real stderr, not our log pipe */
-        posix_spawn_file_actions_adddup2(&fa, cli->log_tty, STDERR_FILENO);
     posix_spawnattr_init(&at);
     /* Our blocked signals (signalfd) and ignored SIGPIPE are not the child's. */
     sigset_t none, def;
@@ -1011,30 +1019,62 @@ static bool read_stdin(struct cli *cli)
 /* ---- log records on a terminal ------------------------------------------------------------ */
 
 /*
- * The library logs with one write(2) per record to fd 2 (common/log.c has
- * no sink to hook), which would land in the middle of the prompt line. On a
- * terminal fd 2 becomes a pipe that the event loop reads; each record is
- * printed on the real stderr between erasing and redrawing the prompt,
- * exactly as events are. The pipe's write end is non-blocking: a thread
- * logging while we cannot read (a flood of 64 KiB) loses that record rather
- * than blocking with the client's lock held.
+ * The library logs from its own threads, which on a terminal would land in
+ * the middle of the prompt line. So there our log sink (log_set_sink) takes
+ * each record instead, and the event loop prints it on stderr between
+ * erasing and redrawing the prompt, exactly as events are. The sink runs on
+ * a library thread, maybe with the client's lock held: it only appends the
+ * record to a queue of fixed size (allocated up front, so never a malloc)
+ * under a lock that the loop holds just to swap buffers, and pokes an
+ * eventfd. When the queue is full (a flood the loop cannot keep up with)
+ * the record is dropped and counted, and the loop says how many went.
  */
+#define CLI_LOG_QUEUE ((size_t)64 << 10)
+
+static void logs_sink(void *arg, const char *rec, size_t n)
+{
+    struct cli_logs *lq = arg;
+    pthread_mutex_lock(&lq->lock);
+    if (buf_append(&lq->queue, rec, n) < 0)
+        lq->dropped++;
+    pthread_mutex_unlock(&lq->lock);
+    uint64_t one = 1;
+    if (write(lq->efd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is saturated, so the loop is woken anyway. */
+    }
+}
+
+/* On a terminal: records to the sink. Elsewhere stderr is left alone. */
 static void logs_capture(struct cli *cli)
 {
-    int p[2];
-    if (!isatty(STDERR_FILENO) || pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+    struct cli_logs *lq = &cli->logs;
+    if (!isatty(STDERR_FILENO))
         return;
-    cli->log_tty = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-    if (cli->log_tty < 0 || dup2(p[1], STDERR_FILENO) < 0) {
-        if (cli->log_tty >= 0)
-            close(cli->log_tty);
-        cli->log_tty = -1;
-        close(p[0]);
-        close(p[1]);
+    buf_init(&lq->queue, CLI_LOG_QUEUE);
+    buf_init(&lq->spare, CLI_LOG_QUEUE);
+    int err = 0, rc;
+    lq->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (lq->efd < 0)
+        err = errno;
+    else if ((rc = buf_reserve(&lq->queue, CLI_LOG_QUEUE)) < 0 ||
+             (rc = buf_reserve(&lq->spare, CLI_LOG_QUEUE)) < 0)
+        err = -rc;
+    else
+        err = pthread_mutex_init(&lq->lock, NULL);
+    if (err) {
+        /* Then the records go to stderr as they are: garbled, but not lost. */
+        char tmp[128];
+        fprintf(stderr, "pcsig-client: cannot queue log records: %s\n",
+                err_text(err, tmp, sizeof tmp));
+        if (lq->efd >= 0)
+            close(lq->efd);
+        lq->efd = -1;
+        buf_free(&lq->queue);
+        buf_free(&lq->spare);
         return;
     }
-    close(p[1]); /* fd 2 is the write end now (dup2 clears O_CLOEXEC) */
-    cli->log_rd = p[0];
+    lq->dropped = 0;
+    (void)log_set_sink(logs_sink, lq);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -1050,57 +1090,57 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
-/* One record (with its '\n'): erase the prompt, print, redraw. */
-static void log_record_out(struct cli *cli, const char *p, size_t n)
+/* Print the queued records (whole ones: the sink gets nothing else) and the
+ * count of those dropped, on a line the prompt is erased from and then
+ * redrawn below. */
+static void logs_drain(struct cli *cli)
 {
+    struct cli_logs *lq = &cli->logs;
+    uint64_t cnt;
+    if (read(lq->efd, &cnt, sizeof cnt) < 0) {
+        /* EAGAIN: nothing new since the last drain; look anyway. */
+    }
+    pthread_mutex_lock(&lq->lock);
+    buf_t full = lq->queue; /* swap: the sink fills the empty spare meanwhile */
+    lq->queue = lq->spare;
+    lq->spare = full;
+    uint64_t dropped = lq->dropped;
+    lq->dropped = 0;
+    pthread_mutex_unlock(&lq->lock);
+    if (lq->spare.len == 0 && dropped == 0)
+        return;
     fputs("\r\033[K", stdout);
     fflush(stdout);
-    write_all(cli->log_tty, p, n);
+    write_all(STDERR_FILENO, lq->spare.data, lq->spare.len);
+    buf_reset(&lq->spare);
+    if (dropped) {
+        char note[96];
+        int k = snprintf(note, sizeof note,
+                         "pcsig-client: %llu log record(s) dropped (too many at once)\n",
+                         (unsigned long long)dropped);
+        if (k > 0)
+            write_all(STDERR_FILENO, note, (size_t)k < sizeof note ? (size_t)k : sizeof note - 1);
+    }
     if (!cli->quit)
         tty_redraw(cli);
 }
 
-/* Print the complete records the pipe holds. */
-static void logs_drain(struct cli *cli)
-{
-    char tmp[8192];
-    ssize_t r;
-    while ((r = read(cli->log_rd, tmp, sizeof tmp)) > 0) {
-        size_t at = 0;
-        while (at < (size_t)r) {
-            const char *nl = memchr(tmp + at, '\n', (size_t)r - at);
-            size_t piece = nl ? (size_t)(nl - (tmp + at)) + 1 : (size_t)r - at;
-            if (cli->log_part.len == 0 && nl) {
-                log_record_out(cli, tmp + at, piece);
-            } else if (buf_append(&cli->log_part, tmp + at, piece) < 0) {
-                /* Over-long (log records are not): out as they are. */
-                log_record_out(cli, cli->log_part.data, cli->log_part.len);
-                buf_reset(&cli->log_part);
-                log_record_out(cli, tmp + at, piece);
-            } else if (nl) {
-                log_record_out(cli, cli->log_part.data, cli->log_part.len);
-                buf_reset(&cli->log_part);
-            }
-            at += piece;
-        }
-    }
-}
-
-/* Back to the real stderr (the library's threads are still running: what
- * they log from now on goes straight to the terminal), then print what the
- * pipe still holds. */
+/* Back to stderr (the library's threads are still running: what they log
+ * from now on goes straight to the terminal), then print what is queued.
+ * log_set_sink returns once no sink call is running, so nothing is added
+ * to the queue after it and it can be freed. */
 static void logs_release(struct cli *cli)
 {
-    if (cli->log_rd < 0)
+    struct cli_logs *lq = &cli->logs;
+    if (lq->efd < 0)
         return;
-    dup2(cli->log_tty, STDERR_FILENO);
+    (void)log_set_sink(NULL, NULL);
     logs_drain(cli);
-    if (cli->log_part.len)
-        log_record_out(cli, cli->log_part.data, cli->log_part.len);
-    buf_free(&cli->log_part);
-    close(cli->log_rd);
-    close(cli->log_tty);
-    cli->log_rd = cli->log_tty = -1;
+    close(lq->efd);
+    lq->efd = -1;
+    pthread_mutex_destroy(&lq->lock);
+    buf_free(&lq->queue);
+    buf_free(&lq->spare);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -1238,8 +1278,7 @@ int main(int argc, char **argv)
     cli.tty = !cli.json && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     buf_init(&cli.line, CLI_MAX_LINE);
     buf_init(&cli.held, CLI_MAX_LINE);
-    buf_init(&cli.log_part, 1 << 16);
-    cli.log_rd = cli.log_tty = -1;
+    cli.logs.efd = -1;
     cli.hold = cli.json;
 
     /* Signals arrive through a signalfd in the event loop; blocked before the
@@ -1282,7 +1321,7 @@ int main(int argc, char **argv)
             {.fd = cli.in_done ? -1 : STDIN_FILENO, .events = POLLIN},
             {.fd = pcsig_client_event_fd(cli.client), .events = POLLIN},
             {.fd = sigfd, .events = POLLIN},
-            {.fd = cli.log_rd, .events = POLLIN},
+            {.fd = cli.logs.efd, .events = POLLIN},
         };
         if (poll(p, 4, -1) < 0) {
             if (errno == EINTR)
@@ -1325,7 +1364,6 @@ int main(int argc, char **argv)
     peers_clear(&cli);
     buf_free(&cli.line);
     buf_free(&cli.held);
-    buf_free(&cli.log_part);
     close(sigfd);
     return code;
 }

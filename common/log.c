@@ -1,19 +1,31 @@
 /*
- * log: a tiny thread-safe logger to stderr (see log.h).
+ * log: a tiny thread-safe logger to stderr or a sink (see log.h).
  *
- * A record is built whole in a bounded buf_t and handed to one write(2), so
- * records from different threads never interleave. Its text form is
+ * A record is built whole in a bounded buf_t and handed to one write(2) (or
+ * one call of the sink), so records from different threads never
+ * interleave. Its text form is
  *   2026-11-25T08:00:00.123Z LEVEL [role] [event key=value ...] message\n
  * and its JSON form one object on one line with the same parts as keys.
  * The time is UTC (gmtime_r, never localtime: no time-zone lookups or shared
  * static state). A record longer than LOG_RECORD_MAX is cut inside its
  * message, which then ends in "..." (and JSON gains "truncated":true), so a
- * cut JSON record still parses. The level and the format are the only
+ * cut JSON record still parses. The level, the format and the sink are the
  * globals; the role is per thread.
+ *
+ * The sink: a record goes to it under a read lock, so sinks run on several
+ * threads at once, and log_set_sink takes the write lock, so once it
+ * returns the old sink is idle for good and its arg may be freed. The
+ * function pointer is also kept in an atomic read before any lock: with no
+ * sink (the server, the tests) a record costs no lock at all. A per-thread
+ * flag marks "inside the sink": a record logged from there goes to stderr,
+ * never to the sink again, so a careless sink cannot recurse, and never
+ * takes the read lock twice on one thread (which a waiting writer could
+ * deadlock).
  */
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -39,6 +51,11 @@
 static atomic_int log_level_cur = LOG_INFO;
 static atomic_int log_format_cur = LOG_FORMAT_TEXT;
 static _Thread_local const char *log_role;
+
+static pthread_rwlock_t log_sink_lock = PTHREAD_RWLOCK_INITIALIZER;
+static _Atomic(log_sink_fn) log_sink_cur; /* written under the write lock */
+static void *log_sink_arg;                /* under log_sink_lock */
+static _Thread_local bool log_in_sink;    /* this thread is running the sink */
 
 static const char *const log_level_names[] = {
     [LOG_ERROR] = "ERROR",
@@ -115,6 +132,36 @@ static void log_write_all(const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+int log_set_sink(log_sink_fn fn, void *arg)
+{
+    if (log_in_sink)
+        return -EDEADLK; /* the write lock would wait for our own read lock */
+    pthread_rwlock_wrlock(&log_sink_lock);
+    atomic_store(&log_sink_cur, fn);
+    log_sink_arg = fn ? arg : NULL;
+    pthread_rwlock_unlock(&log_sink_lock);
+    return 0;
+}
+
+/* One whole record to the sink, or to stderr when there is none. */
+static void log_emit(const char *p, size_t n)
+{
+    if (log_in_sink || atomic_load(&log_sink_cur) == NULL) {
+        log_write_all(p, n);
+        return;
+    }
+    pthread_rwlock_rdlock(&log_sink_lock);
+    log_sink_fn fn = atomic_load(&log_sink_cur); /* it may have been cleared meanwhile */
+    if (fn) {
+        log_in_sink = true;
+        fn(log_sink_arg, p, n);
+        log_in_sink = false;
+    } else {
+        log_write_all(p, n);
+    }
+    pthread_rwlock_unlock(&log_sink_lock);
 }
 
 /*
@@ -382,7 +429,7 @@ static int log_tail(buf_t *rec, bool json, const char *etext, bool cut)
 
 /*
  * One record: head, message, tail, in one buffer of at most LOG_RECORD_MAX
- * bytes and one write. A message too long for what is left is cut where an
+ * bytes and one write (or sink call). A message too long for what is left is cut where an
  * escape starts and marked, and the tail is always whole: a cut JSON record
  * is still one valid object.
  */
@@ -433,11 +480,11 @@ static void log_vrecord(enum log_level level, const char *event, const struct lo
     if (rc == 0)
         rc = log_tail(&rec, json, etext, cut);
     if (rc == 0)
-        log_write_all(rec.data, rec.len);
+        log_emit(rec.data, rec.len);
     else if (json)
-        log_write_all(LOG_DROPPED_JSON, sizeof LOG_DROPPED_JSON - 1);
+        log_emit(LOG_DROPPED_JSON, sizeof LOG_DROPPED_JSON - 1);
     else
-        log_write_all(LOG_DROPPED, sizeof LOG_DROPPED - 1);
+        log_emit(LOG_DROPPED, sizeof LOG_DROPPED - 1);
     buf_free(&rec);
     buf_free(&msg);
     errno = saved_errno;

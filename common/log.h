@@ -1,19 +1,23 @@
 /*
  * log: a tiny thread-safe logger to stderr.
  *
- * One write(2) per record, so lines from threads never interleave. Each
- * record carries the time, the level and the calling thread's role, and is
- * written as one line of text or as one JSON object per line
- * (log_set_format). Untrusted bytes go through log_escape before they reach
+ * One write(2) (or one sink call) per record, so lines from threads never
+ * interleave. Each record carries the time, the level and the calling
+ * thread's role, and is written as one line of text or as one JSON object
+ * per line (log_set_format). Untrusted bytes go through log_escape before they reach
  * a format string, or travel as the path of struct log_fields. The level and
- * the format are the only global state here; set them before starting
- * threads.
+ * the format are global (atomics: set them before starting threads so every
+ * record sees the same), and so is the sink, under a lock.
  *
  * JSON records are pure ASCII: every string is escaped byte by byte, and a
  * byte >= 0x80 is shown as \u00XX of that byte (never decoded as UTF-8), so
  * a line is valid JSON whatever bytes the message held. A record longer than
  * its limit (8 KiB) is cut inside its message, which then ends in "...";
  * in JSON the object stays whole and gains "truncated":true.
+ *
+ * A sink (log_set_sink) can take the records instead of stderr, e.g. to
+ * print them between redraws of a prompt; it may be set and cleared at any
+ * time, threads running.
  */
 #ifndef PCSIG_LOG_H
 #define PCSIG_LOG_H
@@ -78,6 +82,28 @@ struct log_fields {
  */
 void log_event(enum log_level level, const char *event, const struct log_fields *f,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Where records go instead of stderr. fn gets each complete record exactly
+ * once, in place of its write(2): rec[0..len) is the formatted record (text
+ * or JSON, escaped as above, ending in '\n'; not NUL-terminated), valid
+ * only during the call. The contract, since records come from any thread:
+ *   - fn runs on the logging thread, possibly on several threads at once,
+ *     so it must be thread-safe; callers may hold their own locks, so fn
+ *     must not block for long (queue the bytes, wake someone, return) and
+ *     must take no lock that is held while logging;
+ *   - fn must not log (log_msg, log_event, ...): a record logged from
+ *     inside fn is not handed to a sink again but written to stderr, so it
+ *     can never recurse; nor may fn call log_set_sink (-EDEADLK).
+ */
+typedef void (*log_sink_fn)(void *arg, const char *rec, size_t len);
+/*
+ * Send every record to fn(arg, ...) from now on; fn NULL restores stderr.
+ * When it returns, no call of the previous sink is running or will start,
+ * so the previous arg may be freed. Returns 0, or -EDEADLK if called from
+ * inside a sink. Thread-safe.
+ */
+int log_set_sink(log_sink_fn fn, void *arg);
 
 /*
  * Append a printable form of untrusted bytes to b: printable ASCII is kept,

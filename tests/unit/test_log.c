@@ -6,6 +6,9 @@
  * log_event and the JSON form of every record, each line checked by a small
  * strict JSON parser below (no JSON library: the point is to hold the
  * logger's output to the grammar, not to a second implementation's leniency).
+ * Last, the sink: each record reaches it once and whole (also from several
+ * threads, and while sinks are swapped), NULL restores stderr, and a sink
+ * that logs cannot recurse.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +329,8 @@ static void *log_thread(void *arg)
     return NULL;
 }
 
+static void check_thread_lines(char *out);
+
 static void test_threads_whole_lines(void **state)
 {
     (void)state;
@@ -336,7 +343,14 @@ static void test_threads_whole_lines(void **state)
         pthread_join(th[k], NULL);
     size_t n;
     char *out = capture_end(&n);
+    check_thread_lines(out);
+    free(out);
+}
 
+/* out holds log_thread's records of THREADS threads, each whole and each
+ * thread's in order. Destroys out's newlines. */
+static void check_thread_lines(char *out)
+{
     assert_int_equal(count_lines(out), THREADS * PER_THREAD);
     int next[THREADS] = {0};
     for (char *line = out; *line;) {
@@ -353,7 +367,6 @@ static void test_threads_whole_lines(void **state)
         next[k]++;
         line = nl + 1;
     }
-    free(out);
 }
 
 /* ---- a strict JSON checker ---- */
@@ -1140,6 +1153,231 @@ static void test_text_event(void **state)
     free(msg);
 }
 
+/* ---- the sink ---- */
+
+/* Collects what a sink is given: each call must be one whole record. */
+struct collect {
+    pthread_mutex_t lock;
+    buf_t got;  /* the records, one after another */
+    int calls;
+    int bad;    /* calls that were not exactly one line */
+};
+
+static void collect_init(struct collect *c)
+{
+    assert_int_equal(pthread_mutex_init(&c->lock, NULL), 0);
+    buf_init(&c->got, 1 << 20);
+    c->calls = c->bad = 0;
+}
+
+static void collect_free(struct collect *c)
+{
+    buf_free(&c->got);
+    pthread_mutex_destroy(&c->lock);
+}
+
+/* The text so far, NUL-terminated (for strstr and the line checks). */
+static char *collect_text(struct collect *c)
+{
+    assert_int_equal(buf_append(&c->got, "", 1), 0);
+    c->got.len--;
+    return c->got.data;
+}
+
+static void sink_collect(void *arg, const char *rec, size_t len)
+{
+    struct collect *c = arg;
+    pthread_mutex_lock(&c->lock);
+    c->calls++;
+    if (len == 0 || memchr(rec, '\n', len) != rec + len - 1)
+        c->bad++;
+    if (buf_append(&c->got, rec, len) < 0)
+        c->bad++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Whatever a test left behind, the next one logs to stderr. */
+static int sink_teardown(void **state)
+{
+    (void)state;
+    log_set_format(LOG_FORMAT_TEXT);
+    return log_set_sink(NULL, NULL);
+}
+
+static void test_sink_records(void **state)
+{
+    (void)state;
+    struct collect c;
+    collect_init(&c);
+    log_set_level(LOG_INFO);
+    log_set_thread_role("sk");
+    capture_begin();
+    assert_int_equal(log_set_sink(sink_collect, &c), 0);
+    log_info("first %d", 1);
+    log_debug("filtered out");
+    log_errno(LOG_WARN, -ENOENT, "second");
+    struct log_fields f = {.peer_id = 7, .path = "/a b\n", .path_len = 5};
+    log_event(LOG_ERROR, "access", &f, "third");
+    log_set_format(LOG_FORMAT_JSON);
+    log_info("fourth \"q\"");
+    log_set_format(LOG_FORMAT_TEXT);
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    log_info("back on stderr");
+    size_t n;
+    char *out = capture_end(&n);
+
+    /* Each record once, whole, formatted and escaped as on stderr. */
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.calls, 4);
+    char *got = collect_text(&c);
+    assert_int_equal(count_lines(got), 4);
+    char tmp[128];
+    char want[256];
+    const char *l = got;
+    assert_non_null(l = strstr(l, " INFO [sk] first 1\n"));
+    snprintf(want, sizeof want, " WARN [sk] second: %s\n", strerror_r(ENOENT, tmp, sizeof tmp));
+    assert_non_null(l = strstr(l, want));
+    assert_non_null(l = strstr(l, " ERROR [sk] access peer_id=7 path=\"/a b\\x0a\" third\n"));
+    assert_non_null(l = strstr(l, "\"level\":\"info\",\"role\":\"sk\",\"event\":\"log\","
+                                  "\"msg\":\"fourth \\\"q\\\"\"}\n"));
+    assert_null(strstr(got, "filtered out"));
+    assert_null(strstr(got, "back on stderr"));
+
+    /* Nothing reached stderr while the sink was set; NULL restored it. */
+    assert_int_equal(count_lines(out), 1);
+    assert_true(ends_with(out, n, " INFO [sk] back on stderr\n"));
+    free(out);
+    collect_free(&c);
+}
+
+static void test_sink_threads(void **state)
+{
+    (void)state;
+    struct collect c;
+    collect_init(&c);
+    log_set_level(LOG_INFO);
+    capture_begin();
+    assert_int_equal(log_set_sink(sink_collect, &c), 0);
+    pthread_t th[THREADS];
+    for (int k = 0; k < THREADS; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, log_thread, (void *)(intptr_t)k), 0);
+    for (int k = 0; k < THREADS; k++)
+        pthread_join(th[k], NULL);
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    size_t n;
+    char *out = capture_end(&n);
+    assert_int_equal(n, 0);
+    free(out);
+
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.calls, THREADS * PER_THREAD);
+    check_thread_lines(collect_text(&c));
+    collect_free(&c);
+}
+
+/* A sink that breaks the contract: it logs and sets the sink itself. */
+static int inner_set_rc;
+
+static void sink_recursive(void *arg, const char *rec, size_t len)
+{
+    sink_collect(arg, rec, len);
+    inner_set_rc = log_set_sink(NULL, NULL);
+    log_warn("logged from inside the sink");
+}
+
+static void test_sink_no_recursion(void **state)
+{
+    (void)state;
+    struct collect c;
+    collect_init(&c);
+    log_set_level(LOG_INFO);
+    log_set_thread_role("rec");
+    inner_set_rc = 0;
+    capture_begin();
+    assert_int_equal(log_set_sink(sink_recursive, &c), 0);
+    log_info("outer one");
+    log_info("outer two"); /* the sink is still set: the inner call was refused */
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    size_t n;
+    char *out = capture_end(&n);
+
+    assert_int_equal(inner_set_rc, -EDEADLK);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.calls, 2); /* only the outer records; no recursion */
+    char *got = collect_text(&c);
+    assert_non_null(strstr(got, " INFO [rec] outer one\n"));
+    assert_non_null(strstr(got, " INFO [rec] outer two\n"));
+    assert_null(strstr(got, "inside"));
+    /* The inner records went to stderr, once each. */
+    assert_int_equal(count_lines(out), 2);
+    const char *l = strstr(out, " WARN [rec] logged from inside the sink\n");
+    assert_non_null(l);
+    assert_non_null(strstr(l + 1, " WARN [rec] logged from inside the sink\n"));
+    free(out);
+    collect_free(&c);
+}
+
+/* A sink that counts its calls and how many are running right now. */
+struct counting {
+    atomic_int running;
+    atomic_int calls;
+};
+
+static void sink_count(void *arg, const char *rec, size_t len)
+{
+    struct counting *k = arg;
+    (void)rec;
+    (void)len;
+    atomic_fetch_add(&k->running, 1);
+    sched_yield(); /* widen the window a swap must wait out */
+    atomic_fetch_add(&k->calls, 1);
+    atomic_fetch_sub(&k->running, 1);
+}
+
+static atomic_int swap_done; /* logging threads that are finished */
+
+static void *swap_thread(void *arg)
+{
+    log_thread(arg);
+    atomic_fetch_add(&swap_done, 1);
+    return NULL;
+}
+
+/*
+ * Swapping sinks while threads log: every record reaches exactly one of
+ * them, and once log_set_sink returns the previous sink is never running
+ * (what lets a caller free its arg).
+ */
+static void test_sink_swap_under_load(void **state)
+{
+    (void)state;
+    struct counting a = {0}, b = {0};
+    log_set_level(LOG_INFO);
+    atomic_store(&swap_done, 0);
+    capture_begin();
+    assert_int_equal(log_set_sink(sink_count, &a), 0);
+    pthread_t th[THREADS];
+    for (int k = 0; k < THREADS; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, swap_thread, (void *)(intptr_t)k), 0);
+    int swaps = 0;
+    while (atomic_load(&swap_done) < THREADS || swaps < 100) {
+        assert_int_equal(log_set_sink(sink_count, &b), 0);
+        assert_int_equal(atomic_load(&a.running), 0);
+        assert_int_equal(log_set_sink(sink_count, &a), 0);
+        assert_int_equal(atomic_load(&b.running), 0);
+        swaps++;
+    }
+    for (int k = 0; k < THREADS; k++)
+        pthread_join(th[k], NULL);
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    assert_int_equal(atomic_load(&a.running), 0);
+    size_t n;
+    char *out = capture_end(&n);
+    assert_int_equal(n, 0);
+    free(out);
+    assert_int_equal(atomic_load(&a.calls) + atomic_load(&b.calls), THREADS * PER_THREAD);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1158,6 +1396,10 @@ int main(void)
         cmocka_unit_test(test_json_truncated),
         cmocka_unit_test(test_json_levels),
         cmocka_unit_test(test_text_event),
+        cmocka_unit_test_teardown(test_sink_records, sink_teardown),
+        cmocka_unit_test_teardown(test_sink_threads, sink_teardown),
+        cmocka_unit_test_teardown(test_sink_no_recursion, sink_teardown),
+        cmocka_unit_test_teardown(test_sink_swap_under_load, sink_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  * the notifications a test expects. The hostile side: slowloris heads and
  * bodies, clients that never read, oversize requests, control and high-bit
  * bytes everywhere in a head, bad ids, nasty names, connection floods, an
- * open-file limit lowered under the running server, clients SIGKILLed
+ * open-file limit lowered under the running server (down to where the
+ * acceptor's poll() fails), clients SIGKILLed
  * mid-request, mid-wait and mid-response, SIGTERM with queued messages and
  * stuck clients, half-closed sockets, TLS records and random garbage.
  *
@@ -1738,10 +1739,22 @@ static void test_connection_flood(void **state)
 
 /* ---- 8. the open-file limit lowered under the server -------------------------- */
 
+/* How often needle occurs in text. */
+static size_t count_in(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *q = text; (q = strstr(q, needle)) != NULL; q += strlen(needle))
+        n++;
+    return n;
+}
+
 /* Await a line containing needle in the server's log (inotify, no polling
  * loop on a timer). False when there is no log file (verbose mode) or it
  * did not appear within ms. */
-static bool await_log(const h_server_t *srv, const char *needle, int ms)
+#define await_log(srv, needle, ms) await_log_times((srv), (needle), 1, (ms))
+
+/* The same, until needle occurs at least `times` times. */
+static bool await_log_times(const h_server_t *srv, const char *needle, size_t times, int ms)
 {
     if (!srv->log_path[0])
         return false;
@@ -1760,7 +1773,7 @@ static bool await_log(const h_server_t *srv, const char *needle, int ms)
             close(fd);
             if (n > 0) {
                 text[n] = '\0';
-                found = strstr(text, needle) != NULL;
+                found = count_in(text, needle) >= times;
             }
         }
         if (found || ms_left(deadline) == 0)
@@ -1859,6 +1872,102 @@ static void test_fd_limit(void **state)
     ASSERT_ALIVE(&srv);
     pair_expect_no_extra(p);
     pair_stop(p, &srv);
+    h_pass();
+}
+
+/*
+ * The acceptor's poll() failing: poll() answers EINVAL when it is given more
+ * descriptors than RLIMIT_NOFILE allows, so an open-file limit of 1 under
+ * the running server makes the acceptor's poll (its wake-up eventfd plus the
+ * listener: 2 descriptors) fail. While it fails the acceptor is deaf but the
+ * connections already open are served; once poll() works again it accepts
+ * again; after 10 s of failing without a break it stops the server, which
+ * exits with status 1 (a supervisor restarts it).
+ */
+#define POLL_RETRY_LOG "poll (retrying every 100 ms)"
+#define POLL_GIVE_UP_LOG "cannot accept, stopping"
+#define POLL_FATAL_MS 10000 /* ACCEPT_POLL_FATAL_MS in server/server.c */
+
+/* Set the server's soft open-file limit (the hard one stays). */
+static void set_nofile(const h_server_t *srv, rlim_t cur, rlim_t max)
+{
+    struct rlimit lim = {.rlim_cur = cur, .rlim_max = max}, got;
+    if (prlimit(srv->pid, RLIMIT_NOFILE, &lim, NULL) < 0)
+        fail_msg("prlimit(%d, NOFILE, %llu): errno %d", (int)srv->pid, (unsigned long long)cur,
+                 errno);
+    assert_int_equal(prlimit(srv->pid, RLIMIT_NOFILE, NULL, &got), 0);
+    assert_int_equal(got.rlim_cur, cur);
+}
+
+/* A raw TCP connection (the kernel completes it from the listen backlog):
+ * it wakes the acceptor, whose accept4() then fails with EMFILE; after the
+ * 100 ms back-off its next poll() covers the listener again, and fails. */
+static int wake_acceptor(const h_server_t *srv)
+{
+    int fd = net_connect("127.0.0.1", srv->port, H_TIMEOUT_MS);
+    if (fd < 0)
+        fail_msg("connect to wake the acceptor: errno %d", -fd);
+    return fd;
+}
+
+static void test_acceptor_poll_failure(void **state)
+{
+    (void)state;
+    if (getenv("PCSIG_TEST_VERBOSE"))
+        skip(); /* the log line is the only sign that poll() failed */
+    h_server_t srv;
+    h_server_start(&srv, NULL);
+    pair_t *p = &the_pair;
+    pair_start(p, &srv, true); /* keep-alive posts: no new connection needed */
+    pair_exchange(p);
+    struct rlimit old;
+    assert_int_equal(prlimit(srv.pid, RLIMIT_NOFILE, NULL, &old), 0);
+    assert_true(old.rlim_cur > 2);
+
+    /* 1. poll() fails: logged once, the open connections are still served. */
+    set_nofile(&srv, 1, old.rlim_max);
+    int fd = wake_acceptor(&srv);
+    if (!await_log_times(&srv, POLL_RETRY_LOG, 1, H_TIMEOUT_MS))
+        fail_msg("no \"" POLL_RETRY_LOG "\" in the log: the acceptor's poll() did not fail?");
+    close(fd);
+    pair_exchange(p);
+    ASSERT_ALIVE(&srv);
+
+    /* 2. The limit back: within a retry, new connections are accepted and
+     * served, and the members already signed in carry on. */
+    set_nofile(&srv, old.rlim_cur, old.rlim_max);
+    uint64_t carol = h_sign_in(&srv, "carol");
+    char join[64];
+    snprintf(join, sizeof join, "carol,%" PRIu64 ",1\n", carol);
+    pair_await_note(p, join);
+    pair_exchange(p);
+    if (await_log_times(&srv, POLL_RETRY_LOG, 2, 0))
+        fail_msg("a second \"" POLL_RETRY_LOG "\" while poll() works");
+    note("acceptor poll failure: recovered");
+
+    /* 3. Failing for good: logged again (a new episode), the server stays up
+     * for the 10 s and then stops by itself, gracefully, with status 1. */
+    uint64_t t0 = h_now_ms();
+    set_nofile(&srv, 1, old.rlim_max);
+    fd = wake_acceptor(&srv);
+    if (!await_log_times(&srv, POLL_RETRY_LOG, 2, H_TIMEOUT_MS))
+        fail_msg("no second \"" POLL_RETRY_LOG "\" in the log");
+    close(fd);
+    pair_exchange(p);
+    ASSERT_ALIVE(&srv);
+    int st = h_server_await_exit(&srv, POLL_FATAL_MS + 15000);
+    uint64_t took = h_now_ms() - t0;
+    if (st == -2)
+        fail_msg("the server still runs %llu ms after its poll() began to fail",
+                 (unsigned long long)took);
+    assert_int_equal(st, 1);
+    if (took < POLL_FATAL_MS)
+        fail_msg("the server gave up after %llu ms of failing poll(), not %d",
+                 (unsigned long long)took, POLL_FATAL_MS);
+    if (!await_log(&srv, POLL_GIVE_UP_LOG, 0))
+        fail_msg("the exit without \"" POLL_GIVE_UP_LOG "\" in the log");
+    note("acceptor poll failure: exit 1 after %llu ms", (unsigned long long)took);
+    pair_expect_shutdown(p);
     h_pass();
 }
 
@@ -2467,6 +2576,7 @@ int main(void)
         T(test_names),
         T(test_connection_flood),
         T(test_fd_limit),
+        T(test_acceptor_poll_failure),
         T(test_killed_clients),
         T(test_killed_mid_response),
         T(test_sigterm_with_queues),

@@ -116,7 +116,16 @@ deps:
 	  fi; \
 	fi
 
-$(BUILD)/%.o: %.c
+# The compiler and flags an object was built with: a stamp rewritten only
+# when they change, so `make CC=clang` or SANITIZE=... after a gcc build
+# rebuilds everything instead of mixing objects (or building nothing).
+BUILD_FLAGS := $(CC)|$(CFLAGS)|$(LDFLAGS)|$(LIBS)
+FLAGS_STAMP := $(BUILD)/flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -124,10 +133,10 @@ $(LIBPCSIG): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(SERVER): $(SERVER_OBJ) $(LIBPCSIG)
+$(SERVER): $(SERVER_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS)
 
-$(BENCH): $(BENCH_OBJ) $(LIBPCSIG)
+$(BENCH): $(BENCH_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG) $(LIBS)
 
 # The figures of BENCHMARKS.md (a few minutes on 2 cores).
@@ -141,17 +150,17 @@ $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG)
+$(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG) $(LIBS)
 
 # Objects built through pattern rules are kept (never deleted as intermediates).
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) | deps
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
-$(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) | deps
+$(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 

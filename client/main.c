@@ -1268,7 +1268,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "pcsig-client: --cert and --key go together\n");
         return CLI_EXIT_USAGE;
     }
-    if (o.insecure)
+    /* The library logs the warning itself at warn level; say it here only
+     * when --log-level error would hide that record. */
+    if (o.insecure && level < LOG_WARN)
         fprintf(stderr, "pcsig-client: WARNING: --insecure: the server's certificate is NOT "
                         "verified; anyone on the path can read and change this session\n");
     log_set_level(level);

@@ -1245,6 +1245,10 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
     if (o.tls) {
         struct tls_client_options to = {.ca_file = o.ca_file, .cert_file = o.cert_file,
                                         .key_file = o.key_file, .insecure = o.insecure};
+        /* A library user gets the same loud warning as the CLI's user. */
+        if (o.insecure)
+            log_warn("TLS insecure mode: the server's certificate is NOT verified; anyone on "
+                     "the path can read and change this session");
         char why[256] = "";
         if (tls_client_new(&to, &c->tls, why, sizeof why) < 0 ||
             tls_client_new(&to, &c->tls_hang, why, sizeof why) < 0) {

@@ -26,6 +26,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 #include "net.h"
 #include "pcsig_client.h"
 
@@ -1128,8 +1130,17 @@ static void test_secure_ids_used_automatically(void **state)
     h_pass();
 }
 
+static int insecure_warnings; /* records of the insecure-mode warning seen by the sink */
+
+static void count_insecure_warning(void *arg, const char *rec, size_t len)
+{
+    (void)arg;
+    if (memmem(rec, len, "WARN", 4) && memmem(rec, len, "NOT verified", 12))
+        insecure_warnings++;
+}
+
 /* TLS mode only: a client that does not trust the server's CA gets one clear
- * fatal error; --insecure connects anyway. */
+ * fatal error; --insecure connects anyway, after a loud warning. */
 static void test_tls_untrusted_server(void **state)
 {
     (void)state;
@@ -1155,7 +1166,12 @@ static void test_tls_untrusted_server(void **state)
 
     o.ca_file = NULL;
     o.insecure = true;
+    insecure_warnings = 0;
+    assert_int_equal(log_set_sink(count_insecure_warning, NULL), 0);
     c = pcsig_client_new(&o);
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    if (insecure_warnings != 1)
+        fail_msg("--insecure was logged %d times, not once at warn level", insecure_warnings);
     assert_non_null(c);
     assert_null(pcsig_client_setup_error(c));
     assert_int_equal(pcsig_client_connect(c), 0);

@@ -36,8 +36,12 @@
  * eventfd (ctl_wake, hang_wake) or in a condition variable; disconnect and
  * a session loss write the eventfds and signal the conditions, so both
  * threads notice within one poll wake-up. The only call that cannot be
- * interrupted is net_connect (DNS and the TCP handshake), which we bound by
- * CLIENT_CONNECT_MAX_MS.
+ * interrupted is net_connect: its TCP handshake is bounded by
+ * CLIENT_CONNECT_MAX_MS per address tried, but the name lookup before it
+ * (getaddrinfo) has no timeout of ours, only the resolver's (resolv.conf:
+ * 5 s per try by default), so with a slow DNS server disconnect can wait
+ * that long for a thread that is inside a lookup. Give an address to avoid
+ * it.
  *
  * Timeouts. A /wait that outlives wait_timeout_ms is half-closed rather
  * than closed: the server un-parks it, and an answer it wrote just before

@@ -142,7 +142,10 @@ uint64_t pcsig_client_id(pcsig_client_t *c);
 /* Stop: a pending sign-in or /wait is abandoned at once; messages already
  * queued are still sent, in order, for up to 2 s (then fail), then the
  * sign-out (if signed in, up to 2 s); both threads are joined and a
- * DISCONNECTED event is queued last. Safe to call twice. Returns 0. */
+ * DISCONNECTED event is queued last. A thread inside a connect may add up
+ * to 3 s per address tried, and one inside a DNS lookup the resolver's own
+ * timeout (none with a numeric server address). Safe to call twice.
+ * Returns 0. */
 int pcsig_client_disconnect(pcsig_client_t *c);
 
 /* Readable (poll POLLIN) while events are queued. */

@@ -12,9 +12,11 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -93,6 +95,53 @@ uint64_t h_now_ms(void)
     return clock_now_ms();
 }
 
+int h_ms_left(uint64_t deadline)
+{
+    uint64_t now = h_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+static size_t count_occurrences(const char *text, const char *needle)
+{
+    size_t n = 0, len = strlen(needle);
+    for (const char *q = text; (q = strstr(q, needle)) != NULL; q += len)
+        n++;
+    return n;
+}
+
+bool h_await_log(const char *path, size_t offset, const char *needle, size_t times, int ms)
+{
+    uint64_t deadline = h_now_ms() + (uint64_t)ms;
+    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (in < 0)
+        fail_msg("inotify_init1: errno %d", errno);
+    if (inotify_add_watch(in, path, IN_MODIFY) < 0)
+        fail_msg("inotify_add_watch %s: errno %d", path, errno);
+    static char text[1 << 20];
+    bool found = false;
+    for (;;) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = pread(fd, text, sizeof text - 1, (off_t)offset);
+            close(fd);
+            if (n > 0) {
+                text[n] = '\0';
+                found = count_occurrences(text, needle) >= times;
+            }
+        }
+        if (found || h_ms_left(deadline) == 0)
+            break;
+        struct pollfd pf = {.fd = in, .events = POLLIN};
+        if (poll(&pf, 1, h_ms_left(deadline)) > 0) {
+            char ev[4096];
+            while (read(in, ev, sizeof ev) > 0)
+                ;
+        }
+    }
+    close(in);
+    return found;
+}
+
 void h_at(const char *file, int line)
 {
     where_file = file;
@@ -103,11 +152,6 @@ void h_at(const char *file, int line)
 #define H_FAIL(fmt, ...) \
     fail_msg("%s:%d: " fmt, where_file, where_line, __VA_ARGS__)
 
-static int remaining_ms(uint64_t deadline)
-{
-    uint64_t now = clock_now_ms();
-    return now >= deadline ? 0 : (int)(deadline - now);
-}
 
 /* ---- child processes ---------------------------------------------------- */
 
@@ -132,7 +176,7 @@ static int await_exit(pid_t pid, int pidfd, int timeout_ms, int *status)
     uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        int r = poll(&p, 1, remaining_ms(deadline));
+        int r = poll(&p, 1, h_ms_left(deadline));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -329,7 +373,7 @@ void h_server_start_(h_server_t *s, ...)
     uint64_t deadline = clock_now_ms() + H_START_TIMEOUT_MS;
     while (!memchr(line, '\n', len)) {
         struct pollfd p = {.fd = s->out_fd, .events = POLLIN};
-        int r = poll(&p, 1, remaining_ms(deadline));
+        int r = poll(&p, 1, h_ms_left(deadline));
         if (r < 0 && errno == EINTR)
             continue;
         if (r == 0)
@@ -423,10 +467,10 @@ int h_run_server_cmd(const char *const *args, char *err, size_t cap, int timeout
     uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
     bool err_open = true, out_open = true;
     /* Read both pipes until EOF (or the deadline), then await the exit. */
-    while ((err_open || out_open) && remaining_ms(deadline) > 0) {
+    while ((err_open || out_open) && h_ms_left(deadline) > 0) {
         struct pollfd p[2] = {{.fd = err_open ? epipe[0] : -1, .events = POLLIN},
                               {.fd = out_open ? out_fd : -1, .events = POLLIN}};
-        int r = poll(p, 2, remaining_ms(deadline));
+        int r = poll(p, 2, h_ms_left(deadline));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -449,7 +493,7 @@ int h_run_server_cmd(const char *const *args, char *err, size_t cap, int timeout
     close(epipe[0]);
     close(out_fd);
     int st = -1;
-    if (pidfd < 0 || !await_exit(pid, pidfd, remaining_ms(deadline), &st)) {
+    if (pidfd < 0 || !await_exit(pid, pidfd, h_ms_left(deadline), &st)) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         st = -1;
@@ -742,7 +786,7 @@ void h_send_(h_conn_t *c, const void *p, size_t n)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
-            int r = poll(&pf, 1, remaining_ms(deadline));
+            int r = poll(&pf, 1, h_ms_left(deadline));
             if (r == 0)
                 H_FAIL("send: %zu bytes not taken by the server within %d ms", n, H_TIMEOUT_MS);
             continue;
@@ -894,7 +938,7 @@ h_resp_t *h_read_(h_conn_t *c, int timeout_ms)
             H_FAIL("connection closed by the server before a complete response "
                    "(%zu bytes buffered):\n%s", c->len, excerpt(c->buf, c->len));
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int n = poll(&p, 1, remaining_ms(deadline));
+        int n = poll(&p, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0)
@@ -914,7 +958,7 @@ void h_expect_silence_(h_conn_t *c, int ms)
     uint64_t deadline = clock_now_ms() + (uint64_t)ms;
     for (;;) {
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int n = poll(&p, 1, remaining_ms(deadline));
+        int n = poll(&p, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0)
@@ -936,7 +980,7 @@ void h_expect_eof_(h_conn_t *c, int timeout_ms)
     uint64_t deadline = clock_now_ms() + (uint64_t)timeout_ms;
     while (!c->eof) {
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int n = poll(&p, 1, remaining_ms(deadline));
+        int n = poll(&p, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0)

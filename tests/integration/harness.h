@@ -295,5 +295,13 @@ const char *h_tls_ca(void);
 
 /* Milliseconds on the monotonic clock. */
 uint64_t h_now_ms(void);
+/* Milliseconds from now until deadline (h_now_ms based), 0 once passed. */
+int h_ms_left(uint64_t deadline);
+
+/* Wait (inotify on the file, no timer loop) until needle occurs at least
+ * `times` times in the log file at path after its first `offset` bytes (at
+ * most 1 MiB of it is read). True when it did within ms; fails the test
+ * when the file cannot be watched. */
+bool h_await_log(const char *path, size_t offset, const char *needle, size_t times, int ms);
 
 #endif

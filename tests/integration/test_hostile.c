@@ -24,7 +24,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -54,11 +53,6 @@ static void assert_alive_at(int line, const h_server_t *s)
         fail_msg("%s:%d: the server (pid %d) is gone", __FILE__, line, (int)s->pid);
 }
 
-static int ms_left(uint64_t deadline)
-{
-    uint64_t now = h_now_ms();
-    return now >= deadline ? 0 : (int)(deadline - now);
-}
 
 /* Printable excerpt of bytes for failure messages. */
 static const char *show(const char *p, size_t n)
@@ -107,7 +101,7 @@ static h_resp_t *try_read(h_conn_t *c, int ms)
         if (r)
             return r;
         struct pollfd p = {.fd = h_fd(c), .events = POLLIN};
-        int n = poll(&p, 1, ms_left(deadline));
+        int n = poll(&p, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -387,7 +381,7 @@ static int hc_read_resp(hc_t *h, rresp_t *r, int ms)
         if (h->eof)
             return 0;
         struct pollfd pf = {.fd = h->fd, .events = POLLIN};
-        int n = poll(&pf, 1, ms_left(deadline));
+        int n = poll(&pf, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -402,7 +396,7 @@ static bool hc_read_to_eof(hc_t *h, int ms)
     uint64_t deadline = h_now_ms() + (uint64_t)ms;
     while (!h->eof) {
         struct pollfd pf = {.fd = h->fd, .events = POLLIN};
-        int n = poll(&pf, 1, ms_left(deadline));
+        int n = poll(&pf, 1, h_ms_left(deadline));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -527,7 +521,7 @@ static int pair_poll(pair_t *p, int ms, h_conn_t *const *ex, size_t nex)
             pf[n++] = (struct pollfd){.fd = p->shut[i] ? -1 : h_fd(p->w[i]), .events = POLLIN};
         for (size_t k = 0; k < nex; k++)
             pf[n++] = (struct pollfd){.fd = ex[k] ? h_fd(ex[k]) : -1, .events = POLLIN};
-        int r = poll(pf, (nfds_t)n, ms_left(deadline));
+        int r = poll(pf, (nfds_t)n, h_ms_left(deadline));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -551,8 +545,8 @@ static int pair_poll(pair_t *p, int ms, h_conn_t *const *ex, size_t nex)
 static void pair_service(pair_t *p, int ms)
 {
     uint64_t deadline = h_now_ms() + (uint64_t)ms;
-    while (ms_left(deadline) > 0)
-        pair_poll(p, ms_left(deadline), NULL, 0);
+    while (h_ms_left(deadline) > 0)
+        pair_poll(p, h_ms_left(deadline), NULL, 0);
 }
 
 typedef bool (*pair_pred)(const pair_t *p, const void *arg);
@@ -563,12 +557,12 @@ static void pair_until_at(int line, pair_t *p, int ms, pair_pred pred, const voi
 {
     uint64_t deadline = h_now_ms() + (uint64_t)ms;
     while (!pred(p, arg)) {
-        if (ms_left(deadline) == 0)
+        if (h_ms_left(deadline) == 0)
             fail_msg("%s:%d: not within %d ms: %s (alice got %u/%u, bob %u/%u; notes alice "
                      "\"%s\")",
                      __FILE__, line, ms, what, p->got[0], p->sent[1], p->got[1], p->sent[0],
                      show(p->notes[0], p->notes_len[0]));
-        pair_poll(p, ms_left(deadline), NULL, 0);
+        pair_poll(p, h_ms_left(deadline), NULL, 0);
     }
 }
 
@@ -798,7 +792,7 @@ static void test_slowloris(void **state)
     size_t open = SLOW_ALL;
     unsigned tick = 0;
     while (open) {
-        if (ms_left(deadline) == 0)
+        if (h_ms_left(deadline) == 0)
             fail_msg("%zu slow requests still unanswered after 20 s", open);
         for (int k = 0; k < SLOW_ALL; k++) {
             trickle_t *x = &t[k];
@@ -815,7 +809,7 @@ static void test_slowloris(void **state)
         }
         /* The pacing: 100 ms of serving the pair while watching the slow ones. */
         uint64_t tick_end = h_now_ms() + 100;
-        while (ms_left(tick_end) > 0) {
+        while (h_ms_left(tick_end) > 0) {
             h_conn_t *ex[SLOW_ALL];
             int map[SLOW_ALL];
             size_t nex = 0;
@@ -825,7 +819,7 @@ static void test_slowloris(void **state)
                     ex[nex++] = t[k].c;
                 }
             }
-            int e = pair_poll(p, ms_left(tick_end), ex, nex);
+            int e = pair_poll(p, h_ms_left(tick_end), ex, nex);
             if (e < 0)
                 continue;
             trickle_t *x = &t[map[e]];
@@ -1594,7 +1588,7 @@ static size_t await_raw_eof(const int *fds, rawbuf_t *rb, const bool *want, size
     size_t ended = 0;
     for (size_t i = 0; i < n; i++)
         ended += want[i] && rb[i].eof;
-    while (ended < stop_at && ms_left(deadline) > 0) {
+    while (ended < stop_at && h_ms_left(deadline) > 0) {
         size_t np = 0;
         for (size_t i = 0; i < n; i++) {
             if (want[i] && !rb[i].eof) {
@@ -1602,7 +1596,7 @@ static size_t await_raw_eof(const int *fds, rawbuf_t *rb, const bool *want, size
                 idx[np++] = i;
             }
         }
-        int r = poll(pf, (nfds_t)np, ms_left(deadline));
+        int r = poll(pf, (nfds_t)np, h_ms_left(deadline));
         if (r <= 0)
             continue;
         for (size_t k = 0; k < np; k++) {
@@ -1725,7 +1719,7 @@ static void test_connection_flood(void **state)
         else if (r->status != 503)
             fail_msg("sign-in after the flood: %d %s", r->status, r->reason);
         h_resp_free(r);
-        if (!id && ms_left(deadline) == 0)
+        if (!id && h_ms_left(deadline) == 0)
             fail_msg("sign-in still refused %d ms after the flood left", H_TIMEOUT_MS);
         pair_service(p, 0);
     }
@@ -1739,15 +1733,6 @@ static void test_connection_flood(void **state)
 
 /* ---- 8. the open-file limit lowered under the server -------------------------- */
 
-/* How often needle occurs in text. */
-static size_t count_in(const char *text, const char *needle)
-{
-    size_t n = 0;
-    for (const char *q = text; (q = strstr(q, needle)) != NULL; q += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Await a line containing needle in the server's log (inotify, no polling
  * loop on a timer). False when there is no log file (verbose mode) or it
  * did not appear within ms. */
@@ -1758,35 +1743,7 @@ static bool await_log_times(const h_server_t *srv, const char *needle, size_t ti
 {
     if (!srv->log_path[0])
         return false;
-    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (in < 0)
-        fail_msg("inotify_init1: errno %d", errno);
-    if (inotify_add_watch(in, srv->log_path, IN_MODIFY) < 0)
-        fail_msg("inotify_add_watch %s: errno %d", srv->log_path, errno);
-    uint64_t deadline = h_now_ms() + (uint64_t)ms;
-    bool found = false;
-    static char text[1 << 20];
-    for (;;) {
-        int fd = open(srv->log_path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t n = read(fd, text, sizeof text - 1);
-            close(fd);
-            if (n > 0) {
-                text[n] = '\0';
-                found = count_in(text, needle) >= times;
-            }
-        }
-        if (found || ms_left(deadline) == 0)
-            break;
-        struct pollfd pf = {.fd = in, .events = POLLIN};
-        if (poll(&pf, 1, ms_left(deadline)) > 0) {
-            char ev[4096];
-            while (read(in, ev, sizeof ev) > 0)
-                ;
-        }
-    }
-    close(in);
-    return found;
+    return h_await_log(srv->log_path, 0, needle, times, ms);
 }
 
 static void test_fd_limit(void **state)
@@ -1828,7 +1785,7 @@ static void test_fd_limit(void **state)
     uint64_t id = 0;
     int attempts = 0;
     while (!id) {
-        if (ms_left(deadline) == 0)
+        if (h_ms_left(deadline) == 0)
             fail_msg("no sign-in served within 30 s after the flood left (%d attempts)", attempts);
         attempts++;
         h_conn_t *c = h_try_connect(&srv);
@@ -2109,8 +2066,8 @@ static void test_killed_clients(void **state)
     pair_await_note(p, join);
     /* Parked for 1.5 s, longer than the member timeout: dave stays. */
     uint64_t until = h_now_ms() + 1500;
-    while (ms_left(until) > 0) {
-        pair_poll(p, ms_left(until), NULL, 0);
+    while (h_ms_left(until) > 0) {
+        pair_poll(p, h_ms_left(until), NULL, 0);
         if (strstr(p->notes[0], leave))
             fail_msg("dave was timed out although his /wait was parked");
     }

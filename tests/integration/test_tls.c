@@ -18,7 +18,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -207,11 +206,6 @@ typedef struct own_server {
 
 static own_server_t own;
 
-static int ms_left(uint64_t deadline)
-{
-    uint64_t now = h_now_ms();
-    return now >= deadline ? 0 : (int)(deadline - now);
-}
 
 /* The number after prefix at the start of a line of text, or 0. */
 static uint16_t ready_port(const char *text, const char *prefix)
@@ -280,7 +274,7 @@ static void own_start(const char *cert, const char *key, ...)
     uint64_t deadline = h_now_ms() + H_START_TIMEOUT_MS;
     while (!ready_port(out, "pcsig-server listening on TLS port ")) {
         struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-        if (poll(&p, 1, ms_left(deadline)) <= 0)
+        if (poll(&p, 1, h_ms_left(deadline)) <= 0)
             fail_msg("no ready lines within %d ms (log %s)", H_START_TIMEOUT_MS, own.log_path);
         ssize_t n = read(pfd[0], out + len, sizeof out - 1 - len);
         if (n <= 0)
@@ -333,30 +327,7 @@ static int own_teardown(void **state)
  * offset bytes (inotify: no timer). False when it did not come within ms. */
 static bool await_log(const char *needle, size_t offset, int ms)
 {
-    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (in < 0 || inotify_add_watch(in, own.log_path, IN_MODIFY) < 0)
-        fail_msg("inotify on %s: errno %d", own.log_path, errno);
-    uint64_t deadline = h_now_ms() + (uint64_t)ms;
-    static char text[1 << 20];
-    bool found = false;
-    for (;;) {
-        int fd = open(own.log_path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t n = pread(fd, text, sizeof text - 1, (off_t)offset);
-            close(fd);
-            found = n > 0 && (text[n] = '\0', strstr(text, needle) != NULL);
-        }
-        if (found || ms_left(deadline) == 0)
-            break;
-        struct pollfd pf = {.fd = in, .events = POLLIN};
-        if (poll(&pf, 1, ms_left(deadline)) > 0) {
-            char ev[4096];
-            while (read(in, ev, sizeof ev) > 0)
-                ;
-        }
-    }
-    close(in);
-    return found;
+    return h_await_log(own.log_path, offset, needle, 1, ms);
 }
 
 /* How long the own server's log is now (where to look for what comes next). */

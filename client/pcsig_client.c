@@ -142,6 +142,7 @@ struct pcsig_client {
     bool running;  /* threads started and not yet joined */
     bool closing;  /* disconnect (or a fatal error) asked the threads to stop */
     bool dead;     /* a fatal error: DISCONNECTED already queued */
+    bool hang_closed; /* the hanging_get thread has closed its connection for good */
     uint64_t close_deadline;
     bool signed_in;
     uint64_t own_id;
@@ -966,6 +967,15 @@ static void *control_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     fail_queue_locked(c, "disconnected before the message was sent");
+    /* The stock client closes its hanging GET before it signs out (the
+     * original server may otherwise answer the parked wait after the
+     * member is gone): give the hanging_get thread, woken by the same
+     * disconnect, a moment to close its connection first. */
+    uint64_t hang_until = clock_now_ms() + CLIENT_SIGNOUT_MS;
+    while (!c->hang_closed && clock_now_ms() < hang_until) {
+        struct timespec ts = clock_deadline_in((uint64_t)remaining_ms(hang_until));
+        pthread_cond_timedwait(&c->ctl_cond, &c->mu, &ts);
+    }
     bool was_in = c->signed_in;
     uint64_t id = c->own_id;
     c->signed_in = false;
@@ -1171,6 +1181,10 @@ static void *hanging_main(void *arg)
     }
     pthread_mutex_unlock(&c->mu);
     conn_close(conn);
+    pthread_mutex_lock(&c->mu);
+    c->hang_closed = true; /* the control thread signs out only after this */
+    pthread_cond_broadcast(&c->ctl_cond);
+    pthread_mutex_unlock(&c->mu);
     buf_free(&in);
     buf_free(&req);
     return NULL;
@@ -1340,6 +1354,7 @@ int pcsig_client_connect(pcsig_client_t *c)
     drain(c->hang_wake);
     c->closing = false;
     c->dead = false;
+    c->hang_closed = false;
     c->signed_in = false;
     c->own_id = 0;
     c->loss = LOSS_NONE;
@@ -1353,6 +1368,7 @@ int pcsig_client_connect(pcsig_client_t *c)
         if (rc != 0) {
             pthread_mutex_lock(&c->mu);
             c->closing = true;
+            c->hang_closed = true; /* there is no hanging_get thread to wait for */
             c->close_deadline = clock_now_ms();
             pthread_cond_broadcast(&c->ctl_cond);
             pthread_mutex_unlock(&c->mu);

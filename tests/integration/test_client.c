@@ -974,8 +974,16 @@ static void test_wire_against_original(void **state)
     fake_expect(w4, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, disconnect_thread, c), 0);
-    fake_expect_client_close(w4);
+    /* In the stock client's order: the hanging GET is closed before the
+     * sign-out connects (on loopback its FIN is queued here before the
+     * sign-out's connection can be accepted). */
     int o1 = fake_accept(&f);
+    char byte;
+    ssize_t got = recv(w4, &byte, 1, MSG_DONTWAIT);
+    if (got != 0)
+        fail_msg("the sign-out connected before the hanging GET was closed (recv: %zd, "
+                 "errno %d)", got, got < 0 ? errno : 0);
+    close(w4);
     fake_expect(o1, "GET /sign_out?peer_id=1 HTTP/1.0\r\n\r\n");
     fake_answer(o1, "200 OK", "text/plain", -1, "");
     pthread_join(th, NULL);

@@ -534,6 +534,27 @@ static void autocall_check(struct cli *cli)
     send_offer(cli, to);
 }
 
+/* An event that ends the session for a reason: our id and the peer list
+ * go, and the line is {"event":name,"reason":...} or the text
+ * label: "reason"tail. */
+static void session_ended(struct cli *cli, buf_t *b, const char *name, const char *label,
+                          const char *tail, const char *reason)
+{
+    const char *r = reason ? reason : "";
+    cli->own_id = 0;
+    peers_clear(cli);
+    if (cli->json) {
+        json_begin(b, name);
+        json_key(b, "reason");
+        add_quoted(b, r, strlen(r));
+        add_str(b, "}");
+    } else {
+        (void)buf_printf(b, "%s: ", label);
+        add_quoted(b, r, strlen(r));
+        add_str(b, tail);
+    }
+}
+
 static void on_event(struct cli *cli, struct pcsig_event *ev)
 {
     buf_t b;
@@ -691,35 +712,11 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
         }
         break;
     }
-    case PCSIG_EV_SESSION_LOST: {
-        const char *r = ev->reason ? ev->reason : "";
-        cli->own_id = 0;
-        peers_clear(cli);
-        if (j) {
-            json_begin(&b, "session_lost");
-            json_key(&b, "reason");
-            add_quoted(&b, r, strlen(r));
-            add_str(&b, "}");
-        } else {
-            add_str(&b, "session lost: ");
-            add_quoted(&b, r, strlen(r));
-            add_str(&b, "; signing in again");
-        }
+    case PCSIG_EV_SESSION_LOST:
+        session_ended(cli, &b, "session_lost", "session lost", "; signing in again", ev->reason);
         break;
-    }
     case PCSIG_EV_DISCONNECTED: {
-        const char *r = ev->reason ? ev->reason : "";
-        cli->own_id = 0;
-        peers_clear(cli);
-        if (j) {
-            json_begin(&b, "disconnected");
-            json_key(&b, "reason");
-            add_quoted(&b, r, strlen(r));
-            add_str(&b, "}");
-        } else {
-            add_str(&b, "disconnected: ");
-            add_quoted(&b, r, strlen(r));
-        }
+        session_ended(cli, &b, "disconnected", "disconnected", "", ev->reason);
         /* Not asked for by us: the library gave up (a fatal answer). */
         if (!cli->quit) {
             cli->quit = true;

@@ -188,20 +188,6 @@ static char *dup_s(const char *s)
     return dup_n(s, strlen(s));
 }
 
-/* A heap string "what: text of err"; NULL when out of memory. Caller frees. */
-static char *errno_reason(const char *what, int err)
-{
-    char tmp[128];
-    buf_t b;
-    buf_init(&b, 512);
-    if (buf_printf(&b, "%s: %s", what, err_text(err, tmp, sizeof tmp)) < 0 ||
-        buf_append(&b, "", 1) < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
 static void wake(int fd)
 {
     uint64_t one = 1;
@@ -627,17 +613,7 @@ static int io_request(struct io *io, const buf_t *req, buf_t *in, struct reply *
 static char *io_reason(const pcsig_client_t *c, const char *what, bool connecting, int rc)
 {
     int gai = net_resolve_error(rc);
-    if (gai == 0 && rc != -EKEYREJECTED && rc != -EPROTO) {
-        if (!connecting)
-            return errno_reason(what, rc < 0 ? -rc : rc);
-        buf_t w;
-        buf_init(&w, 256);
-        char *r = NULL;
-        if (buf_printf(&w, "%s: connect", what) == 0 && buf_append(&w, "", 1) == 0)
-            r = errno_reason(w.data, rc < 0 ? -rc : rc);
-        buf_free(&w);
-        return r;
-    }
+    char tmp[128];
     buf_t b;
     buf_init(&b, 512);
     int p;
@@ -645,8 +621,11 @@ static char *io_reason(const pcsig_client_t *c, const char *what, bool connectin
         p = buf_printf(&b, "%s: cannot resolve %s: %s", what, c->server, gai_strerror(gai));
     else if (rc == -EKEYREJECTED)
         p = buf_printf(&b, "%s: TLS: %s", what, tls_failure);
-    else
+    else if (rc == -EPROTO)
         p = buf_printf(&b, "%s: malformed answer from the server", what);
+    else
+        p = buf_printf(&b, "%s%s: %s", what, connecting ? ": connect" : "",
+                       err_text(rc < 0 ? -rc : rc, tmp, sizeof tmp));
     if (p < 0 || buf_append(&b, "", 1) < 0) {
         buf_free(&b);
         return NULL;

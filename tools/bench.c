@@ -120,7 +120,7 @@ static void usage(FILE *f)
         "  --seed N               random seed (default 1)\n"
         "  --quiet                no progress lines on stderr\n"
         "  --tls                  every connection speaks TLS (a client context per thread:\n"
-        "                         reconnects resume its newest session); the details line\n"
+        "                         reconnects resume from its ticket pool); the details line\n"
         "                         counts full, resumed and failed handshakes\n"
         "  --ca FILE              CA to verify the server with (default %s)\n"
         "  --tls-name NAME        name (or address) to verify and send as SNI\n"

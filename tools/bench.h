@@ -11,8 +11,8 @@
  *
  * Every connection is a conn_t (common/conn.h): plain TCP, or TLS with --tls
  * through its thread's own tls_client_t (one per loop and per sender, so no
- * TLS session is shared between threads), which keeps the newest session
- * ticket and offers it on the next connection, so reconnects resume. The
+ * TLS session is shared between threads), which keeps a small pool of session
+ * tickets and gives each new connection one of them, so reconnects resume. The
  * event loops register both directions edge-triggered, so whichever
  * conn_want() names after an -EAGAIN, its edge wakes the loop and the
  * pending operation is retried (while a handshake is in progress only the

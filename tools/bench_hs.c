@@ -9,7 +9,7 @@
  * handshake and are taken in by the reads of the answers.
  *
  * Phase "full" gives every connection a fresh tls_client_t (no session to
- * offer); phase "resumed" shares one, which offers the newest ticket, so
+ * offer); phase "resumed" shares one, which offers a pooled ticket, so
  * all but the first connection(s) resume. Nothing is shared between the
  * threads but the phase's client (thread-safe) and the atomic counters.
  */

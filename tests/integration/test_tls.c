@@ -552,6 +552,19 @@ static const char *tls_request(uint16_t port, tls_client_t *t, const char *req, 
     return out;
 }
 
+/* The plain port refuses at once, in plain text: status, the reason why as
+ * the body, then the close. */
+static void expect_plain_refusal(uint16_t port, int status, const char *reason, const char *why)
+{
+    h_conn_t *p = h_connect_plain(port);
+    h_resp_t *r = h_read(p);
+    H_ASSERT_STATUS(r, status, reason);
+    H_ASSERT_BODY(r, why);
+    h_resp_free(r);
+    h_expect_eof(p, H_TIMEOUT_MS);
+    h_close(p);
+}
+
 /* A TLS client refused with status: it completes the handshake, reads the
  * whole answer (without sending anything when req is NULL) and sees the
  * close. False when the handshake fails (refused without an answer). */
@@ -602,13 +615,7 @@ static void test_cap_refusal_over_tls(void **state)
     if (!refused_over_tls(own.tls_port, t, "GET /sign_in?late HTTP/1.0\r\n\r\n", busy, why_busy))
         fail_msg("a TLS client over the cap got no handshake");
     /* The plain port: the same 503, in plain text, at once. */
-    h_conn_t *p = h_connect_plain(own.port);
-    h_resp_t *r = h_read(p);
-    H_ASSERT_STATUS(r, 503, "Service Unavailable");
-    H_ASSERT_BODY(r, why_busy);
-    h_resp_free(r);
-    h_expect_eof(p, H_TIMEOUT_MS);
-    h_close(p);
+    expect_plain_refusal(own.port, 503, "Service Unavailable", why_busy);
 
     /* Clients that never send a ClientHello hold refusals until the read
      * timeout; at the bound, the next connection is closed at once. */
@@ -662,13 +669,7 @@ static void test_per_ip_refusal_over_tls(void **state)
     if (!refused_over_tls(own.tls_port, t, "GET /sign_in?third HTTP/1.0\r\n\r\n", limited,
                           why_limited))
         fail_msg("a TLS client over the per-address limit got no handshake");
-    h_conn_t *p = h_connect_plain(own.port);
-    h_resp_t *r = h_read(p);
-    H_ASSERT_STATUS(r, 429, "Too Many Requests");
-    H_ASSERT_BODY(r, why_limited);
-    h_resp_free(r);
-    h_expect_eof(p, H_TIMEOUT_MS);
-    h_close(p);
+    expect_plain_refusal(own.port, 429, "Too Many Requests", why_limited);
     /* The refusals took no place of ours: the held connections are served,
      * and once they leave, a new one is too. */
     assert_true(tls_roundtrip(held[0], "GET /sign_in?held HTTP/1.0\r\n\r\n", out, sizeof out) > 0);

@@ -513,14 +513,21 @@ static void test_file_errors(void **state)
                  "pcsig-server: %s:1: bad value '-1' for 'port'", p);
 }
 
+/* Turn the mkstemp template tmpl into a path that names nothing (the file is
+ * made, to own a fresh name, then removed). */
+static void make_missing(char *tmpl)
+{
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(tmpl);
+}
+
 static void test_file_unreadable(void **state)
 {
     (void)state;
     char missing[] = "/tmp/pcsig-config-missing-XXXXXX";
-    int fd = mkstemp(missing);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(missing);
+    make_missing(missing);
     expect_error(ARGS("--config", missing), NULL,
                  "pcsig-server: --config %s: No such file or directory", missing);
     char *env = NULL;
@@ -882,10 +889,7 @@ static void test_preflight_files(void **state)
 {
     (void)state;
     char missing[] = "/tmp/pcsig-config-missing-XXXXXX";
-    int fd = mkstemp(missing);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(missing);
+    make_missing(missing);
     const char *f = tmp_file("x\n");
     expect_preflight_ok(ARGS("--tls-cert", f, "--tls-key", f, "--tls-client-ca", f,
                              "--auth-token-file", f));

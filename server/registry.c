@@ -32,7 +32,9 @@
  * The log is trimmed to the slowest member's cursor by reg_tick.
  * Items leave the queue only into a worker's hands; if its write fails,
  * reg_requeue puts the item back at the head, so FIFO order and "nothing
- * accepted is dropped silently" hold. Messages still queued for a member
+ * accepted is dropped silently" hold. A requeue skips the queue caps (what
+ * was accepted stays accepted), so a queue can stand over its caps: then
+ * every send to it is refused until it drains under them. Messages still queued for a member
  * that leaves are dropped and counted (the sender's 200 meant "accepted",
  * never "delivered").
  *
@@ -279,6 +281,15 @@ static void queue_account_locked(registry_t *r, struct member *m, const reg_item
         r->q_msgs--;
         r->q_bytes -= len;
     }
+}
+
+/* Would one more message of body_len bytes go past m's caps? A requeue
+ * (reg_requeue) may leave a queue over its caps, since what was accepted is
+ * kept; so the test never computes cap - queued, which would wrap. */
+static bool queue_full_locked(const registry_t *r, const struct member *m, size_t body_len)
+{
+    return m->q_msgs >= r->cfg.queue_max_msgs || m->q_bytes >= r->cfg.queue_max_bytes ||
+           body_len > r->cfg.queue_max_bytes - m->q_bytes;
 }
 
 static void queue_push_locked(registry_t *r, struct member *m, reg_item_t *it)
@@ -700,8 +711,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
         rc = -ESRCH;
     } else {
         sender->last_seen = now;
-        if (!target->parked && (target->q_msgs >= r->cfg.queue_max_msgs ||
-                                body_len > r->cfg.queue_max_bytes - target->q_bytes)) {
+        if (!target->parked && queue_full_locked(r, target, body_len)) {
             r->refused++;
             rc = -ENOSPC;
         } else {

@@ -720,6 +720,62 @@ static void test_mass_sign_out_memory(void **state)
     reg_destroy(r);
 }
 
+/* The byte cap survives a queue over it: a failed delivery is requeued even
+ * past the cap (it was accepted, and dropping it would lose it silently), and
+ * from then on sends are refused until the queue drains under the cap. The
+ * check once subtracted in size_t (cap - queued), which wrapped past the cap
+ * and let any size through. The message cap holds the same way. */
+static void test_requeue_over_cap(void **state)
+{
+    (void)state;
+    reg_config_t small = cfg;
+    small.queue_max_bytes = 10;
+    small.queue_max_msgs = 100;
+    registry_t *r = reg_create(&small);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    expect_next(r, a, a, "b,2,1\n");
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "12345678", 8, 0), 0);
+    reg_item_t *first = pop(r, a, 0); /* in a worker's hands */
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "123456789", 9, 0), 0);
+    reg_requeue(r, a, first, 0); /* its write failed: 17 bytes queued, cap 10 */
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.queued_bytes, 17);
+    static char huge[100000];
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, huge, sizeof huge, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "", 0, 0), -ENOSPC);
+    /* Nothing accepted was lost, in order. */
+    expect_next(r, a, b, "12345678");
+    /* 9 bytes queued: one more byte fits, two do not. */
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "yz", 2, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "y", 1, 0), 0);
+    expect_next(r, a, b, "123456789");
+    expect_next(r, a, b, "y");
+    assert_nothing_due(r, a, 0);
+    reg_destroy(r);
+
+    /* The message cap: two queued, a third requeued over it. */
+    small.queue_max_bytes = 100;
+    small.queue_max_msgs = 2;
+    r = reg_create(&small);
+    a = sign_in(r, "a", 0, NULL, 0);
+    b = sign_in(r, "b", 0, NULL, 0);
+    expect_next(r, a, a, "b,2,1\n");
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "1", 1, 0), 0);
+    first = pop(r, a, 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "2", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "3", 1, 0), 0);
+    reg_requeue(r, a, first, 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), -ENOSPC);
+    expect_next(r, a, b, "1");
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), -ENOSPC);
+    expect_next(r, a, b, "2");
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), 0);
+    reg_destroy(r);
+}
+
 /* A parked wait whose claim is lost (the client hung up) leaves the
  * notification due: the member's next /wait gets it. */
 static void test_lost_claim_keeps_note(void **state)
@@ -747,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_notes_and_messages_interleave),
         cmocka_unit_test(test_mass_sign_out_memory),
         cmocka_unit_test(test_lost_claim_keeps_note),
+        cmocka_unit_test(test_requeue_over_cap),
         cmocka_unit_test(test_sign_in_lists),
         cmocka_unit_test(test_ids_never_reused),
         cmocka_unit_test(test_fifo_and_park),

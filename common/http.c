@@ -264,11 +264,17 @@ static int http_parse_version(const unsigned char *p, size_t n, bool complete, b
     return HTTP_STEP_OK;
 }
 
-/* METHOD SP request-target SP HTTP-version, p[0..n) without the CRLF. */
+/*
+ * METHOD SP request-target SP HTTP-version, p[0..n) without the CRLF.
+ * An unknown method is a 405 only once the whole line has arrived and is
+ * well formed: "HELLO THERE" is not a request line at all, so it is a 400
+ * (for a syntax error, the first word is no method).
+ */
 static int http_parse_request_line(const unsigned char *p, size_t n, bool complete,
                                    http_request_t *req, http_error_t *err)
 {
     size_t i = 0, t0;
+    bool known = true;
     int rc;
 
     while (i < n && http_is_tchar(p[i]))
@@ -285,7 +291,7 @@ static int http_parse_request_line(const unsigned char *p, size_t n, bool comple
     else if (i == 7 && memcmp(p, "OPTIONS", 7) == 0)
         req->method = HTTP_METHOD_OPTIONS;
     else
-        return http_fail(err, true, 405, "method not allowed");
+        known = false;
     i++;
 
     if (i == n)
@@ -307,7 +313,11 @@ static int http_parse_request_line(const unsigned char *p, size_t n, bool comple
         return rc;
     if (n - i != 8) /* trailing bytes after the version, e.g. "HTTP/1.10" */
         return http_fail(err, true, 400, "invalid HTTP version");
-    return complete ? HTTP_STEP_OK : HTTP_STEP_MORE;
+    if (!complete)
+        return HTTP_STEP_MORE;
+    if (!known)
+        return http_fail(err, true, 405, "method not allowed");
+    return HTTP_STEP_OK;
 }
 
 /* HTTP-version SP 3DIGIT [SP reason-phrase], p[0..n) without the CRLF. */

@@ -6,7 +6,8 @@
  *   - an accepted head is re-read byte by byte: request line, target,
  *     path/query split, each header line and the framing fields must be
  *     exactly what the returned slices and flags say, all inside the head;
- *   - errors carry 400/405/413/431/501 and a one-line reason;
+ *   - errors carry 400/405/413/431/501 and a one-line reason; a 405 only
+ *     for a whole, well-formed request line with an unknown method;
  *   - the same bytes give the same result, at any address;
  *   - prefixes: every prefix shorter than an accepted head needs more, a
  *     longer one gives the same head, a prefix of an input that needs more
@@ -101,12 +102,40 @@ static void check_accepted(const char *buf, size_t len, const http_limits_t *lim
     fuzz_check_helpers(r->headers, r->num_headers, r->path);
 }
 
+/*
+ * A 405 names a whole, well-formed request line with an unknown method:
+ * tchar+ SP '/' target-chars SP "HTTP/1.0" or "HTTP/1.1" CRLF. Anything
+ * else in the first line is a 400 whatever its first word ("HELLO THERE").
+ */
+static void check_405(const char *buf, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = 0, m;
+
+    while (i < len && fuzz_is_tchar(b[i]))
+        i++;
+    m = i;
+    FUZZ_CHECK(m > 0 && i < len && b[i] == ' ');
+    FUZZ_CHECK(!(m == 3 && memcmp(buf, "GET", 3) == 0) &&
+               !(m == 4 && memcmp(buf, "POST", 4) == 0) &&
+               !(m == 7 && memcmp(buf, "OPTIONS", 7) == 0));
+    i++;
+    FUZZ_CHECK(i < len && b[i] == '/');
+    while (i < len && fuzz_is_target_char(b[i]))
+        i++;
+    FUZZ_CHECK(i + 11 <= len && memcmp(buf + i, " HTTP/1.", 8) == 0);
+    FUZZ_CHECK(b[i + 8] == '0' || b[i + 8] == '1');
+    FUZZ_CHECK(b[i + 9] == '\r' && b[i + 10] == '\n');
+}
+
 /* What every result must satisfy on its own. */
 static void check_outcome(const char *buf, size_t len, const http_limits_t *lim,
                           const outcome_t *o)
 {
     if (o->rc == HTTP_PARSE_ERROR) {
         fuzz_check_error(&o->err, true);
+        if (o->err.status == 405)
+            check_405(buf, len);
     } else if (o->rc == HTTP_NEED_MORE) {
         /* "incomplete but still within limits" */
         FUZZ_CHECK(lim == NULL || len < lim->max_head);

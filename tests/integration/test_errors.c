@@ -1,6 +1,7 @@
 /*
  * Integration: every error answer of protocol.md Part A ("Improved"): bad
- * request lines and versions, bare LF, unknown methods, Transfer-Encoding,
+ * request lines and versions, bare LF, unknown methods (405 only on a
+ * well-formed request line: "HELLO THERE" is a 400), Transfer-Encoding,
  * the header and body limits, invalid Content-Length, requests that stall
  * (408), invalid or missing parameters, unknown paths, /quit with and
  * without --allow-quit, and bad command-line options (exit status 2). After
@@ -84,6 +85,22 @@ static void test_bad_methods(void **state)
     expect_error(&srv, "get /sign_in?x HTTP/1.1\r\nHost: x\r\n\r\n", 405, "Method Not Allowed");
     expect_error(&srv, "DELETE /sign_out?peer_id=1 HTTP/1.0\r\n\r\n", 405, "Method Not Allowed");
     expect_error(&srv, "HEAD /sign_in?x HTTP/1.0\r\n\r\n", 405, "Method Not Allowed");
+    /* Not METHOD SP target SP HTTP/x.y: a 400 whatever the first word, and
+     * no Allow header (the method is not what is wrong). */
+    static const char *const not_lines[] = {
+        "HELLO THERE\r\n\r\n",
+        "PUT /sign_in?x\r\n\r\n",
+        "DELETE /sign_out?peer_id=1 HTTP/2.0\r\n\r\n",
+        "PUT  /sign_in?x HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD sign_in?x HTTP/1.0\r\n\r\n",
+        "PUT /sign_in?x HTTP/1.1 \r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof not_lines / sizeof not_lines[0]; i++) {
+        r = expect_error_at(__LINE__, &srv, not_lines[i], strlen(not_lines[i]), 400,
+                            "Bad Request");
+        H_ASSERT_NO_HDR(r, "Allow");
+        h_resp_free(r);
+    }
     /* The probe signed in as 1 is still there: DELETE did not sign it out. */
     h_resp_t *w = h_wait_once(&srv, 1);
     H_ASSERT_STATUS(w, 200, "OK");

@@ -253,6 +253,10 @@ static int format_gauges(buf_t *b, const struct metrics_snapshot *s)
         rc = scalar(b, "pcsig_queued_bytes", "gauge", "Body bytes of the queued messages.",
                     s->queued_bytes);
     if (rc == 0)
+        rc = scalar(b, "pcsig_notifications_logged", "gauge",
+                    "Join/leave events kept for members yet to hear them.",
+                    s->notifications_logged);
+    if (rc == 0)
         rc = scalar(b, "pcsig_worker_queue_depth", "gauge",
                     "Connections ready to run, waiting for a worker thread.",
                     s->worker_queue_depth);

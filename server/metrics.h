@@ -94,6 +94,7 @@ struct metrics_snapshot {
     /* gauges */
     uint64_t members, parked_waits, open_connections;
     uint64_t queued_messages, queued_bytes, worker_queue_depth;
+    uint64_t notifications_logged;
     /* counters */
     uint64_t requests[MET_PATH_COUNT][MET_STATUS_COUNT];
     uint64_t messages_accepted, messages_relayed, relayed_bytes;

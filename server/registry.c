@@ -22,7 +22,7 @@
  * Items: a message queued for one member, or a join/leave notification.
  * Notifications are not copied into every member's queue: a broadcast
  * appends one event to the registry's notification log (a ring of
- * sequence-numbered events) and each member keeps a cursor into it. Only
+ * sequence-numbered events) and each member keeps a cursor (a seq) into it. Only
  * members with a parked wait get an item at once; the others catch up
  * when they next poll. A queued message remembers the log's end when it was
  * queued (after_seq), so a member sees notifications and messages in the
@@ -30,13 +30,34 @@
  * others come and go is O(N) events, not the O(N^2) items a queue per
  * member would hold (10,000 members signing out at once held 1.6 GB).
  * The log is trimmed to the slowest member's cursor by reg_tick.
+ *
+ * The log is bounded even when a member never polls (it can stay signed in
+ * by sending itself messages) while others come and go: otherwise its
+ * cursor pins every later event, one per sign-in and one per sign-out
+ * (100,000 cycles grew the server by 121 MiB). A member more than
+ * REG_NOTE_LAG events behind is resynced rather than replayed: of a member
+ * that joined and left entirely while it was not reading, it hears nothing;
+ * it still hears the join of every member present and not yet announced
+ * to it, and the leave of every member it was told of, in order. So when
+ * the log reaches its limit (log_compact_locked), each pair of join and
+ * leave older than the lag that no member needs (no cursor lies between
+ * them: nobody was told of the join and not yet of the leave) is dropped.
+ * The lag is counted in events, not time: a member that keeps within it
+ * (a parked /wait is always at the end) hears every join and leave once,
+ * in order. What stays is the recent window plus what some member still
+ * needs: at most one join per present member, and one leave per departed
+ * member that some member was told of and has not yet heard leave (for a
+ * member that stopped polling, the members present when it stopped).
+ * Cursors and a message's after_seq stay seqs; the log keeps each event's
+ * seq, so a dropped pair only leaves a gap.
+ *
  * Items leave the queue only into a worker's hands; if its write fails,
  * reg_requeue puts the item back at the head, so FIFO order and "nothing
  * accepted is dropped silently" hold. A requeue skips the queue caps (what
  * was accepted stays accepted), so a queue can stand over its caps: then
- * every send to it is refused until it drains under them. Messages still queued for a member
- * that leaves are dropped and counted (the sender's 200 meant "accepted",
- * never "delivered").
+ * every send to it is refused until it drains under them. Messages still
+ * queued for a member that leaves are dropped and counted (the sender's
+ * 200 meant "accepted", never "delivered").
  *
  * Time is passed in by the caller (monotonic ms), which keeps the timeout
  * rules testable with an injected clock.
@@ -74,8 +95,11 @@ struct reg_item {
 
 /* One join or leave in the notification log. */
 struct note {
+    uint64_t seq;     /* its place in the history; the log may have gaps */
     uint64_t subject; /* the member it is about: never delivered to itself */
-    struct reg_blob *blob;
+    uint64_t since;   /* the subject's join seq (a join: its own seq) */
+    bool join;
+    struct reg_blob *blob; /* NULL only while a compaction drops it */
 };
 
 struct member {
@@ -89,6 +113,7 @@ struct member {
     reg_item_t *qhead, *qtail;
     size_t q_msgs, q_bytes; /* messages only */
     uint64_t cursor;        /* the next notification log seq for this member */
+    uint64_t join_seq;      /* log_next when it joined: its join's seq */
     uint8_t token[REG_TOKEN_BYTES]; /* secure_ids only */
     size_t name_len;
     char name[];
@@ -105,13 +130,16 @@ struct registry {
     uint64_t next_id;
     bool shutting_down;
     uint64_t accepted, refused, dropped, timeouts, wait_timeouts;
+    uint64_t dropped_notes; /* join/leave pairs nobody needed, dropped unheard */
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
     struct member *parked_first; /* members with a parked wait */
-    /* Notification log: events log_base .. log_next-1 live at
-     * log[seq & (log_cap - 1)]; log_cap is a power of two (or 0). */
+    /* Notification log: log_len events in seq order, the i-th at
+     * log[(log_head + i) & (log_cap - 1)]; log_cap is a power of two (or 0).
+     * Seqs grow by one per event but a compaction leaves gaps. */
     struct note *log;
-    size_t log_cap;
-    uint64_t log_base, log_next;
+    size_t log_cap, log_head, log_len;
+    size_t log_limit; /* compact when log_len reaches it */
+    uint64_t log_next; /* the seq of the next event */
 };
 
 /* ---- blobs and items ---------------------------------------------------- */
@@ -358,30 +386,35 @@ static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, ui
 
 /* ---- the notification log ------------------------------------------------ */
 
-static struct note *note_at(const registry_t *r, uint64_t seq)
+static struct note *note_at(const registry_t *r, size_t i)
 {
-    return &r->log[seq & (r->log_cap - 1)];
+    return &r->log[(r->log_head + i) & (r->log_cap - 1)];
 }
 
-/* Append a join/leave of subject; takes a reference to b. 0 or -ENOMEM. */
-static int log_append_locked(registry_t *r, uint64_t subject, struct reg_blob *b)
+/* Index of the first event with a seq >= seq (log_len if none). */
+static size_t log_find_locked(const registry_t *r, uint64_t seq)
 {
-    uint64_t used = r->log_next - r->log_base;
-    if (used == r->log_cap) {
-        size_t cap = r->log_cap ? r->log_cap * 2 : 64;
-        struct note *nl = malloc(cap * sizeof *nl);
-        if (!nl)
-            return -ENOMEM;
-        for (uint64_t seq = r->log_base; seq < r->log_next; seq++)
-            nl[seq & (cap - 1)] = *note_at(r, seq);
-        free(r->log);
-        r->log = nl;
-        r->log_cap = cap;
+    size_t lo = 0, hi = r->log_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (note_at(r, mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    atomic_fetch_add(&b->refs, 1);
-    *note_at(r, r->log_next) = (struct note){.subject = subject, .blob = b};
-    r->log_next++;
-    return 0;
+    return lo;
+}
+
+static uint64_t note_lag(const registry_t *r)
+{
+    return r->cfg.note_lag ? r->cfg.note_lag : REG_NOTE_LAG;
+}
+
+static void log_drop_front_locked(registry_t *r)
+{
+    blob_unref(note_at(r, 0)->blob);
+    r->log_head = (r->log_head + 1) & (r->log_cap - 1);
+    r->log_len--;
 }
 
 /* Drop the events every member has passed (all of them when nobody is left). */
@@ -391,21 +424,124 @@ static void log_trim_locked(registry_t *r)
     for (struct member *m = r->first; m; m = m->next)
         if (m->cursor < min)
             min = m->cursor;
-    while (r->log_base < min) {
-        blob_unref(note_at(r, r->log_base)->blob);
-        r->log_base++;
-    }
+    while (r->log_len > 0 && note_at(r, 0)->seq < min)
+        log_drop_front_locked(r);
 }
 
-/* m's next notification (its own are skipped), or NULL. */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The bound on the log (see DESIGN): trim what everyone has passed, then
+ * drop each join/leave pair that nobody needs: a member that left, whose
+ * join is more than note_lag events old, and no member's cursor lies
+ * between its join and its leave (no one has been told of the join and not
+ * yet of the leave). Members before the join are then at least note_lag
+ * events behind, and they hear neither. The next compaction is due after
+ * note_lag more events, or as many as the log kept if that is more, so
+ * the log stays under 2 * note_lag plus the events some member needs, and
+ * the cost of a compaction (its events, and its members' cursors sorted) is
+ * spread over at least note_lag appends.
+ */
+static void log_compact_locked(registry_t *r)
+{
+    log_trim_locked(r);
+    uint64_t lag = note_lag(r);
+    uint64_t horizon = r->log_next > lag ? r->log_next - lag : 0;
+    uint64_t *cursors = NULL;
+    size_t nc = 0;
+    if (r->log_len > 0 && note_at(r, 0)->seq < horizon)
+        cursors = malloc((r->count ? r->count : 1) * sizeof *cursors);
+    if (cursors) {
+        for (struct member *m = r->first; m; m = m->next)
+            cursors[nc++] = m->cursor;
+        qsort(cursors, nc, sizeof *cursors, cmp_u64);
+        size_t dropped = 0;
+        for (size_t i = 0; i < r->log_len; i++) {
+            struct note *leave = note_at(r, i);
+            if (leave->join || !leave->blob || leave->since >= horizon)
+                continue;
+            size_t j = log_find_locked(r, leave->since);
+            struct note *join = j < i ? note_at(r, j) : NULL;
+            /* No join of its own in the log: trimmed (everyone still here
+             * was told of it), or it joined alone and none was logged. */
+            if (!join || join->seq != leave->since || join->subject != leave->subject ||
+                !join->blob)
+                continue;
+            /* The first cursor past the join: told of it, not of the leave? */
+            size_t lo = 0, hi = nc;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cursors[mid] <= join->seq)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < nc && cursors[lo] <= leave->seq)
+                continue;
+            blob_unref(join->blob);
+            blob_unref(leave->blob);
+            join->blob = leave->blob = NULL;
+            dropped += 2;
+        }
+        free(cursors);
+        if (dropped) {
+            size_t k = 0;
+            for (size_t i = 0; i < r->log_len; i++) {
+                struct note n = *note_at(r, i);
+                if (n.blob)
+                    *note_at(r, k++) = n;
+            }
+            r->log_len = k;
+            r->dropped_notes += dropped;
+        }
+    }
+    r->log_limit = r->log_len + (r->log_len > lag ? r->log_len : lag);
+}
+
+/* Append a join/leave of subject (joined at since); takes a reference to b.
+ * 0 or -ENOMEM. */
+static int log_append_locked(registry_t *r, uint64_t subject, uint64_t since, bool join,
+                             struct reg_blob *b)
+{
+    if (r->log_len >= r->log_limit)
+        log_compact_locked(r);
+    if (r->log_len == r->log_cap) {
+        size_t cap = r->log_cap ? r->log_cap * 2 : 64;
+        struct note *nl = malloc(cap * sizeof *nl);
+        if (!nl)
+            return -ENOMEM;
+        for (size_t i = 0; i < r->log_len; i++)
+            nl[i] = *note_at(r, i);
+        free(r->log);
+        r->log = nl;
+        r->log_cap = cap;
+        r->log_head = 0;
+    }
+    atomic_fetch_add(&b->refs, 1);
+    *note_at(r, r->log_len) = (struct note){
+        .seq = r->log_next, .subject = subject, .since = since, .join = join, .blob = b};
+    r->log_len++;
+    r->log_next++;
+    return 0;
+}
+
+/* m's next notification (its own are skipped), or NULL; m's cursor moves up
+ * to it (over gaps and its own). */
 static const struct note *next_note_locked(registry_t *r, struct member *m)
 {
-    while (m->cursor < r->log_next) {
-        const struct note *n = note_at(r, m->cursor);
-        if (n->subject != m->id)
+    for (size_t i = log_find_locked(r, m->cursor); i < r->log_len; i++) {
+        const struct note *n = note_at(r, i);
+        if (n->subject != m->id) {
+            m->cursor = n->seq;
             return n;
-        m->cursor++;
+        }
+        m->cursor = n->seq + 1;
     }
+    m->cursor = r->log_next;
     return NULL;
 }
 
@@ -418,7 +554,7 @@ static bool has_pending_locked(registry_t *r, struct member *m)
 static bool head_first_locked(registry_t *r, struct member *m, const struct note **note)
 {
     *note = next_note_locked(r, m);
-    return m->qhead && (!*note || m->qhead->after_seq <= m->cursor);
+    return m->qhead && (!*note || m->qhead->after_seq <= (*note)->seq);
 }
 
 /* Cost (reg_item_cost) of m's next delivery; false when there is none. */
@@ -450,7 +586,7 @@ static reg_item_t *pop_next_locked(registry_t *r, struct member *m)
                   "out of memory: a notification is delayed");
         return NULL;
     }
-    m->cursor++;
+    m->cursor = n->seq + 1;
     return it;
 }
 
@@ -480,7 +616,7 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
     if (proto_entry_append(&entry, subject->name, subject->name_len, subject->id, connected) == 0)
         b = blob_new("text/plain", 10, true, entry.data, entry.len);
     buf_free(&entry);
-    if (!b || log_append_locked(r, subject->id, b) < 0) {
+    if (!b || log_append_locked(r, subject->id, subject->join_seq, connected, b) < 0) {
         blob_unref(b);
         log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = subject->id},
                   "out of memory: %s notification not sent", connected ? "join" : "leave");
@@ -550,6 +686,7 @@ registry_t *reg_create(const reg_config_t *cfg)
         return NULL;
     }
     r->next_id = 1;
+    r->log_limit = 2 * note_lag(r);
     return r;
 }
 
@@ -566,8 +703,8 @@ void reg_destroy(registry_t *r)
         free(m);
         m = next;
     }
-    for (uint64_t seq = r->log_base; seq < r->log_next; seq++)
-        blob_unref(note_at(r, seq)->blob);
+    while (r->log_len > 0)
+        log_drop_front_locked(r);
     free(r->log);
     free(r->buckets);
     pthread_mutex_destroy(&r->lock);
@@ -634,6 +771,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     r->last = m;
     r->count++;
     *id = m->id;
+    m->join_seq = m->cursor = r->log_next; /* not behind while its join is logged */
     /* Everyone hears of the join before the newcomer gets its 200 Added;
      * the newcomer's list already holds everyone, so its cursor starts at
      * the log's end. */
@@ -872,7 +1010,8 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     pthread_mutex_lock(&r->lock);
     out->members = r->count;
     out->parked = r->parked;
-    out->notes_logged = (size_t)(r->log_next - r->log_base);
+    out->notes_logged = r->log_len;
+    out->notes_dropped = r->dropped_notes;
     out->messages_accepted = r->accepted;
     out->messages_refused = r->refused;
     out->messages_dropped = r->dropped;

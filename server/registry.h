@@ -21,10 +21,22 @@ typedef struct reg_config {
     size_t max_members;         /* sign-ins past this: -EUSERS */
     size_t queue_max_msgs;      /* messages queued per member */
     size_t queue_max_bytes;     /* message body bytes queued per member */
+    uint64_t note_lag;          /* 0: REG_NOTE_LAG (tests set a small one) */
     bool secure_ids;            /* give each member a random secret token */
 } reg_config_t;
 
 #define REG_TOKEN_BYTES 16
+
+/*
+ * The bound on the join/leave notification log (registry.c, DESIGN): a
+ * member more than this many events behind no longer hears of members who
+ * joined and left entirely while it was not reading (it still hears every
+ * join of a member present and every leave of a member it was told of).
+ * The log holds about twice this many events, plus those some member still
+ * needs; each costs its entry line (up to PROTO_MAX_NAME + 32 bytes) and
+ * some 100 bytes.
+ */
+#define REG_NOTE_LAG 8192
 
 /* Why a parked waiter is woken. */
 enum reg_wake {
@@ -139,6 +151,7 @@ typedef struct reg_stats {
     size_t queued_msgs;        /* messages queued, over all members */
     size_t queued_bytes;       /* their body bytes */
     size_t notes_logged;       /* join/leave events kept for members yet to see them */
+    uint64_t notes_dropped;    /* events dropped unheard: joins and leaves nobody needed */
 } reg_stats_t;
 /* A consistent copy of the counters and gauges, taken under the lock (which
  * is held only to copy them: no formatting, no allocation). */

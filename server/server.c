@@ -498,6 +498,7 @@ void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out)
     out->parked_waits = rs.parked;
     out->queued_messages = rs.queued_msgs;
     out->queued_bytes = rs.queued_bytes;
+    out->notifications_logged = rs.notes_logged;
     out->messages_accepted = rs.messages_accepted;
     out->messages_refused = rs.messages_refused;
     out->messages_dropped = rs.messages_dropped;

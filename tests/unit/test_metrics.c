@@ -58,6 +58,7 @@ static void known_snapshot(struct metrics_snapshot *s)
     s->open_connections = 40;
     s->queued_messages = 3;
     s->queued_bytes = 1234;
+    s->notifications_logged = 56;
     s->worker_queue_depth = 2;
     s->requests[path_index(MET_PATH_SIGN_IN)][metrics_status_index(200)] = 5;
     s->requests[path_index(MET_PATH_WAIT)][metrics_status_index(200)] = 9;
@@ -113,6 +114,9 @@ static const char known_text[] =
     "# HELP pcsig_queued_bytes Body bytes of the queued messages.\n"
     "# TYPE pcsig_queued_bytes gauge\n"
     "pcsig_queued_bytes 1234\n"
+    "# HELP pcsig_notifications_logged Join/leave events kept for members yet to hear them.\n"
+    "# TYPE pcsig_notifications_logged gauge\n"
+    "pcsig_notifications_logged 56\n"
     "# HELP pcsig_worker_queue_depth Connections ready to run, waiting for a worker thread.\n"
     "# TYPE pcsig_worker_queue_depth gauge\n"
     "pcsig_worker_queue_depth 2\n"
@@ -238,7 +242,7 @@ static void test_help_and_type_for_every_family(void **state)
             continue;
         assert_true(rest[0] == ' ' || rest[0] == '{');
     }
-    assert_int_equal(families, 22);
+    assert_int_equal(families, 23);
     free(t);
 }
 

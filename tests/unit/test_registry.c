@@ -776,6 +776,185 @@ static void test_requeue_over_cap(void **state)
     reg_destroy(r);
 }
 
+/* The next item for id if there is one (NULL when a /wait would park). */
+static reg_item_t *try_pop(registry_t *r, uint64_t id)
+{
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    int rc = reg_wait(r, id, &f.w, 0, &it);
+    if (rc == REG_WAIT_PARKED) {
+        reg_unpark(r, &f.w, 0);
+        return NULL;
+    }
+    assert_int_equal(rc, REG_WAIT_ITEM);
+    return it;
+}
+
+static bool body_is(const reg_item_t *it, const char *want)
+{
+    size_t n;
+    const char *b = reg_item_body(it, &n);
+    return n == strlen(want) && memcmp(b, want, n) == 0;
+}
+
+/*
+ * A member that never polls (kept alive by messages to itself, which the
+ * router echoes after a reg_touch) while others come and go by the thousand: the log stays within twice the lag bound, a
+ * member that keeps up still hears every join and leave in order, and the
+ * stalled member, when it finally waits, hears the leave of the member it
+ * knew, its own message where it belongs, the joins of the members present
+ * now, and of the members that came and went meanwhile at most the last
+ * few, each as a whole join-then-leave pair. Unbounded, the log held one
+ * event per sign-in and per sign-out.
+ */
+static void test_stalled_member_log_bounded(void **state)
+{
+    (void)state;
+    enum { LAG = 8, CYCLES = 3000 };
+    reg_config_t c = cfg;
+    c.note_lag = LAG;
+    registry_t *r = reg_create(&c);
+    uint64_t k = sign_in(r, "keeper", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    uint64_t s = sign_in(r, "stalled", 0, NULL, 0);
+    char line[64];
+    expect_next(r, k, k, "b,2,1\n");
+    expect_next(r, k, k, "stalled,3,1\n");
+    expect_next(r, b, b, "stalled,3,1\n");
+    assert_int_equal(reg_sign_out(r, b, 0), 0);
+    expect_next(r, k, k, "b,2,0\n");
+    assert_int_equal(reg_send(r, k, s, NULL, 0, false, "m1", 2, 0), 0);
+    uint64_t cid = 0, did = 0, eid = 0;
+    reg_stats_t st;
+    size_t most = 0;
+    for (int i = 0; i < CYCLES; i++) {
+        if (i == 50 || i == 100 || i == 1200) {
+            const char *name = i == 50 ? "c" : i == 100 ? "d" : "e";
+            uint64_t id = sign_in(r, name, 0, NULL, 0);
+            snprintf(line, sizeof line, "%s,%llu,1\n", name, (unsigned long long)id);
+            expect_next(r, k, k, line);
+            *(i == 50 ? &cid : i == 100 ? &did : &eid) = id;
+        }
+        if (i == 150) {
+            assert_int_equal(reg_sign_out(r, did, 0), 0);
+            snprintf(line, sizeof line, "d,%llu,0\n", (unsigned long long)did);
+            expect_next(r, k, k, line);
+        }
+        uint64_t x = sign_in(r, "x", 0, NULL, 0);
+        assert_int_equal(reg_sign_out(r, x, 0), 0);
+        snprintf(line, sizeof line, "x,%llu,1\n", (unsigned long long)x);
+        expect_next(r, k, k, line);
+        snprintf(line, sizeof line, "x,%llu,0\n", (unsigned long long)x);
+        expect_next(r, k, k, line);
+        if (i % 100 == 0) /* the stalled member stays: a message to itself */
+            assert_int_equal(reg_touch(r, s, 0), 0);
+        reg_get_stats(r, &st);
+        if (st.notes_logged > most)
+            most = st.notes_logged;
+    }
+    assert_nothing_due(r, k, 0);
+    /* The lag twice, and what the stalled member needs: b's leave, the
+     * joins of c, e and of the x signed in at the time. */
+    assert_true(most <= 2 * LAG + 4);
+    assert_true(st.notes_dropped >= 2 * (CYCLES - 2 * LAG));
+
+    /* The stalled member's catch-up. */
+    const char *want[4];
+    char w0[32], w2[32], w3[32];
+    snprintf(w0, sizeof w0, "b,%llu,0\n", (unsigned long long)b);
+    snprintf(w2, sizeof w2, "c,%llu,1\n", (unsigned long long)cid);
+    snprintf(w3, sizeof w3, "e,%llu,1\n", (unsigned long long)eid);
+    want[0] = w0, want[1] = "m1", want[2] = w2, want[3] = w3;
+    for (int i = 0; i < 4; i++) {
+        reg_item_t *it = try_pop(r, s);
+        assert_non_null(it);
+        if (!body_is(it, want[i]))
+            fail_msg("item %d: want %s", i, want[i]);
+        reg_item_free(it);
+    }
+    /* Then at most the last few that came and went, each as a whole pair. */
+    uint64_t open_id = 0, last = 0;
+    size_t tail = 0;
+    reg_item_t *it;
+    while ((it = try_pop(r, s))) {
+        size_t n;
+        const char *body = reg_item_body(it, &n);
+        unsigned long long id;
+        int conn;
+        assert_int_equal(sscanf(body, "x,%llu,%d", &id, &conn), 2);
+        if (conn) {
+            assert_int_equal(open_id, 0);
+            assert_true(id > last);
+            open_id = last = id;
+        } else {
+            assert_true(id == open_id);
+            open_id = 0;
+        }
+        tail++;
+        reg_item_free(it);
+    }
+    assert_int_equal(open_id, 0);
+    assert_true(tail <= 2 * LAG);
+    /* c and e never polled either; once everyone has caught up, the log
+     * empties. */
+    while ((it = try_pop(r, cid)))
+        reg_item_free(it);
+    while ((it = try_pop(r, eid)))
+        reg_item_free(it);
+    reg_tick(r, 1);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.notes_logged, 0);
+    reg_destroy(r);
+}
+
+/*
+ * The drop needs nobody to be between a join and its leave: a member told
+ * of a join (it was signed in before, or heard it) still hears the leave
+ * however far behind it is, and a member that joins alone leaves cleanly.
+ */
+static void test_lagging_member_hears_known_leaves(void **state)
+{
+    (void)state;
+    enum { LAG = 4 };
+    reg_config_t c = cfg;
+    c.note_lag = LAG;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0); /* alone: no join logged */
+    uint64_t s1 = sign_in(r, "s1", 0, NULL, 0);
+    uint64_t p = sign_in(r, "p", 0, NULL, 0);
+    /* s2 is told of p, then stalls; s1 stalls before it. */
+    uint64_t s2 = sign_in(r, "s2", 0, NULL, 0);
+    for (int i = 0; i < 200; i++) {
+        uint64_t x = sign_in(r, "x", 0, NULL, 0);
+        assert_int_equal(reg_sign_out(r, x, 0), 0);
+    }
+    assert_int_equal(reg_sign_out(r, p, 0), 0);
+    assert_int_equal(reg_sign_out(r, a, 0), 0);
+    for (int i = 0; i < 200; i++) {
+        uint64_t x = sign_in(r, "x", 0, NULL, 0);
+        assert_int_equal(reg_sign_out(r, x, 0), 0);
+    }
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_true(st.notes_logged <= 2 * LAG + 8);
+    char line[32];
+    /* s1 heard p and s2 join when they did, then their leaves. */
+    snprintf(line, sizeof line, "p,%llu,1\n", (unsigned long long)p);
+    expect_next(r, s1, s1, line);
+    snprintf(line, sizeof line, "s2,%llu,1\n", (unsigned long long)s2);
+    expect_next(r, s1, s1, line);
+    snprintf(line, sizeof line, "p,%llu,0\n", (unsigned long long)p);
+    expect_next(r, s1, s1, line);
+    snprintf(line, sizeof line, "a,%llu,0\n", (unsigned long long)a);
+    expect_next(r, s1, s1, line);
+    snprintf(line, sizeof line, "p,%llu,0\n", (unsigned long long)p);
+    expect_next(r, s2, s2, line);
+    snprintf(line, sizeof line, "a,%llu,0\n", (unsigned long long)a);
+    expect_next(r, s2, s2, line);
+    reg_destroy(r);
+}
+
 /* A parked wait whose claim is lost (the client hung up) leaves the
  * notification due: the member's next /wait gets it. */
 static void test_lost_claim_keeps_note(void **state)
@@ -804,6 +983,8 @@ int main(void)
         cmocka_unit_test(test_mass_sign_out_memory),
         cmocka_unit_test(test_lost_claim_keeps_note),
         cmocka_unit_test(test_requeue_over_cap),
+        cmocka_unit_test(test_stalled_member_log_bounded),
+        cmocka_unit_test(test_lagging_member_hears_known_leaves),
         cmocka_unit_test(test_sign_in_lists),
         cmocka_unit_test(test_ids_never_reused),
         cmocka_unit_test(test_fifo_and_park),

@@ -394,6 +394,12 @@ static struct note *note_at(const registry_t *r, size_t i)
 /* Index of the first event with a seq >= seq (log_len if none). */
 static size_t log_find_locked(const registry_t *r, uint64_t seq)
 {
+    if (r->log_len == 0 || seq <= note_at(r, 0)->seq)
+        return 0;
+    /* Without a gap before it, the event is where its seq says. */
+    uint64_t d = seq - note_at(r, 0)->seq;
+    if (d < r->log_len && note_at(r, (size_t)d)->seq == seq)
+        return (size_t)d;
     size_t lo = 0, hi = r->log_len;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

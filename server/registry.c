@@ -22,9 +22,9 @@
  * Items: a message queued for one member, or a join/leave notification.
  * Notifications are not copied into every member's queue: a broadcast
  * appends one event to the registry's notification log (a ring of
- * sequence-numbered events) and each member keeps a cursor (a seq) into it. Only
- * members with a parked wait get an item at once; the others catch up
- * when they next poll. A queued message remembers the log's end when it was
+ * sequence-numbered events) and each member keeps a cursor (a seq) into
+ * it. Only members with a parked wait get an item at once; the others
+ * catch up when they next poll. A queued message remembers the log's end when it was
  * queued (after_seq), so a member sees notifications and messages in the
  * order they happened. Memory for N members that stop polling while N
  * others come and go is O(N) events, not the O(N^2) items a queue per
@@ -130,7 +130,7 @@ struct registry {
     uint64_t next_id;
     bool shutting_down;
     uint64_t accepted, refused, dropped, timeouts, wait_timeouts;
-    uint64_t dropped_notes; /* join/leave pairs nobody needed, dropped unheard */
+    uint64_t dropped_notes; /* events of join/leave pairs nobody needed, dropped */
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
     struct member *parked_first; /* members with a parked wait */
     /* Notification log: log_len events in seq order, the i-th at

@@ -800,13 +800,14 @@ static bool body_is(const reg_item_t *it, const char *want)
 
 /*
  * A member that never polls (kept alive by messages to itself, which the
- * router echoes after a reg_touch) while others come and go by the thousand: the log stays within twice the lag bound, a
- * member that keeps up still hears every join and leave in order, and the
- * stalled member, when it finally waits, hears the leave of the member it
- * knew, its own message where it belongs, the joins of the members present
- * now, and of the members that came and went meanwhile at most the last
- * few, each as a whole join-then-leave pair. Unbounded, the log held one
- * event per sign-in and per sign-out.
+ * router echoes after a reg_touch) while others come and go by the
+ * thousand: the log stays within twice the lag bound, a member that keeps
+ * up still hears every join and leave in order, and the stalled member,
+ * when it finally waits, hears the leave of the member it knew, the message
+ * sent to it where it belongs, the joins of the members present now, and of
+ * the members that came and went meanwhile at most the last few, each as a
+ * whole join-then-leave pair. Unbounded, the log held one event per sign-in
+ * and per sign-out.
  */
 static void test_stalled_member_log_bounded(void **state)
 {

@@ -194,7 +194,7 @@ test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh \
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
 	    --tls $(ITEST_TLS_BIN)
 
 # libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.

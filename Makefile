@@ -1,7 +1,9 @@
 # pcsig: one Makefile builds the server, the client, the tools and the tests.
 #
 #   make            build everything under build/
-#   make run        build and start the server on its defaults (port 8888)
+#   make run        build and start the server on its defaults (port 8888);
+#                   ARGS='--bind 127.0.0.1 ...' passes options (so do PCSIG_*)
+#   make run-tls    the same with TLS on 8443 beside plain HTTP on 8888
 #   make test       build and run every unit and integration test
 #   make check      the tests again under ASan+UBSan and under TSan
 #   make CC=clang   the same with clang
@@ -164,22 +166,35 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
+# ARGS: options for the server, e.g. make run ARGS='--bind 127.0.0.1 --port 9000'
+# (the PCSIG_* environment variables work too: PCSIG_BIND=127.0.0.1 make run).
+# When the server cannot start, a hint names the ports these rules use.
+ARGS ?=
+RUN_HINT = st=$$?; if [ $$st -eq 1 ]; then \
+	  echo "make $@: pcsig-server did not start (status 1). If it said 'Address already in use':" >&2; \
+	  echo "  $(1) is taken (is \`make run\` or another server running?);" >&2; \
+	  echo "  stop it, or choose other ports: make $@ ARGS='$(2)'" >&2; \
+	fi; exit $$st
 run: all
-	$(SERVER)
+	@echo '$(SERVER) $(ARGS)'; $(SERVER) $(ARGS); \
+	$(call RUN_HINT,port 8888 (or the --port of ARGS),--port 8889)
 
 # A development CA, server and client certificates in certs/ (never committed).
 certs: certs/server.pem
 certs/server.pem: certs/gen-certs.sh certs/ca.cnf certs/server.cnf certs/client.cnf
 	certs/gen-certs.sh --force
 
+# Plain HTTP on --port (8888, as `make run`) and TLS on --tls-port 8443.
+RUN_TLS := $(SERVER) --tls-cert certs/server.pem --tls-key certs/server.key --tls-port 8443
 run-tls: all certs
-	$(SERVER) --tls-cert certs/server.pem --tls-key certs/server.key --tls-port 8443
+	@echo '$(RUN_TLS) $(ARGS)'; $(RUN_TLS) $(ARGS); \
+	$(call RUN_HINT,port 8888 (plain HTTP; the port of \`make run\`) or 8443 (TLS),--port 8889 --tls-port 8444)
 
 test: all $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh \
+	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
 	    --tls $(ITEST_TLS_BIN)
 
 # libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.
@@ -209,14 +224,18 @@ $(DIST_LIB): $(BUILD)/dist/pcsig-client.o
 
 # The generated files depend on the directories' values: this stamp changes
 # only when they do, so `make install PREFIX=/opt` after `make` regenerates.
-INSTALL_DIRS := $(PREFIX)|$(EXEC_PREFIX)|$(BINDIR)|$(LIBDIR)|$(INCLUDEDIR)|$(SYSCONFDIR)|$(VERSION)
+INSTALL_DIRS := $(PREFIX)|$(EXEC_PREFIX)|$(BINDIR)|$(LIBDIR)|$(INCLUDEDIR)|$(PKGCONFIGDIR)|$(SYSCONFDIR)|$(VERSION)
 $(BUILD)/dist/dirs: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(INSTALL_DIRS)' | cmp -s - $@ || echo '$(INSTALL_DIRS)' > $@
 
+# Relocatable: every path is written relative to the .pc file's directory
+# (${pcfiledir}, which pkg-config sets), so a DESTDIR staging or a moved tree
+# still yields the right -I and -L. PC_REL: path $(1) seen from PKGCONFIGDIR.
+PC_REL = $${pcfiledir}/$(shell realpath -m --relative-to='$(PKGCONFIGDIR)' '$(1)')
 $(DIST_PC): dist/pcsig-client.pc.in $(BUILD)/dist/dirs
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@EXEC_PREFIX@|$(EXEC_PREFIX)|g' \
-	    -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	sed -e 's|@PREFIX@|$(call PC_REL,$(PREFIX))|g' -e 's|@EXEC_PREFIX@|$(call PC_REL,$(EXEC_PREFIX))|g' \
+	    -e 's|@LIBDIR@|$(call PC_REL,$(LIBDIR))|g' -e 's|@INCLUDEDIR@|$(call PC_REL,$(INCLUDEDIR))|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp && mv $@.tmp $@
 
 # dist/pcsig-server.service names the default paths; they become this install's.
@@ -226,7 +245,7 @@ $(DIST_UNIT): dist/pcsig-server.service $(BUILD)/dist/dirs
 
 FORCE:
 
-install: $(SERVER) $(BUILD)/pcsig-client $(DIST_FILES)
+install: $(SERVER) $(BUILD)/pcsig-client $(DIST_FILES) docs/protocol.md
 	$(INSTALL) -D -m 0755 $(SERVER) $(DESTDIR)$(BINDIR)/pcsig-server
 	$(INSTALL) -D -m 0755 $(BUILD)/pcsig-client $(DESTDIR)$(BINDIR)/pcsig-client
 	$(INSTALL) -D -m 0644 man/pcsig-server.1 $(DESTDIR)$(MAN1DIR)/pcsig-server.1
@@ -235,6 +254,7 @@ install: $(SERVER) $(BUILD)/pcsig-client $(DIST_FILES)
 	$(INSTALL) -D -m 0644 $(DIST_LIB) $(DESTDIR)$(LIBDIR)/libpcsig-client.a
 	$(INSTALL) -D -m 0644 $(DIST_PC) $(DESTDIR)$(PKGCONFIGDIR)/pcsig-client.pc
 	$(INSTALL) -D -m 0644 $(DIST_UNIT) $(DESTDIR)$(SYSTEMDUNITDIR)/pcsig-server.service
+	$(INSTALL) -D -m 0644 docs/protocol.md $(DESTDIR)$(DOCDIR)/protocol.md
 	@if [ -f '$(CONF_EXAMPLE)' ]; then \
 	  echo "$(INSTALL) -D -m 0644 $(CONF_EXAMPLE) $(DESTDIR)$(DOCDIR)/pcsig-server.conf.example"; \
 	  $(INSTALL) -D -m 0644 '$(CONF_EXAMPLE)' '$(DESTDIR)$(DOCDIR)/pcsig-server.conf.example'; \
@@ -249,7 +269,7 @@ uninstall:
 	      $(DESTDIR)$(INCLUDEDIR)/pcsig/pcsig_client.h \
 	      $(DESTDIR)$(LIBDIR)/libpcsig-client.a $(DESTDIR)$(PKGCONFIGDIR)/pcsig-client.pc \
 	      $(DESTDIR)$(SYSTEMDUNITDIR)/pcsig-server.service \
-	      $(DESTDIR)$(DOCDIR)/pcsig-server.conf.example
+	      $(DESTDIR)$(DOCDIR)/pcsig-server.conf.example $(DESTDIR)$(DOCDIR)/protocol.md
 	@for d in '$(DESTDIR)$(INCLUDEDIR)/pcsig' '$(DESTDIR)$(DOCDIR)'; do \
 	  if [ -d "$$d" ]; then echo "rmdir --ignore-fail-on-non-empty $$d"; \
 	    rmdir --ignore-fail-on-non-empty "$$d"; fi; \

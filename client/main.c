@@ -101,6 +101,7 @@ struct cli {
     bool gave_up;      /* held commands were run without a session */
     unsigned unsent;   /* sends refused for want of a session, since gave_up */
     struct cli_logs logs; /* terminal: the library's log records, queued */
+    const char *quit_why; /* what ended us (static text), added to "disconnected" */
 };
 
 /* ---- output ------------------------------------------------------------------- */
@@ -132,6 +133,8 @@ static void out_line(struct cli *cli, buf_t *b)
             fwrite(cli->line.data, 1, cli->line.len, stdout);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (!cli->quit_why)
+            cli->quit_why = "standard output closed";
         cli->quit = true;
         cli->exit_code = CLI_EXIT_FATAL;
     }
@@ -510,9 +513,12 @@ static void give_up_held(struct cli *cli)
         cli->exit_code = CLI_EXIT_FATAL;
 }
 
-/* A quit command or EOF: quit now, or once the held commands are done. */
-static void input_over(struct cli *cli)
+/* A quit command or EOF (why says which): quit now, or once the held
+ * commands are done. */
+static void input_over(struct cli *cli, const char *why)
 {
+    if (!cli->quit_why)
+        cli->quit_why = why;
     cli->in_done = true;
     if (!cli->hold || cli->held.len == 0) {
         cli->quit = true;
@@ -536,23 +542,29 @@ static void autocall_check(struct cli *cli)
 
 /* An event that ends the session for a reason: our id and the peer list
  * go, and the line is {"event":name,"reason":...} or the text
- * label: "reason"tail. */
+ * label: "reason"tail. A cause (what made us quit) is added to the reason
+ * in parentheses: "signed out (end of input)". */
 static void session_ended(struct cli *cli, buf_t *b, const char *name, const char *label,
-                          const char *tail, const char *reason)
+                          const char *tail, const char *reason, const char *cause)
 {
-    const char *r = reason ? reason : "";
+    buf_t r;
+    buf_init(&r, 1 << 16);
+    add_str(&r, reason ? reason : "");
+    if (cause)
+        (void)buf_printf(&r, " (%s)", cause);
     cli->own_id = 0;
     peers_clear(cli);
     if (cli->json) {
         json_begin(b, name);
         json_key(b, "reason");
-        add_quoted(b, r, strlen(r));
+        add_quoted(b, r.data ? r.data : "", r.len);
         add_str(b, "}");
     } else {
         (void)buf_printf(b, "%s: ", label);
-        add_quoted(b, r, strlen(r));
+        add_quoted(b, r.data ? r.data : "", r.len);
         add_str(b, tail);
     }
+    buf_free(&r);
 }
 
 static void on_event(struct cli *cli, struct pcsig_event *ev)
@@ -713,10 +725,13 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
         break;
     }
     case PCSIG_EV_SESSION_LOST:
-        session_ended(cli, &b, "session_lost", "session lost", "; signing in again", ev->reason);
+        session_ended(cli, &b, "session_lost", "session lost", "; signing in again", ev->reason,
+                      NULL);
         break;
     case PCSIG_EV_DISCONNECTED: {
-        session_ended(cli, &b, "disconnected", "disconnected", "", ev->reason);
+        /* Ours when we quit (the cause says why); else the library's own. */
+        session_ended(cli, &b, "disconnected", "disconnected", "", ev->reason,
+                      cli->quit ? cli->quit_why : NULL);
         /* Not asked for by us: the library gave up (a fatal answer). */
         if (!cli->quit) {
             cli->quit = true;
@@ -770,7 +785,7 @@ static void json_command(struct cli *cli, const char *line, size_t n)
     if (!cmd) {
         json_error(cli, "bad command", "no \"cmd\" string");
     } else if (strcmp(cmd, "quit") == 0) {
-        input_over(cli);
+        input_over(cli, "quit command");
     } else if (strcmp(cmd, "peers") == 0) {
         show_peers(cli);
     } else if (strcmp(cmd, "connect") == 0) {
@@ -834,7 +849,7 @@ static void text_command(struct cli *cli, const char *line, size_t n)
     size_t rl = sp ? n - wl - 1 : 0;
 #define IS(w) (wl == strlen(w) && memcmp(line, (w), wl) == 0)
     if (IS("quit") || IS("exit")) {
-        input_over(cli);
+        input_over(cli, "quit command");
     } else if (IS("help")) {
         text_help(cli);
     } else if (IS("connect")) {
@@ -1340,13 +1355,15 @@ int main(int argc, char **argv)
                     while (waitpid(-1, NULL, WNOHANG) > 0)
                         ;
                 } else {
+                    if (!cli.quit_why)
+                        cli.quit_why = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
                     cli.quit = true;
                 }
             }
         }
         if (!cli.quit && !cli.in_done && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
             !read_stdin(&cli))
-            input_over(&cli); /* EOF: quit, once what is held is done */
+            input_over(&cli, "end of input"); /* quit, once what is held is done */
     }
     int code = cli.exit_code;
     /* Sign out; what the library reports while doing so (sent, failed,

@@ -143,6 +143,7 @@ struct pcsig_client {
     bool closing;  /* disconnect (or a fatal error) asked the threads to stop */
     bool dead;     /* a fatal error: DISCONNECTED already queued */
     bool hang_closed; /* the hanging_get thread has closed its connection for good */
+    const char *close_note; /* how the last run ended (static text), for DISCONNECTED */
     uint64_t close_deadline;
     bool signed_in;
     uint64_t own_id;
@@ -809,7 +810,8 @@ static void send_one(pcsig_client_t *c, struct out_msg *m, uint64_t epoch)
     buf_free(&in);
 }
 
-static void sign_out(pcsig_client_t *c, uint64_t id)
+/* True when the server confirmed the sign-out (200). */
+static bool sign_out(pcsig_client_t *c, uint64_t id)
 {
     buf_t req, in;
     buf_init(&req, 256); /* the request line and, with --secure-ids, the token */
@@ -835,6 +837,7 @@ static void sign_out(pcsig_client_t *c, uint64_t id)
     }
     buf_free(&req);
     buf_free(&in);
+    return rc == 0 && rep.resp.status == 200;
 }
 
 /* Set the delay before the next sign-in after a loss, and report it.
@@ -961,8 +964,13 @@ static void *control_main(void *arg)
     c->own_id = 0;
     c->epoch++;
     pthread_mutex_unlock(&c->mu);
-    if (was_in)
-        sign_out(c, id);
+    /* What the DISCONNECTED event will say, instead of a bare "disconnected". */
+    const char *note = !was_in              ? "disconnected while not signed in"
+                       : sign_out(c, id)    ? "signed out"
+                                            : "disconnected; the server did not confirm the sign-out";
+    pthread_mutex_lock(&c->mu);
+    c->close_note = note;
+    pthread_mutex_unlock(&c->mu);
     return NULL;
 }
 
@@ -1334,6 +1342,7 @@ int pcsig_client_connect(pcsig_client_t *c)
     c->closing = false;
     c->dead = false;
     c->hang_closed = false;
+    c->close_note = NULL;
     c->signed_in = false;
     c->own_id = 0;
     c->loss = LOSS_NONE;
@@ -1451,7 +1460,8 @@ int pcsig_client_disconnect(pcsig_client_t *c)
     c->own_id = 0;
     fail_queue_locked(c, "disconnected before the message was sent");
     if (!c->dead)
-        emit_locked(c, ev_reason(PCSIG_EV_DISCONNECTED, "disconnected"));
+        emit_locked(c, ev_reason(PCSIG_EV_DISCONNECTED,
+                                 c->close_note ? c->close_note : "disconnected"));
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_unlock(&c->life_mu);
     return 0;

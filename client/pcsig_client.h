@@ -52,7 +52,10 @@ enum pcsig_event_type {
     PCSIG_EV_PEER_HANGUP,      /* peer_id sent the 3-byte "BYE" */
     PCSIG_EV_MESSAGE_SENT,     /* token, peer_id */
     PCSIG_EV_MESSAGE_FAILED,   /* token, peer_id, status (0: no answer), reason */
-    PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect or a fatal
+    PCSIG_EV_DISCONNECTED,     /* reason; after pcsig_client_disconnect ("signed
+                                  out", "disconnected while not signed in", or
+                                  "disconnected; the server did not confirm the
+                                  sign-out") or a fatal
                                   error (a 4xx answer to sign-in other than 408/429;
                                   with TLS, a server certificate that fails
                                   verification, or the server refusing ours:

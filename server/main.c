@@ -1,7 +1,7 @@
 /*
  * pcsig-server: configuration, signals and lifecycle. The main thread
  * becomes the signal thread: every signal of interest is blocked before any
- * thread starts, and main waits for them with sigwait().
+ * thread starts, and main waits for them with sigwaitinfo().
  */
 #include <errno.h>
 #include <signal.h>
@@ -66,8 +66,9 @@ int main(int argc, char **argv)
     }
     sdnotify_send("READY=1"); /* Type=notify: start-up is over */
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0)
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig < 0)
             continue;
         if (sig == SIGHUP) {
             sdnotify_reloading();
@@ -75,7 +76,11 @@ int main(int argc, char **argv)
             sdnotify_send("READY=1");
             continue;
         }
-        log_info("%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        /* Our own SIGTERM (GET /quit, an acceptor that gave up) says why;
+         * one from elsewhere is named as the signal it is. */
+        const char *why = si.si_code == SI_USER && si.si_pid == getpid()
+                              ? server_quit_reason(&srv) : NULL;
+        log_info("%s: draining", why ? why : sig == SIGINT ? "SIGINT" : "SIGTERM");
         sdnotify_send("STOPPING=1");
         break;
     }

@@ -318,7 +318,7 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         log_event(LOG_INFO, "quit", &(struct log_fields){.remote = s->peer}, "quit requested");
         s->close_after_write = true;
         answer(s, 200, "OK", "text/html", quit_body, sizeof quit_body - 1, 0, false);
-        server_request_quit(srv);
+        server_request_quit(srv, "GET /quit", s->peer);
         return ROUTE_RESPONDED;
     }
     if (req->method == HTTP_METHOD_OPTIONS) {

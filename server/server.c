@@ -300,7 +300,7 @@ static bool poll_failure(struct server *srv, int err, uint64_t failing_ms)
         log_errno(LOG_ERROR, err, "poll: failing for %llu ms; cannot accept, stopping",
                   (unsigned long long)failing_ms);
         atomic_store(&srv->failed, true);
-        server_request_quit(srv);
+        server_request_quit(srv, "cannot accept connections", NULL);
         return true;
     }
     if (failing_ms == 0)
@@ -554,6 +554,9 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->open_conns, 0);
     atomic_init(&srv->tls_refusals, 0);
     atomic_init(&srv->failed, false);
+    atomic_init(&srv->quit_claimed, false);
+    atomic_init(&srv->quit_set, false);
+    buf_init(&srv->quit_why, 0);
     atomic_init(&srv->wq_depth, 0);
     atomic_init(&srv->access_seq, 0);
     metrics_init(&srv->metrics);
@@ -656,9 +659,17 @@ int server_start(struct server *srv, const struct server_config *cfg)
         goto fail;
     srv->acceptor_started = true;
 
-    log_info("listening on %s port %u (%d workers, max %zu connections)",
-             cfg->bind ? cfg->bind : "*", (unsigned)srv->port, cfg->workers,
-             srv->cfg.max_connections);
+    /* Without --tls-port the main port itself speaks TLS: say so, here and
+     * in the ready line, so nobody points plain HTTP at it. */
+    bool main_tls = srv->nlisten > 0 && srv->listen_tls[0];
+    if (srv->tls_port)
+        log_info("listening on %s port %u and TLS port %u (%d workers, max %zu connections)",
+                 cfg->bind ? cfg->bind : "*", (unsigned)srv->port, (unsigned)srv->tls_port,
+                 cfg->workers, srv->cfg.max_connections);
+    else
+        log_info("listening on %s %sport %u (%d workers, max %zu connections)",
+                 cfg->bind ? cfg->bind : "*", main_tls ? "TLS " : "", (unsigned)srv->port,
+                 cfg->workers, srv->cfg.max_connections);
     warn_cert_validity(srv, "TLS");
     if (cfg->port_file && (err = write_port_file(cfg->port_file, srv->port)) < 0) {
         log_errno(LOG_ERROR, -err, "cannot write port file %s", cfg->port_file);
@@ -670,7 +681,7 @@ int server_start(struct server *srv, const struct server_config *cfg)
         log_errno(LOG_ERROR, -err, "cannot write metrics port file %s", cfg->metrics_port_file);
         goto fail;
     }
-    printf("pcsig-server listening on port %u\n", (unsigned)srv->port);
+    printf("pcsig-server listening on %sport %u\n", main_tls ? "TLS " : "", (unsigned)srv->port);
     if (srv->tls_port)
         printf("pcsig-server listening on TLS port %u\n", (unsigned)srv->tls_port);
     fflush(stdout);
@@ -694,11 +705,24 @@ void server_reload(struct server *srv)
     warn_cert_validity(srv, "SIGHUP");
 }
 
-void server_request_quit(struct server *srv)
+void server_request_quit(struct server *srv, const char *cause, const char *remote)
 {
-    (void)srv;
-    /* Every thread blocks SIGTERM; main's sigwait() takes it from here. */
+    /* The first request names the cause; later ones (a second /quit) only
+     * repeat the signal. Out of memory, main says "SIGTERM" as before. */
+    if (!atomic_exchange(&srv->quit_claimed, true)) {
+        buf_t *w = &srv->quit_why;
+        buf_init(w, 256);
+        int rc = remote ? buf_printf(w, "%s from %s", cause, remote) : buf_append_str(w, cause);
+        if (rc == 0 && buf_append(w, "", 1) == 0)
+            atomic_store(&srv->quit_set, true);
+    }
+    /* Every thread blocks SIGTERM; main's sigwaitinfo() takes it from here. */
     kill(getpid(), SIGTERM);
+}
+
+const char *server_quit_reason(struct server *srv)
+{
+    return atomic_load(&srv->quit_set) ? srv->quit_why.data : NULL;
 }
 
 void server_stop(struct server *srv)
@@ -782,6 +806,8 @@ void server_stop(struct server *srv)
     srv->nauth_tokens = 0;
     reg_destroy(srv->reg);
     srv->reg = NULL;
+    atomic_store(&srv->quit_set, false);
+    buf_free(&srv->quit_why);
     if (srv->epfd >= 0)
         close(srv->epfd);
     if (srv->acceptor_wake_fd >= 0)

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "buf.h"
 #include "config.h"
 #include "metrics.h"
 #include "net.h"
@@ -79,6 +80,11 @@ struct server {
     atomic_size_t open_conns;
     atomic_size_t tls_refusals; /* TLS connections being refused (503/429), not in open_conns */
     atomic_bool failed;         /* the acceptor gave up: main exits with an error */
+    /* Why we asked main to stop (server_request_quit): written once, before
+     * quit_set is stored, and read by main only after it saw quit_set. */
+    atomic_bool quit_claimed;
+    atomic_bool quit_set;
+    buf_t quit_why; /* NUL-terminated text */
     atomic_size_t wq_depth;  /* sessions in the work queue (a gauge for scrapes) */
 
     /* Observability: counters bumped by every thread (relaxed atomics), the
@@ -101,8 +107,12 @@ void server_schedule(struct server *srv, struct session *s);
 void server_bury(struct server *srv, struct session *s);
 /* SIGHUP: re-read the TLS certificate and key (the old ones stay on failure). */
 void server_reload(struct server *srv);
-/* Ask main to begin a graceful stop (as SIGTERM does). */
-void server_request_quit(struct server *srv);
+/* Ask main to begin a graceful stop (as SIGTERM does). The first caller's
+ * cause, with the client's address when remote is not NULL, is what main
+ * logs, e.g. "GET /quit from 127.0.0.1:5000". Thread-safe. */
+void server_request_quit(struct server *srv, const char *cause, const char *remote);
+/* The cause given to server_request_quit, or NULL when none was. */
+const char *server_quit_reason(struct server *srv);
 /* Fill out with everything a scrape reports. Takes the registry lock only
  * to copy its numbers; formats and allocates nothing. Thread-safe. */
 void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out);

@@ -74,6 +74,7 @@ expected="
 644 lib/libpcsig-client.a
 644 lib/pkgconfig/pcsig-client.pc
 644 share/doc/pcsig/pcsig-server.conf.example
+644 share/doc/pcsig/protocol.md
 644 lib/systemd/system/pcsig-server.service"
 while read -r mode file; do
     [ -n "$file" ] || continue
@@ -95,6 +96,7 @@ ok
 cmp -s "$conf_src" "$p/share/doc/pcsig/pcsig-server.conf.example" ||
     fail "pcsig-server.conf.example differs from $conf_src"
 cmp -s client/pcsig_client.h "$p/include/pcsig/pcsig_client.h" || fail "header differs"
+cmp -s docs/protocol.md "$p/share/doc/pcsig/protocol.md" || fail "protocol.md differs"
 ok
 
 # ---- the binaries run ----------------------------------------------------
@@ -169,10 +171,21 @@ int main(int argc, char **argv)
     return rc + log_msg(0) + buf_init() - 1;
 }
 EOF
+# Straight from DESTDIR, as a packager or a user trying a staged install
+# would: PKG_CONFIG_PATH only, no PKG_CONFIG_SYSROOT_DIR. The .pc file's
+# paths are relative to its own directory, so -I and -L name the staged tree.
+unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR || true
 PKG_CONFIG_PATH=$p/lib/pkgconfig
-PKG_CONFIG_SYSROOT_DIR=$dest
-export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+export PKG_CONFIG_PATH
 [ "$(pkg-config --modversion pcsig-client)" = "$version" ] || fail "pcsig-client.pc version"
+# The path variables resolve into the staged tree.
+pc_dir() {
+    d=$(pkg-config --variable="$1" pcsig-client) || fail "pkg-config --variable=$1"
+    realpath -m "$d"
+}
+[ "$(pc_dir includedir)" = "$p/include" ] || fail "includedir is $(pc_dir includedir), want $p/include"
+[ "$(pc_dir libdir)" = "$p/lib" ] || fail "libdir is $(pc_dir libdir), want $p/lib"
+[ "$(pc_dir prefix)" = "$p" ] || fail "prefix is $(pc_dir prefix), want $p"
 # Only a static archive is installed: --static brings in OpenSSL.
 flags=$(pkg-config --static --cflags --libs pcsig-client) || fail "pkg-config pcsig-client"
 san=
@@ -180,7 +193,7 @@ san=
 # shellcheck disable=SC2086 # word splitting of the flags is intended
 $cc -std=c11 -Wall -Wextra -Werror -pedantic $san -o "$tmp/app" "$tmp/app.c" $flags ||
     fail "a program cannot build against the installed library (flags: $flags)"
-unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+unset PKG_CONFIG_PATH
 ok
 
 # It runs: signs in to the installed server.
@@ -235,16 +248,25 @@ ok
 # ---- other directories: PREFIX, SYSCONFDIR, SYSTEMDUNITDIR, MANDIR ----------
 dest2=$tmp/root2
 vars="PREFIX=/opt/pcsig SYSCONFDIR=/etc/opt SYSTEMDUNITDIR=/lib/systemd/system MANDIR=/opt/man"
+vars="$vars PKGCONFIGDIR=/opt/share/pkgconfig"
 # shellcheck disable=SC2086
 mk install DESTDIR="$dest2" $vars ${conf_arg:+"$conf_arg"}
 for f in opt/pcsig/bin/pcsig-server opt/pcsig/lib/libpcsig-client.a opt/man/man1/pcsig-client.1 \
-    lib/systemd/system/pcsig-server.service opt/pcsig/share/doc/pcsig/pcsig-server.conf.example; do
+    opt/share/pkgconfig/pcsig-client.pc \
+    lib/systemd/system/pcsig-server.service opt/pcsig/share/doc/pcsig/pcsig-server.conf.example \
+    opt/pcsig/share/doc/pcsig/protocol.md; do
     [ -f "$dest2/$f" ] || fail "/$f not installed with $vars"
 done
 grep -qx 'ExecStart=/opt/pcsig/bin/pcsig-server --config /etc/opt/pcsig/pcsig-server.conf' \
     "$dest2/lib/systemd/system/pcsig-server.service" || fail "unit paths with $vars"
-grep -qx 'prefix=/opt/pcsig' "$dest2/opt/pcsig/lib/pkgconfig/pcsig-client.pc" ||
-    fail "pcsig-client.pc prefix with $vars"
+# The .pc file in a directory of its own still points at the library's.
+PKG_CONFIG_PATH=$dest2/opt/share/pkgconfig
+export PKG_CONFIG_PATH
+[ "$(pc_dir prefix)" = "$dest2/opt/pcsig" ] || fail "pcsig-client.pc prefix with $vars"
+[ "$(pc_dir libdir)" = "$dest2/opt/pcsig/lib" ] || fail "pcsig-client.pc libdir with $vars"
+[ "$(pc_dir includedir)" = "$dest2/opt/pcsig/include" ] ||
+    fail "pcsig-client.pc includedir with $vars"
+unset PKG_CONFIG_PATH
 if grep -rq "$dest2" "$dest2"; then fail "DESTDIR written into an installed file"; fi
 # shellcheck disable=SC2086
 mk uninstall DESTDIR="$dest2" $vars

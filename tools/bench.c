@@ -359,7 +359,6 @@ static int spawn_server(const struct bench_opts *o, struct server_proc *sp, uint
     /* --tls: the server speaks TLS on its main port, unless the options after
      * -- say otherwise (with --tls-port we load that TLS port instead). */
     bool add_tls = o->tls && !server_arg_given(o, "--tls-cert");
-    bool tls_port = o->tls && server_arg_given(o, "--tls-port");
     size_t argc = 1 + nfixed + (add_tls ? 4u : 0u) + (size_t)o->nserver_args;
     char **argv = calloc(argc + 1, sizeof *argv);
     int pfd[2];
@@ -402,8 +401,9 @@ static int spawn_server(const struct bench_opts *o, struct server_proc *sp, uint
     sp->pid = pid;
     sp->out_fd = pfd[0];
 
-    /* Wait for "pcsig-server listening on port N" (or on "TLS port N"). */
-    const char *banner = tls_port ? "pcsig-server listening on TLS port "
+    /* Wait for "pcsig-server listening on port N", or with --tls for "TLS
+     * port N" (the main port's line when it speaks TLS, else --tls-port's). */
+    const char *banner = o->tls ? "pcsig-server listening on TLS port "
                                   : "pcsig-server listening on port ";
     size_t blen = strlen(banner);
     char line[512];

@@ -367,7 +367,7 @@ void h_server_start_(h_server_t *s, ...)
     if (s->pidfd < 0)
         H_FAIL("pidfd_open: errno %d", errno);
 
-    /* The one ready line: "pcsig-server listening on port N\n". */
+    /* The one ready line: "pcsig-server listening on [TLS ]port N\n". */
     char line[256];
     size_t len = 0;
     uint64_t deadline = clock_now_ms() + H_START_TIMEOUT_MS;
@@ -394,12 +394,21 @@ void h_server_start_(h_server_t *s, ...)
             H_FAIL("ready line too long (log %s)", s->log_path);
     }
     line[len] = '\0';
+    /* "... on TLS port N" when the port speaks TLS (TLS mode). */
     static const char prefix[] = "pcsig-server listening on port ";
+    static const char tls_prefix[] = "pcsig-server listening on TLS port ";
     char *nl = strchr(line, '\n');
     *nl = '\0';
-    if (strncmp(line, prefix, sizeof prefix - 1) != 0 || nl + 1 != line + len)
+    const char *digits = NULL;
+    s->ready_tls = false;
+    if (strncmp(line, prefix, sizeof prefix - 1) == 0) {
+        digits = line + sizeof prefix - 1;
+    } else if (strncmp(line, tls_prefix, sizeof tls_prefix - 1) == 0) {
+        digits = line + sizeof tls_prefix - 1;
+        s->ready_tls = true;
+    }
+    if (!digits || nl + 1 != line + len)
         H_FAIL("unexpected ready output \"%s\"", line);
-    const char *digits = line + sizeof prefix - 1;
     unsigned long port = 0;
     size_t nd = 0;
     for (; digits[nd] >= '0' && digits[nd] <= '9' && nd < 6; nd++)

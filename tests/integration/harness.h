@@ -75,6 +75,7 @@ typedef struct h_server {
     bool running;         /* spawned and not yet reaped */
     int exit_code;        /* after reaping: exit status, 128+signal, or -1 */
     char log_path[128];   /* "" when stderr is inherited */
+    bool ready_tls;       /* the ready line said "TLS port": the port speaks TLS */
     size_t slot;          /* the harness's copy, for the teardown */
 } h_server_t;
 

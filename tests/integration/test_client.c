@@ -989,6 +989,7 @@ static void test_wire_against_original(void **state)
     pthread_join(th, NULL);
     fake_expect_client_close(o1);
     ev = expect_ev(c, PCSIG_EV_DISCONNECTED);
+    assert_string_equal(ev->reason, "signed out"); /* says how it ended */
     pcsig_event_free(ev);
     client_free(c);
     close(f.lfd);
@@ -1445,7 +1446,7 @@ static void test_cli_json(void **state)
     /* EOF on stdin: sign out, report, exit 0; the others see it at once. */
     assert_int_equal(close(z->in_fd), 0);
     z->in_fd = -1;
-    cli_expect(z, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(z, "{\"event\":\"disconnected\",\"reason\":\"signed out (end of input)\"}");
     assert_int_equal(cli_finish(z, true), 0);
     cli_expect(x, "{\"event\":\"peer_left\",\"id\":3,\"name\":\"z\"}");
     cli_expect(y, "{\"event\":\"peer_left\",\"id\":3,\"name\":\"z\"}");
@@ -1456,7 +1457,7 @@ static void test_cli_json(void **state)
     y->in_fd = -1;
     cli_expect(y, "{\"event\":\"queued\",\"token\":3,\"to\":1}");
     cli_expect(y, "{\"event\":\"sent\",\"token\":3,\"to\":1}");
-    cli_expect(y, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(y, "{\"event\":\"disconnected\",\"reason\":\"signed out (end of input)\"}");
     assert_int_equal(cli_finish(y, true), 0);
     cli_expect(x, "{\"event\":\"message\",\"from\":2,\"content_type\":\"text/plain\","
                   "\"data\":\"last words\"}");
@@ -1475,7 +1476,7 @@ static void test_cli_json(void **state)
     cli_expect(x, "{\"event\":\"signed_in\",\"id\":4,\"peers\":[]}");
 
     cli_send(x, "{\"cmd\":\"quit\"}");
-    cli_expect(x, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(x, "{\"event\":\"disconnected\",\"reason\":\"signed out (quit command)\"}");
     assert_int_equal(cli_finish(x, false), 0);
     h_server_stop(&s);
     h_pass();
@@ -1506,7 +1507,7 @@ static void test_cli_piped(void **state)
     cli_expect(p, "{\"event\":\"queued\",\"token\":2,\"to\":1}");
     cli_expect(p, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
     cli_expect(p, "{\"event\":\"sent\",\"token\":2,\"to\":1}");
-    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"signed out (end of input)\"}");
     assert_int_equal(cli_finish(p, true), 0);
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "pipe");
     expect_message(a, 2, "text/plain", "piped 1", 7);
@@ -1649,14 +1650,14 @@ static void test_cli_quit_before_sign_in(void **state)
     /* quit, stdin left open: status 0. */
     struct proc *p = cli_spawn(args);
     cli_send(p, "{\"cmd\":\"quit\"}");
-    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (quit command)\"}");
     assert_int_equal(cli_finish(p, false), 0);
 
     /* EOF with nothing typed: status 0. */
     p = cli_spawn(args);
     close(p->in_fd);
     p->in_fd = -1;
-    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (end of input)\"}");
     assert_int_equal(cli_finish(p, true), 0);
 
     /* A send held for the sign-in, then EOF: the failed sign-in is shown,
@@ -1672,7 +1673,7 @@ static void test_cli_quit_before_sign_in(void **state)
     free(line);
     cli_expect_after(p, UNREACHABLE_EV,
                      "{\"event\":\"error\",\"reason\":\"cannot send: not signed in\"}");
-    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (end of input)\"}");
     assert_int_equal(cli_finish(p, true), 1);
 
     /* The same with quit; what follows the quit is not read. */
@@ -1682,7 +1683,7 @@ static void test_cli_quit_before_sign_in(void **state)
     cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"after quit\"}");
     cli_expect_after(p, UNREACHABLE_EV,
                      "{\"event\":\"error\",\"reason\":\"cannot send: not signed in\"}");
-    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (quit command)\"}");
     assert_int_equal(cli_finish(p, false), 1);
     h_pass();
 }
@@ -1707,7 +1708,7 @@ static void test_cli_quit_after_held(void **state)
                   "\"name\":\"listener\",\"connected\":true}]}");
     cli_expect(p, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
     cli_expect(p, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
-    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected\"}");
+    cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"signed out (quit command)\"}");
     assert_int_equal(cli_finish(p, false), 0);
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "q");
     expect_message(a, 2, "text/plain", "then quit", 9);
@@ -1759,7 +1760,7 @@ static void test_cli_defaults_and_autoconnect(void **state)
     cli_expect(p, "  1 \"listener\"");
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, want_name.data);
     cli_send(p, "quit");
-    cli_expect(p, "disconnected: \"disconnected\"");
+    cli_expect(p, "disconnected: \"signed out (quit command)\"");
     assert_int_equal(cli_finish(p, false), 0);
     expect_peer(a, PCSIG_EV_PEER_LEFT, 2, want_name.data);
 

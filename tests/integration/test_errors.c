@@ -443,6 +443,8 @@ static void test_quit_allowed(void **state)
     (void)state;
     h_server_t srv;
     h_server_start(&srv, "--allow-quit", NULL);
+    /* The ready line says TLS exactly when the port speaks it. */
+    assert_int_equal(srv.ready_tls, h_tls_mode());
     assert_int_equal(h_sign_in(&srv, "alice"), 1);
     h_conn_t *w = h_connect(&srv);
     h_send_str(w, "GET /wait?peer_id=1 HTTP/1.0\r\n\r\n");
@@ -462,6 +464,10 @@ static void test_quit_allowed(void **state)
     assert_int_equal(h_server_await_exit(&srv, H_STOP_TIMEOUT_MS), 0);
     /* Gone: new connections are refused. */
     assert_null(h_try_connect(&srv));
+    /* The log names the real cause of the stop, not a signal. */
+    assert_true(h_await_log(srv.log_path, 0, "GET /quit from 127.0.0.1:", 1, H_TIMEOUT_MS));
+    assert_true(h_await_log(srv.log_path, 0, ": draining", 1, 0));
+    assert_false(h_await_log(srv.log_path, 0, "SIGTERM", 1, 0));
     h_pass();
 }
 

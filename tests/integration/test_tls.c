@@ -361,6 +361,9 @@ static void test_relay_over_tls_and_resumption(void **state)
     (void)state;
     h_server_t s;
     start_tls_server(&s, NULL);
+    /* A TLS-only port says so in its ready line and its log record. */
+    assert_true(s.ready_tls);
+    assert_true(h_await_log(s.log_path, 0, "listening on 127.0.0.1 TLS port ", 1, H_TIMEOUT_MS));
     tls_client_t *t = client_ctx(in(dir, "ca.pem"), NULL, NULL);
     char why[256], out[4096];
 

@@ -1,0 +1,123 @@
+#!/bin/sh
+# The documentation covers what the programs know. The lists are taken from
+# the source and the binaries, so this test cannot go stale:
+#   - every interactive command of pcsig-client (IS("word") in client/main.c)
+#     is in README.md's client section and in pcsig-client.1's "Interactive
+#     commands";
+#   - every --json command (strcmp(cmd, "word")) appears as "cmd":"word" in
+#     both;
+#   - every event name (json_begin / session_ended in client/main.c) is in
+#     README.md's "Events:" paragraph and pcsig-client.1's "Events, by
+#     their event member" list;
+#   - the start-up lines the client prints (say() literals but the help line)
+#     appear in both;
+#   - every option of `pcsig-server --help` and `pcsig-client --help` is in
+#     its man page (when the binaries are built: PCSIG_SERVER, PCSIG_CLIENT);
+#   - README.md and the man pages point at docs/protocol.md, which exists,
+#     and nothing points at the private ../shared/protocol.md.
+# Every gap is listed (not just the first); the exit status is 1 if any.
+#
+# Run by `make test`; standalone: tests/docs-test.sh from the top directory.
+set -eu
+cd "$(dirname "$0")/.."
+src=client/main.c
+readme=README.md
+cman=man/pcsig-client.1
+sman=man/pcsig-server.1
+
+gaps=0
+gap() {
+    echo "docs-test: MISSING: $*" >&2
+    gaps=$((gaps + 1))
+}
+die() {
+    echo "docs-test: FAIL: $*" >&2
+    exit 1
+}
+
+# ---- the lists, from the source ------------------------------------------
+text_cmds=$(grep -o 'IS("[a-z_]*")' "$src" | sed 's/^IS("\(.*\)")$/\1/' | sort -u)
+json_cmds=$(grep -o 'strcmp(cmd, "[a-z_]*")' "$src" | sed 's/^.*"\(.*\)")$/\1/' | sort -u)
+events=$(grep -E '(json_begin|session_ended)\(' "$src" | grep -v '^static' |
+    grep -o '"[a-z_][a-z_]*"' | tr -d '"' | sort -u)
+# say(cli, "...") and say(&cli, "..."): the fixed text before any %, minus
+# the help line (it lists the commands, checked above one by one).
+says=$(grep -o 'say(&\{0,1\}cli, "[^"%]*' "$src" | sed 's/^say(&\{0,1\}cli, "//; s/ *$//' |
+    grep -v '^commands:' | sort -u)
+
+# A broken extraction must not pass as "nothing to check".
+count() { printf '%s\n' "$1" | grep -c . || true; }
+[ "$(count "$text_cmds")" -ge 6 ] || die "found only these interactive commands in $src: $text_cmds"
+[ "$(count "$json_cmds")" -ge 5 ] || die "found only these --json commands in $src: $json_cmds"
+[ "$(count "$events")" -ge 10 ] || die "found only these events in $src: $events"
+[ "$(count "$says")" -ge 2 ] || die "found only these start-up lines in $src: $says"
+
+# ---- the places to look in ---------------------------------------------------
+# README.md: the client's section (## The client ... next ## ), and its
+# "Events:" paragraphs (from a line holding "Events" to the next blank line).
+readme_client=$(awk '/^## The client/ { on = 1; next } /^## / { on = 0 } on' "$readme")
+readme_events=$(printf '%s\n' "$readme_client" | awk '/Events/ { on = 1 } /^$/ { on = 0 } on')
+# The man page's source with \- as -, \(dq as ", and the font escapes gone.
+man_text() { sed 's/\\-/-/g; s/\\(dq/"/g; s/\\f[BIRP]//g; s/\\&//g' "$1"; }
+cman_src=$(man_text "$cman")
+cman_cmds=$(printf '%s\n' "$cman_src" | awk '/^\.SS Interactive commands/ { on = 1; next } /^\.S[SH]/ { on = 0 } on')
+cman_events=$(printf '%s\n' "$cman_src" | awk '/^Events, by their/ { on = 1; next } /^\.S[SH]/ { on = 0 } on')
+# A word set in bold by a man macro line (.B, .BR, .RB, .BI, .IB, .TP items).
+man_bold() {
+    printf '%s\n' "$1" | grep -qE "^\.(B|BR|RB|BI|IB) (.*[ \"])?$2([ \",.;:)]|\$)"
+}
+
+for c in $text_cmds; do
+    printf '%s\n' "$readme_client" | grep -qE "\`$c( |\`)" ||
+        gap "interactive command '$c' ($src) not in $readme, section '## The client' (as \`$c ...\`)"
+    man_bold "$cman_cmds" "$c" ||
+        gap "interactive command '$c' ($src) not in $cman, section 'Interactive commands'"
+done
+for c in $json_cmds; do
+    grep -qF "\"cmd\":\"$c\"" "$readme" || gap "--json command '$c' ($src) not in $readme as {\"cmd\":\"$c\"}"
+    grep -qF "\"cmd\":\"$c\"" "$cman" || gap "--json command '$c' ($src) not in $cman as {\"cmd\":\"$c\"}"
+done
+for e in $events; do
+    printf '%s\n' "$readme_events" | grep -qF "\`$e\`" ||
+        gap "event '$e' ($src) not in $readme's 'Events:' list (as \`$e\`)"
+    man_bold "$cman_events" "$e" ||
+        gap "event '$e' ($src) not in $cman's 'Events, by their event member' list"
+done
+printf '%s\n' "$says" | while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    grep -qF -- "$line" "$readme" || echo "start-up/status line '$line' ($src) not in $readme"
+    printf '%s\n' "$cman_src" | grep -qF -- "$line" || echo "start-up/status line '$line' ($src) not in $cman"
+done >"${TMPDIR:-/tmp}/pcsig-docs-test.$$"
+while IFS= read -r g; do gap "$g"; done <"${TMPDIR:-/tmp}/pcsig-docs-test.$$"
+rm -f "${TMPDIR:-/tmp}/pcsig-docs-test.$$"
+
+# ---- every option of --help in the man page ------------------------------------
+check_opts() { # binary man-page
+    [ -n "$1" ] && [ -x "$1" ] || {
+        echo "docs-test: skip: no binary to ask for --help ($2 not checked against it)"
+        return 0
+    }
+    page=$(man_text "$2")
+    for o in $("$1" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
+        printf '%s\n' "$page" | grep -qE -- "$o([^a-z0-9-]|\$)" ||
+            gap "option $o ($(basename "$1") --help) not in $2"
+    done
+}
+check_opts "${PCSIG_SERVER:-build/pcsig-server}" "$sman"
+check_opts "${PCSIG_CLIENT:-build/pcsig-client}" "$cman"
+
+# ---- the protocol reference ---------------------------------------------------
+[ -s docs/protocol.md ] || gap "docs/protocol.md (the protocol reference) does not exist"
+for f in "$readme" "$cman" "$sman"; do
+    grep -qE '(docs|doc/pcsig)/protocol\.md' "$f" || gap "$f does not point at the protocol reference (protocol.md)"
+    if grep -n 'shared/protocol' "$f" >/dev/null; then
+        gap "$f names ../shared/protocol.md, which a clone does not have: $(grep -n 'shared/protocol' "$f" | head -3)"
+    fi
+done
+
+if [ "$gaps" -gt 0 ]; then
+    echo "docs-test: FAIL: $gaps gap(s) between the programs and their documentation" >&2
+    exit 1
+fi
+echo "docs-test: $(count "$text_cmds") commands, $(count "$json_cmds") --json commands," \
+    "$(count "$events") events, $(count "$says") start-up lines and every --help option documented"

@@ -80,6 +80,12 @@ struct server_config {
     const char *auth_token_file; /* ... or one of the tokens in this file */
     size_t max_conns_per_ip;   /* 0: no limit */
     uint64_t rate_limit;       /* requests per second per address, 0: no limit */
+    bool web;                  /* serve the browser page at / (web.c) */
+    const char *web_root;      /* serve this directory instead of the embedded page */
+    const char *ice_servers;   /* comma-separated stun:/turn: URLs for the page, or NULL */
+    const char *ice_username;  /* TURN credentials handed to the page */
+    const char *ice_credential;
+    const char *ice_secret;    /* TURN REST shared secret: time-limited credentials */
     struct config_str *owned;  /* the storage of the strings above */
 };
 

@@ -157,7 +157,8 @@ static const struct config_opt opts[] = {
     {"ice-credential", "SECRET", "TURN password handed to the page (default: none)",
      F_STRING(ice_credential), .nonempty = true},
     {"ice-secret", "SECRET", "TURN REST shared secret: the page gets a username valid\n"
-                             "for 24 h and its HMAC-SHA1 as password (default: none)",
+                             "for 24 h and its HMAC-SHA1 as password; wins over\n"
+                             "--ice-username/--ice-credential (default: none)",
      F_STRING(ice_secret), .nonempty = true},
     {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
      .off = FIELD(log_level, enum log_level)},
@@ -877,10 +878,6 @@ static int check_ice(const struct server_config *cfg, FILE *err)
     }
     if ((cfg->ice_username == NULL) != (cfg->ice_credential == NULL)) {
         fprintf(err, "pcsig-server: --ice-username and --ice-credential go together\n");
-        return CONFIG_ERROR;
-    }
-    if (cfg->ice_secret && cfg->ice_username) {
-        fprintf(err, "pcsig-server: --ice-secret makes the TURN credentials: no --ice-username\n");
         return CONFIG_ERROR;
     }
     if (turn && !cfg->ice_username && !cfg->ice_secret) {

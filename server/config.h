@@ -18,7 +18,7 @@
  * error, never "unset": PCSIG_AUTH_TOKEN=$UNSET_VAR must not quietly turn
  * authentication off.
  *
- * A boolean (allow-quit, secure-ids) is a bare flag --NAME (on), --no-NAME
+ * A boolean (allow-quit, secure-ids, web) is a bare flag --NAME (on), --no-NAME
  * (off) or --NAME=BOOL on the command line, and true/false (yes/no, 1/0) in
  * the environment and the file, so that a flag can override either way.
  *

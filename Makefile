@@ -196,7 +196,8 @@ test: all $(UNIT_BIN) $(ITEST_BIN)
 # tests/browser/run.sh installs chromium (apt-get) and playwright-core
 # (npm ci, pinned by tests/browser/package-lock.json) when missing.
 test-browser: all
-	PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_BUILD=$(abspath $(BUILD)) tests/browser/run.sh
+	PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
+	  PCSIG_BUILD=$(abspath $(BUILD)) tests/browser/run.sh
 
 # libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

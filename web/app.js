@@ -52,6 +52,7 @@ function displayName(raw) {
 
 function setStatus(st, text) {
   ui.status.dataset.state = st;
+  delete ui.status.dataset.attempts;
   ui.status.textContent = text;
 }
 
@@ -92,14 +93,16 @@ function parsePeerLines(body) {
   return out;
 }
 
-async function signIn() {
-  const session = ++state.session;
+// Sign in for session (state.session when it started: a sign-out or a newer
+// sign-in meanwhile makes it stale) and start its /wait loop.
+async function signIn(session) {
   const name = ui.name.value.trim();
   const res = await fetch(url('/sign_in?' + encodeURIComponent(name)), { cache: 'no-store' });
   if (!res.ok) throw new Error(`sign-in: ${res.status} ${res.statusText}`);
   const id = Number(res.headers.get('Pragma'));
   if (!Number.isSafeInteger(id) || id <= 0) throw new Error('sign-in: no Pragma id in the answer');
   const entries = parsePeerLines(await res.text());
+  if (session !== state.session) return;
   state.myId = id;
   state.peers.clear();
   for (const e of entries) if (e.id !== id && e.connected) state.peers.set(e.id, e.name);
@@ -141,14 +144,19 @@ async function reconnect(session, why) {
   state.peers.clear();
   renderPeers();
   if (state.call) endCall('the signaling server went away', false);
-  for (let delay = 250; state.signedIn && session === state.session; delay = Math.min(delay * 2, 3000)) {
+  let attempt = 0;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 1500)) {
     await sleep(delay);
     if (!state.signedIn || session !== state.session) return;
     try {
-      await signIn();
-      logLine('info', '', 'signed in again');
+      await signIn(session);
+      if (session === state.session) logLine('info', '', 'signed in again');
       return;
-    } catch { /* not back yet */ }
+    } catch {
+      attempt++;
+      ui.status.dataset.attempts = String(attempt);
+      ui.status.textContent = `reconnecting (${why}; ${attempt} attempts so far)`;
+    }
   }
 }
 
@@ -517,9 +525,10 @@ ui.signIn.addEventListener('click', async () => {
   state.signedIn = true;
   updateButtons();
   setStatus('signing-in', 'signing in...');
+  const session = ++state.session;
   await loadConfig();
   try {
-    await signIn();
+    await signIn(session);
   } catch (e) {
     state.signedIn = false;
     setStatus('signed-out', `could not sign in: ${e.message}`);

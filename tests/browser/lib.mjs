@@ -8,6 +8,7 @@ import { once } from 'node:events';
 
 export const root = resolve(new URL('../..', import.meta.url).pathname);
 export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-server');
+export const clientBin = process.env.PCSIG_CLIENT || join(root, 'build/pcsig-client');
 export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium';
 // Test artifacts (screenshots) under the build directory.
 export const artifacts = join(resolve(root, process.env.PCSIG_BUILD || 'build'), 'browser');

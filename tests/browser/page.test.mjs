@@ -5,10 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts } from './lib.mjs';
+import { startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin } from './lib.mjs';
 
 let browser, certs;
 
@@ -236,7 +238,8 @@ test('a server restart: the pages sign in again by themselves', async () => {
   try {
     await a.waitForSelector(`#peers button[data-peer-id="${await peerId(b)}"]`);
     await srv.stop();
-    await a.waitForSelector('#status[data-state="reconnecting"]');
+    // Down long enough for a few sign-in attempts to fail first.
+    await a.waitForSelector('#status[data-state="reconnecting"][data-attempts="2"]');
     srv = await startServer([], { port });
     await a.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });
     await b.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });
@@ -294,6 +297,45 @@ test('a hostile name and message show as text, never as HTML', async () => {
     await a.context().close();
     await b.context().close();
   } finally {
+    await srv.stop();
+  }
+});
+
+test('the page and the native pcsig-client chat both ways', async () => {
+  const srv = await startServer();
+  const client = spawn(clientBin, ['--server', '127.0.0.1', '--port', String(srv.port), '--name', 'native', '--json'],
+    { stdio: ['pipe', 'pipe', 'inherit'] });
+  const events = [];
+  const waiters = [];
+  createInterface({ input: client.stdout }).on('line', (line) => {
+    const ev = JSON.parse(line);
+    events.push(ev);
+    for (const w of waiters.splice(0)) w();
+  });
+  // The first event that matches, awaited (each new line re-checks).
+  const eventMatching = async (pred) => {
+    for (;;) {
+      const ev = events.find(pred);
+      if (ev) return ev;
+      await new Promise((r) => waiters.push(r));
+    }
+  };
+  try {
+    const page = await openPage(srv.url, 'web');
+    const me = await peerId(page);
+    const signedIn = await eventMatching((e) => e.event === 'signed_in');
+    await selectPeer(page, signedIn.id);
+    client.stdin.write(JSON.stringify({ cmd: 'send', to: me, data: 'hello from the CLI' }) + '\n');
+    await awaitChat(page, 'hello from the CLI');
+    await page.fill('#chat-input', 'hello from the page');
+    await page.click('#chat-send');
+    const msg = await eventMatching((e) => e.event === 'message');
+    assert.equal(msg.from, me);
+    assert.equal(msg.data, 'hello from the page');
+    await page.context().close();
+  } finally {
+    client.stdin.end();
+    await new Promise((r) => (client.exitCode !== null ? r() : client.on('exit', r)));
     await srv.stop();
   }
 });

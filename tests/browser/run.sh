@@ -31,5 +31,6 @@ fi
 
 cd "$root"
 export PCSIG_SERVER="${PCSIG_SERVER:-$root/build/pcsig-server}"
+export PCSIG_CLIENT="${PCSIG_CLIENT:-$root/build/pcsig-client}"
 export PCSIG_CHROMIUM="$chromium"
 exec node --test --test-concurrency=1 "$here"/*.test.mjs

@@ -351,9 +351,10 @@ async function onDescription(from, msg) {
   if (msg.type === 'answer') {
     const call = state.call;
     if (!call || call.peer !== from) return;
+    // Before the awaits: the connection may well be up by the time they end.
+    setCallState('connecting');
     await call.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     await flushCandidates(call);
-    setCallState('connecting');
     return;
   }
   // An offer: busy, ring, or answer at once.

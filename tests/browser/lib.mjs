@@ -49,8 +49,10 @@ export async function startServer(args = [], { port = 0 } = {}) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
+      const [code, signal] = await exited;
       clearTimeout(timer);
+      // A clean drain exits 0 (a sanitizer's report would not).
+      if (code !== 0) throw new Error(`server exit ${code ?? signal}; stderr:\n${err}`);
     },
   };
 }

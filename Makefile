@@ -48,6 +48,8 @@ UNIT_EXTRA_test_config := $(BUILD)/server/config.o
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
 UNIT_EXTRA_test_procstat := $(BUILD)/server/procstat.o
+UNIT_EXTRA_test_web := $(BUILD)/server/web.o $(BUILD)/server/response.o $(BUILD)/server/config.o \
+                       $(BUILD)/gen/web_assets.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

@@ -31,6 +31,7 @@ const ui = {
 const state = {
   server: '',          // base URL, no trailing '/'
   myId: 0,
+  token: null,         // --secure-ids: the X-Pcsig-Token our requests carry
   signedIn: false,     // the user wants to be signed in (also while reconnecting)
   session: 0,          // bumped on each sign-in: stale loops stop
   waitAbort: null,
@@ -77,6 +78,8 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 function url(path) { return state.server + path; }
 
+function tokenHeader() { return state.token ? { 'X-Pcsig-Token': state.token } : {}; }
+
 // ---- the protocol ----------------------------------------------------------
 
 // "name,id,connected" lines: the name may hold anything but ',' and newlines.
@@ -104,6 +107,9 @@ async function signIn(session) {
   const entries = parsePeerLines(await res.text());
   if (session !== state.session) return;
   state.myId = id;
+  // A server started with --secure-ids gives each member a secret token that
+  // its later requests must carry; the stock server sends none.
+  state.token = res.headers.get('X-Pcsig-Token');
   state.peers.clear();
   for (const e of entries) if (e.id !== id && e.connected) state.peers.set(e.id, e.name);
   renderPeers();
@@ -118,7 +124,9 @@ async function waitLoop(session) {
     state.waitAbort = abort;
     let res, body;
     try {
-      res = await fetch(url(`/wait?peer_id=${state.myId}`), { cache: 'no-store', signal: abort.signal });
+      res = await fetch(url(`/wait?peer_id=${state.myId}`), {
+        cache: 'no-store', signal: abort.signal, headers: tokenHeader(),
+      });
       body = await res.text();
     } catch (e) {
       if (abort.signal.aborted || session !== state.session) return;
@@ -176,7 +184,8 @@ function onNotification(body) {
 function send(to, text) {
   const job = state.sendChain.then(async () => {
     const res = await fetch(url(`/message?peer_id=${state.myId}&to=${to}`), {
-      method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: text, cache: 'no-store',
+      method: 'POST', headers: { 'Content-Type': 'text/plain', ...tokenHeader() }, body: text,
+      cache: 'no-store',
     });
     if (!res.ok) throw new Error(`message to ${to}: ${res.status} ${(await res.text()).trim()}`);
   });
@@ -195,7 +204,9 @@ async function signOut() {
   renderPeers();
   setStatus('signed-out', 'signed out');
   updateButtons();
-  if (id) await fetch(url(`/sign_out?peer_id=${id}`), { cache: 'no-store' }).catch(() => {});
+  const headers = tokenHeader();
+  state.token = null;
+  if (id) await fetch(url(`/sign_out?peer_id=${id}`), { cache: 'no-store', headers }).catch(() => {});
 }
 
 // ---- what peers send ---------------------------------------------------------
@@ -565,7 +576,9 @@ ui.dcForm.addEventListener('submit', (ev) => {
 });
 window.addEventListener('pagehide', () => {
   // Best effort, so that the others see us leave at once.
-  if (state.signedIn && state.myId) navigator.sendBeacon?.(url(`/sign_out?peer_id=${state.myId}`));
+  // A beacon carries no header: the token (if any) goes in the query.
+  const token = state.token ? `&token=${encodeURIComponent(state.token)}` : '';
+  if (state.signedIn && state.myId) navigator.sendBeacon?.(url(`/sign_out?peer_id=${state.myId}${token}`));
 });
 
 ui.server.value = /^https?:$/.test(location.protocol) ? location.origin : 'http://localhost:8888';

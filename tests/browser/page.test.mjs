@@ -212,8 +212,9 @@ test('the same call over TLS with the development CA', async () => {
   }
 });
 
-test('auto-answer: the call is taken without a click', async () => {
-  const srv = await startServer();
+test('auto-answer: the call is taken without a click (against --secure-ids)', async () => {
+  // --secure-ids: every /wait, /message and /sign_out must carry the token.
+  const srv = await startServer(['--secure-ids']);
   try {
     const a = await openPage(srv.url, 'caller', { synthetic: true });
     const b = await openPage(srv.url, 'answerer', { synthetic: true, autoAnswer: true });

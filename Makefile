@@ -37,7 +37,10 @@ ITEST_SRC  := $(wildcard tests/integration/test_*.c)
 HARNESS_SRC := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+# The browser page (web/), built into the server as C arrays (server/web.h).
+WEB_FILES  := web/index.html web/app.css web/app.js
+WEB_GEN    := $(BUILD)/gen/web_assets.c
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o
 CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/%.o)
 HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # Unit tests link libpcsig; a test of a server module names its objects here.
@@ -47,6 +50,8 @@ UNIT_EXTRA_test_config := $(BUILD)/server/config.o
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
 UNIT_EXTRA_test_procstat := $(BUILD)/server/procstat.o
+UNIT_EXTRA_test_web := $(BUILD)/server/web.o $(BUILD)/server/response.o $(BUILD)/server/config.o \
+                       $(BUILD)/gen/web_assets.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
@@ -94,7 +99,7 @@ DIST_PC   := $(BUILD)/dist/pcsig-client.pc
 DIST_UNIT := $(BUILD)/dist/pcsig-server.service
 DIST_FILES := $(DIST_LIB) $(DIST_PC) $(DIST_UNIT)
 
-.PHONY: all run run-tls certs test check clean deps bench fuzz install uninstall FORCE
+.PHONY: all run run-tls certs test test-browser check clean deps bench fuzz install uninstall FORCE
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -130,6 +135,13 @@ $(FLAGS_STAMP): FORCE
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(WEB_GEN): $(WEB_FILES) tools/web-embed.sh
+	@mkdir -p $(dir $@)
+	tools/web-embed.sh $@ $(WEB_FILES)
+
+$(BUILD)/gen/web_assets.o: $(WEB_GEN) $(FLAGS_STAMP)
+	$(CC) $(CFLAGS) -Iserver -c $< -o $@
 
 $(LIBPCSIG): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -195,7 +207,14 @@ test: all $(UNIT_BIN) $(ITEST_BIN)
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
-	    --tls $(ITEST_TLS_BIN)
+	    tests/browser/run.sh --tls $(ITEST_TLS_BIN)
+
+# The page in headless Chromium (plain and TLS) against the real server.
+# tests/browser/run.sh installs chromium (apt-get) and playwright-core
+# (npm ci, pinned by tests/browser/package-lock.json) when missing.
+test-browser: all
+	PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
+	  PCSIG_BUILD=$(abspath $(BUILD)) tests/browser/run.sh
 
 # libFuzzer targets of the parsers (clang); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -39,6 +39,7 @@ enum opt_kind {
     OPT_UINT,       /* strict decimal in [min, max], stored as .store says */
     OPT_SECONDS,    /* "30", "0.5": seconds with up to 3 decimals, stored in ms */
     OPT_STRING,     /* copied into the config's storage */
+    OPT_LIST,       /* a string; given again in the same source, appended after a ',' */
     OPT_HOST_PORT,  /* ADDR:PORT, [v6]:PORT or name:PORT, checked, then stored as a string */
     OPT_BOOL,       /* --name, --no-name or --name=BOOL; file and environment say true/false */
     OPT_LOG_LEVEL,
@@ -76,6 +77,7 @@ struct config_opt {
 #define F_U64(f, lo, hi) .kind = OPT_UINT, .store = ST_U64, .off = FIELD(f, uint64_t), .min = (lo), .max = (hi)
 #define F_SECONDS(f) .kind = OPT_SECONDS, .off = FIELD(f, uint64_t)
 #define F_STRING(f) .kind = OPT_STRING, .off = FIELD(f, const char *)
+#define F_LIST(f) .kind = OPT_LIST, .off = FIELD(f, const char *)
 #define F_BOOL(f) .kind = OPT_BOOL, .off = FIELD(f, bool)
 
 /* In --help order. */
@@ -139,6 +141,25 @@ static const struct config_opt opts[] = {
     {"rate-limit", "N", "requests per second per client address (burst 2N),\n"
                         "else 429 (default: off)",
      F_U64(rate_limit, 1, 10000000)},
+    {"web", NULL, "serve the browser page (/, /app.js, /app.css, /config.json)\n"
+                  "(default: on; --no-web: those paths are 404)",
+     F_BOOL(web)},
+    {"web-root", "DIR", "serve the page's files from DIR instead of the copy built\n"
+                        "into the binary (default: none, the built-in page)",
+     F_STRING(web_root), .nonempty = true},
+    {"ice-server", "URL", "a STUN/TURN server for the page's calls (stun:, stuns:,\n"
+                          "turn:, turns:); repeat it or separate URLs with ','\n"
+                          "(default: none: loopback and LAN calls need none)",
+     F_LIST(ice_servers)},
+    {"ice-username", "NAME", "TURN username handed to the page with --ice-server\n"
+                             "(default: none)",
+     F_STRING(ice_username), .nonempty = true},
+    {"ice-credential", "SECRET", "TURN password handed to the page (default: none)",
+     F_STRING(ice_credential), .nonempty = true},
+    {"ice-secret", "SECRET", "TURN REST shared secret: the page gets a username valid\n"
+                             "for 24 h and its HMAC-SHA1 as password; wins over\n"
+                             "--ice-username/--ice-credential (default: none)",
+     F_STRING(ice_secret), .nonempty = true},
     {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
      .off = FIELD(log_level, enum log_level)},
     {"log-format", "FORMAT", "text or json (one object per line) (default text)",
@@ -355,8 +376,9 @@ static int opt_set(struct server_config *cfg, const struct config_opt *o, const 
         return store_uint(field, o->store, v);
     case OPT_SECONDS:
         return parse_seconds(val, (uint64_t *)field);
-    case OPT_STRING: {
-        if (o->nonempty && val[0] == '\0')
+    case OPT_STRING:
+    case OPT_LIST: {
+        if ((o->nonempty || o->kind == OPT_LIST) && val[0] == '\0')
             return -EINVAL;
         const char *copy = config_strdup(cfg, val);
         if (!copy)
@@ -394,6 +416,31 @@ static int opt_set(struct server_config *cfg, const struct config_opt *o, const 
         break;
     }
     return -EINVAL;
+}
+
+/*
+ * opt_set, except that an OPT_LIST given before in the same source (*seen)
+ * gets val appended after a ',' instead of replaced: "--ice-server A
+ * --ice-server B" is both, while a flag still replaces the file's list.
+ */
+static int opt_set_in_source(struct server_config *cfg, const struct config_opt *o,
+                             const char *val, bool *seen)
+{
+    bool *was = &seen[o - opts];
+    const char *old = *(const char **)((char *)cfg + o->off);
+    if (o->kind != OPT_LIST || !*was || !old || !val) {
+        *was = true;
+        return opt_set(cfg, o, val);
+    }
+    if (val[0] == '\0')
+        return -EINVAL;
+    buf_t joined;
+    buf_init(&joined, strlen(old) + strlen(val) + 2);
+    int rc = buf_printf(&joined, "%s,%s", old, val);
+    if (rc == 0)
+        rc = opt_set(cfg, o, joined.data);
+    buf_free(&joined);
+    return rc;
 }
 
 /* ---- the command line ---------------------------------------------------- */
@@ -532,8 +579,9 @@ static int scan_flags(int argc, char **argv, struct flag *out, size_t *nout,
 
 static int apply_flags(struct server_config *cfg, const struct flag *flags, size_t n, FILE *err)
 {
+    bool seen[NOPTS] = {false};
     for (size_t i = 0; i < n; i++) {
-        int rc = opt_set(cfg, flags[i].o, flags[i].val);
+        int rc = opt_set_in_source(cfg, flags[i].o, flags[i].val, seen);
         if (rc == -ENOMEM) {
             fprintf(err, "pcsig-server: out of memory\n");
             return CONFIG_ERROR;
@@ -666,7 +714,7 @@ static int read_config_file(const char *path, buf_t *text)
  * bytes, escaped when an error echoes them.
  */
 static int file_line(struct server_config *cfg, const char *path, unsigned lineno, char *line,
-                     size_t len, FILE *err)
+                     size_t len, bool *seen, FILE *err)
 {
     if (memchr(line, '\0', len)) {
         fprintf(err, "pcsig-server: %s:%u: NUL byte in the line\n", path, lineno);
@@ -714,7 +762,7 @@ static int file_line(struct server_config *cfg, const char *path, unsigned linen
         fprintf(err, "pcsig-server: %s:%u: empty value for '%s'\n", path, lineno, o->name);
         return CONFIG_ERROR;
     }
-    int rc = opt_set(cfg, o, val);
+    int rc = opt_set_in_source(cfg, o, val, seen);
     if (rc == -ENOMEM) {
         fprintf(err, "pcsig-server: out of memory\n");
         return CONFIG_ERROR;
@@ -745,6 +793,7 @@ static int load_file(struct server_config *cfg, const char *source, const char *
     }
     size_t pos = 0;
     unsigned lineno = 0;
+    bool seen[NOPTS] = {false};
     while (rc == 0 && pos < text.len) {
         char *line = text.data + pos;
         char *nl = memchr(line, '\n', text.len - pos);
@@ -756,7 +805,7 @@ static int load_file(struct server_config *cfg, const char *source, const char *
                     CONFIG_MAX_LINE);
             rc = CONFIG_ERROR;
         } else {
-            rc = file_line(cfg, where, lineno, line, len, err);
+            rc = file_line(cfg, where, lineno, line, len, seen, err);
         }
     }
     buf_free(&text);
@@ -787,7 +836,56 @@ void config_defaults(struct server_config *cfg)
         .allow_quit = false,
         .log_level = LOG_INFO,
         .tls_port = -1,
+        .web = true,
     };
+}
+
+/*
+ * --ice-server: each ','-separated URL is scheme:rest with a scheme browsers
+ * accept (RFC 7064, 7065) and a rest of printable ASCII without quotes,
+ * backslashes or spaces (it is written into JSON for the page as is); TURN
+ * needs credentials, from --ice-username/--ice-credential or --ice-secret.
+ */
+static int check_ice(const struct server_config *cfg, FILE *err)
+{
+    static const char *const schemes[] = {"stun:", "stuns:", "turn:", "turns:"};
+    bool turn = false;
+    for (const char *p = cfg->ice_servers; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t skip = 0;
+        for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !skip; i++) {
+            size_t n = strlen(schemes[i]);
+            if (len > n && strncasecmp(p, schemes[i], n) == 0) {
+                skip = n;
+                turn = turn || i >= 2;
+            }
+        }
+        const char *why = skip ? NULL : "not a stun:, stuns:, turn: or turns: URL";
+        for (size_t i = skip; i < len && !why; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\')
+                why = "a space, quote, backslash or control byte in the URL";
+        }
+        if (why) {
+            buf_t b;
+            fprintf(err, "pcsig-server: bad value '%s' for --ice-server: %s\n",
+                    shown(&b, p, len), why);
+            buf_free(&b);
+            return CONFIG_ERROR;
+        }
+        p += len + (end ? 1 : 0);
+    }
+    if ((cfg->ice_username == NULL) != (cfg->ice_credential == NULL)) {
+        fprintf(err, "pcsig-server: --ice-username and --ice-credential go together\n");
+        return CONFIG_ERROR;
+    }
+    if (turn && !cfg->ice_username && !cfg->ice_secret) {
+        fprintf(err, "pcsig-server: a turn: or turns: --ice-server needs --ice-username and\n"
+                     "--ice-credential, or --ice-secret\n");
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
 }
 
 /* The checks between options, on the merged result of every source. */
@@ -805,7 +903,7 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
         fprintf(err, "pcsig-server: --metrics-port-file needs --metrics-bind\n");
         return CONFIG_ERROR;
     }
-    return CONFIG_OK;
+    return check_ice(cfg, err);
 }
 
 int config_load(struct server_config *cfg, int argc, char **argv, char *const *envp, FILE *err)
@@ -957,6 +1055,25 @@ static int check_readable(const char *opt, const char *path, FILE *err)
     return CONFIG_ERROR;
 }
 
+/* The directory named by --opt must open as a directory: else the one-line error. */
+static int check_directory(const char *opt, const char *path, FILE *err)
+{
+    if (!path)
+        return CONFIG_OK;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return CONFIG_OK;
+    }
+    int e = errno;
+    char tmp[128];
+    buf_t b;
+    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
+            log_strerror(e, tmp, sizeof tmp));
+    buf_free(&b);
+    return CONFIG_ERROR;
+}
+
 int config_preflight(const struct server_config *cfg, FILE *err)
 {
     if (check_address("bind", cfg->bind, cfg->bind, err) < 0 ||
@@ -964,7 +1081,8 @@ int config_preflight(const struct server_config *cfg, FILE *err)
         check_readable("tls-cert", cfg->tls_cert, err) < 0 ||
         check_readable("tls-key", cfg->tls_key, err) < 0 ||
         check_readable("tls-client-ca", cfg->tls_client_ca, err) < 0 ||
-        check_readable("auth-token-file", cfg->auth_token_file, err) < 0)
+        check_readable("auth-token-file", cfg->auth_token_file, err) < 0 ||
+        check_directory("web-root", cfg->web_root, err) < 0)
         return CONFIG_ERROR;
     return CONFIG_OK;
 }
@@ -974,7 +1092,8 @@ void config_free(struct server_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NOPTS; i++) {
-        if (opts[i].kind == OPT_STRING || opts[i].kind == OPT_HOST_PORT)
+        if (opts[i].kind == OPT_STRING || opts[i].kind == OPT_LIST ||
+            opts[i].kind == OPT_HOST_PORT)
             *(const char **)((char *)cfg + opts[i].off) = NULL;
     }
     while (cfg->owned) {

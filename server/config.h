@@ -18,7 +18,7 @@
  * error, never "unset": PCSIG_AUTH_TOKEN=$UNSET_VAR must not quietly turn
  * authentication off.
  *
- * A boolean (allow-quit, secure-ids) is a bare flag --NAME (on), --no-NAME
+ * A boolean (allow-quit, secure-ids, web) is a bare flag --NAME (on), --no-NAME
  * (off) or --NAME=BOOL on the command line, and true/false (yes/no, 1/0) in
  * the environment and the file, so that a flag can override either way.
  *
@@ -80,6 +80,12 @@ struct server_config {
     const char *auth_token_file; /* ... or one of the tokens in this file */
     size_t max_conns_per_ip;   /* 0: no limit */
     uint64_t rate_limit;       /* requests per second per address, 0: no limit */
+    bool web;                  /* serve the browser page at / (web.c) */
+    const char *web_root;      /* serve this directory instead of the embedded page */
+    const char *ice_servers;   /* comma-separated stun:/turn: URLs for the page, or NULL */
+    const char *ice_username;  /* TURN credentials handed to the page */
+    const char *ice_credential;
+    const char *ice_secret;    /* TURN REST shared secret: time-limited credentials */
     struct config_str *owned;  /* the storage of the strings above */
 };
 

@@ -17,6 +17,7 @@
 #include "response.h"
 #include "server.h"
 #include "session.h"
+#include "web.h"
 
 static const char sorry_body[] = "<html><body>Sorry, not yet implemented</body></html>";
 static const char gone_body[] = "Peer most likely gone.";
@@ -358,6 +359,9 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         handle_observability(s, req, is_health, ka);
         return ROUTE_RESPONDED;
     }
+    /* Last: the page's paths can never shadow the protocol's. */
+    if (srv->web && web_answer(srv->web, req, &s->out, ka))
+        return ROUTE_RESPONDED;
     resp_append_error(&s->out, 404, "no such path", ka);
     return ROUTE_RESPONDED;
 }

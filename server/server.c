@@ -24,6 +24,7 @@
 #include "procstat.h"
 #include "response.h"
 #include "session.h"
+#include "web.h"
 
 #define POLLER_BATCH 256
 #define REAPER_PERIOD_MS 250
@@ -583,6 +584,9 @@ int server_start(struct server *srv, const struct server_config *cfg)
         err = -ENOMEM;
         goto fail;
     }
+    /* srv->cfg, not cfg: the page keeps a pointer to the server's copy. */
+    if (cfg->web && (err = web_create(&srv->cfg, &srv->web)) < 0)
+        goto fail;
     srv->reg = reg_create(&rc);
     if (!srv->reg) {
         err = -ENOMEM;
@@ -796,6 +800,8 @@ void server_stop(struct server *srv)
     srv->tls = NULL;
     rl_destroy(srv->rl);
     srv->rl = NULL;
+    web_free(srv->web);
+    srv->web = NULL;
     for (size_t i = 0; i < srv->nauth_tokens; i++) {
         /* Secrets do not linger in freed memory. */
         explicit_bzero(srv->auth_tokens[i], strlen(srv->auth_tokens[i]));

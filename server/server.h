@@ -44,6 +44,7 @@ struct server {
     char **auth_tokens; /* sign-in bearer tokens (--auth-token, --auth-token-file) */
     size_t nauth_tokens;
     ratelimit_t *rl; /* per-address limits */
+    struct web *web; /* the browser page (web.h); NULL with --no-web */
     uint16_t tls_port;
     int acceptor_wake_fd; /* eventfd: stop the acceptor */
     int epfd;

@@ -386,7 +386,8 @@ static void test_unknown_path(void **state)
 {
     (void)state;
     h_server_t srv;
-    h_server_start(&srv, NULL);
+    /* --no-web: "/" is the browser page otherwise (tests/browser). */
+    h_server_start(&srv, "--no-web", NULL);
     static const char *const reqs[] = {
         "GET /foo HTTP/1.0\r\n\r\n",
         "GET / HTTP/1.0\r\n\r\n",

@@ -1017,7 +1017,7 @@ static void test_help_defaults(void **state)
         row = next;
     }
     assert_null(prev_bool);
-    assert_int_equal(negations, 2); /* allow-quit, secure-ids */
+    assert_int_equal(negations, 3); /* allow-quit, secure-ids, web */
     assert_true(with_default >= 31);
     assert_int_equal(rows, with_default + negations + 2);
     free(help);
@@ -1107,6 +1107,53 @@ static void test_dist_example(void **state)
     free(dist);
 }
 
+/* The page's options: --no-web, and --ice-server's list (repeated in one
+ * source: appended; a later source: replaced) with its checks. */
+static void test_web_and_ice(void **state)
+{
+    (void)state;
+    struct server_config cfg;
+    load_ok(&cfg, NULL, NULL);
+    assert_true(cfg.web);
+    assert_null(cfg.ice_servers);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--no-web", "--web-root", "/srv/w"), NULL);
+    assert_false(cfg.web);
+    assert_string_equal(cfg.web_root, "/srv/w");
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--ice-server", "stun:a:3478", "--ice-server=stun:b,stuns:c"), NULL);
+    assert_string_equal(cfg.ice_servers, "stun:a:3478,stun:b,stuns:c");
+    config_free(&cfg);
+    const char *file = tmp_file("ice-server = stun:f1\nice-server = turn:f2\n"
+                                "ice-username = u\nice-credential = p\n");
+    load_ok(&cfg, ARGS("--config", file), NULL);
+    assert_string_equal(cfg.ice_servers, "stun:f1,turn:f2");
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--config", file), ENV("PCSIG_ICE_SERVER=stun:e"));
+    assert_string_equal(cfg.ice_servers, "stun:e");
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--config", file, "--ice-server", "stun:x", "--ice-server", "stun:y"),
+            ENV("PCSIG_ICE_SERVER=stun:e"));
+    assert_string_equal(cfg.ice_servers, "stun:x,stun:y");
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--ice-server", "turns:t", "--ice-secret", "s"), NULL);
+    assert_string_equal(cfg.ice_secret, "s");
+    config_free(&cfg);
+    expect_error(ARGS("--ice-server", "http://x"), NULL,
+                 "pcsig-server: bad value 'http://x' for --ice-server: not a stun:, stuns:, "
+                 "turn: or turns: URL");
+    expect_error(ARGS("--ice-server", "stun:a,stun:b\"c"), NULL,
+                 "pcsig-server: bad value 'stun:b\\\"c' for --ice-server: a space, quote, "
+                 "backslash or control byte in the URL");
+    expect_error(ARGS("--ice-server", "stun:"), NULL,
+                 "pcsig-server: bad value 'stun:' for --ice-server: not a stun:, stuns:, "
+                 "turn: or turns: URL");
+    expect_error(ARGS("--ice-server", ""), NULL,
+                 "pcsig-server: bad value '' for --ice-server (see --help)");
+    expect_error(ARGS("--ice-credential", "p"), NULL,
+                 "pcsig-server: --ice-username and --ice-credential go together");
+}
+
 #define T(f) cmocka_unit_test_teardown(f, remove_tmp_files)
 
 int main(void)
@@ -1134,6 +1181,7 @@ int main(void)
         T(test_help_and_version),
         T(test_help_defaults),
         T(test_dist_example),
+        T(test_web_and_ice),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(err_text);

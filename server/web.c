@@ -1,0 +1,403 @@
+/*
+ * web: serving the browser page. See web.h for what is served and why the
+ * paths and headers are what they are.
+ */
+#include "web.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "clock.h"
+#include "log.h"
+#include "response.h"
+
+/*
+ * The page loads only its own script and style (no inline script, no
+ * eval), shows camera streams (srcObject needs no source list) and talks
+ * to its own server or to another one the user types: connect-src allows
+ * http(s) for that, since the page's whole job is to reach a signaling
+ * server of the user's choice; script-src 'self' is what keeps a peer's
+ * bytes from ever running.
+ */
+#define WEB_CSP                                                                 \
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; "           \
+    "style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "           \
+    "connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; "     \
+    "frame-ancestors 'none'\r\n"
+#define WEB_HEADERS                                                             \
+    WEB_CSP                                                                     \
+    "X-Content-Type-Options: nosniff\r\n"                                       \
+    "Referrer-Policy: no-referrer\r\n"
+
+#define WEB_ETAG_LEN 18 /* '"' + 16 hex digits + '"' */
+
+struct web {
+    const struct server_config *cfg;
+    int root_fd; /* --web-root, or -1: the embedded files */
+    /* The embedded files' ETags, computed once: web_embedded_count of them. */
+    char (*etags)[WEB_ETAG_LEN + 1];
+};
+
+/* FNV-1a 64 of the bytes: a cache validator, not a security measure. */
+static void etag_of(const unsigned char *p, size_t n, char out[WEB_ETAG_LEN + 1])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '"';
+    for (int i = 0; i < 16; i++)
+        out[1 + i] = hex[(h >> (60 - 4 * i)) & 0xf];
+    out[17] = '"';
+    out[18] = '\0';
+}
+
+int web_create(const struct server_config *cfg, struct web **out)
+{
+    *out = NULL;
+    struct web *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->cfg = cfg;
+    w->root_fd = -1;
+    if (cfg->web_root) {
+        w->root_fd = open(cfg->web_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (w->root_fd < 0) {
+            int e = errno;
+            log_errno(LOG_ERROR, e, "--web-root %s", cfg->web_root);
+            free(w);
+            return -e;
+        }
+    }
+    w->etags = calloc(web_embedded_count ? web_embedded_count : 1, sizeof *w->etags);
+    if (!w->etags) {
+        web_free(w);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < web_embedded_count; i++)
+        etag_of(web_embedded_files[i].data, web_embedded_files[i].len, w->etags[i]);
+    *out = w;
+    return 0;
+}
+
+void web_free(struct web *w)
+{
+    if (!w)
+        return;
+    if (w->root_fd >= 0)
+        close(w->root_fd);
+    free(w->etags);
+    free(w);
+}
+
+const char *web_content_type(const char *path, size_t len)
+{
+    static const struct {
+        const char *ext, *ctype;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".png", "image/png"},
+        {".svg", "image/svg+xml"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        size_t n = strlen(types[i].ext);
+        if (len > n && strncasecmp(path + len - n, types[i].ext, n) == 0)
+            return types[i].ctype;
+    }
+    return "application/octet-stream";
+}
+
+bool web_path_ok(const char *path, size_t len)
+{
+    if (len < 2 || len > WEB_MAX_PATH || path[0] != '/')
+        return false;
+    bool seg_start = true;
+    for (size_t i = 1; i < len; i++) {
+        char c = path[i];
+        if (c == '/') {
+            if (seg_start)
+                return false; /* "//" */
+            seg_start = true;
+            continue;
+        }
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '-' || c == '.';
+        if (!plain || (seg_start && c == '.'))
+            return false; /* "..", dot files, '%', '\\', anything odd */
+        seg_start = false;
+    }
+    return !seg_start; /* no trailing '/' */
+}
+
+bool web_etag_matches(const char *value, size_t len, const char *etag)
+{
+    size_t elen = strlen(etag);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < len && value[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
+        const char *t = value + start;
+        size_t tlen = end - start;
+        if (tlen == 1 && t[0] == '*')
+            return true;
+        if (tlen > 2 && t[0] == 'W' && t[1] == '/') { /* weak comparison */
+            t += 2;
+            tlen -= 2;
+        }
+        if (tlen == elen && memcmp(t, etag, elen) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* s as the inside of a JSON string: '"', '\\' and control bytes escaped. */
+static int json_string(buf_t *out, const char *s)
+{
+    int rc = buf_append_str(out, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = buf_printf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            rc = buf_printf(out, "\\u%04x", *p);
+        else
+            rc = buf_append(out, p, 1);
+    }
+    return rc ? rc : buf_append_str(out, "\"");
+}
+
+/*
+ * The TURN REST credentials (draft-uberti-behave-turn-rest): the username
+ * is "<expiry unix time>:pcsig", the password base64(HMAC-SHA1(secret,
+ * username)); a TURN server with the same static-auth-secret checks both.
+ */
+static int turn_rest(buf_t *out, const char *secret, unsigned long long now_s)
+{
+    char user[48];
+    int n = snprintf(user, sizeof user, "%llu:pcsig", now_s + WEB_TURN_REST_TTL_S);
+    if (n < 0 || (size_t)n >= sizeof user)
+        return -EINVAL;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    if (!HMAC(EVP_sha1(), secret, (int)strlen(secret), (const unsigned char *)user, (size_t)n,
+              mac, &maclen))
+        return -EINVAL;
+    unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    EVP_EncodeBlock(b64, mac, (int)maclen);
+    int rc = buf_append_str(out, ",\"username\":");
+    if (rc == 0)
+        rc = json_string(out, user);
+    if (rc == 0)
+        rc = buf_append_str(out, ",\"credential\":");
+    if (rc == 0)
+        rc = json_string(out, (const char *)b64);
+    return rc;
+}
+
+int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out)
+{
+    int rc = buf_append_str(out, "{\"iceServers\":[");
+    if (rc == 0 && cfg->ice_servers) {
+        /* One entry with every URL: the credentials apply to the TURN ones. */
+        rc = buf_append_str(out, "{\"urls\":[");
+        for (const char *p = cfg->ice_servers; rc == 0 && *p;) {
+            const char *end = strchr(p, ',');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            /* config.c allowed no quote, backslash or control byte in a URL. */
+            rc = buf_printf(out, "%s\"%.*s\"", p == cfg->ice_servers ? "" : ",", (int)len, p);
+            p += len + (end ? 1 : 0);
+        }
+        if (rc == 0)
+            rc = buf_append_str(out, "]");
+        if (rc == 0 && cfg->ice_secret) {
+            rc = turn_rest(out, cfg->ice_secret, now_s);
+        } else if (rc == 0 && cfg->ice_username) {
+            rc = buf_append_str(out, ",\"username\":");
+            if (rc == 0)
+                rc = json_string(out, cfg->ice_username);
+            if (rc == 0)
+                rc = buf_append_str(out, ",\"credential\":");
+            if (rc == 0)
+                rc = json_string(out, cfg->ice_credential);
+        }
+        if (rc == 0)
+            rc = buf_append_str(out, "}");
+    }
+    return rc ? rc : buf_append_str(out, "]}\n");
+}
+
+/* One 200 or 304 answer for a file with its ETag. */
+static void answer_file(buf_t *out, const http_request_t *req, const char *path, size_t plen,
+                        const void *body, size_t len, const char *etag, bool ka)
+{
+    buf_t extra;
+    buf_init(&extra, 1024);
+    const http_header_t *inm = http_find_header(req->headers, req->num_headers, "If-None-Match");
+    bool not_modified = inm && web_etag_matches(inm->value.ptr, inm->value.len, etag);
+    int rc = buf_printf(&extra, "ETag: %s\r\n" WEB_HEADERS, etag);
+    if (rc == 0) {
+        const char *ctype = web_content_type(path, plen);
+        /* A 304 names the length a 200 would have, and carries no body. */
+        struct resp r = {
+            .status = not_modified ? 304 : 200,
+            .reason = not_modified ? "Not Modified" : "OK",
+            .has_ctype = true, .ctype = ctype, .ctype_len = strlen(ctype),
+            .body = body, .body_len = len, .keep_alive = ka, .extra = extra.data,
+            .head_only = not_modified,
+        };
+        rc = resp_append(out, &r);
+    }
+    if (rc < 0)
+        resp_append_error(out, 503, "out of memory", false);
+    buf_free(&extra);
+}
+
+/*
+ * Open path (web_path_ok) below root_fd one segment at a time, never
+ * following a symbolic link (O_NOFOLLOW on each): a link anywhere, even
+ * one pointing inside, is refused. -errno or the fd.
+ */
+static int open_beneath(int root_fd, const char *path, size_t len)
+{
+    char seg[WEB_MAX_PATH + 1];
+    int dir = root_fd;
+    size_t i = 1;
+    for (;;) {
+        size_t j = i;
+        while (j < len && path[j] != '/')
+            j++;
+        memcpy(seg, path + i, j - i);
+        seg[j - i] = '\0';
+        bool last = j == len;
+        int fd = openat(dir, seg, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+                                      (last ? 0 : O_DIRECTORY));
+        int e = errno;
+        if (dir != root_fd)
+            close(dir);
+        if (fd < 0)
+            return -e;
+        if (last)
+            return fd;
+        dir = fd;
+        i = j + 1;
+    }
+}
+
+/* A file of --web-root: true when answered (200/304), false for "not ours". */
+static bool answer_from_root(const struct web *w, const http_request_t *req, const char *path,
+                             size_t plen, buf_t *out, bool ka)
+{
+    if (!web_path_ok(path, plen))
+        return false;
+    int fd = open_beneath(w->root_fd, path, plen);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    buf_t data;
+    buf_init(&data, WEB_MAX_FILE);
+    bool served = false;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WEB_MAX_FILE) {
+        int rc = 0;
+        for (;;) {
+            char chunk[16384];
+            ssize_t n = read(fd, chunk, sizeof chunk);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                rc = n < 0 ? -errno : 0;
+                break;
+            }
+            if ((rc = buf_append(&data, chunk, (size_t)n)) < 0)
+                break;
+        }
+        if (rc == 0) {
+            char etag[WEB_ETAG_LEN + 1];
+            etag_of((const unsigned char *)data.data, data.len, etag);
+            answer_file(out, req, path, plen, data.data, data.len, etag, ka);
+            served = true;
+        } else {
+            log_errno(LOG_WARN, -rc, "--web-root: reading %.*s", (int)plen, path);
+        }
+    }
+    close(fd);
+    buf_free(&data);
+    return served;
+}
+
+static void answer_config(const struct web *w, buf_t *out, bool ka)
+{
+    buf_t body;
+    buf_init(&body, 64 * 1024);
+    int rc = web_config_json(w->cfg, (unsigned long long)clock_wall_s(), &body);
+    if (rc == 0) {
+        struct resp r = {
+            .status = 200, .reason = "OK", .has_ctype = true, .ctype = "application/json",
+            .ctype_len = 16, .body = body.data, .body_len = body.len, .keep_alive = ka,
+            .extra = WEB_HEADERS,
+        };
+        rc = resp_append(out, &r);
+    }
+    if (rc < 0)
+        resp_append_error(out, 503, "out of memory", false);
+    buf_free(&body);
+}
+
+bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool ka)
+{
+    const char *path = req->path.ptr;
+    size_t plen = req->path.len;
+    if (plen == 1 && path[0] == '/') {
+        path = "/index.html";
+        plen = strlen(path);
+    }
+    bool config = plen == 12 && memcmp(path, "/config.json", 12) == 0;
+    size_t found = web_embedded_count;
+    for (size_t i = 0; !config && w->root_fd < 0 && i < web_embedded_count; i++) {
+        if (strlen(web_embedded_files[i].path) == plen &&
+            memcmp(web_embedded_files[i].path, path, plen) == 0)
+            found = i;
+    }
+    bool ours = config || found < web_embedded_count || (w->root_fd >= 0 && web_path_ok(path, plen));
+    if (!ours)
+        return false;
+    if (req->method != HTTP_METHOD_GET) {
+        static const char why[] = "use GET\n";
+        struct resp r = {
+            .status = 405, .reason = "Method Not Allowed", .has_ctype = true,
+            .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
+            .keep_alive = ka, .extra = "Allow: GET\r\n",
+        };
+        resp_append(out, &r);
+        return true;
+    }
+    if (config) {
+        answer_config(w, out, ka);
+        return true;
+    }
+    if (w->root_fd >= 0)
+        return answer_from_root(w, req, path, plen, out, ka);
+    const struct web_embedded *f = &web_embedded_files[found];
+    answer_file(out, req, path, plen, f->data, f->len, w->etags[found], ka);
+    return true;
+}

@@ -1,0 +1,100 @@
+// Helpers of the browser tests: the real pcsig-server on a loopback port,
+// a development CA for TLS, and a headless Chromium.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { once } from 'node:events';
+
+export const root = resolve(new URL('../..', import.meta.url).pathname);
+export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-server');
+export const clientBin = process.env.PCSIG_CLIENT || join(root, 'build/pcsig-client');
+export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium';
+// Test artifacts (screenshots) under the build directory.
+export const artifacts = join(resolve(root, process.env.PCSIG_BUILD || 'build'), 'browser');
+mkdirSync(artifacts, { recursive: true });
+
+const START_TIMEOUT_MS = 15000;
+const STOP_TIMEOUT_MS = 20000;
+
+// Start pcsig-server with --bind 127.0.0.1 and args; resolves once it printed
+// its ready line(s): {port, tlsPort, url, tlsUrl, stop(), log()}.
+export async function startServer(args = [], { port = 0 } = {}) {
+  const proc = spawn(serverBin, ['--bind', '127.0.0.1', '--port', String(port), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const wantTls = args.includes('--tls-port');
+  const ready = new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`server not ready in time; stderr:\n${err}`)), START_TIMEOUT_MS);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const plain = /listening on port (\d+)/.exec(out);
+      const tls = /listening on TLS port (\d+)/.exec(out);
+      if (plain && (!wantTls || tls)) {
+        clearTimeout(timer);
+        res({ port: Number(plain[1]), tlsPort: tls ? Number(tls[1]) : 0 });
+      }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); rej(new Error(`server exited ${code}; stderr:\n${err}`)); });
+  });
+  const { port: p, tlsPort } = await ready;
+  const exited = once(proc, 'exit');
+  return {
+    port: p, tlsPort,
+    url: `http://127.0.0.1:${p}`,
+    tlsUrl: tlsPort ? `https://localhost:${tlsPort}` : null,
+    log: () => err,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      const [code, signal] = await exited;
+      clearTimeout(timer);
+      // A clean drain exits 0 (a sanitizer's report would not).
+      if (code !== 0) throw new Error(`server exit ${code ?? signal}; stderr:\n${err}`);
+    },
+  };
+}
+
+// Run the server binary to completion (a start-up error): {code, stderr}.
+export async function runServer(args) {
+  const proc = spawn(serverBin, ['--bind', '127.0.0.1', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const [code] = await once(proc, 'exit');
+  return { code, stderr: err };
+}
+
+// A fresh development CA and server certificate (certs/gen-certs.sh), and the
+// base64 SHA-256 of the server key's SPKI: what Chromium is told to trust.
+export function devCerts() {
+  const dir = mkdtempSync(join(tmpdir(), 'pcsig-browser-certs-'));
+  execFileSync(join(root, 'certs/gen-certs.sh'), ['--force', dir], { stdio: 'ignore' });
+  const der = execFileSync('openssl', ['pkey', '-in', join(dir, 'server.key'), '-pubout', '-outform', 'DER']);
+  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+  return { dir, cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: readFileSync(join(dir, 'ca.pem')), spki };
+}
+
+// Chromium's flags for this machine: headless, no GPU, fake camera and
+// microphone granted without a prompt, host addresses in ICE candidates
+// (no mDNS here), and TLS trust for exactly our development key.
+export function chromiumArgs(spki) {
+  return [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
+  ];
+}
+
+// Await a (possibly async) condition inside the page; a timeout fails.
+export async function pageUntil(page, fn, arg, timeoutMs = 20000, what = 'condition') {
+  try {
+    await page.waitForFunction(fn, arg, { polling: 100, timeout: timeoutMs });
+  } catch (e) {
+    throw new Error(`timed out waiting for ${what}: ${e.message.split('\n')[0]}`);
+  }
+}

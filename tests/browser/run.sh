@@ -1,0 +1,36 @@
+#!/bin/sh
+# The page in a real headless Chromium: installs what it needs when missing
+# (Debian's chromium with apt-get when root; playwright-core with npm ci,
+# pinned by package-lock.json), then runs the tests with node's test runner
+# against $PCSIG_SERVER (default build/pcsig-server). Run from anywhere;
+# make test and make test-browser call it.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+chromium=${PCSIG_CHROMIUM:-/usr/bin/chromium}
+
+if [ ! -x "$chromium" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing: chromium"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null ||
+            { echo "error: could not install chromium; run: sudo apt-get install -y chromium" >&2; exit 1; }
+    else
+        echo "error: no $chromium; run: sudo apt-get update && sudo apt-get install -y chromium" >&2
+        exit 1
+    fi
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "error: the browser tests need Node.js 20 or later with npm" >&2
+    exit 1
+fi
+# npm ci again whenever the lockfile changed since the last install.
+stamp=$here/node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ "$here/package-lock.json" -nt "$stamp" ]; then
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+cd "$root"
+export PCSIG_SERVER="${PCSIG_SERVER:-$root/build/pcsig-server}"
+export PCSIG_CLIENT="${PCSIG_CLIENT:-$root/build/pcsig-client}"
+export PCSIG_CHROMIUM="$chromium"
+exec node --test --test-concurrency=1 "$here"/*.test.mjs

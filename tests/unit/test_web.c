@@ -1,0 +1,178 @@
+/*
+ * Unit tests of web's pure parts: which request paths --web-root may map to
+ * a file, If-None-Match matching, Content-Types, the /config.json body, and
+ * web_answer on the built-in files (200, 304, 405, not ours).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "web.h"
+
+static bool path_ok(const char *p)
+{
+    return web_path_ok(p, strlen(p));
+}
+
+static void test_path_ok(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"/index.html", "/a", "/sub/a.txt", "/a-b_c.d.e",
+                                       "/x/y/z/file.js", "/a..b"};
+    static const char *const bad[] = {
+        "", "/", "index.html", "/..", "/../x", "/sub/../x", "/./x", "/.hidden", "/sub/.git/x",
+        "//x", "/sub//x", "/sub/", "/%2e%2e/x", "/a%20b", "/a\\b", "/a b", "/a?b", "/a\x01",
+        "/\xc3\xa9", "/a:b", "/~x",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (!path_ok(good[i]))
+            fail_msg("refused %s", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (path_ok(bad[i]))
+            fail_msg("accepted %s", bad[i]);
+    /* A NUL inside the slice is refused, not a terminator. */
+    assert_false(web_path_ok("/a\0b", 4));
+    char longp[WEB_MAX_PATH + 2];
+    longp[0] = '/';
+    memset(longp + 1, 'a', WEB_MAX_PATH);
+    assert_true(web_path_ok(longp, WEB_MAX_PATH));
+    assert_false(web_path_ok(longp, WEB_MAX_PATH + 1));
+}
+
+static bool matches(const char *value, const char *etag)
+{
+    return web_etag_matches(value, strlen(value), etag);
+}
+
+static void test_etag_matches(void **state)
+{
+    (void)state;
+    const char *e = "\"0123456789abcdef\"";
+    assert_true(matches("\"0123456789abcdef\"", e));
+    assert_true(matches("W/\"0123456789abcdef\"", e));
+    assert_true(matches("\"x\", \"0123456789abcdef\"", e));
+    assert_true(matches(" \"x\" ,\t\"0123456789abcdef\" ", e));
+    assert_true(matches("*", e));
+    assert_false(matches("", e));
+    assert_false(matches("\"0123456789abcdee\"", e));
+    assert_false(matches("0123456789abcdef", e)); /* unquoted */
+    assert_false(matches("\"0123456789abcdef", e));
+    assert_false(matches("\"0123456789abcdef\"x", e));
+    assert_false(matches("w/\"0123456789abcdef\"", e));
+    assert_false(matches("**", e));
+}
+
+static void test_content_type(void **state)
+{
+    (void)state;
+    assert_string_equal(web_content_type("/index.html", 11), "text/html; charset=utf-8");
+    assert_string_equal(web_content_type("/app.js", 7), "text/javascript; charset=utf-8");
+    assert_string_equal(web_content_type("/APP.CSS", 8), "text/css; charset=utf-8");
+    assert_string_equal(web_content_type("/x.png", 6), "image/png");
+    assert_string_equal(web_content_type("/x", 2), "application/octet-stream");
+    /* Only the slice counts: "/a.js" cut to "/a." has no known extension. */
+    assert_string_equal(web_content_type("/a.js", 3), "application/octet-stream");
+}
+
+static char *config_json(const struct server_config *cfg, unsigned long long now)
+{
+    static buf_t b;
+    buf_free(&b);
+    buf_init(&b, 1 << 16);
+    assert_int_equal(web_config_json(cfg, now, &b), 0);
+    assert_int_equal(buf_append(&b, "", 1), 0);
+    return b.data;
+}
+
+static void test_config_json(void **state)
+{
+    (void)state;
+    struct server_config cfg;
+    config_defaults(&cfg);
+    assert_string_equal(config_json(&cfg, 0), "{\"iceServers\":[]}\n");
+    cfg.ice_servers = "stun:a:3478,turn:b?transport=tcp";
+    assert_string_equal(config_json(&cfg, 0),
+                        "{\"iceServers\":[{\"urls\":[\"stun:a:3478\",\"turn:b?transport=tcp\"]}]}\n");
+    cfg.ice_username = "u\"\\\n";
+    cfg.ice_credential = "p\x7f";
+    assert_string_equal(config_json(&cfg, 0),
+                        "{\"iceServers\":[{\"urls\":[\"stun:a:3478\",\"turn:b?transport=tcp\"],"
+                        "\"username\":\"u\\\"\\\\\\u000a\",\"credential\":\"p\\u007f\"}]}\n");
+    /* TURN REST (RFC 2104 HMAC-SHA1 of "86400:pcsig" under "secret", base64),
+     * checked against: printf 86400:pcsig | openssl dgst -sha1 -hmac secret -binary | base64 */
+    cfg.ice_servers = "turn:t";
+    cfg.ice_secret = "secret";
+    assert_string_equal(config_json(&cfg, 0),
+                        "{\"iceServers\":[{\"urls\":[\"turn:t\"],\"username\":\"86400:pcsig\","
+                        "\"credential\":\"anX9K9O3PVHmLkeAUDoJXMfVpg0=\"}]}\n");
+}
+
+/* A GET of path (with an If-None-Match when inm): what web_answer wrote. */
+static bool answer(const struct web *w, const char *reqtext, buf_t *out)
+{
+    http_request_t req;
+    http_error_t err;
+    http_limits_t lim = {.max_head = 16384, .max_body = 0};
+    long n = http_parse_request(reqtext, strlen(reqtext), &lim, &req, &err);
+    assert_true(n > 0);
+    buf_reset(out);
+    return web_answer(w, &req, out, true);
+}
+
+static void test_answer_builtin(void **state)
+{
+    (void)state;
+    struct server_config cfg;
+    config_defaults(&cfg);
+    struct web *w = NULL;
+    assert_int_equal(web_create(&cfg, &w), 0);
+    buf_t out;
+    buf_init(&out, 1 << 22);
+    assert_true(answer(w, "GET / HTTP/1.1\r\n\r\n", &out));
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    assert_non_null(strstr(out.data, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(out.data, "Content-Type: text/html; charset=utf-8\r\n"));
+    assert_non_null(strstr(out.data, "X-Content-Type-Options: nosniff\r\n"));
+    const char *etag = strstr(out.data, "ETag: ");
+    assert_non_null(etag);
+    char tag[19];
+    memcpy(tag, etag + 6, 18);
+    tag[18] = '\0';
+    char req[128];
+    snprintf(req, sizeof req, "GET /index.html HTTP/1.1\r\nIf-None-Match: %s\r\n\r\n", tag);
+    assert_true(answer(w, req, &out));
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    assert_non_null(strstr(out.data, "HTTP/1.1 304 Not Modified\r\n"));
+    /* The head ends the 304: no body follows it. */
+    assert_int_equal(strstr(out.data, "\r\n\r\n") + 4 - out.data, (long)out.len - 1);
+    assert_true(answer(w, "POST /app.js HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &out));
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    assert_non_null(strstr(out.data, "HTTP/1.1 405 Method Not Allowed\r\n"));
+    assert_non_null(strstr(out.data, "Allow: GET\r\n"));
+    /* Not the page's: nothing written, the router answers. */
+    static const char *const not_ours[] = {"/sign_in", "/health", "/nope", "/app.js/", "/index.htm"};
+    for (size_t i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++) {
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", not_ours[i]);
+        assert_false(answer(w, req, &out));
+        assert_int_equal(out.len, 0);
+    }
+    buf_free(&out);
+    web_free(w);
+    web_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path_ok),
+        cmocka_unit_test(test_etag_matches),
+        cmocka_unit_test(test_content_type),
+        cmocka_unit_test(test_config_json),
+        cmocka_unit_test(test_answer_builtin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -793,6 +793,67 @@ static void test_unresolvable_server(void **state)
     pcsig_client_free(c);
 }
 
+/*
+ * A plain-text listener that records whether a client sent it anything:
+ * pcsig_client_connect with tls set, after a TLS set-up failure, must
+ * return -EINVAL and never reach it (it used to fall back to plain TCP
+ * when the reason text could not be kept).
+ */
+static void expect_no_plain_fallback(struct pcsig_client_options *o)
+{
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    o->server = "127.0.0.1";
+    o->port = (uint16_t)net_local_port(fds[0]);
+    o->name = "tls-only";
+    o->tls = true;
+    pcsig_client_t *c = pcsig_client_new(o);
+    assert_non_null(c);
+    int rc = pcsig_client_connect(c);
+    if (rc == 0) {
+        /* The bug: see what arrives, and fail on a plaintext request. */
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, 5000) == 1) {
+            int s = accept(fds[0], NULL, NULL);
+            char got[16] = "";
+            struct pollfd q = {.fd = s, .events = POLLIN};
+            if (s >= 0 && poll(&q, 1, 5000) == 1 && read(s, got, 4) == 4 &&
+                memcmp(got, "GET ", 4) == 0) {
+                close(s);
+                pcsig_client_free(c);
+                close(fds[0]);
+                fail_msg("a TLS client sent a plaintext request after its TLS set-up failed");
+            }
+            if (s >= 0)
+                close(s);
+        }
+    }
+    assert_int_equal(rc, -EINVAL);
+    const char *why = pcsig_client_setup_error(c);
+    assert_non_null(why);
+    assert_true(why[0] != '\0');
+    /* Nothing was started: no thread, no connection attempt, no event. */
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_null(pcsig_client_next_event(c, 0));
+    assert_int_equal(pcsig_client_connect(c), -EINVAL); /* and never will */
+    pcsig_client_free(c);
+    close(fds[0]);
+}
+
+static void test_tls_setup_failure_is_fatal(void **state)
+{
+    (void)state;
+    /* A CA file that cannot be read. */
+    struct pcsig_client_options o = {.ca_file = "/nonexistent/pcsig-ca.pem"};
+    expect_no_plain_fallback(&o);
+    /* A set-up failure with no reason text at all (an injected fault). */
+    cwire_test_tls_setup_fault = 1;
+    struct pcsig_client_options o2 = {0};
+    expect_no_plain_fallback(&o2);
+    cwire_test_tls_setup_fault = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_disconnect_is_prompt),
         cmocka_unit_test(test_unreachable_backoff),
         cmocka_unit_test(test_unresolvable_server),
+        cmocka_unit_test(test_tls_setup_failure_is_fatal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1516,8 +1516,10 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
     }
     if (o.auth_token) {
         if (!cwire_token_ok(o.auth_token)) {
+            /* (after a TLS failure too: the token must not be kept) */
             c->setup_failed = true;
-            snprintf(c->setup_error, sizeof c->setup_error,
+            if (!c->setup_error[0])
+                snprintf(c->setup_error, sizeof c->setup_error,
                      "the auth token must be 1 to %d bytes of visible ASCII (no spaces or "
                      "control characters)", CWIRE_MAX_TOKEN);
         } else if (!(c->auth_token = dup_s(o.auth_token))) {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -406,6 +407,91 @@ static void test_peer_list(void **state)
     assert_string_equal(p[0].name, "a%20b");
     cwire_peers_free(p, n);
     cwire_peers_free(NULL, 0);
+}
+
+/* The list fed in pieces, split at every byte, gives what the whole body
+ * gives; max_peers keeps the first ones and counts the rest; an over-long
+ * line is skipped without being kept. */
+static void test_peer_list_incremental(void **state)
+{
+    (void)state;
+    static const char list[] = "me,9,1\nalice,1,1\nbad line\nbob,2,0\ncarol,3,1\nhalf,7,1";
+    size_t len = sizeof list - 1;
+    for (size_t cut = 0; cut <= len; cut++) {
+        for (size_t cut2 = cut; cut2 <= len; cut2++) {
+            struct cwire_peer_list l;
+            cwire_peer_list_init(&l, 9, 2);
+            assert_int_equal(cwire_peer_list_feed(&l, list, cut), 0);
+            assert_int_equal(cwire_peer_list_feed(&l, list + cut, cut2 - cut), 0);
+            assert_int_equal(cwire_peer_list_feed(&l, list + cut2, len - cut2), 0);
+            assert_int_equal(l.omitted, 1); /* carol */
+            struct pcsig_peer *p;
+            size_t n;
+            cwire_peer_list_take(&l, &p, &n);
+            assert_int_equal(n, 2);
+            assert_string_equal(p[0].name, "alice");
+            assert_int_equal(p[1].id, 2);
+            assert_false(p[1].connected);
+            cwire_peers_free(p, n);
+            cwire_peer_list_free(&l); /* after take: nothing left, no double free */
+        }
+    }
+    /* A line longer than CWIRE_MAX_PEER_LINE, fed in small pieces: skipped
+     * (the partial line never grows past the limit), and the next is read. */
+    struct cwire_peer_list l;
+    cwire_peer_list_init(&l, 1, 0);
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t i = 0; i < 2 * CWIRE_MAX_PEER_LINE / sizeof chunk; i++) {
+        assert_int_equal(cwire_peer_list_feed(&l, chunk, sizeof chunk), 0);
+        assert_true(l.partial.len <= CWIRE_MAX_PEER_LINE);
+    }
+    assert_int_equal(cwire_peer_list_feed(&l, ",5,1\nok,6,1\n", 13), 0);
+    assert_int_equal(l.npeers, 1);
+    assert_int_equal(l.peers[0].id, 6);
+    cwire_peer_list_free(&l);
+}
+
+static void test_token_and_loopback(void **state)
+{
+    (void)state;
+    assert_true(cwire_token_ok("abc-DEF_123.~+/="));
+    assert_false(cwire_token_ok(""));
+    assert_false(cwire_token_ok("a b"));
+    assert_false(cwire_token_ok("a\r\nX-Evil: 1"));
+    assert_false(cwire_token_ok("tab\there"));
+    assert_false(cwire_token_ok("caf\xc3\xa9"));
+    char big[CWIRE_MAX_TOKEN + 2];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_false(cwire_token_ok(big));
+    big[CWIRE_MAX_TOKEN] = '\0';
+    assert_true(cwire_token_ok(big));
+
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    static const char *const yes4[] = {"127.0.0.1", "127.255.1.2"};
+    static const char *const no4[] = {"10.0.0.1", "192.168.1.1", "0.0.0.0", "128.0.0.1"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(inet_pton(AF_INET, yes4[i], &v4.sin_addr), 1);
+        assert_true(cwire_addr_is_loopback((struct sockaddr *)&v4));
+    }
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(inet_pton(AF_INET, no4[i], &v4.sin_addr), 1);
+        assert_false(cwire_addr_is_loopback((struct sockaddr *)&v4));
+    }
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    static const char *const yes6[] = {"::1", "::ffff:127.0.0.1"};
+    static const char *const no6[] = {"::", "fe80::1", "2001:db8::1", "::ffff:10.0.0.1", "::2"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(inet_pton(AF_INET6, yes6[i], &v6.sin6_addr), 1);
+        assert_true(cwire_addr_is_loopback((struct sockaddr *)&v6));
+    }
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(inet_pton(AF_INET6, no6[i], &v6.sin6_addr), 1);
+        assert_false(cwire_addr_is_loopback((struct sockaddr *)&v6));
+    }
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    assert_false(cwire_addr_is_loopback(&un));
 }
 
 static void test_backoff(void **state)
@@ -869,6 +955,8 @@ int main(void)
         cmocka_unit_test(test_classify_messages),
         cmocka_unit_test(test_classify_server_states),
         cmocka_unit_test(test_peer_list),
+        cmocka_unit_test(test_peer_list_incremental),
+        cmocka_unit_test(test_token_and_loopback),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_json_valid),
         cmocka_unit_test(test_json_escapes),

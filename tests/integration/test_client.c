@@ -2188,7 +2188,7 @@ static void test_auth_token(void **state)
     if (strstr(err, T_TOKEN))
         fail_msg("the CLI logged the token: %s", err);
     free(err);
-    await_ev(a, PCSIG_EV_PEER_LEFT, 1u << PCSIG_EV_PEER_JOINED);
+    pcsig_event_free(await_ev(a, PCSIG_EV_PEER_LEFT, 1u << PCSIG_EV_PEER_JOINED));
 
     /* A wrong token on the command line: exit 1 with the reason. */
     const char *wargs[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "w",

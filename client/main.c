@@ -309,6 +309,51 @@ static void peers_add(struct cli *cli, uint64_t id, const char *name)
     cli->npeers++;
 }
 
+static int peer_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct cli_peer *)a)->id, y = ((const struct cli_peer *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The list of a sign-in, at once: copied, sorted once, a repeated id kept
+ * once (in any order, n entries cost O(n log n), never n inserts). */
+static void peers_set_all(struct cli *cli, const struct pcsig_peer *p, size_t n)
+{
+    peers_clear(cli);
+    if (n > cli->max_peers)
+        n = cli->max_peers;
+    if (n == 0)
+        return;
+    size_t cap = 1;
+    while (cap < n)
+        cap *= 2; /* peers_add grows at powers of two */
+    struct cli_peer *v = calloc(cap, sizeof *v);
+    if (!v)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *copy = strdup(p[i].name ? p[i].name : "");
+        if (copy)
+            v[k++] = (struct cli_peer){.id = p[i].id, .name = copy};
+    }
+    qsort(v, k, sizeof *v, peer_cmp);
+    size_t out = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (out && v[out - 1].id == v[i].id) {
+            free(v[out - 1].name); /* the later entry wins, as with peers_add */
+            v[out - 1] = v[i];
+        } else {
+            v[out++] = v[i];
+        }
+    }
+    cli->peers = v;
+    cli->npeers = out;
+    if (out == 0) {
+        free(v);
+        cli->peers = NULL;
+    }
+}
+
 static const char *peer_name(const struct cli *cli, uint64_t id)
 {
     bool found;
@@ -772,9 +817,7 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
         cli->unreachable = false;
         cli->own_id = ev->own_id;
         cli->autocall_done = false;
-        peers_clear(cli);
-        for (size_t i = 0; i < ev->npeers; i++)
-            peers_add(cli, ev->peers[i].id, ev->peers[i].name);
+        peers_set_all(cli, ev->peers, ev->npeers);
         if (j) {
             json_begin(&b, "signed_in");
             json_key(&b, "id");

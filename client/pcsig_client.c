@@ -390,22 +390,33 @@ struct io {
     uint64_t deadline; /* monotonic ms */
 };
 
+/* Is the exchange over (disconnect, a new session, its deadline)? 0, or
+ * -ECANCELED / -ETIMEDOUT. io_wait checks it before each poll; a reader
+ * that gets data without ever waiting checks it itself. */
+static int io_check(struct io *io)
+{
+    pcsig_client_t *c = io->c;
+    pthread_mutex_lock(&c->mu);
+    bool cancel = io->epoch != 0 && c->epoch != io->epoch;
+    if (c->closing) {
+        if (io->policy == IO_CANCEL_ON_CLOSE)
+            cancel = true;
+        else if (io->policy == IO_CLOSE_DEADLINE && c->close_deadline < io->deadline)
+            io->deadline = c->close_deadline;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (cancel)
+        return -ECANCELED;
+    return remaining_ms(io->deadline) == 0 ? -ETIMEDOUT : 0;
+}
+
 /* Wait until conn can do events: 0, -ETIMEDOUT, -ECANCELED or -errno. */
 static int io_wait(struct io *io, conn_t *conn, short events)
 {
-    pcsig_client_t *c = io->c;
     for (;;) {
-        pthread_mutex_lock(&c->mu);
-        bool cancel = io->epoch != 0 && c->epoch != io->epoch;
-        if (c->closing) {
-            if (io->policy == IO_CANCEL_ON_CLOSE)
-                cancel = true;
-            else if (io->policy == IO_CLOSE_DEADLINE && c->close_deadline < io->deadline)
-                io->deadline = c->close_deadline;
-        }
-        pthread_mutex_unlock(&c->mu);
-        if (cancel)
-            return -ECANCELED;
+        int rc = io_check(io);
+        if (rc < 0)
+            return rc;
         int left = remaining_ms(io->deadline);
         if (left == 0)
             return -ETIMEDOUT;
@@ -781,6 +792,11 @@ static int sign_in_body(struct io *io, conn_t *conn, buf_t *in, const http_respo
             return 0;
         if (!has_len && got > CWIRE_MAX_BODY)
             return -EPROTO;
+        /* A fast endless stream never makes us wait: look up anyway, so a
+         * disconnect or the deadline still ends it. */
+        int st = io_check(io);
+        if (st < 0)
+            return st;
         if (buf_reserve(in, CLIENT_READ_CHUNK) < 0)
             return -ENOMEM;
         ssize_t r = conn_read(conn, in->data, CLIENT_READ_CHUNK);

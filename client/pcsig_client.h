@@ -57,7 +57,9 @@ enum pcsig_event_type {
                                   with TLS, a server certificate that fails
                                   verification, or the server refusing ours:
                                   "sign-in: TLS: the server refused the connection:
-                                  tlsv13 alert certificate required") */
+                                  tlsv13 alert certificate required"; an auth token
+                                  refused (401), or one that would have gone in
+                                  clear: see auth_token) */
     PCSIG_EV_SERVER_UNREACHABLE, /* reason, retry_in_ms: reconnecting with backoff */
     PCSIG_EV_SESSION_LOST,     /* reason: the server, still there, forgot our id (a 500
                                   on /wait, or our own id listed as gone); queued

@@ -2378,8 +2378,11 @@ static void huge_list_answer(int fd, uint64_t own, unsigned n)
     buf_t body;
     buf_init(&body, (size_t)64 << 20);
     assert_int_equal(buf_printf(&body, "me,%" PRIu64 ",1\n", own), 0);
+    /* Ids in a scrambled order (7919 is prime to n): a client must not
+     * sort them by insertion. */
     for (unsigned i = 0; i < n; i++)
-        assert_int_equal(buf_printf(&body, "peer_%07u,%u,1\n", i, i + 2), 0);
+        assert_int_equal(buf_printf(&body, "peer_%07u,%llu,1\n", i,
+                                    (unsigned long long)i * 7919 % n + 2), 0);
     buf_t b;
     buf_init(&b, 4096);
     buf_printf(&b, "HTTP/1.1 200 Added\r\nServer: PeerConnectionTestServer/0.1\r\n"
@@ -2420,6 +2423,7 @@ static void test_huge_peer_list(void **state)
     assert_int_equal(ev->peers_omitted, 1000000 - 1000);
     assert_int_equal(ev->peers[0].id, 2);
     assert_string_equal(ev->peers[999].name, "peer_0000999");
+    assert_int_equal(ev->peers[999].id, 999ull * 7919 % 1000000 + 2);
     pcsig_event_free(ev);
     int w = fake_accept(&f); /* its /wait, parked */
     close(f.lfd);            /* the sign-out is refused at once */

@@ -2299,6 +2299,90 @@ static void test_cli_exec_bounded(void **state)
     h_pass();
 }
 
+/* --exec's queue is bounded: with the one peer's child held up, 256
+ * messages wait, the ones beyond are dropped with a warning, and the
+ * waiting ones all run (in order) once the child is released. */
+static void test_cli_exec_queue_cap(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-execq-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char logp[64], fifo[64], cmd[512];
+    snprintf(logp, sizeof logp, "%s/log", dir);
+    snprintf(fifo, sizeof fifo, "%s/go", dir);
+    int lfd = open(logp, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(lfd >= 0);
+    close(lfd);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* Read-write: the FIFO stays open, so each child's read waits for a line. */
+    int ffd = open(fifo, O_RDWR | O_CLOEXEC);
+    assert_true(ffd >= 0);
+    snprintf(cmd, sizeof cmd, "b=$(cat); read go < %s; echo \"ran $b\" >> %s", fifo, logp);
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
+                          "--exec", cmd, NULL};
+    struct proc *p = cli_spawn_(args, true);
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
+    pcsig_client_t *a = client(&s, "flood");
+    pcsig_event_free(expect_ev(a, PCSIG_EV_SIGNED_IN));
+    enum { SENT = 1 + 256 + 3 };
+    int64_t last = 0;
+    for (int i = 0; i < SENT; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "%d", i);
+        last = send_ok(a, 1, NULL, b, strlen(b));
+    }
+    /* The CLI has them all once the last message event is printed. */
+    struct pcsig_event *ev = await_ev(a, PCSIG_EV_MESSAGE_SENT, 1u << PCSIG_EV_MESSAGE_SENT);
+    while (ev->token != (uint64_t)last) {
+        pcsig_event_free(ev);
+        ev = await_ev(a, PCSIG_EV_MESSAGE_SENT, 0);
+    }
+    pcsig_event_free(ev);
+    cli_expect(p, "{\"event\":\"peer_joined\",\"id\":2,\"name\":\"flood\"}");
+    for (int i = 0; i < SENT; i++) {
+        char *line = cli_line(p);
+        assert_non_null(strstr(line, "{\"event\":\"message\",\"from\":2,"));
+        free(line);
+    }
+    /* Release every child that will run: the first and the 256 queued. */
+    char go[257 * 3];
+    for (size_t i = 0; i < 257; i++)
+        memcpy(go + 3 * i, "go\n", 3);
+    assert_int_equal(write(ffd, go, sizeof go), (ssize_t)sizeof go);
+    if (!h_await_log(logp, 0, "ran ", 257, 4 * T_EVENT_MS))
+        fail_msg("the queued --exec messages did not all run");
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    char l[64];
+    int n = 0;
+    while (fgets(l, sizeof l, f)) {
+        char want[32];
+        snprintf(want, sizeof want, "ran %d\n", n); /* in order: 0..256 */
+        assert_string_equal(l, want);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 257);
+    client_free(a);
+    assert_int_equal(close(p->in_fd), 0);
+    p->in_fd = -1;
+    char *err = cli_all_stderr(p);
+    if (!strstr(err, "the message from 2 is dropped (3 so far)"))
+        fail_msg("no warning for the 3 dropped messages: %s", err);
+    free(err);
+    assert_int_equal(cli_finish(p, true), 0);
+    h_server_stop(&s);
+    close(ffd);
+    unlink(fifo);
+    unlink(logp);
+    rmdir(dir);
+    h_pass();
+}
+
 /* An application that reads no events: past max_event_bytes the client
  * stops polling, the messages stay on the server until its queue is full
  * and the sender gets 503s; once the application reads, every accepted
@@ -2585,6 +2669,7 @@ int main(void)
         T_TEST(test_cli_tty_log_lines),
         T_TEST(test_auth_token),
         T_TEST(test_cli_exec_bounded),
+        T_TEST(test_cli_exec_queue_cap),
         T_TEST(test_backpressure),
         T_TEST(test_huge_peer_list),
         T_TEST(test_cli_peer_names),

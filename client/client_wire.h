@@ -160,5 +160,8 @@ int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd);
  * no reason text, as if the library's allocations had failed too. Set
  * before pcsig_client_new, in the thread that calls it. */
 extern int cwire_test_tls_setup_fault;
+/* Tests only: while non-zero, a loopback server address counts as remote
+ * for the auth token's plain-TCP check (tests can reach nothing else). */
+extern int cwire_test_loopback_is_remote;
 
 #endif

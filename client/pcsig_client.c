@@ -175,6 +175,7 @@ struct pcsig_client {
 };
 
 int cwire_test_tls_setup_fault;
+int cwire_test_loopback_is_remote;
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -839,7 +840,7 @@ static bool token_may_go(const pcsig_client_t *c, conn_t *conn)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     return getpeername(conn_fd(conn), (struct sockaddr *)&ss, &sl) == 0 &&
-           cwire_addr_is_loopback((const struct sockaddr *)&ss);
+           cwire_addr_is_loopback((const struct sockaddr *)&ss) && !cwire_test_loopback_is_remote;
 }
 
 /*

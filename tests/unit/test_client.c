@@ -940,6 +940,87 @@ static void test_tls_setup_failure_is_fatal(void **state)
     cwire_test_tls_setup_fault = 0;
 }
 
+/* Accept one connection within 5 s and read what it sends until EOF or
+ * the request's end (at most n - 1 bytes, NUL-terminated). */
+static size_t accept_and_read(int lfd, char *buf, size_t n)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    int s = accept(lfd, NULL, NULL);
+    assert_true(s >= 0);
+    size_t got = 0;
+    for (;;) {
+        struct pollfd q = {.fd = s, .events = POLLIN};
+        assert_int_equal(poll(&q, 1, 5000), 1);
+        ssize_t r = read(s, buf + got, n - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    buf[got] = '\0';
+    close(s);
+    return got;
+}
+
+/* The auth token never goes in clear to an address that is not loopback
+ * (the check is on the connected address; a test hook makes 127.0.0.1
+ * count as remote): the connection is closed with nothing sent, and the
+ * session ends with the reason. allow_insecure_token sends it anyway. */
+static void test_token_not_sent_in_clear(void **state)
+{
+    (void)state;
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    struct pcsig_client_options o = {.server = "127.0.0.1",
+                                     .port = (uint16_t)net_local_port(fds[0]),
+                                     .name = "t", .auth_token = "tok-123"};
+    cwire_test_loopback_is_remote = 1;
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    char buf[4096];
+    assert_int_equal(accept_and_read(fds[0], buf, sizeof buf), 0); /* not one byte */
+    struct pcsig_event *ev = pcsig_client_next_event(c, 5000);
+    assert_non_null(ev);
+    assert_int_equal(ev->type, PCSIG_EV_DISCONNECTED);
+    if (!strstr(ev->reason, "refusing to send the auth token in clear to 127.0.0.1 "
+                            "(127.0.0.1 is not a loopback address)") ||
+        strstr(ev->reason, "tok-123"))
+        fail_msg("reason \"%s\"", ev->reason);
+    pcsig_event_free(ev);
+    pcsig_client_free(c);
+
+    o.allow_insecure_token = true;
+    c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    accept_and_read(fds[0], buf, sizeof buf);
+    assert_string_equal(buf, "GET /sign_in?t HTTP/1.0\r\nAuthorization: Bearer tok-123\r\n\r\n");
+    pcsig_client_free(c);
+    cwire_test_loopback_is_remote = 0;
+
+    /* Loopback (the hook off): sent without being allowed; with TLS it
+     * would be sent anywhere. */
+    o.allow_insecure_token = false;
+    c = pcsig_client_new(&o);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    accept_and_read(fds[0], buf, sizeof buf);
+    assert_string_equal(buf, "GET /sign_in?t HTTP/1.0\r\nAuthorization: Bearer tok-123\r\n\r\n");
+    pcsig_client_free(c);
+
+    /* A token that would break the header is refused up front. */
+    o.auth_token = "a\r\nX: y";
+    c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_non_null(pcsig_client_setup_error(c));
+    assert_int_equal(pcsig_client_connect(c), -EINVAL);
+    pcsig_client_free(c);
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1050,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_backoff),
         cmocka_unit_test(test_unresolvable_server),
         cmocka_unit_test(test_tls_setup_failure_is_fatal),
+        cmocka_unit_test(test_token_not_sent_in_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

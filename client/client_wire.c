@@ -4,9 +4,12 @@
  */
 #include "client_wire.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* RFC 3986 unreserved, plus '@': see cwire_name_encode in the header. */
 static bool name_byte_kept(unsigned char c)
@@ -267,49 +270,121 @@ void cwire_peers_free(struct pcsig_peer *peers, size_t npeers)
     free(peers);
 }
 
+void cwire_peer_list_init(struct cwire_peer_list *l, uint64_t own_id, size_t max_peers)
+{
+    *l = (struct cwire_peer_list){.own_id = own_id, .max_peers = max_peers};
+    buf_init(&l->partial, CWIRE_MAX_PEER_LINE);
+}
+
+void cwire_peer_list_free(struct cwire_peer_list *l)
+{
+    cwire_peers_free(l->peers, l->npeers);
+    l->peers = NULL;
+    l->npeers = l->cap = 0;
+    buf_free(&l->partial);
+}
+
+void cwire_peer_list_take(struct cwire_peer_list *l, struct pcsig_peer **peers, size_t *npeers)
+{
+    *peers = l->peers;
+    *npeers = l->npeers;
+    l->peers = NULL;
+    l->npeers = l->cap = 0;
+    buf_free(&l->partial);
+}
+
+/* One complete line (with its '\n'): keep, count or skip it. */
+static int peer_line(struct cwire_peer_list *l, const char *s, size_t n)
+{
+    proto_entry_t e;
+    /* Malformed lines are skipped, as the stock client skips entries it
+     * cannot parse; the rest of the list is still good. */
+    if (proto_entry_parse(s, n, &e) <= 0 || e.id == l->own_id)
+        return 0;
+    if (l->max_peers && l->npeers >= l->max_peers) {
+        l->omitted++;
+        return 0;
+    }
+    if (l->npeers == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 8;
+        struct pcsig_peer *nv = realloc(l->peers, ncap * sizeof *nv);
+        if (nv == NULL)
+            return -ENOMEM;
+        l->peers = nv;
+        l->cap = ncap;
+    }
+    char *name = malloc(e.name_len + 1);
+    if (name == NULL)
+        return -ENOMEM;
+    memcpy(name, e.name, e.name_len);
+    name[e.name_len] = '\0';
+    l->peers[l->npeers++] = (struct pcsig_peer){.id = e.id, .name = name,
+                                                .connected = e.connected};
+    return 0;
+}
+
+int cwire_peer_list_feed(struct cwire_peer_list *l, const char *p, size_t n)
+{
+    while (n > 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t piece = nl ? (size_t)(nl - p) + 1 : n;
+        int rc = 0;
+        if (l->skipping) {
+            l->skipping = nl == NULL;
+        } else if (l->partial.len == 0 && nl) {
+            rc = peer_line(l, p, piece); /* the common case: no copy */
+        } else if (l->partial.len + piece > CWIRE_MAX_PEER_LINE) {
+            buf_reset(&l->partial);
+            l->skipping = nl == NULL;
+        } else if ((rc = buf_append(&l->partial, p, piece)) == 0 && nl) {
+            rc = peer_line(l, l->partial.data, l->partial.len);
+            buf_reset(&l->partial);
+        }
+        if (rc < 0)
+            return -ENOMEM;
+        p += piece;
+        n -= piece;
+    }
+    return 0;
+}
+
 int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
                           struct pcsig_peer **peers, size_t *npeers)
 {
-    struct pcsig_peer *v = NULL;
-    size_t n = 0, cap = 0, pos = 0;
+    struct cwire_peer_list l;
+    cwire_peer_list_init(&l, own_id, 0);
     *peers = NULL;
     *npeers = 0;
-    while (pos < len) {
-        proto_entry_t e;
-        long used = proto_entry_parse(body + pos, len - pos, &e);
-        if (used == 0)
-            break; /* a trailing piece without '\n' */
-        if (used < 0) {
-            /* Skip the malformed line, as the stock client skips entries
-             * it cannot parse; the rest of the list is still good. */
-            const char *nl = memchr(body + pos, '\n', len - pos);
-            pos = (size_t)(nl - body) + 1;
-            continue;
-        }
-        pos += (size_t)used;
-        if (e.id == own_id)
-            continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            struct pcsig_peer *nv = realloc(v, ncap * sizeof *nv);
-            if (nv == NULL)
-                goto oom;
-            v = nv;
-            cap = ncap;
-        }
-        char *name = malloc(e.name_len + 1);
-        if (name == NULL)
-            goto oom;
-        memcpy(name, e.name, e.name_len);
-        name[e.name_len] = '\0';
-        v[n++] = (struct pcsig_peer){.id = e.id, .name = name, .connected = e.connected};
+    if (cwire_peer_list_feed(&l, body, len) < 0) {
+        cwire_peer_list_free(&l);
+        return -ENOMEM;
     }
-    *peers = v;
-    *npeers = n;
+    cwire_peer_list_take(&l, peers, npeers);
     return 0;
-oom:
-    cwire_peers_free(v, n);
-    return -ENOMEM;
+}
+
+bool cwire_token_ok(const char *token)
+{
+    size_t n = 0;
+    for (; token[n]; n++)
+        if ((unsigned char)token[n] < 0x21 || (unsigned char)token[n] > 0x7e)
+            return false;
+    return n > 0 && n <= CWIRE_MAX_TOKEN;
+}
+
+bool cwire_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
 }
 
 int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd)

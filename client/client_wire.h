@@ -105,15 +105,49 @@ void cwire_classify_wait(const http_response_t *resp, const char *body, size_t l
                          uint64_t own_id, struct cwire_wait_result *out);
 
 /*
- * The sign-in answer's body as the other members, join order kept, own
- * entry (id own_id) and malformed lines skipped, a trailing piece without
- * '\n' ignored (as the stock client). On success *peers (NULL when none;
- * each name NUL-terminated) belongs to the caller: free with
- * cwire_peers_free. Returns 0 or -ENOMEM.
+ * The sign-in answer's body as the other members, parsed as it arrives:
+ * join order kept, own entry (id own_id) and malformed lines skipped, a
+ * trailing piece without '\n' ignored (as the stock client). At most
+ * max_peers entries are kept (0: no limit); the others are only counted in
+ * omitted. Memory: the kept peers plus one partial line of at most
+ * CWIRE_MAX_PEER_LINE bytes (a longer line is malformed and skipped), so a
+ * list of a million entries costs no more than the entries kept.
+ *   cwire_peer_list_init(&l, own_id, max); feed(&l, chunk)...; take(&l, ...)
+ * feed returns 0 or -ENOMEM; take hands over peers (NULL when none; each
+ * name NUL-terminated; free with cwire_peers_free) and resets l;
+ * cwire_peer_list_free releases whatever l still holds (safe after take).
  */
+#define CWIRE_MAX_PEER_LINE 4096
+struct cwire_peer_list {
+    uint64_t own_id;
+    size_t max_peers;
+    struct pcsig_peer *peers;
+    size_t npeers, cap;
+    size_t omitted;  /* well-formed entries beyond max_peers */
+    buf_t partial;   /* the start of a line not yet ended by '\n' */
+    bool skipping;   /* inside an over-long line: drop bytes up to its '\n' */
+};
+void cwire_peer_list_init(struct cwire_peer_list *l, uint64_t own_id, size_t max_peers);
+int cwire_peer_list_feed(struct cwire_peer_list *l, const char *p, size_t n);
+void cwire_peer_list_take(struct cwire_peer_list *l, struct pcsig_peer **peers, size_t *npeers);
+void cwire_peer_list_free(struct cwire_peer_list *l);
+
+/* The whole body at once, no limit: the same as init, feed, take.
+ * Returns 0 or -ENOMEM. */
 int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
                           struct pcsig_peer **peers, size_t *npeers);
 void cwire_peers_free(struct pcsig_peer *peers, size_t npeers);
+
+/* True when token can follow "Authorization: Bearer ": 1..CWIRE_MAX_TOKEN
+ * bytes of visible ASCII (0x21..0x7e), so it can neither break the header
+ * nor be cut by a server's whitespace trimming. */
+#define CWIRE_MAX_TOKEN 4096
+bool cwire_token_ok(const char *token);
+
+/* True for an address of this host's loopback: 127.0.0.0/8, ::1, and
+ * IPv4-mapped ::ffff:127.x.y.z. An auth token may go there in clear. */
+struct sockaddr;
+bool cwire_addr_is_loopback(const struct sockaddr *sa);
 
 /*
  * Backoff before reconnect attempt number attempt (0 = the first retry):
@@ -121,5 +155,13 @@ void cwire_peers_free(struct pcsig_peer *peers, size_t npeers);
  * rnd mod (base/2 + 1). rnd is any random 64-bit value. Always >= 1.
  */
 int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd);
+
+/* Tests only: while non-zero, pcsig_client_new fails its TLS set-up with
+ * no reason text, as if the library's allocations had failed too. Set
+ * before pcsig_client_new, in the thread that calls it. */
+extern int cwire_test_tls_setup_fault;
+/* Tests only: while non-zero, a loopback server address counts as remote
+ * for the auth token's plain-TCP check (tests can reach nothing else). */
+extern int cwire_test_loopback_is_remote;
 
 #endif

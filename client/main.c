@@ -46,6 +46,7 @@
 
 #include "buf.h"
 #include "client_json.h"
+#include "client_wire.h"
 #include "log.h"
 #include "pcsig_client.h"
 #include "proto.h"
@@ -57,10 +58,29 @@ extern char **environ;
 #define CLI_READ_CHUNK 65536
 #define CLI_EXIT_USAGE 2
 #define CLI_EXIT_FATAL 1
+#define CLI_EXEC_DEFAULT_MAX 4             /* --exec children at once (all peers) */
+#define CLI_EXEC_QUEUE_MAX 256             /* messages waiting for a child */
+#define CLI_EXEC_QUEUE_BYTES ((size_t)64 << 20) /* their bytes */
+#define CLI_TOKEN_FILE_MAX 8192            /* --auth-token-file: bytes read */
 
 struct cli_peer {
     uint64_t id;
     char *name;
+};
+
+/* A message waiting for its --exec child (see exec_pump). */
+struct exec_job {
+    struct exec_job *next;
+    uint64_t from;
+    char *ctype;          /* or NULL */
+    unsigned char *data;  /* len bytes (taken from the event) */
+    size_t len;
+};
+
+/* A running --exec child and the peer whose message it handles. */
+struct exec_child {
+    pid_t pid;
+    uint64_t from;
 };
 
 /* Log records on their way from the library's threads to the event loop
@@ -83,6 +103,15 @@ struct cli {
     bool quit;
     int exit_code;
     const char *exec_cmd;
+    /* --exec: at most one child per peer and exec_max in all; the other
+     * messages wait in order in a bounded queue, then are dropped. */
+    unsigned exec_max;
+    struct exec_child *children; /* exec_max slots, pid 0 = free */
+    unsigned nchildren;
+    struct exec_job *jobs_head, *jobs_tail;
+    size_t njobs, jobs_bytes;
+    uint64_t jobs_dropped;
+    size_t max_peers;  /* peers kept (as the library's max_peers) */
     const char *server;
     uint16_t port;
     uint64_t own_id;
@@ -224,46 +253,166 @@ static void peers_clear(struct cli *cli)
     cli->npeers = 0;
 }
 
-static void peers_remove(struct cli *cli, uint64_t id)
+/* The index of id in the sorted list, or where it would go (*found false). */
+static size_t peers_find(const struct cli *cli, uint64_t id, bool *found)
 {
-    for (size_t i = 0; i < cli->npeers; i++) {
-        if (cli->peers[i].id == id) {
-            free(cli->peers[i].name);
-            memmove(&cli->peers[i], &cli->peers[i + 1],
-                    (cli->npeers - i - 1) * sizeof cli->peers[0]);
-            cli->npeers--;
-            return;
-        }
+    size_t lo = 0, hi = cli->npeers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cli->peers[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    *found = lo < cli->npeers && cli->peers[lo].id == id;
+    return lo;
 }
 
-/* Add (or rename) a peer, keeping the list sorted by id. */
+static void peers_remove(struct cli *cli, uint64_t id)
+{
+    bool found;
+    size_t i = peers_find(cli, id, &found);
+    if (!found)
+        return;
+    free(cli->peers[i].name);
+    memmove(&cli->peers[i], &cli->peers[i + 1], (cli->npeers - i - 1) * sizeof cli->peers[0]);
+    cli->npeers--;
+}
+
+/* Add (or rename) a peer, keeping the list sorted by id (binary search:
+ * a sign-in list of 100,000 peers is O(n log n), not O(n^2)); beyond
+ * max_peers new ids are not kept (the library has warned). */
 static void peers_add(struct cli *cli, uint64_t id, const char *name)
 {
     char *copy = strdup(name ? name : "");
     if (!copy)
         return;
-    peers_remove(cli, id);
-    struct cli_peer *v = realloc(cli->peers, (cli->npeers + 1) * sizeof *v);
-    if (!v) {
+    bool found;
+    size_t at = peers_find(cli, id, &found);
+    if (found) {
+        free(cli->peers[at].name);
+        cli->peers[at].name = copy;
+        return;
+    }
+    if (cli->npeers >= cli->max_peers) {
         free(copy);
         return;
     }
-    cli->peers = v;
-    size_t at = cli->npeers;
-    while (at > 0 && v[at - 1].id > id)
-        at--;
+    struct cli_peer *v = cli->peers;
+    if ((cli->npeers & (cli->npeers - 1)) == 0) { /* 0, 1, 2, 4, ...: grow by doubling */
+        v = realloc(cli->peers, (cli->npeers ? cli->npeers * 2 : 1) * sizeof *v);
+        if (!v) {
+            free(copy);
+            return;
+        }
+        cli->peers = v;
+    }
     memmove(&v[at + 1], &v[at], (cli->npeers - at) * sizeof *v);
     v[at] = (struct cli_peer){.id = id, .name = copy};
     cli->npeers++;
 }
 
+static int peer_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct cli_peer *)a)->id, y = ((const struct cli_peer *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The list of a sign-in, at once: copied, sorted once, a repeated id kept
+ * once (in any order, n entries cost O(n log n), never n inserts). */
+static void peers_set_all(struct cli *cli, const struct pcsig_peer *p, size_t n)
+{
+    peers_clear(cli);
+    if (n > cli->max_peers)
+        n = cli->max_peers;
+    if (n == 0)
+        return;
+    size_t cap = 1;
+    while (cap < n)
+        cap *= 2; /* peers_add grows at powers of two */
+    struct cli_peer *v = calloc(cap, sizeof *v);
+    if (!v)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *copy = strdup(p[i].name ? p[i].name : "");
+        if (copy)
+            v[k++] = (struct cli_peer){.id = p[i].id, .name = copy};
+    }
+    qsort(v, k, sizeof *v, peer_cmp);
+    size_t out = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (out && v[out - 1].id == v[i].id) {
+            free(v[out - 1].name); /* the later entry wins, as with peers_add */
+            v[out - 1] = v[i];
+        } else {
+            v[out++] = v[i];
+        }
+    }
+    cli->peers = v;
+    cli->npeers = out;
+    if (out == 0) {
+        free(v);
+        cli->peers = NULL;
+    }
+}
+
 static const char *peer_name(const struct cli *cli, uint64_t id)
 {
-    for (size_t i = 0; i < cli->npeers; i++)
-        if (cli->peers[i].id == id)
-            return cli->peers[i].name;
+    bool found;
+    size_t i = peers_find(cli, id, &found);
+    if (found)
+        return cli->peers[i].name;
     return id == cli->own_id && id ? "me" : "?";
+}
+
+/*
+ * The peer that s[0..n) names: an id (digits), or the name of exactly one
+ * peer as the list shows it (e.g. "y%20z"). 0 and *id, or -1 after saying
+ * why: no such name, or a name several peers share (their ids listed).
+ */
+static int resolve_peer(struct cli *cli, const char *s, size_t n, uint64_t *id)
+{
+    if (n > 0 && strspn(s, "0123456789") >= n) {
+        if (proto_parse_id(s, n, id) == 0)
+            return 0;
+        json_error(cli, "expected a peer id or name", "not a valid peer id");
+        return -1;
+    }
+    buf_t why;
+    buf_init(&why, 1 << 16);
+    size_t hits = 0;
+    for (size_t i = 0; i < cli->npeers; i++) {
+        if (strlen(cli->peers[i].name) != n || memcmp(cli->peers[i].name, s, n) != 0)
+            continue;
+        if (hits++ == 0)
+            *id = cli->peers[i].id;
+        (void)buf_printf(&why, hits == 1 ? "%llu" : ", %llu",
+                         (unsigned long long)cli->peers[i].id);
+    }
+    if (hits == 1) {
+        buf_free(&why);
+        return 0;
+    }
+    buf_t q;
+    buf_init(&q, 4096);
+    add_quoted(&q, s, n < 600 ? n : 600);
+    (void)buf_append(&q, "", 1);
+    buf_t msg;
+    buf_init(&msg, 1 << 16);
+    if (n == 0)
+        (void)buf_printf(&msg, "expected a peer id or name");
+    else if (hits == 0)
+        (void)buf_printf(&msg, "no peer named %s (see peers)", q.data ? q.data : "");
+    else
+        (void)buf_printf(&msg, "%s names %zu peers: %.*s; use the id", q.data ? q.data : "",
+                         hits, (int)why.len, why.data);
+    (void)buf_append(&msg, "", 1);
+    json_error(cli, msg.data ? msg.data : "no such peer", NULL);
+    buf_free(&msg);
+    buf_free(&q);
+    buf_free(&why);
+    return -1;
 }
 
 static void json_peers(buf_t *b, const struct cli *cli)
@@ -401,13 +550,14 @@ static void do_connect(struct cli *cli)
 
 /* Run the --exec command for one message: body on stdin (a memfd, so the
  * event loop never blocks on the child), PCSIG_FROM and PCSIG_CONTENT_TYPE
- * in the environment. The child is reaped on SIGCHLD. */
-static void run_exec(struct cli *cli, const struct pcsig_event *ev)
+ * in the environment. Returns the child's pid (reaped on SIGCHLD, see
+ * exec_reap), or 0 after reporting why it could not start. */
+static pid_t run_exec(struct cli *cli, const struct exec_job *ev)
 {
     int fd = memfd_create("pcsig-message", MFD_CLOEXEC);
     if (fd < 0) {
         json_error(cli, "--exec: memfd_create failed", NULL);
-        return;
+        return 0;
     }
     size_t off = 0;
     while (off < ev->len) {
@@ -415,7 +565,7 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
         if (w <= 0) {
             close(fd);
             json_error(cli, "--exec: cannot store the message", NULL);
-            return;
+            return 0;
         }
         off += (size_t)w;
     }
@@ -426,11 +576,11 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
         nenv++;
     char **envp = calloc(nenv + 3, sizeof *envp);
     char from[64], *ctype = NULL;
-    snprintf(from, sizeof from, "PCSIG_FROM=%llu", (unsigned long long)ev->peer_id);
-    if (ev->content_type) {
+    snprintf(from, sizeof from, "PCSIG_FROM=%llu", (unsigned long long)ev->from);
+    if (ev->ctype) {
         buf_t b;
-        buf_init(&b, strlen(ev->content_type) + 32);
-        if (buf_printf(&b, "PCSIG_CONTENT_TYPE=%s", ev->content_type) == 0 &&
+        buf_init(&b, strlen(ev->ctype) + 32);
+        if (buf_printf(&b, "PCSIG_CONTENT_TYPE=%s", ev->ctype) == 0 &&
             buf_append(&b, "", 1) == 0)
             ctype = b.data;
         else
@@ -439,7 +589,8 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
     if (!envp) {
         close(fd);
         free(ctype);
-        return;
+        json_error(cli, "--exec: out of memory", NULL);
+        return 0;
     }
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++) {
@@ -476,7 +627,108 @@ static void run_exec(struct cli *cli, const struct pcsig_event *ev)
     if (rc != 0) {
         char tmp[128];
         json_error(cli, "--exec: cannot run /bin/sh", err_text(rc, tmp, sizeof tmp));
+        return 0;
     }
+    return pid;
+}
+
+static void exec_job_free(struct exec_job *j)
+{
+    if (j) {
+        free(j->ctype);
+        free(j->data);
+        free(j);
+    }
+}
+
+static bool exec_peer_busy(const struct cli *cli, uint64_t from)
+{
+    for (unsigned i = 0; i < cli->exec_max; i++)
+        if (cli->children[i].pid && cli->children[i].from == from)
+            return true;
+    return false;
+}
+
+/*
+ * Start what may start: the oldest waiting message of each peer that has
+ * no child running, while fewer than exec_max run. A peer's messages thus
+ * run one after another, in order, and many peers share exec_max children.
+ */
+static void exec_pump(struct cli *cli)
+{
+    struct exec_job **link = &cli->jobs_head, *prev = NULL;
+    while (*link && cli->nchildren < cli->exec_max) {
+        struct exec_job *j = *link;
+        if (exec_peer_busy(cli, j->from)) {
+            prev = j;
+            link = &j->next;
+            continue;
+        }
+        *link = j->next;
+        if (cli->jobs_tail == j)
+            cli->jobs_tail = prev;
+        cli->njobs--;
+        cli->jobs_bytes -= j->len;
+        pid_t pid = run_exec(cli, j);
+        if (pid > 0) {
+            for (unsigned i = 0; i < cli->exec_max; i++) {
+                if (!cli->children[i].pid) {
+                    cli->children[i] = (struct exec_child){.pid = pid, .from = j->from};
+                    cli->nchildren++;
+                    break;
+                }
+            }
+        }
+        exec_job_free(j);
+    }
+}
+
+/* SIGCHLD: reap our children, then start what waited for them. */
+static void exec_reap(struct cli *cli)
+{
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+        for (unsigned i = 0; i < cli->exec_max; i++) {
+            if (cli->children[i].pid == pid) {
+                cli->children[i].pid = 0;
+                cli->nchildren--;
+                break;
+            }
+        }
+    }
+    exec_pump(cli);
+}
+
+/* A message for --exec: queued (its body taken from ev), then started as
+ * soon as exec_pump may; dropped with a warning when the queue is full. */
+static void exec_message(struct cli *cli, struct pcsig_event *ev)
+{
+    if (cli->njobs >= CLI_EXEC_QUEUE_MAX || ev->len > CLI_EXEC_QUEUE_BYTES - cli->jobs_bytes) {
+        cli->jobs_dropped++;
+        log_warn("--exec: %zu messages (%zu bytes) already wait for a child; the message from "
+                 "%llu is dropped (%llu so far)", cli->njobs, cli->jobs_bytes,
+                 (unsigned long long)ev->peer_id, (unsigned long long)cli->jobs_dropped);
+        return;
+    }
+    struct exec_job *j = calloc(1, sizeof *j);
+    if (!j || (ev->content_type && !(j->ctype = strdup(ev->content_type)))) {
+        free(j);
+        json_error(cli, "--exec: out of memory; message dropped", NULL);
+        return;
+    }
+    j->from = ev->peer_id;
+    j->data = ev->data;
+    j->len = ev->len;
+    ev->data = NULL; /* ours now */
+    ev->len = 0;
+    if (cli->jobs_tail)
+        cli->jobs_tail->next = j;
+    else
+        cli->jobs_head = j;
+    cli->jobs_tail = j;
+    cli->njobs++;
+    cli->jobs_bytes += j->len;
+    exec_pump(cli);
 }
 
 /* ---- events ------------------------------------------------------------------------ */
@@ -577,9 +829,7 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
         cli->unreachable = false;
         cli->own_id = ev->own_id;
         cli->autocall_done = false;
-        peers_clear(cli);
-        for (size_t i = 0; i < ev->npeers; i++)
-            peers_add(cli, ev->peers[i].id, ev->peers[i].name);
+        peers_set_all(cli, ev->peers, ev->npeers);
         if (j) {
             json_begin(&b, "signed_in");
             json_key(&b, "id");
@@ -660,7 +910,7 @@ static void on_event(struct cli *cli, struct pcsig_event *ev)
             add_quoted(&b, ev->data, ev->len);
         }
         if (cli->exec_cmd)
-            run_exec(cli, ev);
+            exec_message(cli, ev);
         break;
     case PCSIG_EV_PEER_HANGUP:
         if (j) {
@@ -763,12 +1013,6 @@ static void drain_events(struct cli *cli)
 
 /* ---- commands ------------------------------------------------------------------------ */
 
-/* A peer id from text: digits only, a valid member id. */
-static bool parse_id(const char *s, size_t n, uint64_t *id)
-{
-    return proto_parse_id(s, n, id) == 0;
-}
-
 static void json_command(struct cli *cli, const char *line, size_t n)
 {
     struct cjson_object o;
@@ -782,6 +1026,8 @@ static void json_command(struct cli *cli, const char *line, size_t n)
     uint64_t to = 0;
     int to_rc = cjson_get_u64(&o, "to", &to);
     bool to_ok = to_rc == 0 && to > 0 && to <= PROTO_MAX_ID;
+    size_t to_name_len = 0;
+    const char *to_name = cjson_get_string(&o, "to", &to_name_len);
     if (!cmd) {
         json_error(cli, "bad command", "no \"cmd\" string");
     } else if (strcmp(cmd, "quit") == 0) {
@@ -793,8 +1039,15 @@ static void json_command(struct cli *cli, const char *line, size_t n)
             do_connect(cli);
     } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "call") == 0 ||
                strcmp(cmd, "bye") == 0) {
+        if (to_name) {
+            /* "to" as a string: a peer's name (as listed), resolved here. */
+            to_ok = resolve_peer(cli, to_name, to_name_len, &to) == 0;
+        } else if (!to_ok) {
+            json_error(cli, "bad command",
+                       "\"to\" must be a peer id (a positive integer) or a peer's name");
+        }
         if (!to_ok) {
-            json_error(cli, "bad command", "\"to\" must be a peer id (a positive integer)");
+            /* said why */
         } else if (cmd[0] == 'c') {
             send_offer(cli, to);
         } else if (cmd[0] == 'b') {
@@ -829,7 +1082,8 @@ static void json_command(struct cli *cli, const char *line, size_t n)
 
 static void text_help(struct cli *cli)
 {
-    say(cli, "commands: connect | peers | send ID TEXT | call ID | bye ID | quit");
+    say(cli, "commands: connect | peers | send PEER TEXT | call PEER | bye PEER | quit "
+             "(PEER: an id, or a name from peers)");
 }
 
 static void text_command(struct cli *cli, const char *line, size_t n)
@@ -860,15 +1114,22 @@ static void text_command(struct cli *cli, const char *line, size_t n)
         const char *sp2 = memchr(rest, ' ', rl);
         size_t il = sp2 ? (size_t)(sp2 - rest) : rl;
         uint64_t to;
-        if (!parse_id(rest, il, &to)) {
-            json_error(cli, "expected a peer id", NULL);
+        if (il == 0) {
+            json_error(cli, line[0] == 's' ? "usage: send PEER TEXT" : line[0] == 'c'
+                                                                     ? "usage: call PEER"
+                                                                     : "usage: bye PEER",
+                       "PEER is an id or a name from peers");
+        } else if (line[0] == 's' && !sp2) {
+            /* "send 2" sent an empty message once: almost surely a slip. */
+            json_error(cli, "usage: send PEER TEXT", "no text to send");
+        } else if (resolve_peer(cli, rest, il, &to) < 0) {
+            /* said why */
         } else if (line[0] == 'c') {
             send_offer(cli, to);
         } else if (line[0] == 'b') {
             send_bytes(cli, to, NULL, "BYE", 3);
         } else {
-            const char *text = sp2 ? sp2 + 1 : rest + il;
-            send_bytes(cli, to, NULL, text, sp2 ? rl - il - 1 : 0);
+            send_bytes(cli, to, NULL, sp2 + 1, rl - il - 1);
         }
     } else {
         json_error(cli, "unknown command (try help)", NULL);
@@ -1174,7 +1435,18 @@ static void usage(FILE *f)
             "                   (connects at start)\n"
             "  --exec CMD       run CMD with /bin/sh for every message: the body on its\n"
             "                   stdin, the sender in $PCSIG_FROM, the type in\n"
-            "                   $PCSIG_CONTENT_TYPE\n"
+            "                   $PCSIG_CONTENT_TYPE; one child at a time per peer, the\n"
+            "                   other messages wait (at most 256, then dropped with a\n"
+            "                   warning)\n"
+            "  --exec-max N     at most N --exec children at once in all (default 4)\n"
+            "  --auth-token TOKEN  sign in to a server run with --auth-token (sent as\n"
+            "                   Authorization: Bearer on the sign-in only; never logged)\n"
+            "  --auth-token-file FILE  the same, read from the first line of FILE\n"
+            "                   (default: $PCSIG_AUTH_TOKEN when set)\n"
+            "  --allow-insecure-token  send the token even over plain TCP to an address\n"
+            "                   that is not loopback (else refused: use --tls)\n"
+            "  --max-peers N    peers kept of the sign-in list (default 100000; the rest\n"
+            "                   are skipped with a warning)\n"
             "  --tls            speak TLS; the server's certificate is verified (SNI and\n"
             "                   hostname/IP check) against --ca or the system's store\n"
             "  --ca FILE        trusted CA certificates (PEM) for --tls\n"
@@ -1184,8 +1456,9 @@ static void usage(FILE *f)
             "  --log-level L    error, warn, info or debug on stderr (default warn)\n"
             "  --version        print the version\n"
             "  --help           this text\n\n"
-            "interactive commands: connect, peers, send ID TEXT, call ID, bye ID, quit\n"
-            "--json commands, one object per line:\n"
+            "interactive commands: connect, peers, send PEER TEXT, call PEER, bye PEER,\n"
+            "  quit (PEER: an id, or the name of one peer as peers lists it)\n"
+            "--json commands, one object per line (\"to\": an id, or a name string):\n"
             "  {\"cmd\":\"send\",\"to\":2,\"data\":\"hi\",\"content_type\":\"text/plain\"}\n"
             "  (or \"data_b64\" for binary), {\"cmd\":\"peers\"}, {\"cmd\":\"call\",\"to\":2},\n"
             "  {\"cmd\":\"bye\",\"to\":2}, {\"cmd\":\"quit\"}; EOF also quits. send, call, bye\n"
@@ -1195,7 +1468,38 @@ static void usage(FILE *f)
 
 enum { OPT_SERVER = 256, OPT_PORT, OPT_NAME, OPT_AUTOCONNECT, OPT_AUTOCALL, OPT_KEEPALIVE,
        OPT_JSON, OPT_EXEC, OPT_LOG_LEVEL, OPT_HELP, OPT_TLS, OPT_CA, OPT_CERT, OPT_KEY,
-       OPT_INSECURE, OPT_VERSION };
+       OPT_INSECURE, OPT_VERSION, OPT_EXEC_MAX, OPT_AUTH_TOKEN, OPT_AUTH_TOKEN_FILE,
+       OPT_ALLOW_INSECURE_TOKEN, OPT_MAX_PEERS };
+
+/*
+ * The first line of path (without its line end) as the auth token (heap;
+ * the caller wipes and frees it), or NULL after saying why on stderr.
+ */
+static char *read_token_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        char tmp[128];
+        fprintf(stderr, "pcsig-client: cannot read --auth-token-file %s: %s\n", path,
+                err_text(errno, tmp, sizeof tmp));
+        return NULL;
+    }
+    char *t = calloc(1, CLI_TOKEN_FILE_MAX + 1);
+    size_t n = t ? fread(t, 1, CLI_TOKEN_FILE_MAX, f) : 0;
+    fclose(f);
+    if (!t) {
+        fprintf(stderr, "pcsig-client: out of memory\n");
+        return NULL;
+    }
+    t[n] = '\0';
+    t[strcspn(t, "\r\n")] = '\0';
+    if (!t[0]) {
+        fprintf(stderr, "pcsig-client: --auth-token-file %s: no token on its first line\n", path);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
 
 int main(int argc, char **argv)
 {
@@ -1216,6 +1520,11 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, OPT_KEY},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"exec-max", required_argument, NULL, OPT_EXEC_MAX},
+        {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
+        {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
+        {"allow-insecure-token", no_argument, NULL, OPT_ALLOW_INSECURE_TOKEN},
+        {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
         {NULL, 0, NULL, 0},
     };
     struct cli cli = {0};
@@ -1225,6 +1534,9 @@ int main(int argc, char **argv)
     o.port = 8888;
     bool autoconnect = false;
     enum log_level level = LOG_WARN;
+    const char *token_file = NULL;
+    cli.exec_max = CLI_EXEC_DEFAULT_MAX;
+    uint64_t max_peers = 100000;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1258,6 +1570,24 @@ int main(int argc, char **argv)
         case OPT_CERT: o.cert_file = optarg; break;
         case OPT_KEY: o.key_file = optarg; break;
         case OPT_INSECURE: o.insecure = true; break;
+        case OPT_AUTH_TOKEN: o.auth_token = optarg; break;
+        case OPT_AUTH_TOKEN_FILE: token_file = optarg; break;
+        case OPT_ALLOW_INSECURE_TOKEN: o.allow_insecure_token = true; break;
+        case OPT_EXEC_MAX:
+        case OPT_MAX_PEERS: {
+            uint64_t v;
+            uint64_t hi = c == OPT_EXEC_MAX ? 1024 : 100000000;
+            if (proto_parse_u64(optarg, strlen(optarg), &v) < 0 || v < 1 || v > hi) {
+                fprintf(stderr, "pcsig-client: bad value '%s' for --%s (1..%llu)\n", optarg,
+                        c == OPT_EXEC_MAX ? "exec-max" : "max-peers", (unsigned long long)hi);
+                return CLI_EXIT_USAGE;
+            }
+            if (c == OPT_EXEC_MAX)
+                cli.exec_max = (unsigned)v;
+            else
+                max_peers = v;
+            break;
+        }
         default:
             if (optopt)
                 fprintf(stderr, "pcsig-client: option %s needs a value (see --help)\n",
@@ -1279,6 +1609,33 @@ int main(int argc, char **argv)
     if ((o.cert_file == NULL) != (o.key_file == NULL)) {
         fprintf(stderr, "pcsig-client: --cert and --key go together\n");
         return CLI_EXIT_USAGE;
+    }
+    if (o.auth_token && token_file) {
+        fprintf(stderr, "pcsig-client: --auth-token and --auth-token-file: give one\n");
+        return CLI_EXIT_USAGE;
+    }
+    /* The token from a file or the environment keeps it out of ps. */
+    char *file_token = NULL;
+    if (token_file && !(o.auth_token = file_token = read_token_file(token_file)))
+        return CLI_EXIT_USAGE;
+    const char *env_token = getenv("PCSIG_AUTH_TOKEN");
+    if (!o.auth_token && env_token && *env_token)
+        o.auth_token = env_token;
+    if (o.auth_token && !cwire_token_ok(o.auth_token)) {
+        /* Not echoed: it may be a real token with a stray byte. */
+        fprintf(stderr, "pcsig-client: the auth token must be 1 to %d bytes of visible ASCII "
+                        "(no spaces or control characters)\n", CWIRE_MAX_TOKEN);
+        if (file_token) {
+            explicit_bzero(file_token, strlen(file_token));
+            free(file_token);
+        }
+        return CLI_EXIT_USAGE;
+    }
+    o.max_peers = (size_t)max_peers;
+    cli.max_peers = (size_t)max_peers;
+    if (cli.exec_cmd && !(cli.children = calloc(cli.exec_max, sizeof *cli.children))) {
+        fprintf(stderr, "pcsig-client: out of memory\n");
+        return CLI_EXIT_FATAL;
     }
     /* The library logs the warning itself at warn level; say it here only
      * when --log-level error would hide that record. */
@@ -1311,6 +1668,10 @@ int main(int argc, char **argv)
     }
 
     cli.client = pcsig_client_new(&o);
+    if (file_token) {
+        explicit_bzero(file_token, strlen(file_token)); /* the library has its copy */
+        free(file_token);
+    }
     if (!cli.client) {
         fprintf(stderr, "pcsig-client: out of memory\n");
         close(sigfd);
@@ -1352,8 +1713,7 @@ int main(int argc, char **argv)
             struct signalfd_siginfo si;
             while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGCHLD) {
-                    while (waitpid(-1, NULL, WNOHANG) > 0)
-                        ;
+                    exec_reap(&cli);
                 } else {
                     if (!cli.quit_why)
                         cli.quit_why = si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
@@ -1378,6 +1738,15 @@ int main(int argc, char **argv)
     tty_leave(&cli);
     pcsig_client_free(cli.client);
     peers_clear(&cli);
+    if (cli.njobs)
+        fprintf(stderr, "pcsig-client: --exec: %zu waiting message(s) not run (exiting)\n",
+                cli.njobs);
+    while (cli.jobs_head) {
+        struct exec_job *j = cli.jobs_head;
+        cli.jobs_head = j->next;
+        exec_job_free(j);
+    }
+    free(cli.children);
     buf_free(&cli.line);
     buf_free(&cli.held);
     close(sigfd);

@@ -58,7 +58,9 @@
 #include "pcsig_client.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -89,6 +91,9 @@
 #define CLIENT_WAIT_GRACE_MS 1000       /* after our own /wait timeout, see do_wait */
 #define CLIENT_READ_CHUNK 65536
 #define CLIENT_REASON_BODY_MAX 200      /* error bodies shown in a reason */
+#define CLIENT_DEFAULT_MAX_EVENT_BYTES ((size_t)16 << 20) /* backpressure on /wait */
+#define CLIENT_DEFAULT_MAX_PEERS 100000 /* peers kept of a sign-in answer */
+#define CLIENT_EVENT_OVERHEAD 64        /* bytes an event counts beyond its data */
 
 /* One queued POST /message; the request bytes are built by the sender. */
 struct out_msg {
@@ -102,6 +107,7 @@ struct out_msg {
 struct ev_item {
     struct pcsig_event ev;
     struct ev_item *next;
+    size_t bytes; /* what it counts in c->ev_bytes */
 };
 
 enum loss_kind {
@@ -121,12 +127,21 @@ struct pcsig_client {
     int request_timeout_ms;
     int reconnect_min_ms;
     int reconnect_max_ms;
-    /* TLS contexts, one per thread: each keeps the session tickets of its
-     * own connections, so no OpenSSL session is shared between threads.
-     * NULL: plain TCP. */
+    /* TLS on or off is use_tls, from the options, and nothing else: a
+     * context that is missing with use_tls set fails the connection (never
+     * a plain one). One context per thread: each keeps the session tickets
+     * of its own connections, so no OpenSSL session is shared. */
+    bool use_tls;
     tls_client_t *tls;      /* control thread */
     tls_client_t *tls_hang; /* hanging_get thread */
-    char *setup_error;  /* TLS set-up failure, reported by connect */
+    /* A set-up failure, reported by connect (-EINVAL). A flag and a fixed
+     * array: recording the failure cannot itself fail. */
+    bool setup_failed;
+    char setup_error[256];
+    char *auth_token;   /* "Bearer" token for the sign-in, or NULL; wiped on free */
+    bool allow_insecure_token;
+    size_t max_event_bytes;
+    size_t max_peers;
     int ev_fd;
     int ctl_wake;
     int hang_wake;
@@ -155,8 +170,13 @@ struct pcsig_client {
     uint64_t next_token;
     struct out_msg *q_head, *q_tail;
     struct ev_item *ev_head, *ev_tail;
+    size_t ev_bytes;     /* what the queued events count (see ev_bytes_of) */
+    bool hang_throttled; /* the hanging_get waits for the caller to drain */
     pthread_t ctl_thread, hang_thread;
 };
+
+int cwire_test_tls_setup_fault;
+int cwire_test_loopback_is_remote;
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -246,6 +266,22 @@ void pcsig_event_free(struct pcsig_event *ev)
     free(ev); /* ev is the first member of its ev_item */
 }
 
+/* What an event counts against max_event_bytes: its variable parts plus a
+ * fixed overhead, so that many empty events count too. */
+static size_t ev_bytes_of(const struct pcsig_event *ev)
+{
+    size_t n = sizeof(struct ev_item) + CLIENT_EVENT_OVERHEAD + ev->len;
+    if (ev->name)
+        n += strlen(ev->name);
+    if (ev->content_type)
+        n += strlen(ev->content_type);
+    if (ev->reason)
+        n += strlen(ev->reason);
+    for (size_t i = 0; i < ev->npeers; i++)
+        n += sizeof ev->peers[i] + strlen(ev->peers[i].name) + 1;
+    return n;
+}
+
 /* Queue ev (ownership passes to the queue). Caller holds mu. NULL-safe: an
  * event that could not be allocated is lost, and logged. */
 static void emit_locked(pcsig_client_t *c, struct pcsig_event *ev)
@@ -256,6 +292,8 @@ static void emit_locked(pcsig_client_t *c, struct pcsig_event *ev)
     }
     struct ev_item *it = (struct ev_item *)ev;
     it->next = NULL;
+    it->bytes = ev_bytes_of(ev);
+    c->ev_bytes += it->bytes;
     if (c->ev_tail) {
         c->ev_tail->next = it;
     } else {
@@ -354,22 +392,33 @@ struct io {
     uint64_t deadline; /* monotonic ms */
 };
 
+/* Is the exchange over (disconnect, a new session, its deadline)? 0, or
+ * -ECANCELED / -ETIMEDOUT. io_wait checks it before each poll; a reader
+ * that gets data without ever waiting checks it itself. */
+static int io_check(struct io *io)
+{
+    pcsig_client_t *c = io->c;
+    pthread_mutex_lock(&c->mu);
+    bool cancel = io->epoch != 0 && c->epoch != io->epoch;
+    if (c->closing) {
+        if (io->policy == IO_CANCEL_ON_CLOSE)
+            cancel = true;
+        else if (io->policy == IO_CLOSE_DEADLINE && c->close_deadline < io->deadline)
+            io->deadline = c->close_deadline;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (cancel)
+        return -ECANCELED;
+    return remaining_ms(io->deadline) == 0 ? -ETIMEDOUT : 0;
+}
+
 /* Wait until conn can do events: 0, -ETIMEDOUT, -ECANCELED or -errno. */
 static int io_wait(struct io *io, conn_t *conn, short events)
 {
-    pcsig_client_t *c = io->c;
     for (;;) {
-        pthread_mutex_lock(&c->mu);
-        bool cancel = io->epoch != 0 && c->epoch != io->epoch;
-        if (c->closing) {
-            if (io->policy == IO_CANCEL_ON_CLOSE)
-                cancel = true;
-            else if (io->policy == IO_CLOSE_DEADLINE && c->close_deadline < io->deadline)
-                io->deadline = c->close_deadline;
-        }
-        pthread_mutex_unlock(&c->mu);
-        if (cancel)
-            return -ECANCELED;
+        int rc = io_check(io);
+        if (rc < 0)
+            return rc;
         int left = remaining_ms(io->deadline);
         if (left == 0)
             return -ETIMEDOUT;
@@ -402,7 +451,11 @@ static int io_connect(struct io *io, conn_t **out)
     if (fd < 0)
         return fd;
     tls_client_t *t = io->wake_fd == io->c->hang_wake ? io->c->tls_hang : io->c->tls;
-    conn_t *conn = t ? tls_client_wrap(t, fd, io->c->server) : conn_plain_new(fd);
+    if (io->c->use_tls && !t) {
+        close(fd); /* cannot happen after a good set-up; never fall back to plain */
+        return -EINVAL;
+    }
+    conn_t *conn = io->c->use_tls ? tls_client_wrap(t, fd, io->c->server) : conn_plain_new(fd);
     if (!conn) {
         close(fd);
         return -ENOMEM;
@@ -665,24 +718,226 @@ static char *status_reason(const struct reply *rep)
 
 enum signin_result { SIGNIN_OK, SIGNIN_RETRY, SIGNIN_FATAL, SIGNIN_CANCELED };
 
+/* Read until the response head in in is complete: its length (> 0), or
+ * -EPROTO, -ECONNRESET (EOF first), -ECANCELED, -ETIMEDOUT, -errno. */
+static long io_read_head(struct io *io, conn_t *conn, buf_t *in, http_response_t *resp,
+                         bool *got_bytes)
+{
+    const http_limits_t lim = {.max_head = CWIRE_MAX_HEAD, .max_body = CWIRE_MAX_BODY};
+    for (;;) {
+        http_error_t err;
+        long h = http_parse_response(in->data, in->len, &lim, resp, &err);
+        if (h == HTTP_PARSE_ERROR)
+            return -EPROTO;
+        if (h != HTTP_NEED_MORE)
+            return h;
+        if (buf_reserve(in, CLIENT_READ_CHUNK) < 0)
+            return buf_room(in) == 0 ? -EPROTO : -ENOMEM;
+        ssize_t r = conn_read(conn, in->data + in->len, CLIENT_READ_CHUNK);
+        if (r > 0) {
+            in->len += (size_t)r;
+            *got_bytes = true;
+        } else if (r == 0) {
+            return in->len == 0 ? -ECONNRESET : -EPROTO;
+        } else if (r == -EAGAIN) {
+            int rc = io_wait(io, conn, conn_want(conn));
+            if (rc < 0)
+                return rc;
+        } else {
+            return (int)r;
+        }
+    }
+}
+
+/* What a 200 to sign-in brought: our id, the --secure-ids token, the list. */
+struct sign_in_ok {
+    uint64_t id;
+    char token[sizeof ((pcsig_client_t *)0)->token];
+    struct cwire_peer_list list;
+    bool list_ready; /* list initialised (free it) */
+};
+
+/*
+ * The rest of a 200 to sign-in, whose head (head_len bytes of in) is
+ * parsed in resp: the body is the peer list, fed to the parser as it
+ * arrives and never kept whole, so a list of a million entries costs only
+ * the max_peers kept. Returns 0, or as io_read_response.
+ */
+static int sign_in_body(struct io *io, conn_t *conn, buf_t *in, const http_response_t *resp,
+                        size_t head_len, struct sign_in_ok *ok, bool *got_bytes)
+{
+    bool has_len = resp->has_content_length;
+    uint64_t want = resp->content_length, got = 0;
+    if (has_len && want > CWIRE_MAX_BODY)
+        return -EPROTO;
+    if (cwire_pragma(resp, &ok->id) < 0)
+        return -EBADMSG;
+    const http_header_t *tok = http_find_header(resp->headers, resp->num_headers,
+                                                "X-Pcsig-Token");
+    if (tok && tok->value.len < sizeof ok->token) {
+        memcpy(ok->token, tok->value.ptr, tok->value.len);
+        ok->token[tok->value.len] = '\0';
+    }
+    /* resp points into in: nothing of it is used after this. */
+    cwire_peer_list_init(&ok->list, ok->id, io->c->max_peers);
+    ok->list_ready = true;
+    buf_consume(in, head_len);
+    for (;;) {
+        size_t n = in->len;
+        if (has_len && n > want - got)
+            n = (size_t)(want - got); /* nothing after the body is ours */
+        if (cwire_peer_list_feed(&ok->list, in->data, n) < 0)
+            return -ENOMEM;
+        got += n;
+        buf_reset(in);
+        if (has_len && got == want)
+            return 0;
+        if (!has_len && got > CWIRE_MAX_BODY)
+            return -EPROTO;
+        /* A fast endless stream never makes us wait: look up anyway, so a
+         * disconnect or the deadline still ends it. */
+        int st = io_check(io);
+        if (st < 0)
+            return st;
+        if (buf_reserve(in, CLIENT_READ_CHUNK) < 0)
+            return -ENOMEM;
+        ssize_t r = conn_read(conn, in->data, CLIENT_READ_CHUNK);
+        if (r > 0) {
+            in->len = (size_t)r;
+            *got_bytes = true;
+        } else if (r == 0) {
+            return has_len ? -EPROTO : 0; /* HTTP/1.0 framing: the body ends at EOF */
+        } else if (r == -EAGAIN) {
+            int rc = io_wait(io, conn, conn_want(conn));
+            if (rc < 0)
+                return rc;
+        } else {
+            return (int)r;
+        }
+    }
+}
+
+/* The connected address of fd as text (for a message), into out. */
+static void peer_addr_text(int fd, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(out, n, "?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                             : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, a, out, (socklen_t)n))
+        snprintf(out, n, "?");
+}
+
+/* May our auth token go over this connection? Yes with TLS, to a loopback
+ * address, or when the caller allowed it; the address is the one actually
+ * connected (a name may resolve anywhere). */
+static bool token_may_go(const pcsig_client_t *c, conn_t *conn)
+{
+    if (!c->auth_token || c->use_tls || c->allow_insecure_token)
+        return true;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    return getpeername(conn_fd(conn), (struct sockaddr *)&ss, &sl) == 0 &&
+           cwire_addr_is_loopback((const struct sockaddr *)&ss) && !cwire_test_loopback_is_remote;
+}
+
+/*
+ * The sign-in exchange on a new connection: a 200's body is parsed as it
+ * arrives (sign_in_body, *is_ok set), any other answer is read whole into
+ * *rep. -EACCES: the auth token would have gone in clear to a non-loopback
+ * address (nothing was sent; *where names the address). Else as io_request.
+ */
+static int sign_in_request(struct io *io, const buf_t *req, buf_t *in, struct reply *rep,
+                           struct sign_in_ok *ok, bool *is_ok, bool *connect_failed,
+                           char *where, size_t where_len)
+{
+    *is_ok = false;
+    conn_t *conn = NULL;
+    int rc = io_connect(io, &conn);
+    *connect_failed = rc < 0 && rc != -ENOMEM;
+    if (rc < 0)
+        return rc;
+    if (!token_may_go(io->c, conn)) {
+        peer_addr_text(conn_fd(conn), where, where_len);
+        conn_close(conn);
+        return -EACCES;
+    }
+    bool got = false;
+    rc = io_send_all(io, conn, req);
+    long h = rc < 0 ? rc : io_read_head(io, conn, in, &rep->resp, &got);
+    if (h > 0 && rep->resp.status == 200) {
+        *is_ok = true;
+        rc = sign_in_body(io, conn, in, &rep->resp, (size_t)h, ok, &got);
+    } else if (h > 0) {
+        rc = io_read_response(io, conn, in, rep, &got); /* a short refusal: whole */
+    } else {
+        rc = (int)h;
+    }
+    rc = tls_verdict(conn, tls_alert_after_reset(conn, rc, got), got);
+    conn_close(conn);
+    return rc;
+}
+
+/* The request bytes of a sign-in, with our auth token if we have one. */
+static int sign_in_bytes(pcsig_client_t *c, buf_t *req)
+{
+    int rc = cwire_sign_in(req, c->name, strlen(c->name));
+    if (rc == 0 && c->auth_token) {
+        buf_t v;
+        buf_init(&v, CWIRE_MAX_TOKEN + 16);
+        rc = buf_printf(&v, "Bearer %s", c->auth_token);
+        if (rc == 0)
+            rc = buf_append(&v, "", 1);
+        if (rc == 0)
+            rc = cwire_add_header(req, "Authorization", v.data);
+        if (v.data)
+            explicit_bzero(v.data, v.len);
+        buf_free(&v);
+    }
+    return rc;
+}
+
 /* Sign in; on SIGNIN_OK *ev is the SIGNED_IN event, else *reason (heap). */
 static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev, char **reason)
 {
     *ev = NULL;
     *reason = NULL;
     buf_t req, in;
-    buf_init(&req, strlen(c->name) * 3 + 64);
+    buf_init(&req, strlen(c->name) * 3 + CWIRE_MAX_TOKEN + 128);
     buf_init(&in, CWIRE_MAX_HEAD + CWIRE_MAX_BODY);
     enum signin_result res = SIGNIN_RETRY;
     struct io io = {.c = c, .wake_fd = c->ctl_wake, .policy = IO_CANCEL_ON_CLOSE,
                     .deadline = clock_now_ms() + (uint64_t)c->request_timeout_ms};
     struct reply rep;
-    bool unreachable;
-    int rc = cwire_sign_in(&req, c->name, strlen(c->name));
+    struct sign_in_ok ok = {0};
+    bool unreachable = false, is_ok = false;
+    char where[64] = "";
+    int rc = sign_in_bytes(c, &req);
     if (rc == 0)
-        rc = io_request(&io, &req, &in, &rep, &unreachable);
+        rc = sign_in_request(&io, &req, &in, &rep, &ok, &is_ok, &unreachable, where,
+                             sizeof where);
     if (rc == -ECANCELED) {
         res = SIGNIN_CANCELED;
+        goto out;
+    }
+    if (rc == -EACCES) {
+        buf_t b;
+        buf_init(&b, 1024);
+        if (buf_printf(&b, "sign-in: refusing to send the auth token in clear to %s (%s is "
+                           "not a loopback address): use TLS, or allow it explicitly "
+                           "(--allow-insecure-token)", c->server, where) == 0 &&
+            buf_append(&b, "", 1) == 0)
+            *reason = b.data;
+        else
+            buf_free(&b);
+        res = SIGNIN_FATAL;
+        goto out;
+    }
+    if (rc == -EBADMSG) {
+        *reason = dup_s("sign-in: no valid Pragma in the answer");
         goto out;
     }
     if (rc < 0) {
@@ -692,11 +947,16 @@ static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev,
             res = SIGNIN_FATAL;
         goto out;
     }
-    if (rep.resp.status != 200) {
+    if (!is_ok) {
         char *sr = status_reason(&rep);
         buf_t b;
         buf_init(&b, 1024);
-        if (buf_printf(&b, "sign-in refused: %s", sr ? sr : "?") == 0 && buf_append(&b, "", 1) == 0)
+        /* A 401 from a server run with --auth-token: say which side of it we are. */
+        const char *hint = rep.resp.status != 401 ? ""
+                           : c->auth_token ? " (the auth token was not accepted)"
+                                           : " (the server wants an auth token: --auth-token)";
+        if (buf_printf(&b, "sign-in refused: %s%s", sr ? sr : "?", hint) == 0 &&
+            buf_append(&b, "", 1) == 0)
             *reason = b.data;
         else
             buf_free(&b);
@@ -707,31 +967,28 @@ static enum signin_result do_sign_in(pcsig_client_t *c, struct pcsig_event **ev,
             res = SIGNIN_FATAL;
         goto out;
     }
-    uint64_t id;
-    if (cwire_pragma(&rep.resp, &id) < 0) {
-        *reason = dup_s("sign-in: no valid Pragma in the answer");
-        goto out;
-    }
     struct pcsig_event *e = ev_new(PCSIG_EV_SIGNED_IN);
-    if (!e || cwire_parse_peer_list(rep.body, rep.body_len, id, &e->peers, &e->npeers) < 0) {
-        pcsig_event_free(e);
+    if (!e) {
         *reason = dup_s("sign-in: out of memory");
         goto out;
     }
-    e->own_id = id;
+    e->peers_omitted = ok.list.omitted;
+    cwire_peer_list_take(&ok.list, &e->peers, &e->npeers);
+    if (e->peers_omitted)
+        log_warn("client: the server listed %zu more peers than max_peers (%zu): only the "
+                 "first %zu are kept", e->peers_omitted, c->max_peers, e->npeers);
+    e->own_id = ok.id;
     *ev = e;
     res = SIGNIN_OK;
     /* A server in --secure-ids mode hands out a token: use it from now on. */
-    const http_header_t *tok = http_find_header(rep.resp.headers, rep.resp.num_headers,
-                                                "X-Pcsig-Token");
     pthread_mutex_lock(&c->mu);
-    c->token[0] = '\0';
-    if (tok && tok->value.len < sizeof c->token) {
-        memcpy(c->token, tok->value.ptr, tok->value.len);
-        c->token[tok->value.len] = '\0';
-    }
+    memcpy(c->token, ok.token, sizeof c->token);
     pthread_mutex_unlock(&c->mu);
 out:
+    if (ok.list_ready)
+        cwire_peer_list_free(&ok.list);
+    if (req.data)
+        explicit_bzero(req.data, req.len); /* it held the auth token */
     buf_free(&req);
     buf_free(&in);
     return res;
@@ -1077,6 +1334,18 @@ static void *hanging_main(void *arg)
             buf_reset(&in);
             epoch = c->epoch;
         }
+        if (c->ev_bytes > c->max_event_bytes) {
+            /* Backpressure: the caller has not taken what we have. No new
+             * /wait until it does, so further messages stay queued on the
+             * server, whose own caps (and 503s to the senders) bound them. */
+            log_debug("client: %zu bytes of events not taken (cap %zu): /wait paused",
+                      c->ev_bytes, c->max_event_bytes);
+            c->hang_throttled = true;
+            while (!c->closing && c->epoch == epoch && c->ev_bytes > c->max_event_bytes)
+                pthread_cond_wait(&c->hang_cond, &c->mu);
+            c->hang_throttled = false;
+            continue;
+        }
         uint64_t own = c->own_id;
         pthread_mutex_unlock(&c->mu);
 
@@ -1210,6 +1479,7 @@ static void client_destroy(pcsig_client_t *c)
     while (c->ev_head) {
         struct ev_item *it = c->ev_head;
         c->ev_head = it->next;
+        c->ev_bytes -= it->bytes;
         pcsig_event_free(&it->ev);
     }
     while (c->q_head) {
@@ -1225,7 +1495,10 @@ static void client_destroy(pcsig_client_t *c)
         close(c->hang_wake);
     tls_client_free(c->tls);
     tls_client_free(c->tls_hang);
-    free(c->setup_error);
+    if (c->auth_token) {
+        explicit_bzero(c->auth_token, strlen(c->auth_token));
+        free(c->auth_token);
+    }
     free(c->loss_reason);
     free(c->server);
     free(c->name);
@@ -1247,6 +1520,7 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
     c->port = o.port ? o.port : CLIENT_DEFAULT_PORT;
     c->name = o.name && *o.name ? dup_n(o.name, strlen(o.name)) : default_name();
     c->keep_alive = o.keep_alive;
+    c->use_tls = o.tls;
     if (o.tls) {
         struct tls_client_options to = {.ca_file = o.ca_file, .cert_file = o.cert_file,
                                         .key_file = o.key_file, .insecure = o.insecure};
@@ -1254,14 +1528,32 @@ pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts)
         if (o.insecure)
             log_warn("TLS insecure mode: the server's certificate is NOT verified; anyone on "
                      "the path can read and change this session");
-        char why[256] = "";
-        if (tls_client_new(&to, &c->tls, why, sizeof why) < 0 ||
+        char why[sizeof c->setup_error - 8] = "";
+        if (cwire_test_tls_setup_fault || tls_client_new(&to, &c->tls, why, sizeof why) < 0 ||
             tls_client_new(&to, &c->tls_hang, why, sizeof why) < 0) {
             tls_client_free(c->tls);
+            tls_client_free(c->tls_hang);
             c->tls = c->tls_hang = NULL;
-            c->setup_error = strdup(why[0] ? why : "TLS set-up failed");
+            c->setup_failed = true;
+            snprintf(c->setup_error, sizeof c->setup_error, "%s",
+                     why[0] ? why : "TLS set-up failed");
         }
     }
+    if (o.auth_token) {
+        if (!cwire_token_ok(o.auth_token)) {
+            /* (after a TLS failure too: the token must not be kept) */
+            c->setup_failed = true;
+            if (!c->setup_error[0])
+                snprintf(c->setup_error, sizeof c->setup_error,
+                     "the auth token must be 1 to %d bytes of visible ASCII (no spaces or "
+                     "control characters)", CWIRE_MAX_TOKEN);
+        } else if (!(c->auth_token = dup_s(o.auth_token))) {
+            goto fail;
+        }
+    }
+    c->allow_insecure_token = o.allow_insecure_token;
+    c->max_event_bytes = o.max_event_bytes ? o.max_event_bytes : CLIENT_DEFAULT_MAX_EVENT_BYTES;
+    c->max_peers = o.max_peers ? o.max_peers : CLIENT_DEFAULT_MAX_PEERS;
     c->wait_timeout_ms = o.wait_timeout_ms > 0 ? o.wait_timeout_ms : CLIENT_DEFAULT_WAIT_MS;
     c->request_timeout_ms = o.request_timeout_ms > 0 ? o.request_timeout_ms
                                                      : CLIENT_DEFAULT_REQUEST_MS;
@@ -1314,12 +1606,12 @@ fail:
 
 const char *pcsig_client_setup_error(pcsig_client_t *c)
 {
-    return c->setup_error;
+    return c->setup_failed ? c->setup_error : NULL;
 }
 
 int pcsig_client_connect(pcsig_client_t *c)
 {
-    if (c->setup_error)
+    if (c->setup_failed)
         return -EINVAL;
     pthread_mutex_lock(&c->life_mu);
     pthread_mutex_lock(&c->mu);
@@ -1487,6 +1779,10 @@ struct pcsig_event *pcsig_client_next_event(pcsig_client_t *c, int timeout_ms)
     }
     struct ev_item *it = c->ev_head;
     if (it) {
+        c->ev_bytes -= it->bytes;
+        /* Below the cap again: a throttled hanging_get may poll. */
+        if (c->hang_throttled && c->ev_bytes <= c->max_event_bytes)
+            pthread_cond_broadcast(&c->hang_cond);
         c->ev_head = it->next;
         if (!c->ev_head) {
             c->ev_tail = NULL;

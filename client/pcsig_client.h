@@ -60,7 +60,9 @@ enum pcsig_event_type {
                                   with TLS, a server certificate that fails
                                   verification, or the server refusing ours:
                                   "sign-in: TLS: the server refused the connection:
-                                  tlsv13 alert certificate required") */
+                                  tlsv13 alert certificate required"; an auth token
+                                  refused (401), or one that would have gone in
+                                  clear: see auth_token) */
     PCSIG_EV_SERVER_UNREACHABLE, /* reason, retry_in_ms: reconnecting with backoff */
     PCSIG_EV_SESSION_LOST,     /* reason: the server, still there, forgot our id (a 500
                                   on /wait, or our own id listed as gone); queued
@@ -91,6 +93,10 @@ struct pcsig_event {
     int status;         /* HTTP status of a failed message, 0 if none */
     char *reason;       /* human-readable, NUL-terminated, or NULL */
     int retry_in_ms;
+    /* SIGNED_IN: entries of the server's list beyond max_peers, not kept
+     * (0 normally; a warning is logged when it is not). Appended after the
+     * first release. */
+    size_t peers_omitted;
 };
 
 struct pcsig_client_options {
@@ -115,13 +121,39 @@ struct pcsig_client_options {
     const char *cert_file;
     const char *key_file;
     bool insecure;
+    /* Fields below were appended after the first release; zero means the
+     * default, so callers that do not know them keep the old behaviour. */
+    /* Sign-in to a server run with --auth-token: sent as "Authorization:
+     * Bearer <auth_token>" on the sign-in requests only (the only requests
+     * such a server checks), never logged. Printable ASCII, no spaces.
+     * Over plain TCP (tls false) it is sent only to a loopback address
+     * unless allow_insecure_token: anything else ends the session with a
+     * fatal DISCONNECTED that says why (the token would cross the network
+     * in clear). Copied by pcsig_client_new. */
+    const char *auth_token;
+    bool allow_insecure_token;
+    /* Backpressure: while the events not yet taken by
+     * pcsig_client_next_event hold more than this many bytes (bodies and
+     * names), no new /wait is issued, so messages stay queued on the server
+     * (which answers its senders 503 once its own queue is full); polling
+     * resumes as the caller drains. Default 16 MiB. A caller that stops
+     * reading for longer than the server's member timeout (30 s by
+     * default) may be dropped by it: SESSION_LOST, then a new sign-in. */
+    size_t max_event_bytes;
+    /* At most this many peers of a sign-in answer are kept (the list is
+     * parsed as it arrives, so a huge one costs no more memory than this);
+     * the rest are counted in SIGNED_IN's peers_omitted and logged.
+     * Default 100000 (the server's default member cap). */
+    size_t max_peers;
 };
 
 /* Returns NULL when out of memory. Nothing happens on the network yet. */
 pcsig_client_t *pcsig_client_new(const struct pcsig_client_options *opts);
 
-/* Why pcsig_client_new's TLS set-up failed (one line), or NULL: connect
- * then returns -EINVAL. */
+/* Why pcsig_client_new's set-up failed (one line: a TLS context that could
+ * not be made, an auth token that cannot go into a header), or NULL. After
+ * such a failure connect returns -EINVAL and nothing is ever sent: with
+ * tls set, the client never falls back to plain TCP. */
 const char *pcsig_client_setup_error(pcsig_client_t *c);
 
 /* Start both threads and queue the sign-in. 0, -EALREADY, or -errno.

@@ -1401,9 +1401,11 @@ static void test_cli_json(void **state)
     /* Bad input lines are reported, never fatal. */
     cli_send(x, "this is not json");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: not a JSON object\"}");
-    cli_send(x, "{\"cmd\":\"send\",\"to\":\"1\",\"data\":\"x\"}");
+    cli_send(x, "{\"cmd\":\"send\",\"to\":true,\"data\":\"x\"}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: \\\"to\\\" must be a peer id "
-                  "(a positive integer)\"}");
+                  "(a positive integer) or a peer's name\"}");
+    cli_send(x, "{\"cmd\":\"send\",\"to\":\"nobody\",\"data\":\"x\"}");
+    cli_expect(x, "{\"event\":\"error\",\"reason\":\"no peer named \\\"nobody\\\" (see peers)\"}");
     cli_send(x, "{\"cmd\":\"send\",\"to\":2,\"data\":{\"nested\":1}}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: nested objects and arrays "
                   "are not supported\"}");
@@ -2043,6 +2045,601 @@ static void test_tls_client_cert_refused(void **state)
     h_pass();
 }
 
+/* ---- issue 12: auth token, bounded --exec, backpressure, huge lists, names ------------------------- */
+
+#define T_TOKEN "s3cret-Token_42"
+
+/* Log records (from every thread) collected while a sink is set. */
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+static buf_t seen_logs;
+
+static void collect_logs(void *arg, const char *rec, size_t len)
+{
+    (void)arg;
+    pthread_mutex_lock(&seen_mu);
+    (void)buf_append(&seen_logs, rec, len);
+    pthread_mutex_unlock(&seen_mu);
+}
+
+static pcsig_client_t *token_client(uint16_t port, const char *name, const char *token)
+{
+    struct pcsig_client_options o = {
+        .server = "127.0.0.1", .port = port, .name = name,
+        .reconnect_min_ms = 50, .reconnect_max_ms = 400,
+        .tls = h_tls_mode(), .ca_file = h_tls_mode() ? h_tls_ca() : NULL,
+        .auth_token = token,
+    };
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_null(pcsig_client_setup_error(c));
+    size_t i = 0;
+    while (i < T_MAX_CLIENTS && clients[i])
+        i++;
+    assert_true(i < T_MAX_CLIENTS);
+    clients[i] = c;
+    assert_int_equal(pcsig_client_connect(c), 0);
+    return c;
+}
+
+/* All of a CLI's stderr until it closes (the CLI exited). */
+static char *cli_all_stderr(struct proc *p)
+{
+    buf_t b;
+    buf_init(&b, 1 << 24);
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    for (;;) {
+        struct pollfd pf = {.fd = p->err_fd, .events = POLLIN};
+        if (poll(&pf, 1, h_ms_left(deadline)) != 1)
+            fail_msg("stderr not closed within %d ms", T_EVENT_MS);
+        char tmp[4096];
+        ssize_t r = read(p->err_fd, tmp, sizeof tmp);
+        if (r <= 0)
+            break;
+        assert_int_equal(buf_append(&b, tmp, (size_t)r), 0);
+    }
+    assert_int_equal(buf_append(&b, "", 1), 0);
+    return b.data;
+}
+
+/* A server run with --auth-token-file: library and CLI sign in with the
+ * token and relay; a wrong or missing token is one clear fatal error; the
+ * token appears in no log record, debug level included. */
+static void test_auth_token(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-token-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/tokens", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "other-token\n" T_TOKEN "\n");
+    fclose(f);
+    h_server_t s;
+    h_server_start(&s, "--auth-token-file", path, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+
+    /* Without a token: the server's 401, and what to do about it. */
+    pcsig_client_t *none = client(&s, "none");
+    struct pcsig_event *ev = expect_ev(none, PCSIG_EV_DISCONNECTED);
+    if (!strstr(ev->reason, "401") || !strstr(ev->reason, "--auth-token"))
+        fail_msg("reason \"%s\"", ev->reason);
+    pcsig_event_free(ev);
+    client_free(none);
+
+    /* A wrong token: fatal, and says the token was refused. */
+    pcsig_client_t *wrong = token_client(s.port, "wrong", "not-" T_TOKEN);
+    ev = expect_ev(wrong, PCSIG_EV_DISCONNECTED);
+    if (!strstr(ev->reason, "401") || !strstr(ev->reason, "auth token was not accepted"))
+        fail_msg("reason \"%s\"", ev->reason);
+    pcsig_event_free(ev);
+    client_free(wrong);
+
+    /* The right one (the file's second line), everything logged. */
+    buf_init(&seen_logs, 1 << 24);
+    log_set_level(LOG_DEBUG);
+    assert_int_equal(log_set_sink(collect_logs, NULL), 0);
+    pcsig_client_t *a = token_client(s.port, "a", T_TOKEN);
+    uint64_t ida = signed_in(a, 0);
+    pcsig_client_t *b = token_client(s.port, "b", T_TOKEN);
+    uint64_t idb = signed_in(b, 1);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idb, "b");
+    relay(a, ida, b, idb, "with a token");
+    relay(b, idb, a, ida, "back");
+    disconnect_clean(b);
+    client_free(b);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, idb, "b");
+
+    /* The CLI: --auth-token-file, and $PCSIG_AUTH_TOKEN; stderr at debug. */
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "cli",
+                          "--auth-token-file", path, "--log-level", "debug", NULL};
+    struct proc *p = cli_spawn_(args, true);
+    uint64_t idc = ida + 2;
+    char want[256];
+    snprintf(want, sizeof want, "{\"event\":\"signed_in\",\"id\":%" PRIu64 ",\"peers\":"
+             "[{\"id\":%" PRIu64 ",\"name\":\"a\",\"connected\":true}]}", idc, ida);
+    /* The file's first line is "other-token": also valid on the server. */
+    cli_expect(p, want);
+    expect_peer(a, PCSIG_EV_PEER_JOINED, idc, "cli");
+    snprintf(want, sizeof want, "{\"cmd\":\"send\",\"to\":%" PRIu64 ",\"data\":\"from cli\"}", ida);
+    cli_send(p, want);
+    expect_message(a, idc, "text/plain", "from cli", 8);
+    assert_int_equal(close(p->in_fd), 0);
+    p->in_fd = -1;
+    char *err = cli_all_stderr(p);
+    assert_int_equal(cli_finish(p, true), 0);
+    if (strstr(err, "other-token") || strstr(err, T_TOKEN))
+        fail_msg("the CLI logged the token: %s", err);
+    assert_non_null(strstr(err, "DEBUG")); /* debug records were written */
+    free(err);
+    expect_peer(a, PCSIG_EV_PEER_LEFT, idc, "cli");
+
+    const char *env[] = {"PCSIG_AUTH_TOKEN=" T_TOKEN, NULL};
+    const char *eargs[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "env",
+                           "--log-level", "debug", NULL};
+    p = cli_spawn_env(eargs, true, env);
+    char *line = cli_line(p);
+    assert_non_null(strstr(line, "{\"event\":\"signed_in\","));
+    free(line);
+    assert_int_equal(close(p->in_fd), 0);
+    p->in_fd = -1;
+    err = cli_all_stderr(p);
+    assert_int_equal(cli_finish(p, true), 0);
+    if (strstr(err, T_TOKEN))
+        fail_msg("the CLI logged the token: %s", err);
+    free(err);
+    pcsig_event_free(await_ev(a, PCSIG_EV_PEER_LEFT, 1u << PCSIG_EV_PEER_JOINED));
+
+    /* A wrong token on the command line: exit 1 with the reason. */
+    const char *wargs[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "w",
+                           "--auth-token", "wrong", NULL};
+    p = cli_spawn(wargs);
+    line = cli_line(p);
+    if (!strstr(line, "{\"event\":\"disconnected\",\"reason\":\"sign-in refused: 401 ") ||
+        !strstr(line, "auth token was not accepted"))
+        fail_msg("CLI printed %s", line);
+    free(line);
+    assert_int_equal(cli_finish(p, false), 1);
+    /* Both flags, or a token with a space: usage errors. */
+    const char *both[] = {"--auth-token", "x", "--auth-token-file", path, NULL};
+    assert_int_equal(cli_finish(cli_spawn_(both, true), true), 2);
+    const char *space[] = {"--auth-token", "a b", NULL};
+    assert_int_equal(cli_finish(cli_spawn_(space, true), true), 2);
+
+    disconnect_clean(a);
+    client_free(a);
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    log_set_level(LOG_WARN);
+    pthread_mutex_lock(&seen_mu);
+    assert_int_equal(buf_append(&seen_logs, "", 1), 0);
+    assert_non_null(strstr(seen_logs.data, "signed in as")); /* debug records came */
+    if (strstr(seen_logs.data, T_TOKEN))
+        fail_msg("the library logged the token: %s", seen_logs.data);
+    buf_free(&seen_logs);
+    pthread_mutex_unlock(&seen_mu);
+    h_server_stop(&s);
+    unlink(path);
+    rmdir(dir);
+    h_pass();
+}
+
+/* --exec under a flood: one child per peer at a time, --exec-max in all,
+ * and every message still runs. Each child appends "s FROM PID" when it
+ * starts and "e FROM PID" before it ends (O_APPEND writes of a line are
+ * atomic), so the file's order shows what overlapped. */
+static void test_cli_exec_bounded(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-execb-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char logp[64], cmd[256];
+    snprintf(logp, sizeof logp, "%s/log", dir);
+    int lfd = open(logp, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(lfd >= 0);
+    close(lfd);
+    /* The child's work takes a moment, so that unbounded children overlap. */
+    snprintf(cmd, sizeof cmd,
+             "echo \"s $PCSIG_FROM $$\" >> %s; cat > /dev/null; sleep 0.05; "
+             "echo \"e $PCSIG_FROM $$\" >> %s", logp, logp);
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
+                          "--exec", cmd, "--exec-max", "3", NULL};
+    struct proc *p = cli_spawn(args);
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
+    enum { SENDERS = 6, EACH = 8 };
+    pcsig_client_t *snd[SENDERS];
+    for (int i = 0; i < SENDERS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%d", i);
+        snd[i] = client(&s, name);
+        pcsig_event_free(expect_ev(snd[i], PCSIG_EV_SIGNED_IN));
+    }
+    for (int k = 0; k < EACH; k++)
+        for (int i = 0; i < SENDERS; i++)
+            send_ok(snd[i], 1, NULL, "x", 1);
+    if (!h_await_log(logp, 0, "e ", SENDERS * EACH, 4 * T_EVENT_MS))
+        fail_msg("not every message ran its --exec child");
+
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    char l[128];
+    int running = 0, max_running = 0, starts = 0, ends = 0;
+    int per_peer[SENDERS + 2] = {0};
+    while (fgets(l, sizeof l, f)) {
+        unsigned from = 0;
+        char kind = 0;
+        assert_int_equal(sscanf(l, "%c %u", &kind, &from), 2);
+        assert_true(from >= 2 && from < SENDERS + 2);
+        if (kind == 's') {
+            starts++;
+            if (++running > max_running)
+                max_running = running;
+            if (++per_peer[from] > 1)
+                fail_msg("two children at once for the messages of peer %u", from);
+        } else {
+            ends++;
+            running--;
+            per_peer[from]--;
+        }
+    }
+    fclose(f);
+    assert_int_equal(starts, SENDERS * EACH);
+    assert_int_equal(ends, SENDERS * EACH);
+    if (max_running > 3)
+        fail_msg("%d --exec children ran at once (--exec-max 3)", max_running);
+    for (int i = 0; i < SENDERS; i++)
+        client_free(snd[i]);
+    assert_int_equal(cli_finish(p, true), 0);
+    h_server_stop(&s);
+    unlink(logp);
+    rmdir(dir);
+    h_pass();
+}
+
+/* --exec's queue is bounded: with the one peer's child held up, 256
+ * messages wait, the ones beyond are dropped with a warning, and the
+ * waiting ones all run (in order) once the child is released. */
+static void test_cli_exec_queue_cap(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-execq-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char logp[64], fifo[64], cmd[512];
+    snprintf(logp, sizeof logp, "%s/log", dir);
+    snprintf(fifo, sizeof fifo, "%s/go", dir);
+    int lfd = open(logp, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(lfd >= 0);
+    close(lfd);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* Read-write: the FIFO stays open, so each child's read waits for a line. */
+    int ffd = open(fifo, O_RDWR | O_CLOEXEC);
+    assert_true(ffd >= 0);
+    snprintf(cmd, sizeof cmd, "b=$(cat); read go < %s; echo \"ran $b\" >> %s", fifo, logp);
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
+                          "--exec", cmd, NULL};
+    struct proc *p = cli_spawn_(args, true);
+    cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
+    pcsig_client_t *a = client(&s, "flood");
+    pcsig_event_free(expect_ev(a, PCSIG_EV_SIGNED_IN));
+    enum { SENT = 1 + 256 + 3 };
+    int64_t last = 0;
+    for (int i = 0; i < SENT; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "%d", i);
+        last = send_ok(a, 1, NULL, b, strlen(b));
+    }
+    /* The CLI has them all once the last message event is printed. */
+    struct pcsig_event *ev = await_ev(a, PCSIG_EV_MESSAGE_SENT, 1u << PCSIG_EV_MESSAGE_SENT);
+    while (ev->token != (uint64_t)last) {
+        pcsig_event_free(ev);
+        ev = await_ev(a, PCSIG_EV_MESSAGE_SENT, 0);
+    }
+    pcsig_event_free(ev);
+    cli_expect(p, "{\"event\":\"peer_joined\",\"id\":2,\"name\":\"flood\"}");
+    for (int i = 0; i < SENT; i++) {
+        char *line = cli_line(p);
+        assert_non_null(strstr(line, "{\"event\":\"message\",\"from\":2,"));
+        free(line);
+    }
+    /* Release every child that will run: the first and the 256 queued. */
+    char go[257 * 3];
+    for (size_t i = 0; i < 257; i++)
+        memcpy(go + 3 * i, "go\n", 3);
+    assert_int_equal(write(ffd, go, sizeof go), (ssize_t)sizeof go);
+    if (!h_await_log(logp, 0, "ran ", 257, 4 * T_EVENT_MS))
+        fail_msg("the queued --exec messages did not all run");
+    FILE *f = fopen(logp, "r");
+    assert_non_null(f);
+    char l[64];
+    int n = 0;
+    while (fgets(l, sizeof l, f)) {
+        char want[32];
+        snprintf(want, sizeof want, "ran %d\n", n); /* in order: 0..256 */
+        assert_string_equal(l, want);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, 257);
+    client_free(a);
+    assert_int_equal(close(p->in_fd), 0);
+    p->in_fd = -1;
+    char *err = cli_all_stderr(p);
+    if (!strstr(err, "the message from 2 is dropped (3 so far)"))
+        fail_msg("no warning for the 3 dropped messages: %s", err);
+    free(err);
+    assert_int_equal(cli_finish(p, true), 0);
+    h_server_stop(&s);
+    close(ffd);
+    unlink(fifo);
+    unlink(logp);
+    rmdir(dir);
+    h_pass();
+}
+
+/* An application that reads no events: past max_event_bytes the client
+ * stops polling, the messages stay on the server until its queue is full
+ * and the sender gets 503s; once the application reads, every accepted
+ * message arrives, in order. */
+static void test_backpressure(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--queue-max-bytes", "2097152", NULL);
+    struct pcsig_client_options o = {
+        .server = "127.0.0.1", .port = s.port, .name = "slow",
+        .tls = h_tls_mode(), .ca_file = h_tls_mode() ? h_tls_ca() : NULL,
+        .max_event_bytes = 1 << 20,
+    };
+    pcsig_client_t *r = pcsig_client_new(&o);
+    assert_non_null(r);
+    clients[T_MAX_CLIENTS - 1] = r;
+    assert_int_equal(pcsig_client_connect(r), 0);
+    uint64_t idr = signed_in(r, 0);
+    pcsig_client_t *w = client(&s, "fast");
+    uint64_t idw = signed_in(w, 1);
+    pcsig_event_free(expect_ev(r, PCSIG_EV_PEER_JOINED));
+
+    /* 256 KiB each: the reader's library takes 4 (then it holds more than
+     * its 1 MiB cap and stops polling), the server queues the next 8 (its
+     * 2 MiB cap), and refuses the 13th with a 503. The first 4 are sent
+     * one by one, each once the reader took it (the server's queue empty
+     * again), so that none of them can find the queue full. */
+    enum { N = 12, SIZE = 256 * 1024 };
+    char *body = malloc(SIZE);
+    assert_non_null(body);
+    memset(body, 'm', SIZE);
+    for (int i = 0; i < N + 1; i++) {
+        snprintf(body, 16, "%06d", i);
+        int64_t t = send_ok(w, idr, "application/x-test", body, SIZE);
+        struct pcsig_event *ev = pcsig_client_next_event(w, T_EVENT_MS);
+        assert_non_null(ev);
+        assert_int_equal(ev->token, (uint64_t)t);
+        if (i < N) {
+            if (ev->type != PCSIG_EV_MESSAGE_SENT)
+                fail_msg("message %d: %s", i, ev->reason ? ev->reason : "?");
+        } else if (ev->type != PCSIG_EV_MESSAGE_FAILED || ev->status != 503) {
+            fail_msg("message %d was accepted: the reader took more than its cap", i);
+        }
+        pcsig_event_free(ev);
+        if (i < 4)
+            h_await_metric(&s, "pcsig_queued_messages", 0, T_EVENT_MS);
+    }
+    /* What the reader's library did not take stays on the server. */
+    h_await_metric(&s, "pcsig_queued_messages", N - 4, T_EVENT_MS);
+    /* Now read: every accepted message, in order, nothing else. */
+    for (int i = 0; i < N; i++) {
+        struct pcsig_event *ev = expect_ev(r, PCSIG_EV_MESSAGE);
+        assert_int_equal(ev->peer_id, idw);
+        assert_int_equal(ev->len, SIZE);
+        char want[16];
+        snprintf(want, sizeof want, "%06d", i);
+        if (memcmp(ev->data, want, 7) != 0)
+            fail_msg("message %d came as \"%.6s\"", i, (char *)ev->data);
+        pcsig_event_free(ev);
+    }
+    expect_quiet(r, T_QUIET_MS);
+    h_await_metric(&s, "pcsig_queued_messages", 0, T_EVENT_MS);
+    /* And the flow goes on as normal. */
+    relay(w, idw, r, idr, "after the flood");
+    free(body);
+    client_free(w);
+    h_server_stop(&s);
+    h_pass();
+}
+
+/* A scripted server whose sign-in answer lists a million peers (16.8 MB):
+ * the client keeps max_peers of them, says how many it skipped, and stays
+ * responsive. */
+static void huge_list_answer(int fd, uint64_t own, unsigned n)
+{
+    buf_t body;
+    buf_init(&body, (size_t)64 << 20);
+    assert_int_equal(buf_printf(&body, "me,%" PRIu64 ",1\n", own), 0);
+    /* Ids in a scrambled order (7919 is prime to n): a client must not
+     * sort them by insertion. */
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(buf_printf(&body, "peer_%07u,%llu,1\n", i,
+                                    (unsigned long long)i * 7919 % n + 2), 0);
+    buf_t b;
+    buf_init(&b, 4096);
+    buf_printf(&b, "HTTP/1.1 200 Added\r\nServer: PeerConnectionTestServer/0.1\r\n"
+                   "Cache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\nPragma: %" PRIu64 "\r\n\r\n", body.len, own);
+    assert_int_equal(write(fd, b.data, b.len), (ssize_t)b.len);
+    size_t off = 0;
+    while (off < body.len) {
+        ssize_t wr = write(fd, body.data + off, body.len - off);
+        if (wr <= 0)
+            break; /* the client may leave early: that is its right */
+        off += (size_t)wr;
+    }
+    buf_free(&b);
+    buf_free(&body);
+}
+
+static void test_huge_peer_list(void **state)
+{
+    (void)state;
+    if (h_tls_mode())
+        skip(); /* a plain scripted server */
+    struct fake f;
+    fake_start(&f);
+    struct pcsig_client_options o = {.server = "127.0.0.1", .port = f.port, .name = "big",
+                                     .max_peers = 1000};
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    clients[T_MAX_CLIENTS - 1] = c;
+    assert_int_equal(pcsig_client_connect(c), 0);
+    int s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?big HTTP/1.0\r\n\r\n");
+    huge_list_answer(s1, 1, 1000000);
+    close(s1);
+    struct pcsig_event *ev = expect_ev(c, PCSIG_EV_SIGNED_IN);
+    assert_int_equal(ev->own_id, 1);
+    assert_int_equal(ev->npeers, 1000);
+    assert_int_equal(ev->peers_omitted, 1000000 - 1000);
+    assert_int_equal(ev->peers[0].id, 2);
+    assert_string_equal(ev->peers[999].name, "peer_0000999");
+    assert_int_equal(ev->peers[999].id, 999ull * 7919 % 1000000 + 2);
+    pcsig_event_free(ev);
+    int w = fake_accept(&f); /* its /wait, parked */
+    close(f.lfd);            /* the sign-out is refused at once */
+    assert_int_equal(pcsig_client_disconnect(c), 0);
+    pcsig_event_free(await_ev(c, PCSIG_EV_DISCONNECTED, 0));
+    close(w);
+
+    /* The CLI with its default cap (100,000): signed_in comes, and EOF
+     * ends it (it used to hang sorting the list). Its output is drained
+     * here and only its start and size checked. */
+    fake_start(&f);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)f.port);
+    const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "big",
+                          NULL};
+    struct proc *p = cli_spawn_(args, true);
+    s1 = fake_accept(&f);
+    fake_expect(s1, "GET /sign_in?big HTTP/1.0\r\n\r\n");
+    huge_list_answer(s1, 1, 1000000);
+    close(s1);
+    cli_send(p, "{\"cmd\":\"peers\"}"); /* held for the sign-in */
+    close(p->in_fd); /* EOF: quit once that ran */
+    p->in_fd = -1;
+    char head[64] = "";
+    size_t total = 0;
+    uint64_t deadline = h_now_ms() + 3 * T_EVENT_MS;
+    int wfd = -1;
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = p->out_fd, .events = POLLIN},
+                               {.fd = wfd < 0 ? f.lfd : -1, .events = POLLIN}};
+        if (poll(pf, 2, h_ms_left(deadline)) < 1)
+            fail_msg("the CLI printed %zu bytes and did not finish", total);
+        if (pf[1].revents) {
+            wfd = accept4(f.lfd, NULL, NULL, SOCK_CLOEXEC); /* its /wait */
+            close(f.lfd); /* and its sign-out is refused */
+            f.lfd = -1;
+        }
+        if (!pf[0].revents)
+            continue;
+        char tmp[65536];
+        ssize_t r = read(p->out_fd, tmp, sizeof tmp);
+        if (r <= 0)
+            break;
+        if (total < sizeof head - 1)
+            memcpy(head + total, tmp, (size_t)r < sizeof head - 1 - total ? (size_t)r
+                                                                           : sizeof head - 1 - total);
+        total += (size_t)r;
+    }
+    if (strncmp(head, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[{\"id\":2,", 45) != 0)
+        fail_msg("CLI printed \"%s\"", head);
+    /* signed_in and peers: 100,000 entries of about 48 bytes each, not 1,000,000. */
+    if (total < 2 * 100000 * 40 || total > 2 * 100000 * 60)
+        fail_msg("the CLI printed %zu bytes", total);
+    char *err = cli_all_stderr(p);
+    if (!strstr(err, "900000 more peers than max_peers"))
+        fail_msg("no warning about the skipped peers: %s", err);
+    free(err);
+    assert_int_equal(cli_finish(p, true), 0);
+    if (wfd >= 0)
+        close(wfd);
+    if (f.lfd >= 0)
+        close(f.lfd);
+    h_pass();
+}
+
+/* Interactive commands take a peer's name as well as its id; an ambiguous
+ * name lists the candidates, an unknown one says so, and "send ID" with
+ * no text is refused instead of sending an empty message. */
+static void test_cli_peer_names(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s.port);
+    pcsig_client_t *bob = client(&s, "bob");
+    uint64_t idb = signed_in(bob, 0);
+    pcsig_client_t *t1 = client(&s, "twin");
+    uint64_t idt1 = signed_in(t1, 1);
+    pcsig_client_t *t2 = client(&s, "twin");
+    uint64_t idt2 = signed_in(t2, 2);
+    const char *args[] = {"--autoconnect", "--server", "127.0.0.1", "--port", port, "--name",
+                          "me", NULL};
+    struct proc *p = cli_spawn(args);
+    char want[256];
+    snprintf(want, sizeof want, "connecting to 127.0.0.1:%s ...", port);
+    cli_expect(p, want);
+    snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 4; 3 peer(s)", port);
+    cli_expect(p, want);
+    cli_expect(p, "  1 \"bob\"");
+    cli_expect(p, "  2 \"twin\"");
+    cli_expect(p, "  3 \"twin\"");
+
+    cli_send(p, "send bob hi bob");
+    cli_expect(p, "sent #1 to 1");
+    struct pcsig_event *ev = await_ev(bob, PCSIG_EV_MESSAGE, 1u << PCSIG_EV_PEER_JOINED);
+    assert_int_equal(ev->len, 6);
+    assert_memory_equal(ev->data, "hi bob", 6);
+    pcsig_event_free(ev);
+    cli_send(p, "send twin hello");
+    snprintf(want, sizeof want, "error: \"twin\" names 2 peers: %" PRIu64 ", %" PRIu64
+             "; use the id", idt1, idt2);
+    cli_expect(p, want);
+    cli_send(p, "call nobody");
+    cli_expect(p, "error: no peer named \"nobody\" (see peers)");
+    cli_send(p, "send 1");
+    cli_expect(p, "error: usage: send PEER TEXT: no text to send");
+    cli_send(p, "send bob   ");
+    cli_expect(p, "error: usage: send PEER TEXT: no text to send");
+    cli_send(p, "send");
+    cli_expect(p, "error: usage: send PEER TEXT: PEER is an id or a name from peers");
+    cli_send(p, "send 3 to the second twin");
+    cli_expect(p, "sent #2 to 3");
+    ev = await_ev(t2, PCSIG_EV_MESSAGE, 1u << PCSIG_EV_PEER_JOINED);
+    assert_int_equal(ev->peer_id, 4);
+    assert_int_equal(ev->len, 18);
+    assert_memory_equal(ev->data, "to the second twin", 18);
+    pcsig_event_free(ev);
+    cli_send(p, "bye bob");
+    cli_expect(p, "sent #3 to 1");
+    /* bob got exactly "hi bob" and the hang-up: no empty message between. */
+    pcsig_event_free(expect_ev(bob, PCSIG_EV_PEER_HANGUP));
+    assert_int_equal(cli_finish(p, true), 0);
+    (void)idb;
+    client_free(t1);
+    client_free(t2);
+    client_free(bob);
+    h_server_stop(&s);
+    h_pass();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2071,6 +2668,12 @@ int main(void)
         T_TEST(test_cli_quit_after_held),
         T_TEST(test_cli_defaults_and_autoconnect),
         T_TEST(test_cli_tty_log_lines),
+        T_TEST(test_auth_token),
+        T_TEST(test_cli_exec_bounded),
+        T_TEST(test_cli_exec_queue_cap),
+        T_TEST(test_backpressure),
+        T_TEST(test_huge_peer_list),
+        T_TEST(test_cli_peer_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

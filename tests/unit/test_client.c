@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -408,6 +409,91 @@ static void test_peer_list(void **state)
     cwire_peers_free(NULL, 0);
 }
 
+/* The list fed in pieces, split at every byte, gives what the whole body
+ * gives; max_peers keeps the first ones and counts the rest; an over-long
+ * line is skipped without being kept. */
+static void test_peer_list_incremental(void **state)
+{
+    (void)state;
+    static const char list[] = "me,9,1\nalice,1,1\nbad line\nbob,2,0\ncarol,3,1\nhalf,7,1";
+    size_t len = sizeof list - 1;
+    for (size_t cut = 0; cut <= len; cut++) {
+        for (size_t cut2 = cut; cut2 <= len; cut2++) {
+            struct cwire_peer_list l;
+            cwire_peer_list_init(&l, 9, 2);
+            assert_int_equal(cwire_peer_list_feed(&l, list, cut), 0);
+            assert_int_equal(cwire_peer_list_feed(&l, list + cut, cut2 - cut), 0);
+            assert_int_equal(cwire_peer_list_feed(&l, list + cut2, len - cut2), 0);
+            assert_int_equal(l.omitted, 1); /* carol */
+            struct pcsig_peer *p;
+            size_t n;
+            cwire_peer_list_take(&l, &p, &n);
+            assert_int_equal(n, 2);
+            assert_string_equal(p[0].name, "alice");
+            assert_int_equal(p[1].id, 2);
+            assert_false(p[1].connected);
+            cwire_peers_free(p, n);
+            cwire_peer_list_free(&l); /* after take: nothing left, no double free */
+        }
+    }
+    /* A line longer than CWIRE_MAX_PEER_LINE, fed in small pieces: skipped
+     * (the partial line never grows past the limit), and the next is read. */
+    struct cwire_peer_list l;
+    cwire_peer_list_init(&l, 1, 0);
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t i = 0; i < 2 * CWIRE_MAX_PEER_LINE / sizeof chunk; i++) {
+        assert_int_equal(cwire_peer_list_feed(&l, chunk, sizeof chunk), 0);
+        assert_true(l.partial.len <= CWIRE_MAX_PEER_LINE);
+    }
+    assert_int_equal(cwire_peer_list_feed(&l, ",5,1\nok,6,1\n", 13), 0);
+    assert_int_equal(l.npeers, 1);
+    assert_int_equal(l.peers[0].id, 6);
+    cwire_peer_list_free(&l);
+}
+
+static void test_token_and_loopback(void **state)
+{
+    (void)state;
+    assert_true(cwire_token_ok("abc-DEF_123.~+/="));
+    assert_false(cwire_token_ok(""));
+    assert_false(cwire_token_ok("a b"));
+    assert_false(cwire_token_ok("a\r\nX-Evil: 1"));
+    assert_false(cwire_token_ok("tab\there"));
+    assert_false(cwire_token_ok("caf\xc3\xa9"));
+    char big[CWIRE_MAX_TOKEN + 2];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_false(cwire_token_ok(big));
+    big[CWIRE_MAX_TOKEN] = '\0';
+    assert_true(cwire_token_ok(big));
+
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    static const char *const yes4[] = {"127.0.0.1", "127.255.1.2"};
+    static const char *const no4[] = {"10.0.0.1", "192.168.1.1", "0.0.0.0", "128.0.0.1"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(inet_pton(AF_INET, yes4[i], &v4.sin_addr), 1);
+        assert_true(cwire_addr_is_loopback((struct sockaddr *)&v4));
+    }
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(inet_pton(AF_INET, no4[i], &v4.sin_addr), 1);
+        assert_false(cwire_addr_is_loopback((struct sockaddr *)&v4));
+    }
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    static const char *const yes6[] = {"::1", "::ffff:127.0.0.1"};
+    static const char *const no6[] = {"::", "fe80::1", "2001:db8::1", "::ffff:10.0.0.1", "::2"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(inet_pton(AF_INET6, yes6[i], &v6.sin6_addr), 1);
+        assert_true(cwire_addr_is_loopback((struct sockaddr *)&v6));
+    }
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(inet_pton(AF_INET6, no6[i], &v6.sin6_addr), 1);
+        assert_false(cwire_addr_is_loopback((struct sockaddr *)&v6));
+    }
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    assert_false(cwire_addr_is_loopback(&un));
+}
+
 static void test_backoff(void **state)
 {
     (void)state;
@@ -793,6 +879,148 @@ static void test_unresolvable_server(void **state)
     pcsig_client_free(c);
 }
 
+/*
+ * A plain-text listener that records whether a client sent it anything:
+ * pcsig_client_connect with tls set, after a TLS set-up failure, must
+ * return -EINVAL and never reach it (it used to fall back to plain TCP
+ * when the reason text could not be kept).
+ */
+static void expect_no_plain_fallback(struct pcsig_client_options *o)
+{
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    o->server = "127.0.0.1";
+    o->port = (uint16_t)net_local_port(fds[0]);
+    o->name = "tls-only";
+    o->tls = true;
+    pcsig_client_t *c = pcsig_client_new(o);
+    assert_non_null(c);
+    int rc = pcsig_client_connect(c);
+    if (rc == 0) {
+        /* The bug: see what arrives, and fail on a plaintext request. */
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, 5000) == 1) {
+            int s = accept(fds[0], NULL, NULL);
+            char got[16] = "";
+            struct pollfd q = {.fd = s, .events = POLLIN};
+            if (s >= 0 && poll(&q, 1, 5000) == 1 && read(s, got, 4) == 4 &&
+                memcmp(got, "GET ", 4) == 0) {
+                close(s);
+                pcsig_client_free(c);
+                close(fds[0]);
+                fail_msg("a TLS client sent a plaintext request after its TLS set-up failed");
+            }
+            if (s >= 0)
+                close(s);
+        }
+    }
+    assert_int_equal(rc, -EINVAL);
+    const char *why = pcsig_client_setup_error(c);
+    assert_non_null(why);
+    assert_true(why[0] != '\0');
+    /* Nothing was started: no thread, no connection attempt, no event. */
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_null(pcsig_client_next_event(c, 0));
+    assert_int_equal(pcsig_client_connect(c), -EINVAL); /* and never will */
+    pcsig_client_free(c);
+    close(fds[0]);
+}
+
+static void test_tls_setup_failure_is_fatal(void **state)
+{
+    (void)state;
+    /* A CA file that cannot be read. */
+    struct pcsig_client_options o = {.ca_file = "/nonexistent/pcsig-ca.pem"};
+    expect_no_plain_fallback(&o);
+    /* A set-up failure with no reason text at all (an injected fault). */
+    cwire_test_tls_setup_fault = 1;
+    struct pcsig_client_options o2 = {0};
+    expect_no_plain_fallback(&o2);
+    cwire_test_tls_setup_fault = 0;
+}
+
+/* Accept one connection within 5 s and read what it sends until EOF or
+ * the request's end (at most n - 1 bytes, NUL-terminated). */
+static size_t accept_and_read(int lfd, char *buf, size_t n)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    int s = accept(lfd, NULL, NULL);
+    assert_true(s >= 0);
+    size_t got = 0;
+    for (;;) {
+        struct pollfd q = {.fd = s, .events = POLLIN};
+        assert_int_equal(poll(&q, 1, 5000), 1);
+        ssize_t r = read(s, buf + got, n - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    buf[got] = '\0';
+    close(s);
+    return got;
+}
+
+/* The auth token never goes in clear to an address that is not loopback
+ * (the check is on the connected address; a test hook makes 127.0.0.1
+ * count as remote): the connection is closed with nothing sent, and the
+ * session ends with the reason. allow_insecure_token sends it anyway. */
+static void test_token_not_sent_in_clear(void **state)
+{
+    (void)state;
+    int fds[NET_MAX_LISTENERS], nfds = 0;
+    assert_int_equal(net_listen("127.0.0.1", 0, 16, fds, &nfds), 0);
+    struct pcsig_client_options o = {.server = "127.0.0.1",
+                                     .port = (uint16_t)net_local_port(fds[0]),
+                                     .name = "t", .auth_token = "tok-123"};
+    cwire_test_loopback_is_remote = 1;
+    pcsig_client_t *c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    char buf[4096];
+    assert_int_equal(accept_and_read(fds[0], buf, sizeof buf), 0); /* not one byte */
+    struct pcsig_event *ev = pcsig_client_next_event(c, 5000);
+    assert_non_null(ev);
+    assert_int_equal(ev->type, PCSIG_EV_DISCONNECTED);
+    if (!strstr(ev->reason, "refusing to send the auth token in clear to 127.0.0.1 "
+                            "(127.0.0.1 is not a loopback address)") ||
+        strstr(ev->reason, "tok-123"))
+        fail_msg("reason \"%s\"", ev->reason);
+    pcsig_event_free(ev);
+    pcsig_client_free(c);
+
+    o.allow_insecure_token = true;
+    c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    accept_and_read(fds[0], buf, sizeof buf);
+    assert_string_equal(buf, "GET /sign_in?t HTTP/1.0\r\nAuthorization: Bearer tok-123\r\n\r\n");
+    pcsig_client_free(c);
+    cwire_test_loopback_is_remote = 0;
+
+    /* Loopback (the hook off): sent without being allowed; with TLS it
+     * would be sent anywhere. */
+    o.allow_insecure_token = false;
+    c = pcsig_client_new(&o);
+    assert_int_equal(pcsig_client_connect(c), 0);
+    accept_and_read(fds[0], buf, sizeof buf);
+    assert_string_equal(buf, "GET /sign_in?t HTTP/1.0\r\nAuthorization: Bearer tok-123\r\n\r\n");
+    pcsig_client_free(c);
+
+    /* A token that would break the header is refused up front. */
+    o.auth_token = "a\r\nX: y";
+    c = pcsig_client_new(&o);
+    assert_non_null(c);
+    assert_non_null(pcsig_client_setup_error(c));
+    assert_int_equal(pcsig_client_connect(c), -EINVAL);
+    pcsig_client_free(c);
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -808,6 +1036,8 @@ int main(void)
         cmocka_unit_test(test_classify_messages),
         cmocka_unit_test(test_classify_server_states),
         cmocka_unit_test(test_peer_list),
+        cmocka_unit_test(test_peer_list_incremental),
+        cmocka_unit_test(test_token_and_loopback),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_json_valid),
         cmocka_unit_test(test_json_escapes),
@@ -819,6 +1049,8 @@ int main(void)
         cmocka_unit_test(test_disconnect_is_prompt),
         cmocka_unit_test(test_unreachable_backoff),
         cmocka_unit_test(test_unresolvable_server),
+        cmocka_unit_test(test_tls_setup_failure_is_fatal),
+        cmocka_unit_test(test_token_not_sent_in_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

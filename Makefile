@@ -28,7 +28,10 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
+# The CLI's own files (main.c, and the media conductor with its glue) are
+# not part of the library: libpcsig-client never needs GStreamer.
+CLIENT_CLI_SRC := client/main.c client/cli_media.c client/conductor.c
+CLIENT_LIB_SRC := $(filter-out $(CLIENT_CLI_SRC),$(wildcard client/*.c))
 CLIENT_MAIN_SRC := $(wildcard client/main.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 ITEST_SRC  := $(wildcard tests/integration/test_*.c)
@@ -150,8 +153,31 @@ $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG) $(LIBS)
+# ---- media (issue 16): the conductor, when GStreamer's webrtc is there ----
+# MEDIA=0 builds a signaling-only client (and deps installs no GStreamer);
+# otherwise `deps` installs the packages and the conductor is built in. The
+# flags are looked up when a recipe runs (recursive variables), after deps:
+# on a fresh machine the first `make` installs GStreamer and uses it.
+MEDIA ?= 1
+MEDIA_PKGS := gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-1.0
+media_found = $(if $(filter 0,$(MEDIA)),,$(shell pkg-config --exists $(MEDIA_PKGS) 2>/dev/null && echo yes))
+# GLib's and GStreamer's headers are not ours to keep -Wextra clean: -isystem.
+MEDIA_CFLAGS = $(if $(media_found),-DPCSIG_HAVE_MEDIA $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS))))
+MEDIA_LIBS = $(if $(media_found),$(shell pkg-config --libs $(MEDIA_PKGS)))
+CLI_OBJ := $(BUILD)/client/main.o $(BUILD)/client/cli_media.o $(BUILD)/client/conductor.o
+MEDIA_STAMP := $(BUILD)/media
+$(MEDIA_STAMP): FORCE | deps
+	@mkdir -p $(dir $@)
+	@echo '$(MEDIA_CFLAGS)' | cmp -s - $@ || echo '$(MEDIA_CFLAGS)' > $@
+$(BUILD)/client/cli_media.o: client/cli_media.c $(FLAGS_STAMP) $(MEDIA_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
+$(BUILD)/client/conductor.o: client/conductor.c $(FLAGS_STAMP) $(MEDIA_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
+
+$(BUILD)/pcsig-client: $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) $(MEDIA_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(MEDIA_LIBS)
 
 # Objects built through pattern rules are kept (never deleted as intermediates).
 .SECONDARY:

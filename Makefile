@@ -100,7 +100,10 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
 # pkg-config and groff-base: the install test (linking against the installed
-# library, rendering the man pages).
+# library, rendering the man pages). Unless MEDIA=0, GStreamer for the
+# conductor: the dev packages to build it, and the plugins a call runs on
+# (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
+# the test sources and converters in -base).
 DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base
 deps:
 	@missing=""; \
@@ -109,6 +112,17 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
+	if [ "$(MEDIA)" != 0 ]; then \
+	  gst=/usr/include/gstreamer-1.0/gst; \
+	  plug=$$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null); \
+	  [ -f $$gst/webrtc/webrtc.h ] || missing="$$missing libgstreamer-plugins-bad1.0-dev"; \
+	  [ -f $$gst/sdp/sdp.h ] || missing="$$missing libgstreamer-plugins-base1.0-dev"; \
+	  [ -f $$gst/gst.h ] || missing="$$missing libgstreamer1.0-dev"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstwebrtc.so" ] || missing="$$missing gstreamer1.0-plugins-bad"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstnice.so" ] || missing="$$missing gstreamer1.0-nice"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstvpx.so" ] || missing="$$missing gstreamer1.0-plugins-good"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || missing="$$missing gstreamer1.0-plugins-base"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \

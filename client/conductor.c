@@ -688,11 +688,18 @@ static char *ice_url(const char *u, bool *turn)
 /* A new call's pipeline, PLAYING. Returns false with *why on failure. */
 static bool call_build(struct conductor *c, struct call *k, char **why)
 {
+    /* Always a pipeline: with webrtcbin alone, gst_parse_launch would
+     * return just the element. */
     char *desc = g_strdup_printf("webrtcbin name=webrtc bundle-policy=max-bundle %s",
                                  media_desc(c->o.media));
     GError *err = NULL;
-    k->pipe = gst_parse_launch(desc, &err);
+    k->pipe = gst_parse_launch_full(desc, NULL, GST_PARSE_FLAG_PLACE_IN_BIN, &err);
     g_free(desc);
+    if (k->pipe && !err) {
+        GstElement *bin = k->pipe;
+        k->pipe = gst_pipeline_new(NULL);
+        gst_bin_add(GST_BIN(k->pipe), bin);
+    }
     if (!k->pipe || err) {
         *why = g_strdup_printf("cannot build the media pipeline: %s",
                                err ? err->message : "?");
@@ -700,6 +707,10 @@ static bool call_build(struct conductor *c, struct call *k, char **why)
         return false;
     }
     k->webrtc = gst_bin_get_by_name(GST_BIN(k->pipe), "webrtc");
+    if (!k->webrtc) {
+        *why = g_strdup("no webrtcbin in the media pipeline");
+        return false;
+    }
     gst_object_unref(k->webrtc); /* the pipeline holds it */
     for (size_t i = 0; i < c->o.n_ice_servers; i++) {
         bool turn = false;

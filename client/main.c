@@ -780,17 +780,20 @@ static bool media_json_command(struct cli *cli, const char *cmd, const struct cj
     const char *why = NULL;
     const char *via = cjson_get_string(o, "via", NULL);
     if (strcmp(cmd, "hangup") == 0) {
-        media_result(cli, cli_media_hangup(cli->media, &why), "cannot hang up", why);
+        int rc = cli_media_hangup(cli->media, &why);
+        media_result(cli, rc, "cannot hang up", why);
     } else if (strcmp(cmd, "answer") == 0 || strcmp(cmd, "reject") == 0) {
-        media_result(cli, cli_media_answer(cli->media, cmd[0] == 'a', &why),
-                     cmd[0] == 'a' ? "cannot answer" : "cannot reject", why);
+        int rc = cli_media_answer(cli->media, cmd[0] == 'a', &why);
+        media_result(cli, rc, cmd[0] == 'a' ? "cannot answer" : "cannot reject", why);
     } else if (strcmp(cmd, "send") == 0 && via && strcmp(via, "dc") == 0) {
         size_t dlen = 0;
         const char *data = cjson_get_string(o, "data", &dlen);
-        if (!data)
+        if (!data) {
             json_error(cli, "bad command", "send via dc needs \"data\" (text)");
-        else
-            media_result(cli, cli_media_dc_send(cli->media, data, dlen, &why), "cannot send", why);
+        } else {
+            int rc = cli_media_dc_send(cli->media, data, dlen, &why);
+            media_result(cli, rc, "cannot send", why);
+        }
     } else {
         return false;
     }
@@ -804,14 +807,15 @@ static bool media_text_command(struct cli *cli, const char *w, size_t wl, const 
     const char *why = NULL;
 #define MIS(x) (wl == strlen(x) && memcmp(w, (x), wl) == 0)
     if (MIS("hangup")) {
-        media_result(cli, cli_media_hangup(cli->media, &why), "cannot hang up", why);
+        int rc = cli_media_hangup(cli->media, &why);
+        media_result(cli, rc, "cannot hang up", why);
     } else if (MIS("answer") || MIS("reject")) {
-        media_result(cli, cli_media_answer(cli->media, w[0] == 'a', &why),
-                     w[0] == 'a' ? "cannot answer" : "cannot reject", why);
+        int rc = cli_media_answer(cli->media, w[0] == 'a', &why);
+        media_result(cli, rc, w[0] == 'a' ? "cannot answer" : "cannot reject", why);
     } else if (MIS("send") && rl >= 2 && memcmp(rest, "dc", 2) == 0 && (rl == 2 || rest[2] == ' ')) {
         const char *text = rl > 3 ? rest + 3 : "";
-        media_result(cli, cli_media_dc_send(cli->media, text, rl > 3 ? rl - 3 : 0, &why),
-                     "cannot send", why);
+        int rc = cli_media_dc_send(cli->media, text, rl > 3 ? rl - 3 : 0, &why);
+        media_result(cli, rc, "cannot send", why);
     } else {
         return false;
     }

@@ -348,6 +348,10 @@ static void send_offer(struct cli *cli, uint64_t to)
             json_error(cli, "cannot call", why);
         return;
     }
+    if (!cli->json) /* --json keeps its event sequence; people are told */
+        say(cli, "note: a signaling-only offer (no media: %s)",
+            cli_media_built() ? "start with --media none|test|devices for a real call"
+                              : "media support was not built into this pcsig-client");
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     unsigned char rnd[72];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {

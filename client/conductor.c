@@ -561,6 +561,17 @@ static GstPromise *promise_to(struct conductor *c, uint64_t seq, enum job_kind k
     return gst_promise_new_with_change_func(on_promise, pc, g_free);
 }
 
+/* Emit one of webrtcbin's promise signals (create-offer, get-stats...); the
+ * reply comes back as a job of the given kind. The signal takes its own
+ * reference to the promise: ours is dropped here. */
+static void webrtc_ask(struct conductor *c, struct call *k, const char *signal, gpointer arg,
+                       enum job_kind kind)
+{
+    GstPromise *p = promise_to(c, k->seq, kind);
+    g_signal_emit_by_name(k->webrtc, signal, arg, p);
+    gst_promise_unref(p);
+}
+
 /* True with *out the promise's reply (NULL for a bare success), or false
  * with *why (g_free it). */
 static bool promise_reply(GstPromise *p, const GstStructure **out, char **why)
@@ -819,8 +830,7 @@ static void start_answer(struct conductor *c, struct call *k)
     GstWebRTCSessionDescription *d = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, sdp);
     k->state = CS_ANSWERING;
     ev_call_state(c, k, "answering", NULL);
-    g_signal_emit_by_name(k->webrtc, "set-remote-description", d,
-                          promise_to(c, k->seq, J_REMOTE_SET));
+    webrtc_ask(c, k, "set-remote-description", d, J_REMOTE_SET);
     gst_webrtc_session_description_free(d);
 }
 
@@ -870,7 +880,7 @@ static gboolean stats_tick(gpointer data)
         return G_SOURCE_REMOVE;
     if (k->state == CS_CONNECTED) {
         emit_stats(c, k);
-        g_signal_emit_by_name(k->webrtc, "get-stats", NULL, promise_to(c, k->seq, J_STATS));
+        webrtc_ask(c, k, "get-stats", NULL, J_STATS);
     }
     return G_SOURCE_CONTINUE;
 }
@@ -932,8 +942,7 @@ static void job_remote_set(struct conductor *c, struct call *k, struct job *j)
     }
     k->npending = 0;
     if (!k->caller)
-        g_signal_emit_by_name(k->webrtc, "create-answer", NULL,
-                              promise_to(c, k->seq, J_ANSWER_CREATED));
+        webrtc_ask(c, k, "create-answer", NULL, J_ANSWER_CREATED);
 }
 
 static void job_sdp_created(struct conductor *c, struct call *k, struct job *j)
@@ -980,8 +989,7 @@ static void job_place_call(struct conductor *c, struct job *j)
         dc_connect(c, k->seq, G_OBJECT(dc));
         k->dc = dc;
     }
-    g_signal_emit_by_name(k->webrtc, "create-offer", NULL,
-                          promise_to(c, k->seq, J_OFFER_CREATED));
+    webrtc_ask(c, k, "create-offer", NULL, J_OFFER_CREATED);
 }
 
 static void job_offer(struct conductor *c, struct job *j)
@@ -1037,8 +1045,7 @@ static void job_answer_sdp(struct conductor *c, struct job *j)
     gst_sdp_message_new_from_text(j->text, &sdp);
     k->remote_mlines = gst_sdp_message_medias_len(sdp);
     GstWebRTCSessionDescription *d = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
-    g_signal_emit_by_name(k->webrtc, "set-remote-description", d,
-                          promise_to(c, k->seq, J_REMOTE_SET));
+    webrtc_ask(c, k, "set-remote-description", d, J_REMOTE_SET);
     gst_webrtc_session_description_free(d);
 }
 

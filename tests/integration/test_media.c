@@ -138,8 +138,35 @@ static struct proc *cli_spawn(const h_server_t *s, const char *name, const char 
     sigaddset(&def, SIGPIPE);
     posix_spawnattr_setsigdefault(&at, &def);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
+    /* Under ASan (make check): GLib's load-time allocations are suppressed
+     * (tests/lsan-media.supp), which needs stacks unwound in full. */
+    char **envp = environ, *extra[3] = {NULL, NULL, NULL};
+    const char *san = getenv("PCSIG_SANITIZE");
+    if (san && strstr(san, "address")) {
+        size_t ne = 0;
+        while (environ[ne])
+            ne++;
+        envp = calloc(ne + 3, sizeof *envp);
+        assert_non_null(envp);
+        size_t k = 0;
+        for (size_t i = 0; i < ne; i++)
+            if (strncmp(environ[i], "LSAN_OPTIONS=", 13) != 0 &&
+                strncmp(environ[i], "ASAN_OPTIONS=", 13) != 0)
+                envp[k++] = environ[i];
+        char supp[4096];
+        assert_non_null(realpath("tests/lsan-media.supp", supp));
+        assert_true(asprintf(&extra[0], "LSAN_OPTIONS=suppressions=%s:print_suppressions=0", supp) > 0);
+        assert_true(asprintf(&extra[1], "ASAN_OPTIONS=fast_unwind_on_malloc=0") > 0);
+        envp[k++] = extra[0];
+        envp[k++] = extra[1];
+        envp[k] = NULL;
+    }
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, environ);
+    int rc = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, envp);
+    if (envp != environ)
+        free(envp);
+    free(extra[0]);
+    free(extra[1]);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(in[0]);

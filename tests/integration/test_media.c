@@ -93,12 +93,25 @@ static bool media_built(void)
     return built;
 }
 
-#define NEED_MEDIA()                                                  \
-    do {                                                              \
-        if (!media_built()) {                                         \
-            fprintf(stderr, "skipped: pcsig-client has no media\n"); \
-            skip();                                                   \
-        }                                                             \
+/* Under TSan (make check) the conductor is not tested: GLib and GStreamer
+ * are not instrumented, so every hand-over through their queues and locks
+ * (all of the conductor's) is reported as a race. ASan runs it. */
+static bool tsan_build(void)
+{
+    const char *san = getenv("PCSIG_SANITIZE");
+    return san && strstr(san, "thread");
+}
+
+#define NEED_MEDIA()                                                                   \
+    do {                                                                               \
+        if (!media_built()) {                                                          \
+            fprintf(stderr, "skipped: pcsig-client has no media\n");                  \
+            skip();                                                                    \
+        }                                                                              \
+        if (tsan_build()) {                                                            \
+            fprintf(stderr, "skipped under TSan: GLib/GStreamer are not instrumented\n"); \
+            skip();                                                                    \
+        }                                                                              \
     } while (0)
 
 /* pcsig-client --json --server 127.0.0.1 --port P --name NAME + args. */

@@ -118,6 +118,9 @@ bool cli_media_on_event(struct cli_media *m, const struct pcsig_event *ev)
     case PCSIG_EV_PEER_LEFT:
         conductor_on_peer_left(m->c, ev->peer_id);
         return false;
+    case PCSIG_EV_MESSAGE_FAILED:
+        conductor_on_send_failed(m->c, ev->peer_id, ev->reason);
+        return false;
     case PCSIG_EV_SESSION_LOST:
     case PCSIG_EV_SERVER_UNREACHABLE:
     case PCSIG_EV_DISCONNECTED:

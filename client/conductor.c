@@ -1498,6 +1498,13 @@ void conductor_on_peer_left(struct conductor *c, uint64_t peer)
     post_simple(c, J_REMOTE_GONE, peer, NULL, 0, "the peer left the server");
 }
 
+void conductor_on_send_failed(struct conductor *c, uint64_t peer, const char *reason)
+{
+    char *r = g_strdup_printf("a message to the peer failed: %s", reason ? reason : "no answer");
+    post_simple(c, J_REMOTE_GONE, peer, NULL, 0, r);
+    g_free(r);
+}
+
 void conductor_on_session_end(struct conductor *c)
 {
     post_simple(c, J_REMOTE_GONE, 0, NULL, 0, "our signaling session ended");

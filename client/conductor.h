@@ -84,6 +84,8 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
 void conductor_on_hangup(struct conductor *c, uint64_t from);
 void conductor_on_peer_left(struct conductor *c, uint64_t peer);
 void conductor_on_session_end(struct conductor *c);
+/* A message to peer failed (gone, or its queue full): a call with it ends. */
+void conductor_on_send_failed(struct conductor *c, uint64_t peer, const char *reason);
 
 /* End any call (BYE to its peer) and stop the loop thread; events stay
  * queued for conductor_next_event. Idempotent. */

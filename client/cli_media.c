@@ -168,6 +168,11 @@ int cli_media_hangup(struct cli_media *m, const char **why)
     return rc;
 }
 
+bool cli_media_bye(struct cli_media *m, uint64_t to)
+{
+    return m && conductor_hangup_peer(m->c, to) == 0;
+}
+
 int cli_media_dc_send(struct cli_media *m, const void *text, size_t n, const char **why)
 {
     if (!m) {
@@ -257,6 +262,13 @@ int cli_media_hangup(struct cli_media *m, const char **why)
 {
     (void)m;
     return not_built(why);
+}
+
+bool cli_media_bye(struct cli_media *m, uint64_t to)
+{
+    (void)m;
+    (void)to;
+    return false;
 }
 
 int cli_media_dc_send(struct cli_media *m, const void *text, size_t n, const char **why)

@@ -55,6 +55,9 @@ bool cli_media_on_event(struct cli_media *m, const struct pcsig_event *ev);
 int cli_media_call(struct cli_media *m, uint64_t to, const char **why);
 int cli_media_answer(struct cli_media *m, bool accept, const char **why);
 int cli_media_hangup(struct cli_media *m, const char **why);
+/* "bye ID": true when ID is the peer of the call, which then ends (the
+ * conductor sends the BYE); false otherwise (the caller sends it). */
+bool cli_media_bye(struct cli_media *m, uint64_t to);
 int cli_media_dc_send(struct cli_media *m, const void *text, size_t n, const char **why);
 
 /* End any call (BYE goes out through the still signed-in client), stop,

@@ -1371,6 +1371,17 @@ int conductor_hangup(struct conductor *c)
     return 0;
 }
 
+int conductor_hangup_peer(struct conductor *c, uint64_t peer)
+{
+    pthread_mutex_lock(&c->lk);
+    bool ours = peer != 0 && c->busy_peer == peer;
+    pthread_mutex_unlock(&c->lk);
+    if (!ours)
+        return -ENOENT;
+    post_simple(c, J_HANGUP, 0, NULL, 0, NULL);
+    return 0;
+}
+
 int conductor_dc_send(struct conductor *c, const void *text, size_t n)
 {
     pthread_mutex_lock(&c->lk);

@@ -71,6 +71,8 @@ int conductor_answer(struct conductor *c);
 int conductor_reject(struct conductor *c);
 /* End the call: BYE to the peer. 0, or -ENOENT when there is none. */
 int conductor_hangup(struct conductor *c);
+/* The same when the call is with peer: 0, or -ENOENT. */
+int conductor_hangup_peer(struct conductor *c, uint64_t peer);
 /* Text over the call's data channel: 0, or -ENOTCONN when none is open. */
 int conductor_dc_send(struct conductor *c, const void *text, size_t n);
 

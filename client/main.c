@@ -337,6 +337,15 @@ static void send_bytes(struct cli *cli, uint64_t to, const char *ctype, const vo
     report_queued(cli, pcsig_client_send(cli->client, to, ctype, p, n), to);
 }
 
+/* BYE to a peer; with --media, to the peer of the call it ends the call
+ * (the conductor sends the BYE). */
+static void send_bye(struct cli *cli, uint64_t to)
+{
+    if (cli_media_bye(cli->media, to))
+        return;
+    send_bytes(cli, to, NULL, "BYE", 3);
+}
+
 /* An offer as the stock conductor sends one: {"sdp": "...", "type": "offer"}
  * with a minimal data-channel SDP (fresh session id, ICE credentials and a
  * fingerprint-shaped value each time). */
@@ -868,7 +877,7 @@ static void json_command(struct cli *cli, const char *line, size_t n)
         } else if (cmd[0] == 'c') {
             send_offer(cli, to);
         } else if (cmd[0] == 'b') {
-            send_bytes(cli, to, NULL, "BYE", 3);
+            send_bye(cli, to);
         } else {
             size_t dlen = 0, blen = 0;
             const char *data = cjson_get_string(&o, "data", &dlen);
@@ -938,7 +947,7 @@ static void text_command(struct cli *cli, const char *line, size_t n)
         } else if (line[0] == 'c') {
             send_offer(cli, to);
         } else if (line[0] == 'b') {
-            send_bytes(cli, to, NULL, "BYE", 3);
+            send_bye(cli, to);
         } else {
             const char *text = sp2 ? sp2 + 1 : rest + il;
             send_bytes(cli, to, NULL, text, sp2 ? rl - il - 1 : 0);

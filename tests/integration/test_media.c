@@ -9,6 +9,8 @@
  *    both sides, both sign out cleanly;
  *  - the callee killed with SIGKILL mid-call: the caller is told (the
  *    server's leave notification) and is idle again;
+ *  - the wire: the original conductor's offer and candidate JSON, with a
+ *    loopback host candidate among them; BYE from the peer ends the call;
  *  - malformed offers and candidates from a peer are reported and ignored,
  *    and the client still takes a real call afterwards;
  *  - one call at a time: a second call while busy is refused, and a third
@@ -469,6 +471,50 @@ static void test_malformed_signaling(void **state)
     h_pass();
 }
 
+/* What a peer receives is the original conductor's JSON, and the host
+ * candidates include loopback (libnice leaves it out by itself). */
+static void test_wire_format(void **state)
+{
+    (void)state;
+    NEED_MEDIA();
+    h_server_t s;
+    h_server_start(&s, NULL);
+    uint64_t m = h_sign_in(&s, "raw");
+    const char *aa[] = {"--media", "none", NULL};
+    struct proc *a = cli_spawn(&s, "alice", aa);
+    cli_wait_for(a, "{\"event\":\"signed_in\",\"id\":2,");
+    h_resp_t *r = h_wait_once(&s, m); /* alice joined */
+    h_resp_free(r);
+    cli_send(a, "{\"cmd\":\"call\",\"to\":1}");
+    r = h_wait_once(&s, m);
+    H_ASSERT_PRAGMA(r, 2);
+    static const char offer[] = "{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n";
+    if (strncmp(r->body, offer, strlen(offer)) != 0 || !strstr(r->body, "m=application ") ||
+        !strstr(r->body, "a=setup:actpass") || r->body[r->body_len - 1] != '}')
+        fail_msg("not an offer: %s", r->body);
+    h_resp_free(r);
+    bool loopback = false;
+    for (int i = 0; i < 64 && !loopback; i++) {
+        r = h_wait_once(&s, m);
+        H_ASSERT_PRAGMA(r, 2);
+        if (strncmp(r->body, "{\"candidate\":\"candidate:", 24) != 0 ||
+            !strstr(r->body, "\",\"sdpMid\":\"") || !strstr(r->body, ",\"sdpMLineIndex\":0}"))
+            fail_msg("not a candidate: %s", r->body);
+        loopback = strstr(r->body, " 127.0.0.1 ") && strstr(r->body, " typ host");
+        h_resp_free(r);
+    }
+    assert_true(loopback);
+    /* BYE from the raw peer ends the call. */
+    h_send_ok(&s, m, 2, "BYE", 3, "text/plain");
+    cli_wait_for(a, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":1,"
+                    "\"reason\":\"the peer hung up (BYE)\"}");
+    cli_quit(a);
+    r = h_sign_out(&s, m);
+    h_resp_free(r);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 static void test_one_call_at_a_time(void **state)
 {
     (void)state;
@@ -535,8 +581,12 @@ static void test_no_auto_answer(void **state)
     cli_send(a, "{\"cmd\":\"answer\"}");
     cli_wait_for(a, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":2,");
     cli_wait_for(b, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":1,");
+    /* "bye" to the peer of the call ends it, as hangup does. */
+    cli_send(a, "{\"cmd\":\"bye\",\"to\":2}");
+    cli_wait_for(a, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":2,\"reason\":\"hung up\"}");
+    cli_wait_for(b, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":1,"
+                    "\"reason\":\"the peer hung up (BYE)\"}");
     cli_quit(a);
-    cli_wait_for(b, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":1,");
     cli_quit(b);
     assert_int_equal(h_server_stop(&s), 0);
     h_pass();
@@ -549,6 +599,7 @@ int main(void)
         T_TEST(test_test_call),
         T_TEST(test_callee_killed),
         T_TEST(test_malformed_signaling),
+        T_TEST(test_wire_format),
         T_TEST(test_one_call_at_a_time),
         T_TEST(test_no_auto_answer),
     };

@@ -118,7 +118,10 @@ bool cli_media_on_event(struct cli_media *m, const struct pcsig_event *ev)
     case PCSIG_EV_PEER_LEFT:
         conductor_on_peer_left(m->c, ev->peer_id);
         return false;
+    case PCSIG_EV_MESSAGE_SENT:
+        return conductor_own_token(m->c, ev->token); /* candidates: a dozen a call */
     case PCSIG_EV_MESSAGE_FAILED:
+        (void)conductor_own_token(m->c, ev->token); /* shown: it ends the call */
         conductor_on_send_failed(m->c, ev->peer_id, ev->reason);
         return false;
     case PCSIG_EV_SESSION_LOST:

@@ -46,9 +46,10 @@ int cli_media_fd(struct cli_media *m);
 void cli_media_drain(struct cli_media *m, void (*show)(void *arg, const char *line), void *arg);
 
 /* A library event, before main.c prints it: the conductor learns of
- * messages, hang-ups, departures and lost sessions. True when the event
- * was the conductor's own signaling (an offer, answer or candidate): then
- * main.c does not print it as a chat message. */
+ * messages, hang-ups, departures, failed sends and lost sessions. True when
+ * the event was the conductor's own signaling (an offer, answer or
+ * candidate received, or one of ours reported sent): main.c does not print
+ * it then. */
 bool cli_media_on_event(struct cli_media *m, const struct pcsig_event *ev);
 
 /* Commands: 0, or a negative errno with *why set (static text). */

@@ -89,6 +89,9 @@ struct conductor {
     /* streaming threads (atomics); reset when a call starts */
     uint64_t v_sent, a_sent, v_recv, a_recv, rtp_sent, rtp_recv;
     uint64_t first_seq;     /* the call whose first received frame is awaited */
+    /* Tokens of our signaling messages not yet reported sent (under lk):
+     * their MESSAGE_SENT is ours, not the user's. 0: a free slot. */
+    uint64_t tokens[256];
 };
 
 /* ---- events -------------------------------------------------------------------- */
@@ -242,9 +245,25 @@ static struct cb_ctx *cb_ctx_new(struct conductor *c, uint64_t seq)
 
 /* ---- sending signaling messages ------------------------------------------------------ */
 
+/* Remember a token of ours (when the table is full it is simply shown). */
+static void token_add(struct conductor *c, int64_t t)
+{
+    if (t <= 0)
+        return;
+    pthread_mutex_lock(&c->lk);
+    for (size_t i = 0; i < G_N_ELEMENTS(c->tokens); i++) {
+        if (c->tokens[i] == 0) {
+            c->tokens[i] = (uint64_t)t;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lk);
+}
+
 static void send_json(struct conductor *c, uint64_t to, buf_t *b)
 {
     int64_t t = pcsig_client_send(c->client, to, "text/plain", b->data, b->len);
+    token_add(c, t);
     if (t < 0)
         ev_error(c, to, "cannot send to the peer (%s)",
                  t == -ENOTCONN ? "not signed in" : "out of memory");
@@ -265,7 +284,9 @@ static void send_sdp(struct conductor *c, uint64_t to, const char *type, const c
 
 static void send_bye(struct conductor *c, uint64_t to)
 {
-    if (pcsig_client_send(c->client, to, "text/plain", "BYE", 3) < 0)
+    int64_t t = pcsig_client_send(c->client, to, "text/plain", "BYE", 3);
+    token_add(c, t);
+    if (t < 0)
         ev_error(c, to, "cannot send BYE (not signed in)");
 }
 
@@ -1497,6 +1518,21 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
     }
     cjson_object_free(&o);
     return true;
+}
+
+bool conductor_own_token(struct conductor *c, uint64_t token)
+{
+    bool ours = false;
+    pthread_mutex_lock(&c->lk);
+    for (size_t i = 0; token && i < G_N_ELEMENTS(c->tokens); i++) {
+        if (c->tokens[i] == token) {
+            c->tokens[i] = 0;
+            ours = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lk);
+    return ours;
 }
 
 void conductor_on_hangup(struct conductor *c, uint64_t from)

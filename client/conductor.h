@@ -82,6 +82,10 @@ int conductor_dc_send(struct conductor *c, const void *text, size_t n);
  * malformed); false for anything else (chat: the caller shows it).
  */
 bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, size_t len);
+/* True (once) when token is one of the conductor's own signaling messages
+ * (offer, answer, candidate, BYE): the caller need not show its SENT or
+ * FAILED event. */
+bool conductor_own_token(struct conductor *c, uint64_t token);
 /* The peer sent BYE / left the server / our session ended: the call ends. */
 void conductor_on_hangup(struct conductor *c, uint64_t from);
 void conductor_on_peer_left(struct conductor *c, uint64_t peer);

@@ -48,6 +48,7 @@ struct proc {
     char buf[1 << 16];
     size_t len;
     char name[16];
+    unsigned nsent; /* "sent" events read so far */
 };
 static struct proc *procs[T_MAX_PROCS];
 
@@ -224,6 +225,9 @@ static char *cli_line_by(struct proc *p, uint64_t deadline)
             line[l] = '\0';
             memmove(p->buf, nl + 1, p->len - l - 1);
             p->len -= l + 1;
+            static const char sent[] = "{\"event\":\"sent\",";
+            if (strncmp(line, sent, sizeof sent - 1) == 0)
+                p->nsent++;
             return line;
         }
         if (p->len == sizeof p->buf)
@@ -361,6 +365,21 @@ static void test_test_call(void **state)
     cli_wait_for(b, "{\"event\":\"dc_message\",\"from\":1,\"data\":\"hi \\\"bob\\\" \xc3\xa9\"}");
     cli_send(b, "{\"cmd\":\"send\",\"via\":\"dc\",\"data\":\"hello alice\"}");
     cli_wait_for(a, "{\"event\":\"dc_message\",\"from\":2,\"data\":\"hello alice\"}");
+
+    /* Chat through the server still works; the "sent" reports of the
+     * conductor's own messages (offer, candidates) were not shown: the
+     * first "sent" is this message's. */
+    cli_send(b, "{\"cmd\":\"send\",\"to\":1,\"data\":\"via the server\"}");
+    char *q = cli_await(b, "{\"event\":\"queued\"");
+    char want[96];
+    snprintf(want, sizeof want, "{\"event\":\"sent\",\"token\":%lld,\"to\":1}",
+             json_num(q, "token"));
+    free(q);
+    if (b->nsent != 0)
+        fail_msg("bob showed %u \"sent\" events before queueing anything: the conductor's own",
+                 b->nsent);
+    cli_wait_for(b, want);
+    cli_wait_for(a, "{\"event\":\"message\",\"from\":2,", "\"data\":\"via the server\"}");
 
     /* Decoded video and audio frames, both ways. */
     await_frames(a, 10);

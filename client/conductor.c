@@ -1015,7 +1015,22 @@ static void job_place_call(struct conductor *c, struct job *j)
 
 static void job_offer(struct conductor *c, struct job *j)
 {
-    if (c->call) {
+    struct call *k0 = c->call;
+    if (k0 && k0->peer == j->peer && k0->caller && !k0->remote_set) {
+        /* Both called each other at once (glare). The one with the lower
+         * id gives its own offer up and answers; the other ignores this
+         * offer and awaits that answer. Both decide alike, no message. */
+        uint64_t me = pcsig_client_id(c->client);
+        buf_t b;
+        ev_begin(&b, "call_glare");
+        ev_u64(&b, "peer", j->peer);
+        ev_str(&b, "resolution", me != 0 && me < j->peer ? "answering theirs" : "keeping ours");
+        ev_end(c, &b);
+        if (me == 0 || me > j->peer)
+            return;
+        c->call = NULL;
+        call_free(k0); /* busy_peer stays: the call goes on, the other way */
+    } else if (k0) {
         ev_error(c, j->peer, "a new offer during the call (renegotiation) is not supported; "
                              "ignored");
         return;

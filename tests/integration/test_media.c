@@ -15,7 +15,8 @@
  *    and the client still takes a real call afterwards;
  *  - one call at a time: a second call while busy is refused, and a third
  *    peer calling a busy client gets BYE;
- *  - --no-auto-answer: reject, then answer.
+ *  - --no-auto-answer: reject, then answer;
+ *  - both calling each other at once (glare): one call, the lower id answers.
  *
  * Every step awaits an event line on a client's stdout (JSON), never a
  * fixed delay. Skipped when the client was built without media support.
@@ -575,6 +576,32 @@ static void test_one_call_at_a_time(void **state)
     h_pass();
 }
 
+/* Both call each other at once: one call, answered by the lower id. */
+static void test_glare(void **state)
+{
+    (void)state;
+    NEED_MEDIA();
+    h_server_t s;
+    h_server_start(&s, NULL);
+    const char *args[] = {"--media", "none", NULL};
+    struct proc *a = cli_spawn(&s, "alice", args);
+    cli_wait_for(a, "{\"event\":\"signed_in\",\"id\":1,");
+    struct proc *b = cli_spawn(&s, "bob", args);
+    cli_wait_for(b, "{\"event\":\"signed_in\",\"id\":2,");
+    cli_wait_for(a, "{\"event\":\"peer_joined\",\"id\":2,");
+    cli_send(a, "{\"cmd\":\"call\",\"to\":2}");
+    cli_send(b, "{\"cmd\":\"call\",\"to\":1}");
+    cli_wait_for(a, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":2,");
+    cli_wait_for(b, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":1,");
+    cli_send(a, "{\"cmd\":\"send\",\"via\":\"dc\",\"data\":\"one call\"}");
+    cli_wait_for(b, "{\"event\":\"dc_message\",\"from\":1,\"data\":\"one call\"}");
+    cli_quit(a);
+    cli_wait_for(b, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":1,");
+    cli_quit(b);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 static void test_no_auto_answer(void **state)
 {
     (void)state;
@@ -621,6 +648,7 @@ int main(void)
         T_TEST(test_wire_format),
         T_TEST(test_one_call_at_a_time),
         T_TEST(test_no_auto_answer),
+        T_TEST(test_glare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -593,6 +593,8 @@ static void test_glare(void **state)
     cli_send(b, "{\"cmd\":\"call\",\"to\":1}");
     cli_wait_for(a, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":2,");
     cli_wait_for(b, "{\"event\":\"call\",\"state\":\"connected\",\"peer\":1,");
+    cli_wait_for(a, "{\"event\":\"dc_open\",\"peer\":2,");
+    cli_wait_for(b, "{\"event\":\"dc_open\",\"peer\":1,");
     cli_send(a, "{\"cmd\":\"send\",\"via\":\"dc\",\"data\":\"one call\"}");
     cli_wait_for(b, "{\"event\":\"dc_message\",\"from\":1,\"data\":\"one call\"}");
     cli_quit(a);

@@ -112,25 +112,26 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
+	media=""; \
 	if [ "$(MEDIA)" != 0 ]; then \
 	  gst=/usr/include/gstreamer-1.0/gst; \
 	  plug=$$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null); \
-	  [ -f $$gst/webrtc/webrtc.h ] || missing="$$missing libgstreamer-plugins-bad1.0-dev"; \
-	  [ -f $$gst/sdp/sdp.h ] || missing="$$missing libgstreamer-plugins-base1.0-dev"; \
-	  [ -f $$gst/gst.h ] || missing="$$missing libgstreamer1.0-dev"; \
-	  [ -n "$$plug" ] && [ -f "$$plug/libgstwebrtc.so" ] || missing="$$missing gstreamer1.0-plugins-bad"; \
-	  [ -n "$$plug" ] && [ -f "$$plug/libgstnice.so" ] || missing="$$missing gstreamer1.0-nice"; \
-	  [ -n "$$plug" ] && [ -f "$$plug/libgstvpx.so" ] || missing="$$missing gstreamer1.0-plugins-good"; \
-	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || missing="$$missing gstreamer1.0-plugins-base"; \
+	  [ -f $$gst/webrtc/webrtc.h ] || media="$$media libgstreamer-plugins-bad1.0-dev"; \
+	  [ -f $$gst/sdp/sdp.h ] || media="$$media libgstreamer-plugins-base1.0-dev"; \
+	  [ -f $$gst/gst.h ] || media="$$media libgstreamer1.0-dev"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstwebrtc.so" ] || media="$$media gstreamer1.0-plugins-bad"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstnice.so" ] || media="$$media gstreamer1.0-nice"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstvpx.so" ] || media="$$media gstreamer1.0-plugins-good"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || media="$$media gstreamer1.0-plugins-base"; \
 	fi; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing:$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) || \
-	      { echo "error: could not install$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; }; \
-	  else \
-	    echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
-	  fi; \
+	if [ -n "$$missing$$media" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing$$media"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing$$media) || \
+	    { echo "error: could not install$$missing$$media; run: sudo apt-get install -y$$missing$$media" >&2; exit 1; }; \
+	elif [ -n "$$missing" ]; then \
+	  echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing$$media" >&2; exit 1; \
+	elif [ -n "$$media" ]; then \
+	  echo "note: building pcsig-client without media support (real calls); for it: sudo apt-get install -y$$media (MEDIA=0 silences this)" >&2; \
 	fi
 
 # The compiler and flags an object was built with: a stamp rewritten only

@@ -30,7 +30,10 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-CLIENT_LIB_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
+# The CLI's own files (main.c, and the media conductor with its glue) are
+# not part of the library: libpcsig-client never needs GStreamer.
+CLIENT_CLI_SRC := client/main.c client/cli_media.c client/conductor.c
+CLIENT_LIB_SRC := $(filter-out $(CLIENT_CLI_SRC),$(wildcard client/*.c))
 CLIENT_MAIN_SRC := $(wildcard client/main.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 ITEST_SRC  := $(wildcard tests/integration/test_*.c)
@@ -104,7 +107,10 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
 # pkg-config and groff-base: the install test (linking against the installed
-# library, rendering the man pages).
+# library, rendering the man pages). Unless MEDIA=0, GStreamer for the
+# conductor: the dev packages to build it, and the plugins a call runs on
+# (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
+# the test sources and converters in -base).
 DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base
 deps:
 	@missing=""; \
@@ -113,14 +119,26 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing:$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) || \
-	      { echo "error: could not install$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; }; \
-	  else \
-	    echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; \
-	  fi; \
+	media=""; \
+	if [ "$(MEDIA)" != 0 ]; then \
+	  gst=/usr/include/gstreamer-1.0/gst; \
+	  plug=$$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null); \
+	  [ -f $$gst/webrtc/webrtc.h ] || media="$$media libgstreamer-plugins-bad1.0-dev"; \
+	  [ -f $$gst/sdp/sdp.h ] || media="$$media libgstreamer-plugins-base1.0-dev"; \
+	  [ -f $$gst/gst.h ] || media="$$media libgstreamer1.0-dev"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstwebrtc.so" ] || media="$$media gstreamer1.0-plugins-bad"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstnice.so" ] || media="$$media gstreamer1.0-nice"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstvpx.so" ] || media="$$media gstreamer1.0-plugins-good"; \
+	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || media="$$media gstreamer1.0-plugins-base"; \
+	fi; \
+	if [ -n "$$missing$$media" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing$$media"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing$$media) || \
+	    { echo "error: could not install$$missing$$media; run: sudo apt-get install -y$$missing$$media" >&2; exit 1; }; \
+	elif [ -n "$$missing" ]; then \
+	  echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing$$media" >&2; exit 1; \
+	elif [ -n "$$media" ]; then \
+	  echo "note: building pcsig-client without media support (real calls); for it: sudo apt-get install -y$$media (MEDIA=0 silences this)" >&2; \
 	fi
 
 # The compiler and flags an object was built with: a stamp rewritten only
@@ -164,8 +182,31 @@ $(LIBCLIENT): $(CLIENT_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/pcsig-client: $(BUILD)/client/main.o $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBCLIENT) $(LIBPCSIG) $(LIBS)
+# ---- media (issue 16): the conductor, when GStreamer's webrtc is there ----
+# MEDIA=0 builds a signaling-only client (and deps installs no GStreamer);
+# otherwise `deps` installs the packages and the conductor is built in. The
+# flags are looked up when a recipe runs (recursive variables), after deps:
+# on a fresh machine the first `make` installs GStreamer and uses it.
+MEDIA ?= 1
+MEDIA_PKGS := gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-1.0
+media_found = $(if $(filter 0,$(MEDIA)),,$(shell pkg-config --exists $(MEDIA_PKGS) 2>/dev/null && echo yes))
+# GLib's and GStreamer's headers are not ours to keep -Wextra clean: -isystem.
+MEDIA_CFLAGS = $(if $(media_found),-DPCSIG_HAVE_MEDIA $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS))))
+MEDIA_LIBS = $(if $(media_found),$(shell pkg-config --libs $(MEDIA_PKGS)))
+CLI_OBJ := $(BUILD)/client/main.o $(BUILD)/client/cli_media.o $(BUILD)/client/conductor.o
+MEDIA_STAMP := $(BUILD)/media
+$(MEDIA_STAMP): FORCE | deps
+	@mkdir -p $(dir $@)
+	@echo '$(MEDIA_CFLAGS)' | cmp -s - $@ || echo '$(MEDIA_CFLAGS)' > $@
+$(BUILD)/client/cli_media.o: client/cli_media.c $(FLAGS_STAMP) $(MEDIA_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
+$(BUILD)/client/conductor.o: client/conductor.c $(FLAGS_STAMP) $(MEDIA_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
+
+$(BUILD)/pcsig-client: $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) $(MEDIA_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(MEDIA_LIBS)
 
 # Objects built through pattern rules are kept (never deleted as intermediates).
 .SECONDARY:

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cli_media.h"
 #include "client_json.h"
 #include "client_wire.h"
 #include "log.h"
@@ -131,6 +132,9 @@ struct cli {
     unsigned unsent;   /* sends refused for want of a session, since gave_up */
     struct cli_logs logs; /* terminal: the library's log records, queued */
     const char *quit_why; /* what ended us (static text), added to "disconnected" */
+    /* issue 16: the media conductor (NULL without --media); see cli_media.h */
+    struct cli_media_config mcfg;
+    struct cli_media *media;
 };
 
 /* ---- output ------------------------------------------------------------------- */
@@ -485,11 +489,30 @@ static void send_bytes(struct cli *cli, uint64_t to, const char *ctype, const vo
     report_queued(cli, pcsig_client_send(cli->client, to, ctype, p, n), to);
 }
 
+/* BYE to a peer; with --media, to the peer of the call it ends the call
+ * (the conductor sends the BYE). */
+static void send_bye(struct cli *cli, uint64_t to)
+{
+    if (cli_media_bye(cli->media, to))
+        return;
+    send_bytes(cli, to, NULL, "BYE", 3);
+}
+
 /* An offer as the stock conductor sends one: {"sdp": "...", "type": "offer"}
  * with a minimal data-channel SDP (fresh session id, ICE credentials and a
  * fingerprint-shaped value each time). */
 static void send_offer(struct cli *cli, uint64_t to)
 {
+    if (cli->media || cli->mcfg.media) { /* issue 16: a real call */
+        const char *why = NULL;
+        if (cli_media_call(cli->media, to, &why) < 0)
+            json_error(cli, "cannot call", why);
+        return;
+    }
+    if (!cli->json) /* --json keeps its event sequence; people are told */
+        say(cli, "note: a signaling-only offer (no media: %s)",
+            cli_media_built() ? "start with --media none|test|devices for a real call"
+                              : "media support was not built into this pcsig-client");
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     unsigned char rnd[72];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
@@ -821,6 +844,8 @@ static void session_ended(struct cli *cli, buf_t *b, const char *name, const cha
 
 static void on_event(struct cli *cli, struct pcsig_event *ev)
 {
+    if (cli_media_on_event(cli->media, ev))
+        return; /* issue 16: the conductor's signaling, reported by it */
     buf_t b;
     buf_init(&b, SIZE_MAX);
     bool j = cli->json;
@@ -1013,6 +1038,75 @@ static void drain_events(struct cli *cli)
 
 /* ---- commands ------------------------------------------------------------------------ */
 
+/* ---- issue 16: media commands (the conductor is in cli_media.c) ---------------------- */
+
+static void media_result(struct cli *cli, int rc, const char *what, const char *why)
+{
+    if (rc < 0)
+        json_error(cli, what, why);
+}
+
+/* hangup, answer, reject, and send with "via":"dc". True when it was one. */
+static bool media_json_command(struct cli *cli, const char *cmd, const struct cjson_object *o)
+{
+    const char *why = NULL;
+    const char *via = cjson_get_string(o, "via", NULL);
+    if (strcmp(cmd, "hangup") == 0) {
+        int rc = cli_media_hangup(cli->media, &why);
+        media_result(cli, rc, "cannot hang up", why);
+    } else if (strcmp(cmd, "answer") == 0 || strcmp(cmd, "reject") == 0) {
+        int rc = cli_media_answer(cli->media, cmd[0] == 'a', &why);
+        media_result(cli, rc, cmd[0] == 'a' ? "cannot answer" : "cannot reject", why);
+    } else if (strcmp(cmd, "send") == 0 && via && strcmp(via, "dc") == 0) {
+        size_t dlen = 0;
+        const char *data = cjson_get_string(o, "data", &dlen);
+        if (!data) {
+            json_error(cli, "bad command", "send via dc needs \"data\" (text)");
+        } else {
+            int rc = cli_media_dc_send(cli->media, data, dlen, &why);
+            media_result(cli, rc, "cannot send", why);
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Text: hangup | answer | reject | send dc TEXT. True when it was one. */
+static bool media_text_command(struct cli *cli, const char *w, size_t wl, const char *rest,
+                               size_t rl)
+{
+    const char *why = NULL;
+#define MIS(x) (wl == strlen(x) && memcmp(w, (x), wl) == 0)
+    if (MIS("hangup")) {
+        int rc = cli_media_hangup(cli->media, &why);
+        media_result(cli, rc, "cannot hang up", why);
+    } else if (MIS("answer") || MIS("reject")) {
+        int rc = cli_media_answer(cli->media, w[0] == 'a', &why);
+        media_result(cli, rc, w[0] == 'a' ? "cannot answer" : "cannot reject", why);
+    } else if (MIS("send") && cli->media && rl >= 2 && memcmp(rest, "dc", 2) == 0 &&
+               (rl == 2 || rest[2] == ' ')) {
+        /* Only with --media: without it "dc" is a peer's name like any other. */
+        const char *text = rl > 3 ? rest + 3 : "";
+        int rc = cli_media_dc_send(cli->media, text, rl > 3 ? rl - 3 : 0, &why);
+        media_result(cli, rc, "cannot send", why);
+    } else {
+        return false;
+    }
+#undef MIS
+    return true;
+}
+
+/* A conductor event (one JSON object): as it is with --json, else labelled. */
+static void media_show(void *arg, const char *line)
+{
+    struct cli *cli = arg;
+    if (cli->json)
+        say(cli, "%s", line);
+    else
+        say(cli, "media: %s", line);
+}
+
 static void json_command(struct cli *cli, const char *line, size_t n)
 {
     struct cjson_object o;
@@ -1037,6 +1131,8 @@ static void json_command(struct cli *cli, const char *line, size_t n)
     } else if (strcmp(cmd, "connect") == 0) {
         if (!cli->connected)
             do_connect(cli);
+    } else if (media_json_command(cli, cmd, &o)) {
+        /* issue 16: hangup, answer, reject, send via the data channel */
     } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "call") == 0 ||
                strcmp(cmd, "bye") == 0) {
         if (to_name) {
@@ -1051,7 +1147,7 @@ static void json_command(struct cli *cli, const char *line, size_t n)
         } else if (cmd[0] == 'c') {
             send_offer(cli, to);
         } else if (cmd[0] == 'b') {
-            send_bytes(cli, to, NULL, "BYE", 3);
+            send_bye(cli, to);
         } else {
             size_t dlen = 0, blen = 0;
             const char *data = cjson_get_string(&o, "data", &dlen);
@@ -1083,7 +1179,8 @@ static void json_command(struct cli *cli, const char *line, size_t n)
 static void text_help(struct cli *cli)
 {
     say(cli, "commands: connect | peers | send PEER TEXT | call PEER | bye PEER | quit "
-             "(PEER: an id, or a name from peers)");
+             "(PEER: an id, or a name from peers)\n"
+             "with --media: call PEER | answer | reject | hangup | send dc TEXT");
 }
 
 static void text_command(struct cli *cli, const char *line, size_t n)
@@ -1102,7 +1199,9 @@ static void text_command(struct cli *cli, const char *line, size_t n)
     const char *rest = sp ? sp + 1 : line + n;
     size_t rl = sp ? n - wl - 1 : 0;
 #define IS(w) (wl == strlen(w) && memcmp(line, (w), wl) == 0)
-    if (IS("quit") || IS("exit")) {
+    if (media_text_command(cli, line, wl, rest, rl)) {
+        /* issue 16 */
+    } else if (IS("quit") || IS("exit")) {
         input_over(cli, "quit command");
     } else if (IS("help")) {
         text_help(cli);
@@ -1127,7 +1226,7 @@ static void text_command(struct cli *cli, const char *line, size_t n)
         } else if (line[0] == 'c') {
             send_offer(cli, to);
         } else if (line[0] == 'b') {
-            send_bytes(cli, to, NULL, "BYE", 3);
+            send_bye(cli, to);
         } else {
             send_bytes(cli, to, NULL, sp2 + 1, rl - il - 1);
         }
@@ -1147,6 +1246,7 @@ static bool needs_session(const char *line, size_t n)
         return false;
     const char *cmd = cjson_get_string(&o, "cmd", NULL);
     bool wait = cmd && (strcmp(cmd, "send") == 0 || strcmp(cmd, "call") == 0 ||
+                        strcmp(cmd, "hangup") == 0 ||
                         strcmp(cmd, "bye") == 0 || strcmp(cmd, "peers") == 0);
     cjson_object_free(&o);
     return wait;
@@ -1454,14 +1554,26 @@ static void usage(FILE *f)
             "  --key FILE       private key of --cert\n"
             "  --insecure       with --tls: do NOT verify the server (testing only)\n"
             "  --log-level L    error, warn, info or debug on stderr (default warn)\n"
+            "  --media M        real calls (GStreamer webrtcbin): none (data channel\n"
+            "                   only), test (test pattern and tone, VP8/Opus) or devices\n"
+            "                   (camera, microphone); without it, call sends a\n"
+            "                   signaling-only offer\n"
+            "  --no-auto-answer offer incoming calls (answer / reject) instead of\n"
+            "                   answering at once\n"
+            "  --ice-server URL stun:HOST:PORT or turn:USER:PASS@HOST:PORT (repeatable)\n"
+            "  --show           show received video in a window\n"
+            "  --stats-ms N     media_stats event every N ms in a call (0: none; 1000)\n"
             "  --version        print the version\n"
             "  --help           this text\n\n"
             "interactive commands: connect, peers, send PEER TEXT, call PEER, bye PEER,\n"
-            "  quit (PEER: an id, or the name of one peer as peers lists it)\n"
+            "  quit (PEER: an id, or the name of one peer as peers lists it);\n"
+            "  with --media also answer, reject, hangup, send dc TEXT\n"
             "--json commands, one object per line (\"to\": an id, or a name string):\n"
             "  {\"cmd\":\"send\",\"to\":2,\"data\":\"hi\",\"content_type\":\"text/plain\"}\n"
             "  (or \"data_b64\" for binary), {\"cmd\":\"peers\"}, {\"cmd\":\"call\",\"to\":2},\n"
-            "  {\"cmd\":\"bye\",\"to\":2}, {\"cmd\":\"quit\"}; EOF also quits. send, call, bye\n"
+            "  {\"cmd\":\"bye\",\"to\":2}, {\"cmd\":\"quit\"}; EOF also quits. With --media:\n"
+            "  {\"cmd\":\"hangup\"}, {\"cmd\":\"answer\"}, {\"cmd\":\"reject\"},\n"
+            "  {\"cmd\":\"send\",\"via\":\"dc\",\"data\":\"hi\"}. send, call, bye\n"
             "  and peers given before the sign-in wait for it; if the server is\n"
             "  unreachable when input ends, they are reported as errors (exit 1).\n");
 }
@@ -1469,7 +1581,8 @@ static void usage(FILE *f)
 enum { OPT_SERVER = 256, OPT_PORT, OPT_NAME, OPT_AUTOCONNECT, OPT_AUTOCALL, OPT_KEEPALIVE,
        OPT_JSON, OPT_EXEC, OPT_LOG_LEVEL, OPT_HELP, OPT_TLS, OPT_CA, OPT_CERT, OPT_KEY,
        OPT_INSECURE, OPT_VERSION, OPT_EXEC_MAX, OPT_AUTH_TOKEN, OPT_AUTH_TOKEN_FILE,
-       OPT_ALLOW_INSECURE_TOKEN, OPT_MAX_PEERS };
+       OPT_ALLOW_INSECURE_TOKEN, OPT_MAX_PEERS, OPT_MEDIA, OPT_NO_AUTO_ANSWER,
+       OPT_ICE_SERVER, OPT_SHOW, OPT_STATS_MS };
 
 /*
  * The first line of path (without its line end) as the auth token (heap;
@@ -1525,9 +1638,15 @@ int main(int argc, char **argv)
         {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
         {"allow-insecure-token", no_argument, NULL, OPT_ALLOW_INSECURE_TOKEN},
         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+        {"media", required_argument, NULL, OPT_MEDIA},
+        {"no-auto-answer", no_argument, NULL, OPT_NO_AUTO_ANSWER},
+        {"ice-server", required_argument, NULL, OPT_ICE_SERVER},
+        {"show", no_argument, NULL, OPT_SHOW},
+        {"stats-ms", required_argument, NULL, OPT_STATS_MS},
         {NULL, 0, NULL, 0},
     };
     struct cli cli = {0};
+    cli.mcfg.stats_ms = 1000;
     struct pcsig_client_options o = {0};
     const char *env_server = getenv("WEBRTC_SERVER");
     o.server = env_server && *env_server ? env_server : "localhost";
@@ -1564,7 +1683,31 @@ int main(int argc, char **argv)
             }
             break;
         case OPT_HELP: usage(stdout); return 0;
-        case OPT_VERSION: printf("pcsig-client %s\n", PCSIG_VERSION); return 0;
+        case OPT_VERSION:
+            printf("pcsig-client %s\n%s\n", PCSIG_VERSION, cli_media_version());
+            return 0;
+        case OPT_MEDIA: cli.mcfg.media = optarg; break;
+        case OPT_NO_AUTO_ANSWER: cli.mcfg.no_auto_answer = true; break;
+        case OPT_SHOW: cli.mcfg.show = true; break;
+        case OPT_ICE_SERVER: {
+            const char *why = cli_media_check_ice(optarg);
+            if (why || cli.mcfg.nice == CLI_MEDIA_MAX_ICE) {
+                fprintf(stderr, "pcsig-client: bad --ice-server '%s': %s\n", optarg,
+                        why ? why : "too many");
+                return CLI_EXIT_USAGE;
+            }
+            cli.mcfg.ice[cli.mcfg.nice++] = optarg;
+            break;
+        }
+        case OPT_STATS_MS: {
+            uint64_t v;
+            if (proto_parse_u64(optarg, strlen(optarg), &v) < 0 || v > 3600000) {
+                fprintf(stderr, "pcsig-client: bad value '%s' for --stats-ms\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            cli.mcfg.stats_ms = (int)v;
+            break;
+        }
         case OPT_TLS: o.tls = true; break;
         case OPT_CA: o.ca_file = optarg; break;
         case OPT_CERT: o.cert_file = optarg; break;
@@ -1683,6 +1826,16 @@ int main(int argc, char **argv)
         close(sigfd);
         return CLI_EXIT_USAGE;
     }
+    if (cli.mcfg.media) { /* issue 16 */
+        const char *why = NULL;
+        cli.media = cli_media_start(&cli.mcfg, cli.client, &why);
+        if (!cli.media) {
+            fprintf(stderr, "pcsig-client: --media: %s\n", why);
+            pcsig_client_free(cli.client);
+            close(sigfd);
+            return CLI_EXIT_USAGE;
+        }
+    }
     if (cli.tty) {
         tty_enter(&cli);
         logs_capture(&cli);
@@ -1692,13 +1845,14 @@ int main(int argc, char **argv)
         do_connect(&cli);
 
     while (!cli.quit) {
-        struct pollfd p[4] = {
+        struct pollfd p[5] = {
             {.fd = cli.in_done ? -1 : STDIN_FILENO, .events = POLLIN},
             {.fd = pcsig_client_event_fd(cli.client), .events = POLLIN},
             {.fd = sigfd, .events = POLLIN},
             {.fd = cli.logs.efd, .events = POLLIN},
+            {.fd = cli_media_fd(cli.media), .events = POLLIN},
         };
-        if (poll(p, 4, -1) < 0) {
+        if (poll(p, 5, -1) < 0) {
             if (errno == EINTR)
                 continue;
             perror("pcsig-client: poll");
@@ -1709,6 +1863,8 @@ int main(int argc, char **argv)
             logs_drain(&cli);
         if (p[1].revents)
             drain_events(&cli);
+        if (p[4].revents)
+            cli_media_drain(cli.media, media_show, &cli);
         if (p[2].revents) {
             struct signalfd_siginfo si;
             while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -1730,6 +1886,9 @@ int main(int argc, char **argv)
      * disconnected) is still printed, with no prompt redrawn any more. */
     cli.quit = true;
     logs_release(&cli);
+    /* A call ends first: its BYE goes out before the sign-out. */
+    cli_media_stop(cli.media, media_show, &cli);
+    cli.media = NULL;
     pcsig_client_disconnect(cli.client);
     drain_events(&cli);
     if (cli.tty)

@@ -323,8 +323,13 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         return ROUTE_RESPONDED;
     }
     if (req->method == HTTP_METHOD_OPTIONS) {
+        /* --auth-token: a page of another origin must be let send
+         * Authorization (its preflight asks); a second Allow-Headers line,
+         * which browsers join to the first, leaves the stock block as is. */
         struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka,
-                         .cors_token = srv->cfg.secure_ids};
+                         .cors_token = srv->cfg.secure_ids,
+                         .extra = srv->nauth_tokens ? "Access-Control-Allow-Headers: Authorization\r\n"
+                                                    : NULL};
         resp_append(&s->out, &r);
         return ROUTE_RESPONDED;
     }

@@ -19,7 +19,8 @@
 const $ = (id) => document.getElementById(id);
 
 const ui = {
-  server: $('server-url'), name: $('name'), token: $('token'), remember: $('remember-token'), signIn: $('sign-in'), signOut: $('sign-out'),
+  server: $('server-url'), name: $('name'), signIn: $('sign-in'), signOut: $('sign-out'),
+  token: $('token'), remember: $('remember-token'),
   status: $('status'), peers: $('peers'), noPeers: $('no-peers'), selected: $('selected-peer'),
   call: $('call'), hangUp: $('hang-up'), synthetic: $('synthetic'), autoAnswer: $('auto-answer'),
   incoming: $('incoming'), incomingFrom: $('incoming-from'), accept: $('accept'), decline: $('decline'),
@@ -129,7 +130,9 @@ async function signIn(session) {
   const name = ui.name.value.trim();
   let res;
   try {
-    res = await fetch(url('/sign_in?' + encodeURIComponent(name)), { cache: 'no-store', headers: authHeader() });
+    res = await fetch(url('/sign_in?' + encodeURIComponent(name)), {
+      cache: 'no-store', headers: authHeader(),
+    });
   } catch (e) {
     // Another origin with a token: the browser asks first (a CORS preflight,
     // OPTIONS) whether it may send Authorization; a server that does not

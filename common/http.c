@@ -290,6 +290,8 @@ static int http_parse_request_line(const unsigned char *p, size_t n, bool comple
         req->method = HTTP_METHOD_POST;
     else if (i == 7 && memcmp(p, "OPTIONS", 7) == 0)
         req->method = HTTP_METHOD_OPTIONS;
+    else if (i == 4 && memcmp(p, "HEAD", 4) == 0)
+        req->method = HTTP_METHOD_HEAD;
     else
         known = false;
     i++;

@@ -46,6 +46,7 @@ enum http_method {
     HTTP_METHOD_GET = 1,
     HTTP_METHOD_POST,
     HTTP_METHOD_OPTIONS,
+    HTTP_METHOD_HEAD, /* served for the browser page's paths only */
 };
 
 /* Limits enforced while parsing; exceeding one is an error, not a truncation. */

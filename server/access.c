@@ -20,6 +20,7 @@ static const char *method_name(int method)
     case HTTP_METHOD_GET: return "GET";
     case HTTP_METHOD_POST: return "POST";
     case HTTP_METHOD_OPTIONS: return "OPTIONS";
+    case HTTP_METHOD_HEAD: return "HEAD";
     default: return NULL;
     }
 }

@@ -427,7 +427,9 @@ static int opt_set_in_source(struct server_config *cfg, const struct config_opt 
                              const char *val, bool *seen)
 {
     bool *was = &seen[o - opts];
-    const char *old = *(const char **)((char *)cfg + o->off);
+    /* Only a list's field is a string: reading another kind's as one is
+     * a misaligned load (UBSan stopped --log-level loud). */
+    const char *old = o->kind == OPT_LIST ? *(const char **)((char *)cfg + o->off) : NULL;
     if (o->kind != OPT_LIST || !*was || !old || !val) {
         *was = true;
         return opt_set(cfg, o, val);

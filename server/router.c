@@ -301,6 +301,27 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
     bool is_health = http_slice_eq(path, "/health");
     bool is_metrics = http_slice_eq(path, "/metrics");
 
+    /* HEAD is a GET without the body for the page's paths only. Elsewhere it
+     * gets the head of an unknown method's answer (405, Allow, closed; a
+     * HEAD answer carries no body): a HEAD must never sign in, wait or quit. */
+    if (req->method == HTTP_METHOD_HEAD) {
+        bool protocol = http_slice_eq(path, "/sign_in") || http_slice_eq(path, "/sign_out") ||
+                        http_slice_eq(path, "/wait") || http_slice_eq(path, "/message") ||
+                        http_slice_eq(path, "/quit") || is_health || is_metrics;
+        if (!protocol && !s->metrics_only && srv->web && web_answer(srv->web, req, &s->out, ka))
+            return ROUTE_RESPONDED;
+        static const char why[] = "method not allowed\n";
+        struct resp r = {
+            .status = 405, .reason = "Method Not Allowed", .has_ctype = true,
+            .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
+            .extra = "Allow: GET, POST, OPTIONS\r\n", .head_only = true,
+        };
+        resp_append(&s->out, &r);
+        s->close_after_write = true;
+        s->linger = true;
+        return ROUTE_RESPONDED;
+    }
+
     /* The metrics listener serves nothing else: no signaling, no CORS
      * preflight, no /quit, whatever the method. */
     if (s->metrics_only) {
@@ -323,8 +344,13 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         return ROUTE_RESPONDED;
     }
     if (req->method == HTTP_METHOD_OPTIONS) {
+        /* --auth-token: a page of another origin must be let send
+         * Authorization (its preflight asks); a second Allow-Headers line,
+         * which browsers join to the first, leaves the stock block as is. */
         struct resp r = {.status = 200, .reason = "OK", .keep_alive = ka,
-                         .cors_token = srv->cfg.secure_ids};
+                         .cors_token = srv->cfg.secure_ids,
+                         .extra = srv->nauth_tokens ? "Access-Control-Allow-Headers: Authorization\r\n"
+                                                    : NULL};
         resp_append(&s->out, &r);
         return ROUTE_RESPONDED;
     }

@@ -247,7 +247,8 @@ int web_config_json(const struct server_config *cfg, unsigned long long now_s, b
     return rc ? rc : buf_append_str(out, "]}\n");
 }
 
-/* One 200 or 304 answer for a file with its ETag. */
+/* One 200 or 304 answer for a file with its ETag (a HEAD: the same head,
+ * no body). */
 static void answer_file(buf_t *out, const http_request_t *req, const char *path, size_t plen,
                         const void *body, size_t len, const char *etag, bool ka)
 {
@@ -264,7 +265,7 @@ static void answer_file(buf_t *out, const http_request_t *req, const char *path,
             .reason = not_modified ? "Not Modified" : "OK",
             .has_ctype = true, .ctype = ctype, .ctype_len = strlen(ctype),
             .body = body, .body_len = len, .keep_alive = ka, .extra = extra.data,
-            .head_only = not_modified,
+            .head_only = not_modified || req->method == HTTP_METHOD_HEAD,
         };
         rc = resp_append(out, &r);
     }
@@ -345,7 +346,7 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
     return served;
 }
 
-static void answer_config(const struct web *w, buf_t *out, bool ka)
+static void answer_config(const struct web *w, buf_t *out, bool head, bool ka)
 {
     buf_t body;
     buf_init(&body, 64 * 1024);
@@ -354,7 +355,7 @@ static void answer_config(const struct web *w, buf_t *out, bool ka)
         struct resp r = {
             .status = 200, .reason = "OK", .has_ctype = true, .ctype = "application/json",
             .ctype_len = 16, .body = body.data, .body_len = body.len, .keep_alive = ka,
-            .extra = WEB_HEADERS,
+            .extra = WEB_HEADERS, .head_only = head,
         };
         rc = resp_append(out, &r);
     }
@@ -381,18 +382,19 @@ bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool
     bool ours = config || found < web_embedded_count || (w->root_fd >= 0 && web_path_ok(path, plen));
     if (!ours)
         return false;
-    if (req->method != HTTP_METHOD_GET) {
-        static const char why[] = "use GET\n";
+    bool head = req->method == HTTP_METHOD_HEAD;
+    if (req->method != HTTP_METHOD_GET && !head) {
+        static const char why[] = "use GET or HEAD\n";
         struct resp r = {
             .status = 405, .reason = "Method Not Allowed", .has_ctype = true,
             .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
-            .keep_alive = ka, .extra = "Allow: GET\r\n",
+            .keep_alive = ka, .extra = "Allow: GET, HEAD\r\n",
         };
         resp_append(out, &r);
         return true;
     }
     if (config) {
-        answer_config(w, out, ka);
+        answer_config(w, out, head, ka);
         return true;
     }
     if (w->root_fd >= 0)

@@ -5,6 +5,7 @@
  *   GET /, /index.html, /app.js, /app.css   the files built into the binary
  *                                           (or those of --web-root DIR)
  *   GET /config.json                        {"iceServers":[...]} for the page
+ *   HEAD of each of them                    the same head, no body
  *
  * Each file goes out with its Content-Type, an ETag (a hash of its bytes:
  * If-None-Match gets 304), Cache-Control: no-cache (revalidate, so a new

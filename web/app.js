@@ -9,6 +9,8 @@
 //                                   "Pragma: OTHER_ID" = a message from OTHER_ID
 //   POST /message?peer_id=MY_ID&to=ID   the body is relayed as is
 //   GET  /sign_out?peer_id=MY_ID
+// A server started with --auth-token or --auth-token-file also wants
+// "Authorization: Bearer TOKEN" on /sign_in (only there): 401 without it.
 // A call is signaled with the conductor's JSON: {"type":"offer","sdp":...},
 // {"type":"answer","sdp":...}, {"candidate":...,"sdpMid":...,"sdpMLineIndex":...},
 // and hung up with the three bytes BYE. Anything else is shown as chat.
@@ -18,6 +20,7 @@ const $ = (id) => document.getElementById(id);
 
 const ui = {
   server: $('server-url'), name: $('name'), signIn: $('sign-in'), signOut: $('sign-out'),
+  token: $('token'), remember: $('remember-token'),
   status: $('status'), peers: $('peers'), noPeers: $('no-peers'), selected: $('selected-peer'),
   call: $('call'), hangUp: $('hang-up'), synthetic: $('synthetic'), autoAnswer: $('auto-answer'),
   incoming: $('incoming'), incomingFrom: $('incoming-from'), accept: $('accept'), decline: $('decline'),
@@ -32,6 +35,7 @@ const state = {
   server: '',          // base URL, no trailing '/'
   myId: 0,
   token: null,         // --secure-ids: the X-Pcsig-Token our requests carry
+  accessToken: '',     // --auth-token: what /sign_in sends as "Authorization: Bearer"
   signedIn: false,     // the user wants to be signed in (also while reconnecting)
   session: 0,          // bumped on each sign-in: stale loops stop
   waitAbort: null,
@@ -78,6 +82,30 @@ function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 function url(path) { return state.server + path; }
 
+// The access token lives in this page's memory only, unless the user ticks
+// "remember": then in sessionStorage, so that a reload of this tab keeps it
+// while closing the tab drops it, and no other tab or site sees it.
+// localStorage would keep it on disk for good, and a URL (query or
+// fragment) would put it in the history, logs and Referer headers: never.
+const TOKEN_KEY = 'pcsig.accessToken';
+
+function authHeader() {
+  return state.accessToken ? { Authorization: `Bearer ${state.accessToken}` } : {};
+}
+
+// A 401 of /sign_in: the page says which of the two it is and stops.
+class AuthError extends Error {
+  constructor(refused) {
+    super(refused ? 'token refused: the server did not accept this access token'
+      : 'this server needs an access token: enter it under "Access token"');
+    this.state = refused ? 'auth-refused' : 'auth-needed';
+  }
+}
+
+function crossOrigin() {
+  try { return new URL(state.server).origin !== location.origin; } catch { return true; }
+}
+
 function tokenHeader() { return state.token ? { 'X-Pcsig-Token': state.token } : {}; }
 
 // ---- the protocol ----------------------------------------------------------
@@ -100,7 +128,20 @@ function parsePeerLines(body) {
 // sign-in meanwhile makes it stale) and start its /wait loop.
 async function signIn(session) {
   const name = ui.name.value.trim();
-  const res = await fetch(url('/sign_in?' + encodeURIComponent(name)), { cache: 'no-store' });
+  let res;
+  try {
+    res = await fetch(url('/sign_in?' + encodeURIComponent(name)), {
+      cache: 'no-store', headers: authHeader(),
+    });
+  } catch (e) {
+    // Another origin with a token: the browser asks first (a CORS preflight,
+    // OPTIONS) whether it may send Authorization; a server that does not
+    // allow it looks like one that cannot be reached.
+    const why = state.accessToken && crossOrigin()
+      ? ' (or it does not allow the Authorization header from this origin)' : '';
+    throw new Error(`cannot reach ${state.server}${why}`);
+  }
+  if (res.status === 401) throw new AuthError(state.accessToken !== '');
   if (!res.ok) throw new Error(`sign-in: ${res.status} ${res.statusText}`);
   const id = Number(res.headers.get('Pragma'));
   if (!Number.isSafeInteger(id) || id <= 0) throw new Error('sign-in: no Pragma id in the answer');
@@ -160,7 +201,17 @@ async function reconnect(session, why) {
       await signIn(session);
       if (session === state.session) logLine('info', '', 'signed in again');
       return;
-    } catch {
+    } catch (e) {
+      // The restarted server wants another token: retrying cannot help.
+      if (e instanceof AuthError) {
+        if (session !== state.session) return;
+        state.signedIn = false;
+        state.session++;
+        setStatus(e.state, `signed out: ${e.message}`);
+        updateButtons();
+        ui.token.focus();
+        return;
+      }
       attempt++;
       ui.status.dataset.attempts = String(attempt);
       ui.status.textContent = `reconnecting (${why}; ${attempt} attempts so far)`;
@@ -515,6 +566,7 @@ function updateButtons() {
   ui.signOut.disabled = !on;
   ui.server.disabled = on;
   ui.name.disabled = on;
+  ui.token.disabled = ui.remember.disabled = on;
   ui.call.disabled = !on || !state.selected || inCall || !ui.incoming.hidden;
   ui.hangUp.disabled = !inCall;
   ui.chatInput.disabled = ui.chatSend.disabled = !on || !state.selected;
@@ -534,6 +586,14 @@ async function loadConfig() {
 
 ui.signIn.addEventListener('click', async () => {
   state.server = ui.server.value.trim().replace(/\/+$/, '');
+  const token = ui.token.value.trim();
+  // A header value must be Latin-1; tokens are printable ASCII.
+  if (!/^[\x20-\x7e]*$/.test(token)) {
+    setStatus('auth-refused', 'the access token may hold only printable ASCII characters');
+    return;
+  }
+  state.accessToken = token;
+  rememberToken();
   state.signedIn = true;
   updateButtons();
   setStatus('signing-in', 'signing in...');
@@ -542,11 +602,21 @@ ui.signIn.addEventListener('click', async () => {
   try {
     await signIn(session);
   } catch (e) {
+    if (session !== state.session) return;
     state.signedIn = false;
-    setStatus('signed-out', `could not sign in: ${e.message}`);
+    setStatus(e instanceof AuthError ? e.state : 'signed-out', `could not sign in: ${e.message}`);
     updateButtons();
+    if (e instanceof AuthError) ui.token.focus();
   }
 });
+
+function rememberToken() {
+  try {
+    if (ui.remember.checked && state.accessToken) sessionStorage.setItem(TOKEN_KEY, state.accessToken);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch { /* storage disabled: memory only */ }
+}
+ui.remember.addEventListener('change', rememberToken);
 ui.signOut.addEventListener('click', () => { signOut(); });
 ui.call.addEventListener('click', () => {
   startCall().catch((e) => { logLine('info', '', `call failed: ${e.message}`); endCall(e.message, true); });
@@ -582,6 +652,10 @@ window.addEventListener('pagehide', () => {
 });
 
 ui.server.value = /^https?:$/.test(location.protocol) ? location.origin : 'http://localhost:8888';
+try {
+  const kept = sessionStorage.getItem(TOKEN_KEY);
+  if (kept) { ui.token.value = kept; ui.remember.checked = true; }
+} catch { /* storage disabled */ }
 ui.name.value = `browser-${Math.floor(Math.random() * 9000) + 1000}`;
 updateButtons();
 

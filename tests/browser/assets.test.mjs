@@ -68,7 +68,8 @@ async function checkPage(base, ca) {
   }
   const post = await request(base, '/', { ca, method: 'POST', body: 'x' });
   assert.equal(post.status, 405);
-  assert.equal(post.headers.allow, 'GET');
+  assert.equal(post.headers.allow, 'GET, HEAD');
+  await checkHead(base, ca);
   // The protocol's paths and the server's own are not shadowed.
   const signIn = await request(base, '/sign_in?page-test', { ca });
   assert.equal(signIn.status, 200);
@@ -76,6 +77,34 @@ async function checkPage(base, ca) {
   assert.equal((await request(base, '/health', { ca })).status, 200);
   assert.equal((await request(base, '/nope', { ca })).status, 404);
   assert.equal((await request(base, '/app.js.map', { ca })).status, 404);
+}
+
+// HEAD: the page's paths answer the GET's head without its body (same
+// Content-Length, ETag, CSP); every other path keeps the answer of an
+// unknown method, 405 and closed, and a HEAD never signs anyone in.
+async function checkHead(base, ca) {
+  for (const path of ['/', '/index.html', '/app.js', '/app.css', '/config.json']) {
+    const get = await request(base, path, { ca });
+    const head = await request(base, path, { ca, method: 'HEAD' });
+    assert.equal(head.status, 200, path);
+    assert.equal(head.body, '');
+    assert.equal(head.headers['content-length'], String(Buffer.byteLength(get.body)), path);
+    for (const h of ['content-type', 'etag', 'cache-control', 'content-security-policy'])
+      assert.equal(head.headers[h], get.headers[h], `${path} ${h}`);
+    if (get.headers.etag) {
+      const again = await request(base, path, { ca, method: 'HEAD', headers: { 'If-None-Match': get.headers.etag } });
+      assert.equal(again.status, 304);
+    }
+  }
+  for (const path of ['/sign_in?head-test', '/sign_out?peer_id=1', '/wait?peer_id=1',
+    '/message?peer_id=1&to=1', '/quit', '/health', '/metrics', '/nope']) {
+    const r = await request(base, path, { ca, method: 'HEAD' });
+    assert.equal(r.status, 405, path);
+    assert.equal(r.headers.allow, 'GET, POST, OPTIONS');
+    assert.equal(r.headers.connection, 'close');
+  }
+  const list = await request(base, '/sign_in?after-head', { ca });
+  assert.doesNotMatch(list.body, /head-test/);
 }
 
 test('the built-in page: types, ETag and 304, security headers, no shadowing', async () => {
@@ -144,8 +173,10 @@ test('bad ICE and web options stop the server at start-up with one line', async 
 test('--no-web: every page path is a 404 again', async () => {
   const srv = await startServer(['--no-web']);
   try {
-    for (const path of ['/', '/index.html', '/app.js', '/app.css', '/config.json'])
+    for (const path of ['/', '/index.html', '/app.js', '/app.css', '/config.json']) {
       assert.equal((await request(srv.url, path)).status, 404, path);
+      assert.equal((await request(srv.url, path, { method: 'HEAD' })).status, 405, path);
+    }
     assert.equal((await request(srv.url, '/sign_in?x')).status, 200);
   } finally {
     await srv.stop();
@@ -191,6 +222,10 @@ test('--web-root: a directory\'s regular files, and nothing outside it', async (
     const signIn = await request(srv.url, '/sign_in?x');
     assert.equal(signIn.status, 200);
     assert.match(signIn.body, /^x,\d+,1\n/);
+    const head = await request(srv.url, '/sub/a.txt', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '1');
+    assert.equal((await request(srv.url, '/link.txt', { method: 'HEAD' })).status, 405);
     // /config.json comes from the server even with a --web-root.
     assert.deepEqual(JSON.parse((await request(srv.url, '/config.json')).body), { iceServers: [] });
   } finally {

@@ -48,6 +48,8 @@ static const char *method_name(enum http_method m)
         return "POST";
     case HTTP_METHOD_OPTIONS:
         return "OPTIONS";
+    case HTTP_METHOD_HEAD:
+        return "HEAD";
     }
     return NULL;
 }

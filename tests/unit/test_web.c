@@ -152,7 +152,22 @@ static void test_answer_builtin(void **state)
     assert_true(answer(w, "POST /app.js HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &out));
     assert_int_equal(buf_append(&out, "", 1), 0);
     assert_non_null(strstr(out.data, "HTTP/1.1 405 Method Not Allowed\r\n"));
-    assert_non_null(strstr(out.data, "Allow: GET\r\n"));
+    assert_non_null(strstr(out.data, "Allow: GET, HEAD\r\n"));
+    /* HEAD: the GET's head (its Content-Length and ETag), no body. */
+    assert_true(answer(w, "GET /app.css HTTP/1.1\r\n\r\n", &out));
+    size_t get_len = out.len;
+    size_t get_head = (size_t)((const char *)memmem(out.data, out.len, "\r\n\r\n", 4) - out.data) + 4;
+    char get_copy[4096];
+    assert_true(get_head < sizeof get_copy);
+    memcpy(get_copy, out.data, get_head);
+    assert_true(answer(w, "HEAD /app.css HTTP/1.1\r\n\r\n", &out));
+    assert_int_equal(out.len, get_head);
+    assert_memory_equal(out.data, get_copy, get_head);
+    assert_true(get_len > get_head);
+    assert_true(answer(w, "HEAD /config.json HTTP/1.1\r\n\r\n", &out));
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    assert_non_null(strstr(out.data, "Content-Length: 18\r\n"));
+    assert_int_equal(strstr(out.data, "\r\n\r\n") + 4 - out.data, (long)out.len - 1);
     /* Not the page's: nothing written, the router answers. */
     static const char *const not_ours[] = {"/sign_in", "/health", "/nope", "/app.js/", "/index.htm"};
     for (size_t i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++) {

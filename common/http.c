@@ -10,13 +10,15 @@
  * only at the new bytes and answers "need more" when it can prove the plain
  * call would; anything else (an error, a complete head, the size limit) is
  * left to one run of the plain call, so results and errors never differ
- * from it. The grammar is deliberately narrower
- * than RFC 9112 (CRLF only, no obs-fold, no Transfer-Encoding, single
- * spaces in the first line) because the peers speaking to us are our own
- * client and the stock WebRTC example, and every leniency is a
- * request-smuggling or desync risk. The one place it is wider is the
- * request-target, which takes raw bytes (see http.h): it never frames
- * anything, and the stock client puts unencoded user and host names there.
+ * from it.
+ *
+ * The grammar is deliberately narrower than RFC 9112 (CRLF only, no
+ * obs-fold, no Transfer-Encoding, single spaces in the first line) because
+ * the peers speaking to us are our own client and the stock WebRTC
+ * example, and every leniency is a request-smuggling or desync risk. The
+ * one place it is wider is the request-target, which takes raw bytes (see
+ * http.h): it never frames anything, and the stock client puts unencoded
+ * user and host names there.
  */
 #include "http.h"
 

@@ -145,7 +145,7 @@ int main(int argc, char **argv)
     long port = 0, pid = 0, gap_us = 50, heads = 3;
     const char *host = "127.0.0.1";
 
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         long x = v != NULL ? strtol(v, &end, 10) : 0;
@@ -170,7 +170,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "pcsig-dribble: bad %s\n", a);
             return 2;
         }
-        i++;
     }
     if (port == 0)
         return parser_only(n);

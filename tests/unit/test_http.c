@@ -1108,10 +1108,20 @@ static void check_req_consistency(guard_buf_t *g, const char *data, size_t n)
     if (full == HTTP_PARSE_ERROR)
         assert_int_equal(err.status, status);
 
+    /* The resumable call is fed the same bytes one per read (cheaper here
+     * than check_req_resumed, which parses every prefix again). */
+    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
     for (size_t k = 0; k < n; k++) {
-        long r;
+        http_error_t rerr = { -1, NULL };
+        long r, rr;
         p = guard_load(g, data, k);
+        rr = http_parse_request_resume(p, k, &test_lim, &st, &req, &rerr);
         r = http_parse_request(p, k, &test_lim, &req, &err);
+        assert_int_equal(rr, r);
+        if (r == HTTP_PARSE_ERROR) {
+            assert_int_equal(rerr.status, err.status);
+            assert_string_equal(rerr.reason, err.reason);
+        }
         if (r == HTTP_PARSE_ERROR) {
             /* the same error, whatever the reads: errors come left to right */
             assert_int_equal(full, HTTP_PARSE_ERROR);
@@ -1123,7 +1133,6 @@ static void check_req_consistency(guard_buf_t *g, const char *data, size_t n)
             assert_true((long)k < full);
         }
     }
-    check_req_resumed(g, data, n, &test_lim, 1);
 }
 
 static void test_hostile_bytes_request(void **state)
@@ -1200,10 +1209,16 @@ static void test_hostile_bytes_response(void **state)
                 assert_true(slice_inside(resp.reason, p, full));
             }
             const char *reason = full == HTTP_PARSE_ERROR ? err.reason : NULL;
+            http_parse_state_t st = HTTP_PARSE_STATE_INIT;
             for (size_t k = 0; k < n; k++) {
-                long r;
+                http_error_t rerr = { -1, NULL };
+                long r, rr;
                 p = guard_load(g, buf, k);
+                rr = http_parse_response_resume(p, k, &test_lim, &st, &resp, &rerr);
                 r = http_parse_response(p, k, &test_lim, &resp, &err);
+                assert_int_equal(rr, r); /* the resumable call, a byte per read */
+                if (r == HTTP_PARSE_ERROR)
+                    assert_string_equal(rerr.reason, err.reason);
                 if (r == HTTP_PARSE_ERROR) {
                     assert_int_equal(full, HTTP_PARSE_ERROR);
                     assert_string_equal(err.reason, reason);
@@ -1213,7 +1228,6 @@ static void test_hostile_bytes_response(void **state)
                     assert_true((long)k < full);
                 }
             }
-            check_resp_resumed(g, buf, n, &test_lim, 1);
         }
     }
 }

@@ -171,6 +171,12 @@ $(SERVER): $(SERVER_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
 $(BENCH): $(BENCH_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG) $(LIBS)
 
+# What a head sent one byte per read costs (BENCHMARKS.md); not installed.
+DRIBBLE := $(BUILD)/pcsig-dribble
+all: $(DRIBBLE)
+$(DRIBBLE): $(BUILD)/tools/dribble.o $(LIBPCSIG) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tools/dribble.o $(LIBPCSIG) $(LIBS)
+
 # The figures of BENCHMARKS.md (a few minutes on 2 cores).
 # Short versions (under a minute in all) of the runs in BENCHMARKS.md.
 bench: all

@@ -145,17 +145,35 @@ int cwire_host_header(buf_t *b, const char *host, uint16_t port)
     return rc;
 }
 
-int cwire_frame_response(const char *buf, size_t len, bool eof, http_response_t *resp,
-                         size_t *head_len, size_t *body_len)
+int cwire_frame_response(cwire_frame_t *fr, const char *buf, size_t len, bool eof,
+                         http_response_t *resp, size_t *head_len, size_t *body_len)
 {
     const http_limits_t lim = {.max_head = CWIRE_MAX_HEAD, .max_body = CWIRE_MAX_BODY};
     http_error_t err;
-    long h = http_parse_response(buf, len, &lim, resp, &err);
+    long h;
+
+    if (fr != NULL && fr->head_len > 0 && len >= fr->head_len && !eof) {
+        /* The head is known: wait for the body without parsing it again. */
+        size_t have = len - fr->head_len;
+        if (fr->has_content_length ? have < fr->content_length : have <= CWIRE_MAX_BODY)
+            return 0;
+    }
+    /* At EOF the plain parse fills *resp however the reads went (the
+     * caller tells a reset from a truncated answer by resp->status). */
+    if (fr != NULL && !eof)
+        h = http_parse_response_resume(buf, len, &lim, &fr->parse, resp, &err);
+    else
+        h = http_parse_response(buf, len, &lim, resp, &err);
     if (h == HTTP_PARSE_ERROR)
         return -EPROTO;
     if (h == HTTP_NEED_MORE)
         return eof ? -EPROTO : 0;
     size_t head = (size_t)h, have = len - head;
+    if (fr != NULL) {
+        fr->head_len = head;
+        fr->has_content_length = resp->has_content_length;
+        fr->content_length = resp->content_length;
+    }
     if (resp->has_content_length) {
         if (resp->content_length > CWIRE_MAX_BODY)
             return -EPROTO;

@@ -63,14 +63,30 @@ bool cwire_ctype_ok(const char *ctype);
 int cwire_add_header(buf_t *b, const char *name, const char *value);
 
 /*
+ * Where framing one response stopped, kept by the reader between its reads
+ * of that response (zero it before each response): the head parser's
+ * resume point, then the complete head's length and framing, so that
+ * neither a head nor a body arriving in small pieces is parsed again from
+ * its first byte at each read.
+ */
+typedef struct cwire_frame {
+    http_parse_state_t parse;
+    size_t head_len; /* 0 until the head is complete */
+    bool has_content_length;
+    uint64_t content_length;
+} cwire_frame_t;
+
+/*
  * Frame one response at the start of buf[0..len). eof: the peer closed the
  * connection after these bytes. Returns 1 when complete (*resp filled,
  * *head_len and *body_len set, the body at buf + *head_len), 0 when more
  * bytes are needed, -EPROTO when malformed or over the CWIRE_ limits.
  * A response without Content-Length ends at EOF (HTTP/1.0 framing).
+ * fr: the state above, or NULL to parse buf from its start. *resp is
+ * filled on 1 and -EPROTO, and on 0 only without fr.
  */
-int cwire_frame_response(const char *buf, size_t len, bool eof, http_response_t *resp,
-                         size_t *head_len, size_t *body_len);
+int cwire_frame_response(cwire_frame_t *fr, const char *buf, size_t len, bool eof,
+                         http_response_t *resp, size_t *head_len, size_t *body_len);
 
 /* The Pragma header as an id: 0 and *id set, -ENOENT when absent, -EINVAL. */
 int cwire_pragma(const http_response_t *resp, uint64_t *id);

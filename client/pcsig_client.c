@@ -513,11 +513,13 @@ static int io_read_response(struct io *io, conn_t *conn, buf_t *in, struct reply
 {
     *got_bytes = in->len > 0;
     bool eof = false;
+    cwire_frame_t fr = {0};
     for (;;) {
         size_t head_len = 0, body_len = 0;
         if (eof && in->len == 0)
             return -ECONNRESET;
-        int f = cwire_frame_response(in->data, in->len, eof, &rep->resp, &head_len, &body_len);
+        int f = cwire_frame_response(&fr, in->data, in->len, eof, &rep->resp, &head_len,
+                                     &body_len);
         if (f < 0)
             return eof && !rep->resp.status ? -ECONNRESET : -EPROTO;
         if (f == 1) {

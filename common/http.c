@@ -1,18 +1,24 @@
 /*
  * http: the strict HTTP/1.x head parser shared by the server and the client.
  *
- * Each call re-reads the buffer from its first byte, so a connection only
- * keeps its bytes between reads, never parser state. Checks run left to
- * right and an error is reported only once the bytes seen so far cannot
+ * The plain calls re-read the buffer from its first byte. Checks run left
+ * to right and an error is reported only once the bytes seen so far cannot
  * begin any acceptable head: every prefix of a valid request therefore
  * yields HTTP_NEED_MORE, while garbage is refused as soon as it arrives
- * instead of after max_head bytes. The grammar is deliberately narrower
- * than RFC 9112 (CRLF only, no obs-fold, no Transfer-Encoding, single
- * spaces in the first line) because the peers speaking to us are our own
- * client and the stock WebRTC example, and every leniency is a
- * request-smuggling or desync risk. The one place it is wider is the
- * request-target, which takes raw bytes (see http.h): it never frames
- * anything, and the stock client puts unencoded user and host names there.
+ * instead of after max_head bytes. The _resume calls keep that contract at
+ * O(n) over all the reads of a head: a fast path (http_resume_more) looks
+ * only at the new bytes and answers "need more" when it can prove the plain
+ * call would; anything else (an error, a complete head, the size limit) is
+ * left to one run of the plain call, so results and errors never differ
+ * from it.
+ *
+ * The grammar is deliberately narrower than RFC 9112 (CRLF only, no
+ * obs-fold, no Transfer-Encoding, single spaces in the first line) because
+ * the peers speaking to us are our own client and the stock WebRTC
+ * example, and every leniency is a request-smuggling or desync risk. The
+ * one place it is wider is the request-target, which takes raw bytes (see
+ * http.h): it never frames anything, and the stock client puts unencoded
+ * user and host names there.
  */
 #include "http.h"
 
@@ -564,6 +570,231 @@ long http_parse_response(const char *buf, size_t len, const http_limits_t *lim,
         return HTTP_NEED_MORE;
     }
     return (long)end;
+}
+
+/*
+ * ---- resumable parsing ----
+ *
+ * Why this is equivalent to the plain call: its result on buf[0..len) is
+ * HTTP_NEED_MORE exactly when len < max_head, the byte scan finds neither a
+ * bad byte nor the blank line, every complete line parses, and the last,
+ * partial line (up to a CR that ends the buffer) is a valid beginning of a
+ * line. Each of those is a property of a prefix that stays true as bytes
+ * are appended, until the byte that breaks it: so st keeps how far each
+ * has been checked and the phase a partial line is in, and a complete line
+ * is parsed once, by the same line parsers the plain call uses.
+ */
+
+static void http_state_restart(http_parse_state_t *st)
+{
+    uint64_t examined = st->examined;
+    *st = (http_parse_state_t)HTTP_PARSE_STATE_INIT;
+    st->examined = examined;
+}
+
+/* Whether a partial request line p[0..n) can still begin a valid one. */
+static bool http_request_line_prefix(const unsigned char *p, size_t n, http_parse_state_t *st)
+{
+    size_t i = st->line_checked;
+
+    if (st->mark1 == 0) { /* in the method */
+        while (i < n && http_is_tchar(p[i]))
+            i++;
+        if (i == n)
+            goto more;
+        if (i == 0 || p[i] != ' ')
+            return false;
+        st->mark1 = i++;
+    }
+    if (st->mark2 == 0) { /* in the target */
+        if (i == st->mark1 + 1) {
+            if (i == n)
+                goto more;
+            if (p[i] != '/')
+                return false;
+            i++;
+        }
+        while (i < n && http_is_target_char(p[i]))
+            i++;
+        if (i == n)
+            goto more;
+        if (p[i] != ' ')
+            return false;
+        st->mark2 = i++;
+    }
+    /* The version: at most eight bytes, checked whole each time. */
+    size_t v = st->mark2 + 1;
+    int minor;
+    if (n - v > 8 || http_parse_version(p + v, n - v, false, true, &minor, NULL) ==
+                         HTTP_STEP_ERROR)
+        return false;
+    i = n;
+more:
+    st->examined += i - st->line_checked;
+    st->line_checked = n;
+    return true;
+}
+
+/* The same for a partial status line (resp is scratch). */
+static bool http_status_line_prefix(const unsigned char *p, size_t n, http_parse_state_t *st,
+                                    http_response_t *resp)
+{
+    /* "HTTP/1.1 200 " is 13 bytes; what follows is reason phrase. */
+    const size_t fixed = 13;
+    size_t i = st->line_checked;
+
+    if (i < fixed) {
+        size_t k = n < fixed ? n : fixed;
+        if (http_parse_status_line(p, k, false, resp, NULL) == HTTP_STEP_ERROR)
+            return false;
+        st->examined += k;
+        if (n <= fixed) {
+            st->line_checked = n;
+            return true;
+        }
+        i = fixed;
+    }
+    for (; i < n; i++) {
+        if (!http_is_value_char(p[i]))
+            return false;
+    }
+    st->examined += n - st->line_checked;
+    st->line_checked = n;
+    return true;
+}
+
+/* The same for a partial header line. */
+static bool http_header_line_prefix(const unsigned char *p, size_t n, http_parse_state_t *st)
+{
+    size_t i = st->line_checked;
+
+    if (n == 0) /* nothing, or a lone CR, so far */
+        return true;
+    if (http_is_ows(p[0]) || st->num_headers == HTTP_MAX_HEADERS)
+        return false; /* obsolete line folding; too many headers */
+    if (st->mark1 == 0) { /* in the name */
+        while (i < n && http_is_tchar(p[i]))
+            i++;
+        if (i == n)
+            goto more;
+        if (i == 0 || p[i] != ':')
+            return false;
+        st->mark1 = i++;
+    }
+    for (; i < n; i++) {
+        if (!http_is_value_char(p[i]))
+            return false;
+    }
+more:
+    st->examined += i - st->line_checked;
+    st->line_checked = n;
+    return true;
+}
+
+/* A complete header line p[0..n), parsed and applied once. */
+static bool http_header_line_done(const unsigned char *p, size_t n, bool is_request,
+                                  const http_limits_t *lim, http_parse_state_t *st)
+{
+    http_header_t h;
+    http_fields_t f;
+
+    if (n == 0 || http_is_ows(p[0]) || st->num_headers == HTTP_MAX_HEADERS)
+        return false; /* the blank line is the scan's to find */
+    if (http_parse_header_line(p, n, true, is_request, &h, NULL) != HTTP_STEP_OK)
+        return false;
+    http_fields_init(&f, NULL);
+    f.has_content_length = st->has_content_length;
+    f.content_length = st->content_length;
+    if (http_apply_header(&h, is_request, lim, &f, NULL) != HTTP_STEP_OK)
+        return false;
+    st->has_content_length = f.has_content_length;
+    st->content_length = f.content_length;
+    st->num_headers++;
+    return true;
+}
+
+/*
+ * True when the plain parser would answer HTTP_NEED_MORE for b[0..len),
+ * found by looking only at bytes st has not seen; false when it is not
+ * sure (the plain parser then runs). scratch is the caller's req or resp.
+ */
+static bool http_resume_more(const unsigned char *b, size_t len, size_t max_head,
+                             bool is_request, const http_limits_t *lim, http_parse_state_t *st,
+                             void *scratch)
+{
+    if (len >= max_head)
+        return false; /* the plain call judges the limit */
+    if (len < st->scanned || st->line > st->scanned)
+        http_state_restart(st); /* not the bytes st describes */
+
+    /* The byte scan, looking back instead of ahead so it can resume. */
+    for (size_t i = st->scanned; i < len; i++) {
+        unsigned char c = b[i];
+        if (c == '\0')
+            return false;
+        if (i > 0 && b[i - 1] == '\r' && c != '\n')
+            return false;
+        if (c == '\n' && (i == 0 || b[i - 1] != '\r' || (i >= 3 && b[i - 2] == '\n')))
+            return false; /* a bare LF, or the blank line: the head is whole */
+    }
+    st->examined += len - st->scanned;
+    st->scanned = len;
+
+    for (;;) {
+        size_t pos = st->line, from = pos + st->line_checked;
+        const unsigned char *cr = from < len ? memchr(b + from, '\r', len - from) : NULL;
+        size_t end = cr != NULL ? (size_t)(cr - b) : len;
+        st->examined += (cr != NULL ? end + 1 : len) - from;
+
+        if (cr == NULL || end + 1 == len) { /* the partial last line */
+            if (st->first_done)
+                return http_header_line_prefix(b + pos, end - pos, st);
+            if (is_request)
+                return http_request_line_prefix(b + pos, end - pos, st);
+            return http_status_line_prefix(b + pos, end - pos, st, scratch);
+        }
+        /* A complete line (the scan saw LF after its CR). */
+        st->examined += end - pos;
+        if (!st->first_done) {
+            int rc = is_request ? http_parse_request_line(b + pos, end - pos, true, scratch, NULL)
+                                : http_parse_status_line(b + pos, end - pos, true, scratch, NULL);
+            if (rc != HTTP_STEP_OK)
+                return false;
+            st->first_done = true;
+        } else if (!http_header_line_done(b + pos, end - pos, is_request, lim, st)) {
+            return false;
+        }
+        st->line = end + 2;
+        st->line_checked = st->mark1 = st->mark2 = 0;
+    }
+}
+
+long http_parse_request_resume(const char *buf, size_t len, const http_limits_t *lim,
+                               http_parse_state_t *st, http_request_t *req, http_error_t *err)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t max_head = http_max_head(lim);
+
+    if (http_resume_more(b, len, max_head, true, lim, st, req))
+        return HTTP_NEED_MORE;
+    /* Once per head (or per disagreement, which would only cost time). */
+    st->examined += 2 * (len < max_head ? len : max_head);
+    http_state_restart(st);
+    return http_parse_request(buf, len, lim, req, err);
+}
+
+long http_parse_response_resume(const char *buf, size_t len, const http_limits_t *lim,
+                                http_parse_state_t *st, http_response_t *resp,
+                                http_error_t *err)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t max_head = http_max_head(lim);
+
+    if (http_resume_more(b, len, max_head, false, lim, st, resp))
+        return HTTP_NEED_MORE;
+    st->examined += 2 * (len < max_head ? len : max_head);
+    http_state_restart(st);
+    return http_parse_response(buf, len, lim, resp, err);
 }
 
 const http_header_t *http_find_header(const http_header_t *headers, size_t n, const char *name)

@@ -5,7 +5,11 @@
  * received so far and either reports that more are needed, fails with the
  * status the server should answer (and a one-line reason), or fills a
  * struct whose slices point into the caller's buffer. Call it again with
- * the grown buffer after each read; it keeps no state between calls.
+ * the grown buffer after each read. The plain calls keep no state and read
+ * the buffer from its first byte each time; a connection that reads a head
+ * in pieces uses the _resume calls with an http_parse_state_t, so that each
+ * call looks only at what arrived since the last one (a head sent one byte
+ * per read then costs O(n) in all, not O(n^2)).
  * All functions are thread-safe (they touch only their arguments).
  *
  * Bytes accepted, by place (anything else is a 400; NUL, and CR or LF other
@@ -106,6 +110,45 @@ long http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
 /* The same for a response head (used by clients and tests); err->status is 0. */
 long http_parse_response(const char *buf, size_t len, const http_limits_t *lim,
                          http_response_t *resp, http_error_t *err);
+
+/*
+ * Where a parse of one head stopped: offsets only (never pointers, since
+ * the caller's buffer may move when it grows), and what the complete lines
+ * so far imply. Start from HTTP_PARSE_STATE_INIT (or all zeros). Between
+ * calls the bytes already passed must stay the same and only grow at the
+ * end; when the caller drops or changes them otherwise it starts a new
+ * state. The parser starts a new state itself whenever it returns anything
+ * but HTTP_NEED_MORE, so that the same state serves the next head.
+ */
+typedef struct http_parse_state {
+    size_t scanned;      /* bytes past the byte-level scan (NUL, CR, LF) */
+    size_t line;         /* offset of the first line not yet complete */
+    size_t line_checked; /* bytes of that line known to begin a valid line */
+    size_t mark1;        /* in that line, 0 until seen: the SP after the method, the colon */
+    size_t mark2;        /* in a request line, 0 until seen: the SP after the target */
+    bool first_done;     /* the request or status line is complete and valid */
+    size_t num_headers;  /* complete header lines so far */
+    bool has_content_length;
+    uint64_t content_length;
+    /* Bytes looked at, summed over every call (kept when a new head starts):
+     * the parser's cost, for tests and benchmarks. */
+    uint64_t examined;
+} http_parse_state_t;
+
+#define HTTP_PARSE_STATE_INIT {0}
+
+/*
+ * http_parse_request/http_parse_response resumed from *st: the same result
+ * (and the same error for the same bytes, whatever the split into reads)
+ * as the plain call on buf[0..len); on HTTP_NEED_MORE *req or *resp holds
+ * nothing of use. Each byte is looked at a bounded number of times over
+ * all the calls for one head.
+ */
+long http_parse_request_resume(const char *buf, size_t len, const http_limits_t *lim,
+                               http_parse_state_t *st, http_request_t *req, http_error_t *err);
+long http_parse_response_resume(const char *buf, size_t len, const http_limits_t *lim,
+                                http_parse_state_t *st, http_response_t *resp,
+                                http_error_t *err);
 
 /* First header named name (ASCII case-insensitive), or NULL. */
 const http_header_t *http_find_header(const http_header_t *headers, size_t n,

@@ -61,6 +61,7 @@ struct server_config {
     uint64_t read_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t shutdown_grace_ms;
+    uint64_t accept_give_up_ms; /* accepting failed this long: stop, exit 1 */
     size_t max_head;
     size_t max_body;
     size_t queue_max_msgs;

@@ -30,10 +30,9 @@
 #define REAPER_PERIOD_MS 250
 #define REAPER_DRAIN_PERIOD_MS 50
 #define ACCEPT_BACKOFF_MS 100
-/* poll() failing this long without a break (it only fails for want of
- * memory or from a bug) means the acceptor is deaf for good: stop the server
- * with an error exit, so that a supervisor restarts it. */
-#define ACCEPT_POLL_FATAL_MS 10000
+/* poll() failing --accept-give-up seconds without a break (it only fails
+ * for want of memory or from a bug) means the acceptor is deaf for good:
+ * stop the server with an error exit, so that a supervisor restarts it. */
 /* TLS connections refused at the connection cap or the per-address limit
  * are answered through TLS, which costs a handshake (and a socket held up to
  * the read timeout): at most this many at once, past it they are closed at
@@ -297,7 +296,7 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
  */
 static bool poll_failure(struct server *srv, int err, uint64_t failing_ms)
 {
-    if (failing_ms >= ACCEPT_POLL_FATAL_MS) {
+    if (failing_ms >= srv->cfg.accept_give_up_ms) {
         log_errno(LOG_ERROR, err, "poll: failing for %llu ms; cannot accept, stopping",
                   (unsigned long long)failing_ms);
         atomic_store(&srv->failed, true);

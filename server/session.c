@@ -458,6 +458,8 @@ static void refuse(struct session *s, int status, const char *why)
     s->close_after_write = true;
     s->linger = true;
     buf_reset(&s->in);
+    s->parse = (http_parse_state_t)HTTP_PARSE_STATE_INIT;
+    s->head_len = 0;
 }
 
 /* Flush, parse, dispatch, read; until we must wait or the session closes. */
@@ -501,15 +503,22 @@ static enum step pump(struct session *s)
             return close_session(s);
         }
 
-        if (s->in.len) {
+        /* A complete head is parsed again (once) only when its body is in. */
+        if (s->in.len && (s->head_len == 0 || s->in.len - s->head_len >= s->head_body_len)) {
             http_request_t req;
             http_error_t err;
-            long head = http_parse_request(s->in.data, s->in.len, &lim, &req, &err);
+            long head = http_parse_request_resume(s->in.data, s->in.len, &lim, &s->parse, &req,
+                                                  &err);
             if (head < 0) {
                 refuse(s, err.status, err.reason);
                 continue;
             }
+            if (head > 0) {
+                s->head_len = (size_t)head;
+                s->head_body_len = req.content_length;
+            }
             if (head > 0 && s->in.len - (size_t)head >= req.content_length) {
+                s->head_len = 0;
                 uint64_t wait_member = 0;
                 size_t mark = s->out.len;
                 enum route_outcome o =

@@ -26,6 +26,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "http.h"
 #include "ratelimit.h"
 #include "registry.h"
 
@@ -52,6 +53,12 @@ struct session {
 
     /* Owned by the RUNNING owner. */
     buf_t in, out;
+    /* The head in `in` so far: where its parse stopped (each read is looked
+     * at once, not the whole head again), and once complete its length and
+     * body length, so a body arriving in pieces is not parsed again either. */
+    http_parse_state_t parse;
+    size_t head_len;          /* 0: head not complete yet */
+    uint64_t head_body_len;
     bool waiting;            /* a /wait is (or was just) parked */
     bool wait_keep_alive;    /* answer the parked /wait with keep-alive */
     bool wait_batch;         /* the /wait asked for batches (X-Pcsig-Batch: 1) */

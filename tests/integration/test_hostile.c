@@ -1838,12 +1838,13 @@ static void test_fd_limit(void **state)
  * the running server makes the acceptor's poll (its wake-up eventfd plus the
  * listener: 2 descriptors) fail. While it fails the acceptor is deaf but the
  * connections already open are served; once poll() works again it accepts
- * again; after 10 s of failing without a break it stops the server, which
- * exits with status 1 (a supervisor restarts it).
+ * again; after --accept-give-up seconds (10 by default; 3 here, so the test
+ * does not wait out 10 s) of failing without a break it stops the server,
+ * which exits with status 1 (a supervisor restarts it).
  */
 #define POLL_RETRY_LOG "poll (retrying every 100 ms)"
 #define POLL_GIVE_UP_LOG "cannot accept, stopping"
-#define POLL_FATAL_MS 10000 /* ACCEPT_POLL_FATAL_MS in server/server.c */
+#define POLL_FATAL_MS 3000 /* --accept-give-up 3 */
 
 /* Set the server's soft open-file limit (the hard one stays). */
 static void set_nofile(const h_server_t *srv, rlim_t cur, rlim_t max)
@@ -1873,7 +1874,7 @@ static void test_acceptor_poll_failure(void **state)
     if (getenv("PCSIG_TEST_VERBOSE"))
         skip(); /* the log line is the only sign that poll() failed */
     h_server_t srv;
-    h_server_start(&srv, NULL);
+    h_server_start(&srv, "--accept-give-up", "3", NULL);
     pair_t *p = &the_pair;
     pair_start(p, &srv, true); /* keep-alive posts: no new connection needed */
     pair_exchange(p);
@@ -1903,7 +1904,7 @@ static void test_acceptor_poll_failure(void **state)
     note("acceptor poll failure: recovered");
 
     /* 3. Failing for good: logged again (a new episode), the server stays up
-     * for the 10 s and then stops by itself, gracefully, with status 1. */
+     * for the 3 s and then stops by itself, gracefully, with status 1. */
     uint64_t t0 = h_now_ms();
     set_nofile(&srv, 1, old.rlim_max);
     fd = wake_acceptor(&srv);

@@ -230,10 +230,10 @@ static void test_frame_response(void **state)
     size_t n = sizeof NOTIFY - 1;
     /* Every truncation needs more; EOF inside it is an error. */
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(cwire_frame_response(NOTIFY, i, false, &r, &hl, &bl), 0);
-        assert_int_equal(cwire_frame_response(NOTIFY, i, true, &r, &hl, &bl), -EPROTO);
+        assert_int_equal(cwire_frame_response(NULL, NOTIFY, i, false, &r, &hl, &bl), 0);
+        assert_int_equal(cwire_frame_response(NULL, NOTIFY, i, true, &r, &hl, &bl), -EPROTO);
     }
-    assert_int_equal(cwire_frame_response(NOTIFY, n, false, &r, &hl, &bl), 1);
+    assert_int_equal(cwire_frame_response(NULL, NOTIFY, n, false, &r, &hl, &bl), 1);
     assert_int_equal(hl, n - 8);
     assert_int_equal(bl, 8);
     assert_int_equal(r.status, 200);
@@ -242,19 +242,78 @@ static void test_frame_response(void **state)
     char two[2 * sizeof NOTIFY];
     memcpy(two, NOTIFY, n);
     memcpy(two + n, NOTIFY, n);
-    assert_int_equal(cwire_frame_response(two, 2 * n, false, &r, &hl, &bl), 1);
+    assert_int_equal(cwire_frame_response(NULL, two, 2 * n, false, &r, &hl, &bl), 1);
     assert_int_equal(hl + bl, n);
 
     /* Without Content-Length the body runs to EOF. */
     static const char old[] = "HTTP/1.0 200 OK\r\nPragma: 3\r\n\r\nabc";
-    assert_int_equal(cwire_frame_response(old, sizeof old - 1, false, &r, &hl, &bl), 0);
-    assert_int_equal(cwire_frame_response(old, sizeof old - 1, true, &r, &hl, &bl), 1);
+    assert_int_equal(cwire_frame_response(NULL, old, sizeof old - 1, false, &r, &hl, &bl), 0);
+    assert_int_equal(cwire_frame_response(NULL, old, sizeof old - 1, true, &r, &hl, &bl), 1);
     assert_int_equal(bl, 3);
 
     static const char junk[] = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
-    assert_int_equal(cwire_frame_response(junk, sizeof junk - 1, false, &r, &hl, &bl), -EPROTO);
+    assert_int_equal(cwire_frame_response(NULL, junk, sizeof junk - 1, false, &r, &hl, &bl),
+                     -EPROTO);
     static const char huge[] = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n";
-    assert_int_equal(cwire_frame_response(huge, sizeof huge - 1, false, &r, &hl, &bl), -EPROTO);
+    assert_int_equal(cwire_frame_response(NULL, huge, sizeof huge - 1, false, &r, &hl, &bl),
+                     -EPROTO);
+}
+
+/*
+ * Framing resumed across reads (cwire_frame_t) answers what framing from
+ * scratch answers, for every length, with and without EOF, a byte at a
+ * time: the head is parsed once and the body waited for without parsing.
+ */
+static void frame_resumed_like_plain(const char *data, size_t n)
+{
+    for (int at_eof = 0; at_eof < 2; at_eof++) {
+        cwire_frame_t fr = {0};
+        for (size_t i = 0; i <= n; i++) {
+            http_response_t a, b;
+            size_t ha = 0, ba = 0, hb = 0, bb = 0;
+            bool eof = at_eof && i == n;
+            int ra = cwire_frame_response(&fr, data, i, eof, &a, &ha, &ba);
+            int rb = cwire_frame_response(NULL, data, i, eof, &b, &hb, &bb);
+            assert_int_equal(ra, rb);
+            if (rb == 1) {
+                assert_int_equal(ha, hb);
+                assert_int_equal(ba, bb);
+                assert_int_equal(a.status, b.status);
+                break;
+            }
+            if (rb < 0)
+                break;
+        }
+    }
+}
+
+static void test_frame_response_resumed(void **state)
+{
+    (void)state;
+    static const char old[] = "HTTP/1.0 200 OK\r\nPragma: 3\r\n\r\nabc";
+    static const char bad[] = "HTTP/1.1 200 OK\r\nX: 1\r\nContent-Length: 1x\r\n\r\n";
+    char two[2 * sizeof NOTIFY];
+    size_t n = sizeof NOTIFY - 1;
+
+    memcpy(two, NOTIFY, n);
+    memcpy(two + n, NOTIFY, n);
+    frame_resumed_like_plain(NOTIFY, n);
+    frame_resumed_like_plain(two, 2 * n);
+    frame_resumed_like_plain(old, sizeof old - 1);
+    frame_resumed_like_plain(bad, sizeof bad - 1);
+
+    /* Once the head is in, the body's bytes are not parsed again. */
+    cwire_frame_t fr = {0};
+    http_response_t r;
+    size_t hl = 0, bl = 0, head = n - 8;
+    assert_int_equal(cwire_frame_response(&fr, NOTIFY, head, false, &r, &hl, &bl), 0);
+    assert_int_equal(fr.head_len, head);
+    uint64_t examined = fr.parse.examined;
+    for (size_t i = head; i < n; i++)
+        assert_int_equal(cwire_frame_response(&fr, NOTIFY, i, false, &r, &hl, &bl), 0);
+    assert_int_equal(fr.parse.examined, examined);
+    assert_int_equal(cwire_frame_response(&fr, NOTIFY, n, false, &r, &hl, &bl), 1);
+    assert_int_equal(bl, 8);
 }
 
 /* ---- /wait classification ---------------------------------------------------------------- */
@@ -264,7 +323,7 @@ static void classify(const char *text, uint64_t own, struct cwire_wait_result *w
 {
     static http_response_t r; /* the result points into it */
     size_t hl = 0, bl = 0;
-    assert_int_equal(cwire_frame_response(text, strlen(text), true, &r, &hl, &bl), 1);
+    assert_int_equal(cwire_frame_response(NULL, text, strlen(text), true, &r, &hl, &bl), 1);
     cwire_classify_wait(&r, text + hl, bl, own, w);
 }
 
@@ -1032,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_name_encoding),
         cmocka_unit_test(test_name_truncation),
         cmocka_unit_test(test_frame_response),
+        cmocka_unit_test(test_frame_response_resumed),
         cmocka_unit_test(test_classify_notifications),
         cmocka_unit_test(test_classify_messages),
         cmocka_unit_test(test_classify_server_states),

@@ -156,6 +156,7 @@ static void assert_same_config(const struct server_config *a, const struct serve
     assert_int_equal(a->read_timeout_ms, b->read_timeout_ms);
     assert_int_equal(a->idle_timeout_ms, b->idle_timeout_ms);
     assert_int_equal(a->shutdown_grace_ms, b->shutdown_grace_ms);
+    assert_int_equal(a->accept_give_up_ms, b->accept_give_up_ms);
     assert_int_equal(a->max_head, b->max_head);
     assert_int_equal(a->max_body, b->max_body);
     assert_int_equal(a->queue_max_msgs, b->queue_max_msgs);

@@ -146,6 +146,91 @@ static void assert_slice(http_slice_t s, const char *lit)
 }
 
 /*
+ * The resumable calls against the plain ones: the bytes data[0..n) arrive
+ * `step` at a time into a buffer that moves on every read (guard_load puts
+ * them at a new address each time, as a growing buffer may), and after
+ * each read the resumed call must answer exactly what the plain call
+ * answers for the same bytes: the same head, or the same error and reason.
+ */
+static void check_req_resumed(guard_buf_t *g, const char *data, size_t n,
+                              const http_limits_t *lim, size_t step)
+{
+    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
+
+    for (size_t k = 0;; k = k + step < n ? k + step : n) {
+        http_request_t a, b;
+        http_error_t ea = { -1, NULL }, eb = { -1, NULL };
+        const char *p = guard_load(g, data, k);
+        long ra = http_parse_request_resume(p, k, lim, &st, &a, &ea);
+        long rb = http_parse_request(p, k, lim, &b, &eb);
+
+        if (ra != rb || (rb == HTTP_PARSE_ERROR && (ea.status != eb.status ||
+                                                    strcmp(ea.reason, eb.reason) != 0))) {
+            print_error("resumed by %zu, \"%.*s\" at %zu: got %ld (%d %s), plain %ld (%d %s)\n",
+                        step, (int)n, data, k, ra, ea.status, ea.reason ? ea.reason : "-", rb,
+                        eb.status, eb.reason ? eb.reason : "-");
+            fail();
+        }
+        if (rb > 0) {
+            assert_int_equal(a.method, b.method);
+            assert_true(a.target.ptr == b.target.ptr && a.target.len == b.target.len);
+            assert_int_equal(a.num_headers, b.num_headers);
+            assert_int_equal(a.content_length, b.content_length);
+            assert_int_equal(a.keep_alive, b.keep_alive);
+        }
+        if (k == n)
+            break;
+    }
+}
+
+static void check_resp_resumed(guard_buf_t *g, const char *data, size_t n,
+                               const http_limits_t *lim, size_t step)
+{
+    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
+
+    for (size_t k = 0;; k = k + step < n ? k + step : n) {
+        http_response_t a, b;
+        http_error_t ea = { -1, NULL }, eb = { -1, NULL };
+        const char *p = guard_load(g, data, k);
+        long ra = http_parse_response_resume(p, k, lim, &st, &a, &ea);
+        long rb = http_parse_response(p, k, lim, &b, &eb);
+
+        if (ra != rb ||
+            (rb == HTTP_PARSE_ERROR && strcmp(ea.reason, eb.reason) != 0)) {
+            print_error("resumed by %zu, \"%.*s\" at %zu: got %ld (%s), plain %ld (%s)\n", step,
+                        (int)n, data, k, ra, ea.reason ? ea.reason : "-", rb,
+                        eb.reason ? eb.reason : "-");
+            fail();
+        }
+        if (rb > 0) {
+            assert_int_equal(a.status, b.status);
+            assert_true(a.reason.ptr == b.reason.ptr && a.reason.len == b.reason.len);
+            assert_int_equal(a.num_headers, b.num_headers);
+            assert_int_equal(a.content_length, b.content_length);
+        }
+        if (k == n)
+            break;
+    }
+}
+
+/* Reads of 1, 2, 3 and 7 bytes. */
+static void check_req_resumed_all(guard_buf_t *g, const char *data, size_t n,
+                                  const http_limits_t *lim)
+{
+    static const size_t steps[] = { 1, 2, 3, 7 };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        check_req_resumed(g, data, n, lim, steps[i]);
+}
+
+static void check_resp_resumed_all(guard_buf_t *g, const char *data, size_t n,
+                                   const http_limits_t *lim)
+{
+    static const size_t steps[] = { 1, 2, 3, 7 };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        check_resp_resumed(g, data, n, lim, steps[i]);
+}
+
+/*
  * Every prefix shorter than the head must ask for more; every longer one
  * must find the same head. Checked against both kinds of fence.
  */
@@ -164,6 +249,7 @@ static void check_req_truncations(guard_buf_t *g, const char *data, size_t n, lo
         }
         assert_int_equal(parse_req_heap(data, k, &test_lim), want);
     }
+    check_req_resumed_all(g, data, n, &test_lim);
 }
 
 static void check_resp_truncations(guard_buf_t *g, const char *data, size_t n, long head)
@@ -181,6 +267,7 @@ static void check_resp_truncations(guard_buf_t *g, const char *data, size_t n, l
         }
         assert_int_equal(parse_resp_heap(data, k, &test_lim), want);
     }
+    check_resp_resumed_all(g, data, n, &test_lim);
 }
 
 /* ---- valid requests ---- */
@@ -618,6 +705,7 @@ static void check_req_err_truncations(guard_buf_t *g, const err_case_t *c,
         }
         assert_int_equal(parse_req_heap(c->data, k, lim), rc);
     }
+    check_req_resumed_all(g, c->data, c->len, lim);
 }
 
 static void run_err_cases(guard_buf_t *g, const err_case_t *cases, size_t n,
@@ -822,9 +910,14 @@ static void test_too_many_headers(void **state)
     raw[n - 1] = '\r';
     assert_int_equal(parse_req(g, raw, n, &test_lim, &req, &err), HTTP_NEED_MORE);
 
+    check_req_resumed_all(g, raw, n, &test_lim);
+    raw[n - 1] = 'X';
+    check_req_resumed_all(g, raw, n, &test_lim);
+
     n = build_headers(raw, sizeof raw, 200, true);
     assert_int_equal(parse_req(g, raw, n, &test_lim, &req, &err), HTTP_PARSE_ERROR);
     assert_int_equal(err.status, 431);
+    check_req_resumed_all(g, raw, n, &test_lim);
 }
 
 static void test_head_too_large(void **state)
@@ -846,6 +939,7 @@ static void test_head_too_large(void **state)
     /* The body may run past max_head: only the head is limited. */
     memset(raw + n, 'b', 500);
     assert_int_equal(parse_req(g, raw, n + 500, &lim, &req, &err), 64);
+    check_req_resumed_all(g, raw, n + 500, &lim);
 
     /* One byte more, complete: 431. */
     n = (size_t)snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nX: %s\r\n\r\n",
@@ -857,6 +951,7 @@ static void test_head_too_large(void **state)
     assert_int_equal(parse_req(g, raw, 63, &lim, &req, &err), HTTP_NEED_MORE);
     assert_int_equal(parse_req(g, raw, 64, &lim, &req, &err), HTTP_PARSE_ERROR);
     assert_int_equal(err.status, 431);
+    check_req_resumed_all(g, raw, n, &lim);
 
     /* Incomplete and endless: 431 once max_head bytes are in. */
     memset(raw, 0, sizeof raw);
@@ -867,6 +962,7 @@ static void test_head_too_large(void **state)
     assert_int_equal(err.status, 431);
     assert_int_equal(parse_req(g, raw, sizeof raw, &lim, &req, &err), HTTP_PARSE_ERROR);
     assert_int_equal(err.status, 431);
+    check_req_resumed_all(g, raw, 100, &lim);
 
     /* The default limit, with many small headers. */
     n = 0;
@@ -878,6 +974,89 @@ static void test_head_too_large(void **state)
     assert_int_equal(parse_req(g, raw, n, &test_lim, &req, &err), HTTP_PARSE_ERROR);
     assert_int_equal(err.status, 431);
     assert_string_equal(err.reason, "request header too large");
+    check_req_resumed(g, raw, n, &test_lim, 1);
+    check_req_resumed(g, raw, n, &test_lim, 13);
+}
+
+/* ---- the cost of a head read in pieces ---- */
+
+/*
+ * A head of about 16 KiB in one of four shapes: one long target, one long
+ * header value, many header lines, or (response) a long reason and many
+ * headers. Returns its length.
+ */
+static size_t build_big_head(char *out, size_t cap, int shape)
+{
+    const size_t target = 16384;
+    size_t n = 0;
+
+    switch (shape) {
+    case 0:
+        n += (size_t)snprintf(out, cap, "GET /");
+        while (n < target - 40)
+            out[n++] = 'a';
+        n += (size_t)snprintf(out + n, cap - n, " HTTP/1.1\r\nHost: h\r\n\r\n");
+        break;
+    case 1:
+        n += (size_t)snprintf(out, cap, "GET / HTTP/1.1\r\nX-Long: ");
+        while (n < target - 4)
+            out[n++] = 'v';
+        n += (size_t)snprintf(out + n, cap - n, "\r\n\r\n");
+        break;
+    case 2:
+        n += (size_t)snprintf(out, cap, "POST /message?peer_id=1&to=2 HTTP/1.1\r\n");
+        for (int i = 0; i < HTTP_MAX_HEADERS - 1; i++)
+            n += (size_t)snprintf(out + n, cap - n, "X-H%d: %0240d\r\n", i, i);
+        n += (size_t)snprintf(out + n, cap - n, "Content-Length: 0\r\n\r\n");
+        break;
+    default:
+        n += (size_t)snprintf(out, cap, "HTTP/1.1 200 ");
+        while (n < 8000)
+            out[n++] = 'r';
+        n += (size_t)snprintf(out + n, cap - n, "\r\n");
+        for (int i = 0; i < 32; i++)
+            n += (size_t)snprintf(out + n, cap - n, "X-H%d: %0240d\r\n", i, i);
+        n += (size_t)snprintf(out + n, cap - n, "\r\n");
+        break;
+    }
+    assert_true(n < cap);
+    return n;
+}
+
+/*
+ * A 16 KiB head sent one byte per read costs O(n) with the resumable calls:
+ * every byte is looked at a few times in all (the plain call, re-reading
+ * the buffer from its start after each read, looks at about n^2 bytes:
+ * 134 million here). Counted by the parser itself in st.examined.
+ */
+static void test_dribbled_head_is_linear(void **state)
+{
+    guard_buf_t *g = *state;
+    const http_limits_t lim = { 32768, 1u << 20 };
+    static char raw[20000];
+
+    for (int shape = 0; shape < 4; shape++) {
+        size_t n = build_big_head(raw, sizeof raw, shape);
+        http_parse_state_t st = HTTP_PARSE_STATE_INIT;
+        http_request_t req;
+        http_response_t resp;
+        http_error_t err;
+        long rc = HTTP_NEED_MORE;
+
+        for (size_t k = 0; k <= n; k++) {
+            const char *p = guard_load(g, raw, k);
+            rc = shape < 3 ? http_parse_request_resume(p, k, &lim, &st, &req, &err)
+                           : http_parse_response_resume(p, k, &lim, &st, &resp, &err);
+            if (k < n)
+                assert_int_equal(rc, HTTP_NEED_MORE);
+        }
+        assert_int_equal(rc, (long)n);
+        if (st.examined > 8 * (uint64_t)n) {
+            print_error("shape %d: %zu bytes of head, %llu examined (limit %zu)\n", shape, n,
+                        (unsigned long long)st.examined, 8 * n);
+            fail();
+        }
+    }
 }
 
 /* ---- hostile bytes ---- */
@@ -933,10 +1112,20 @@ static void check_req_consistency(guard_buf_t *g, const char *data, size_t n)
     if (full == HTTP_PARSE_ERROR)
         assert_int_equal(err.status, status);
 
+    /* The resumable call is fed the same bytes one per read (cheaper here
+     * than check_req_resumed, which parses every prefix again). */
+    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
     for (size_t k = 0; k < n; k++) {
-        long r;
+        http_error_t rerr = { -1, NULL };
+        long r, rr;
         p = guard_load(g, data, k);
+        rr = http_parse_request_resume(p, k, &test_lim, &st, &req, &rerr);
         r = http_parse_request(p, k, &test_lim, &req, &err);
+        assert_int_equal(rr, r);
+        if (r == HTTP_PARSE_ERROR) {
+            assert_int_equal(rerr.status, err.status);
+            assert_string_equal(rerr.reason, err.reason);
+        }
         if (r == HTTP_PARSE_ERROR) {
             /* the same error, whatever the reads: errors come left to right */
             assert_int_equal(full, HTTP_PARSE_ERROR);
@@ -1024,10 +1213,16 @@ static void test_hostile_bytes_response(void **state)
                 assert_true(slice_inside(resp.reason, p, full));
             }
             const char *reason = full == HTTP_PARSE_ERROR ? err.reason : NULL;
+            http_parse_state_t st = HTTP_PARSE_STATE_INIT;
             for (size_t k = 0; k < n; k++) {
-                long r;
+                http_error_t rerr = { -1, NULL };
+                long r, rr;
                 p = guard_load(g, buf, k);
+                rr = http_parse_response_resume(p, k, &test_lim, &st, &resp, &rerr);
                 r = http_parse_response(p, k, &test_lim, &resp, &err);
+                assert_int_equal(rr, r); /* the resumable call, a byte per read */
+                if (r == HTTP_PARSE_ERROR)
+                    assert_string_equal(rerr.reason, err.reason);
                 if (r == HTTP_PARSE_ERROR) {
                     assert_int_equal(full, HTTP_PARSE_ERROR);
                     assert_string_equal(err.reason, reason);
@@ -1168,6 +1363,7 @@ static void test_response_errors(void **state)
         assert_reason_ok(&err);
         assert_int_equal(parse_resp_heap(cases[i].data, cases[i].len, &test_lim),
                          HTTP_PARSE_ERROR);
+        check_resp_resumed_all(g, cases[i].data, cases[i].len, &test_lim);
     }
 }
 
@@ -1262,6 +1458,7 @@ int main(void)
         GT(test_content_length_errors),
         GT(test_too_many_headers),
         GT(test_head_too_large),
+        GT(test_dribbled_head_is_linear),
         GT(test_hostile_bytes_request),
         GT(test_hostile_byte_pairs),
         GT(test_hostile_bytes_response),

@@ -451,6 +451,7 @@ static void refuse(struct session *s, int status, const char *why)
 {
     log_event(LOG_DEBUG, "request_refused",
               &(struct log_fields){.remote = s->peer, .status = status}, "%s", why);
+    s->first_request_done = true;
     buf_reset(&s->out);
     resp_append_error(&s->out, status, why, false);
     /* The request did not parse: no method or path to report. */
@@ -512,6 +513,7 @@ static enum step pump(struct session *s)
             if (head > 0 && s->in.len - (size_t)head >= req.content_length) {
                 uint64_t wait_member = 0;
                 size_t mark = s->out.len;
+                s->first_request_done = true;
                 enum route_outcome o =
                     router_dispatch(s, &req, s->in.data + head, &wait_member);
                 if (o == ROUTE_RESPONDED) {
@@ -553,6 +555,13 @@ static enum step pump(struct session *s)
         if (n == -EAGAIN) {
             uint64_t deadline = s->in.len ? s->request_started_ms + srv->cfg.read_timeout_ms
                                           : clock_now_ms() + srv->cfg.idle_timeout_ms;
+            /* No request yet: the read timeout runs from the accept, as it
+             * does for a plain connection that sends nothing. A TLS client
+             * that handshakes and then goes silent, or sends part of a
+             * record (which leaves in empty), gets no idle timeout. */
+            uint64_t first_by = s->accepted_ms + srv->cfg.read_timeout_ms;
+            if (!s->first_request_done && deadline > first_by)
+                deadline = first_by;
             return arm(s, EPOLLIN, deadline);
         }
         if (n < 0 && s->conn->error[0])

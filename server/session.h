@@ -70,6 +70,10 @@ struct session {
      * Set by the acceptor before the session is published; read-only after. */
     bool metrics_only;
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
+    /* A first request was read whole (or refused). Until then the read
+     * deadline is accepted + read timeout, whatever came before it: a TLS
+     * handshake, or part of a TLS record, must not buy the idle timeout. */
+    bool first_request_done;
     char peer[64];
     rl_key_t rl_key;  /* the client's address, for per-address limits */
     bool rl_counted;  /* counted in rl_conn_open */

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -538,6 +539,52 @@ static void test_port_mismatches_and_stalled_handshake(void **state)
     h_pass();
 }
 
+/* A new connection's first request must complete within --read-timeout,
+ * handshake or not: a client that completes the handshake and then says
+ * nothing, and one that sends the first bytes of a record and stops, are
+ * both closed then, not after --idle-timeout (60 s here). read_to_close
+ * gives up after H_TIMEOUT_MS (10 s): the bound is generous, and still far
+ * below the idle timeout it must not wait for. */
+static void test_silent_after_handshake(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--tls-cert", in(dir, "server.pem"), "--tls-key", in(dir, "server.key"),
+                   "--read-timeout", "1", "--idle-timeout", "60", (char *)NULL);
+    tls_client_t *t = client_ctx(in(dir, "ca.pem"), NULL, NULL);
+    char why[256], out[4096];
+
+    conn_t *silent = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(silent);
+    conn_t *partial = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(partial);
+    /* An application-data record header announcing 64 bytes, and 3 of them. */
+    static const unsigned char part[] = {0x17, 0x03, 0x03, 0x00, 0x40, 0x01, 0x02, 0x03};
+    assert_int_equal(send(conn_fd(partial), part, sizeof part, MSG_NOSIGNAL), (ssize_t)sizeof part);
+
+    if (read_to_close(silent, out, sizeof out) < 0)
+        fail_msg("a TLS connection silent after its handshake was not closed within %d ms "
+                 "(--read-timeout 1)", H_TIMEOUT_MS);
+    if (read_to_close(partial, out, sizeof out) < 0)
+        fail_msg("a TLS connection that sent part of a record was not closed within %d ms "
+                 "(--read-timeout 1)", H_TIMEOUT_MS);
+    conn_close(silent);
+    conn_close(partial);
+
+    /* A connection that did send its first request in time is kept past
+     * the read timeout: idle between requests is the idle timeout's. */
+    conn_t *kept = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(kept);
+    assert_true(tls_roundtrip(kept, "OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out) > 0);
+    char byte;
+    assert_int_equal(conn_read_timed(kept, &byte, 1, 2000), -ETIMEDOUT);
+    assert_true(tls_roundtrip(kept, "OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out) > 0);
+    conn_close(kept);
+    tls_client_free(t);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 /* Open, one request, close; asserts a complete answer and returns out. */
 static const char *tls_request(uint16_t port, tls_client_t *t, const char *req, char *out,
                                size_t cap)
@@ -963,6 +1010,7 @@ int main(void)
         H_TEST(test_mutual_tls),
         H_TEST(test_verification_failures),
         H_TEST(test_port_mismatches_and_stalled_handshake),
+        H_TEST(test_silent_after_handshake),
         OWN_TEST(test_cap_refusal_over_tls),
         OWN_TEST(test_per_ip_refusal_over_tls),
         OWN_TEST(test_sighup_reload_under_load),

@@ -35,6 +35,7 @@ enum session_state { SESSION_RUNNING = 0, SESSION_ARMED, SESSION_PARKED };
 
 #define SESSION_WAKE_IO 1u      /* epoll reported readiness or hang-up */
 #define SESSION_WAKE_TIMEOUT 2u /* the reaper found the deadline passed */
+#define SESSION_WAKE_EVICT 4u   /* the reaper closes it to bound held output */
 
 struct session {
     struct reg_waiter waiter; /* the registry's view while parked */
@@ -44,6 +45,11 @@ struct session {
     atomic_uint wake_bits;
     atomic_uint_least64_t deadline_ms; /* 0: none; read by the reaper */
     atomic_uint pins; /* workers between publishing it and their re-check */
+    /* Bytes of out counted in srv->out_held (written by the RUNNING owner,
+     * read by the reaper), and when the client last took any of them while
+     * more were waiting: 0 when out is not waiting on the client. */
+    atomic_size_t out_counted;
+    atomic_uint_least64_t out_progress_ms;
 
     /* Written by whoever claims a parked session, before it is queued. */
     bool has_wake;
@@ -106,6 +112,11 @@ void session_run(struct session *s);
 /* Record why and try to take the session from ARMED (or also PARKED when
  * parked_too). True when the caller won and must server_schedule() it. */
 bool session_claim(struct session *s, unsigned wake_bit, bool parked_too);
+
+/* Bring srv->out_held up to date with the bytes now in s->out (call after
+ * appending a big answer; the session also calls it itself whenever out
+ * shrinks or it waits to write). Called only by the RUNNING owner. */
+void session_out_sync(struct session *s);
 
 /* Free a closed session (poller graveyard, final cleanup). */
 void session_free(struct session *s);

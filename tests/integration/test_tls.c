@@ -980,6 +980,87 @@ static void test_sighup_reload_under_load(void **state)
     h_pass();
 }
 
+/* End a load whose failures are expected (the server is gone): no checks. */
+static void load_end(struct load *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cond);
+}
+
+#define SIGTERM_LOADS 3
+
+/*
+ * SIGTERM while TLS connections are relaying, parked, and half-way through
+ * a handshake: the server drains and exits 0. Under TSan (make check) a
+ * race between the threads that still use connections or the TLS context
+ * and the freeing of them at shutdown (tls_destroy, tls_server_free) makes
+ * the exit status 66, which fails this test.
+ */
+static void test_sigterm_under_load(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--tls-cert", in(dir, "server.pem"), "--tls-key", in(dir, "server.key"),
+                   "--shutdown-grace", "2", (char *)NULL);
+    tls_client_t *t = client_ctx(in(dir, "ca.pem"), NULL, NULL);
+    char why[256], out[8192], req[128];
+    /* Pairs (2k+1 -> 2k+2) relay; member 2*SIGTERM_LOADS+1 parks waits. */
+    for (int i = 1; i <= 2 * SIGTERM_LOADS + 1; i++) {
+        snprintf(req, sizeof req, "GET /sign_in?m%d HTTP/1.0\r\n\r\n", i);
+        assert_non_null(strstr(tls_request(s.port, t, req, out, sizeof out), "200 Added"));
+    }
+    /* Each target first takes the join notices queued for it. */
+    for (int i = 2; i <= 2 * SIGTERM_LOADS; i += 2)
+        for (int later = i + 1; later <= 2 * SIGTERM_LOADS + 1; later++) {
+            snprintf(req, sizeof req, "GET /wait?peer_id=%d HTTP/1.0\r\n\r\n", i);
+            tls_request(s.port, t, req, out, sizeof out);
+        }
+    struct load loads[SIGTERM_LOADS];
+    for (int i = 0; i < SIGTERM_LOADS; i++) {
+        loads[i] = (struct load){.port = s.port, .t = client_ctx(in(dir, "ca.pem"), NULL, NULL),
+                                 .from = (uint64_t)(2 * i + 1), .to = (uint64_t)(2 * i + 2)};
+        pthread_mutex_init(&loads[i].mu, NULL);
+        assert_int_equal(clock_cond_init(&loads[i].cond), 0);
+        assert_int_equal(pthread_create(&loads[i].thread, NULL, load_main, &loads[i]), 0);
+    }
+    for (int i = 0; i < SIGTERM_LOADS; i++)
+        load_await(&loads[i], 3);
+    /* Parked keep-alive waits and handshakes left half-way. */
+    conn_t *parked[4];
+    for (int i = 0; i < 4; i++) {
+        parked[i] = tls_open(&s, t, "localhost", why, sizeof why);
+        assert_non_null(parked[i]);
+        snprintf(req, sizeof req, "GET /wait?peer_id=%d HTTP/1.1\r\nHost: x\r\n\r\n",
+                 2 * SIGTERM_LOADS + 1);
+        assert_int_equal(conn_write_all_timed(parked[i], req, strlen(req), H_TIMEOUT_MS), 0);
+    }
+    static const unsigned char half_hello[] = {0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00};
+    h_conn_t *half[4];
+    for (int i = 0; i < 4; i++) {
+        half[i] = h_connect_plain(s.port);
+        h_send(half[i], half_hello, sizeof half_hello);
+    }
+
+    int status = h_server_stop(&s);
+    for (int i = 0; i < SIGTERM_LOADS; i++) {
+        load_end(&loads[i]);
+        tls_client_free(loads[i].t);
+    }
+    for (int i = 0; i < 4; i++) {
+        conn_close(parked[i]);
+        h_close(half[i]);
+    }
+    tls_client_free(t);
+    if (status != 0)
+        fail_msg("the server exited with status %d after SIGTERM under load (66: a TSan report)",
+                 status);
+    h_pass();
+}
+
 /* openssl s_client, an independent client, confirms TLS 1.3 and resumption. */
 static void test_s_client_tls13_and_reuse(void **state)
 {
@@ -1015,6 +1096,7 @@ int main(void)
         OWN_TEST(test_per_ip_refusal_over_tls),
         OWN_TEST(test_sighup_reload_under_load),
         H_TEST(test_s_client_tls13_and_reuse),
+        H_TEST(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

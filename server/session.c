@@ -621,6 +621,38 @@ static enum step pump(struct session *s)
     }
 }
 
+/*
+ * Read what the client has sent without waiting: true when in now holds a
+ * whole request (or one that fails to parse, which pump answers). Before a
+ * deadline closes a connection: when every worker was busy, a request may
+ * have sat unread in the socket since before it; it is served, not dropped
+ * unanswered. A request still incomplete is not.
+ */
+static bool request_waiting(struct session *s)
+{
+    struct server *srv = s->srv;
+    while (buf_room(&s->in)) {
+        size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
+        if (buf_reserve(&s->in, want) < 0)
+            break;
+        ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
+        if (n <= 0)
+            break;
+        if (s->in.len == 0) {
+            s->request_started_us = clock_now_us();
+            s->request_started_ms = s->request_started_us / 1000;
+        }
+        s->in.len += (size_t)n;
+    }
+    if (s->in.len == 0)
+        return false;
+    const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
+    http_request_t req;
+    http_error_t err;
+    long head = http_parse_request(s->in.data, s->in.len, &lim, &req, &err);
+    return head < 0 || (head > 0 && s->in.len - (size_t)head >= req.content_length);
+}
+
 /* The reaper woke us: a deadline passed, or the server is draining. */
 static bool handle_timeout(struct session *s)
 {
@@ -630,6 +662,8 @@ static bool handle_timeout(struct session *s)
     bool idle = s->in.len == 0 && s->out.len == 0;
     if (!passed && !(atomic_load(&srv->draining) && idle))
         return true; /* not yet: carry on */
+    if (s->out.len == 0 && !s->close_after_write && request_waiting(s))
+        return true; /* it is all there: answer it */
     if (s->out.len == 0 && s->in.len > 0 && !s->close_after_write) {
         log_event(LOG_DEBUG, "request_timeout", &(struct log_fields){.remote = s->peer},
                   "request not completed in time");

@@ -113,6 +113,14 @@ static const struct config_opt opts[] = {
      F_SIZE(queue_max_msgs, 1, 10000000)},
     {"queue-max-bytes", "N", "message bytes queued per member, else 503 (default 16777216)",
      F_SIZE(queue_max_bytes, 1, 1ull << 34)},
+    {"max-output-bytes", "N", "answer bytes held for one connection; a bigger answer\n"
+                              "(a sign-in's member list) gets 503 (default 67108864)",
+     F_SIZE(max_output_bytes, 65536, 1ull << 34)},
+    {"max-total-output-bytes", "N", "answer bytes held for clients that have not read them,\n"
+                                    "all connections together; past it the connections that\n"
+                                    "stalled longest are closed, and a big answer that does\n"
+                                    "not fit gets 503 (default 134217728)",
+     F_SIZE(max_total_output_bytes, 65536, 1ull << 40)},
     {"allow-quit", NULL, "let GET /quit stop the server (default: off, /quit gets 403)",
      F_BOOL(allow_quit)},
     {"tls-cert", "FILE", "PEM certificate chain: serve TLS (on --tls-port if\n"
@@ -838,6 +846,11 @@ void config_defaults(struct server_config *cfg)
         .max_body = 4 * 1024 * 1024,
         .queue_max_msgs = 1000,
         .queue_max_bytes = 16 * 1024 * 1024,
+        /* 100,000 members (the default cap) with 512-byte names fit in one
+         * answer; two such answers held for clients that do not read them
+         * are all the memory that unread output may take. */
+        .max_output_bytes = 64 * 1024 * 1024,
+        .max_total_output_bytes = 128 * 1024 * 1024,
         .allow_quit = false,
         .log_level = LOG_INFO,
         .tls_port = -1,
@@ -906,6 +919,12 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
     }
     if (cfg->metrics_port_file && !cfg->metrics_bind) {
         fprintf(err, "pcsig-server: --metrics-port-file needs --metrics-bind\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->max_output_bytes > cfg->max_total_output_bytes) {
+        /* An answer within the one would never fit in the other. */
+        fprintf(err, "pcsig-server: --max-output-bytes %zu is over --max-total-output-bytes %zu\n",
+                cfg->max_output_bytes, cfg->max_total_output_bytes);
         return CONFIG_ERROR;
     }
     return check_ice(cfg, err);

@@ -66,6 +66,8 @@ struct server_config {
     size_t max_body;
     size_t queue_max_msgs;
     size_t queue_max_bytes;
+    size_t max_output_bytes;       /* unsent answer bytes one connection may hold */
+    size_t max_total_output_bytes; /* ... and every connection together */
     bool allow_quit;
     enum log_level log_level;
     enum log_format log_format;

@@ -59,6 +59,7 @@ void metrics_init(struct metrics *m)
     for (size_t i = 0; i <= MET_LATENCY_BUCKETS; i++)
         atomic_init(&m->latency[i], 0);
     atomic_init(&m->latency_sum_us, 0);
+    atomic_init(&m->output_closed, 0);
 }
 
 size_t metrics_status_index(int status)
@@ -124,6 +125,11 @@ void metrics_count_refused(struct metrics *m, enum metrics_refusal why)
         bump(&m->refused[why], 1);
 }
 
+void metrics_count_output_closed(struct metrics *m)
+{
+    bump(&m->output_closed, 1);
+}
+
 void metrics_read(struct metrics *m, struct metrics_snapshot *out)
 {
     for (size_t p = 0; p < MET_PATH_COUNT; p++)
@@ -137,6 +143,7 @@ void metrics_read(struct metrics *m, struct metrics_snapshot *out)
     for (size_t i = 0; i <= MET_LATENCY_BUCKETS; i++)
         out->latency[i] = load(&m->latency[i]);
     out->latency_sum_us = load(&m->latency_sum_us);
+    out->output_closed = load(&m->output_closed);
 }
 
 /* ---- exposition ---------------------------------------------------------- */
@@ -260,6 +267,10 @@ static int format_gauges(buf_t *b, const struct metrics_snapshot *s)
         rc = scalar(b, "pcsig_worker_queue_depth", "gauge",
                     "Connections ready to run, waiting for a worker thread.",
                     s->worker_queue_depth);
+    if (rc == 0)
+        rc = scalar(b, "pcsig_output_held_bytes", "gauge",
+                    "Answer bytes held in memory until their clients read them.",
+                    s->output_held_bytes);
     return rc;
 }
 
@@ -311,6 +322,11 @@ static int format_counters(buf_t *b, const struct metrics_snapshot *s)
     if (rc == 0)
         rc = scalar(b, "pcsig_connections_total", "counter",
                     "Connections accepted and served, every listener.", s->connections);
+    if (rc == 0)
+        rc = scalar(b, "pcsig_output_closed_total", "counter",
+                    "Connections closed for leaving answers unread while "
+                    "--max-total-output-bytes was exceeded (the slowest first).",
+                    s->output_closed);
     if (rc == 0)
         rc = family(b, "pcsig_connections_refused_total", "counter",
                     "Connections or requests turned away by a limit, by reason.");

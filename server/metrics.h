@@ -64,6 +64,9 @@ struct metrics {
      * formatter accumulates. The last slot holds observations above 10 s. */
     atomic_uint_least64_t latency[MET_LATENCY_BUCKETS + 1];
     atomic_uint_least64_t latency_sum_us;
+    /* Connections closed because their client left answers unread while
+     * --max-total-output-bytes was exceeded (the slowest first). */
+    atomic_uint_least64_t output_closed;
 };
 
 /* Zero every counter (before any thread can see m). */
@@ -75,6 +78,7 @@ void metrics_count_request(struct metrics *m, enum metrics_path path, int status
 void metrics_observe_relay(struct metrics *m, uint64_t latency_us, uint64_t body_bytes);
 void metrics_count_connection(struct metrics *m);
 void metrics_count_refused(struct metrics *m, enum metrics_refusal why);
+void metrics_count_output_closed(struct metrics *m);
 
 /* The path label of a request: OPTIONS counts as "options" whatever its
  * path; otherwise the exact path (no query) is matched. Pure. */
@@ -95,6 +99,7 @@ struct metrics_snapshot {
     uint64_t members, parked_waits, open_connections;
     uint64_t queued_messages, queued_bytes, worker_queue_depth;
     uint64_t notifications_logged;
+    uint64_t output_held_bytes; /* answer bytes not yet taken by their clients */
     /* counters */
     uint64_t requests[MET_PATH_COUNT][MET_STATUS_COUNT];
     uint64_t messages_accepted, messages_relayed, relayed_bytes;
@@ -102,6 +107,7 @@ struct metrics_snapshot {
     uint64_t member_timeouts, wait_timeouts;
     uint64_t tls_full, tls_resumed, tls_failed;
     uint64_t connections;
+    uint64_t output_closed;
     uint64_t refused[MET_REFUSED_COUNT];
     uint64_t latency[MET_LATENCY_BUCKETS + 1]; /* per bucket, as in struct metrics */
     uint64_t latency_sum_us;

@@ -129,6 +129,12 @@ struct registry {
     size_t parked;
     uint64_t next_id;
     bool shutting_down;
+    /* Every member's sign-in line in join order, while roster_ok: a
+     * sign-in copies it (one memcpy under the lock) instead of formatting
+     * every line anew. A leave clears roster_ok; the next sign-in rebuilds
+     * it. Its size is that of the members' names again. */
+    buf_t roster;
+    bool roster_ok;
     uint64_t accepted, refused, dropped, timeouts, wait_timeouts;
     uint64_t dropped_notes; /* events of join/leave pairs nobody needed, dropped */
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
@@ -289,6 +295,7 @@ static void unlink_locked(registry_t *r, struct member *m)
     else
         r->last = m->prev;
     r->count--;
+    r->roster_ok = false;
 }
 
 /* Every change of a member's queued message count goes through here, so
@@ -693,6 +700,8 @@ registry_t *reg_create(const reg_config_t *cfg)
     }
     r->next_id = 1;
     r->log_limit = 2 * note_lag(r);
+    /* Bounded by the member cap: one line per member. */
+    buf_init(&r->roster, SIZE_MAX);
     return r;
 }
 
@@ -713,8 +722,35 @@ void reg_destroy(registry_t *r)
         log_drop_front_locked(r);
     free(r->log);
     free(r->buckets);
+    buf_free(&r->roster);
     pthread_mutex_destroy(&r->lock);
     free(r);
+}
+
+/* Append every member's sign-in line, in join order, to list: a copy of the
+ * roster (rebuilt first if someone left), or, when the roster cannot be
+ * built (out of memory), the lines formatted one by one. 0 or the buf error
+ * (list as it was then). */
+static int append_members_locked(registry_t *r, buf_t *list)
+{
+    int rc = 0;
+    if (!r->roster_ok) {
+        buf_reset(&r->roster);
+        for (struct member *o = r->first; o && rc == 0; o = o->next)
+            rc = proto_entry_append(&r->roster, o->name, o->name_len, o->id, true);
+        r->roster_ok = rc == 0;
+        if (rc < 0)
+            buf_free(&r->roster);
+    }
+    if (r->roster_ok)
+        return r->roster.len ? buf_append(list, r->roster.data, r->roster.len) : 0;
+    size_t mark = list->len;
+    rc = 0;
+    for (struct member *o = r->first; o && rc == 0; o = o->next)
+        rc = proto_entry_append(list, o->name, o->name_len, o->id, true);
+    if (rc < 0)
+        list->len = mark;
+    return rc;
 }
 
 int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t now,
@@ -759,8 +795,8 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     m->last_seen = now;
     size_t mark = list->len;
     rc = proto_entry_append(list, m->name, m->name_len, m->id, true);
-    for (struct member *o = r->first; o && rc == 0; o = o->next)
-        rc = proto_entry_append(list, o->name, o->name_len, o->id, true);
+    if (rc == 0)
+        rc = append_members_locked(r, list);
     if (rc < 0) {
         list->len = mark;
         goto out;
@@ -776,6 +812,9 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
         r->first = m;
     r->last = m;
     r->count++;
+    /* The newcomer's line ends the roster (or the roster is rebuilt later). */
+    if (r->roster_ok && proto_entry_append(&r->roster, m->name, m->name_len, m->id, true) < 0)
+        r->roster_ok = false;
     *id = m->id;
     m->join_seq = m->cursor = r->log_next; /* not behind while its join is logged */
     /* Everyone hears of the join before the newcomer gets its 200 Added;

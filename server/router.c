@@ -120,6 +120,40 @@ static bool token_ok(struct session *s, const http_request_t *req, uint64_t id, 
     return false;
 }
 
+/*
+ * Make head + body the session's next answer, emptying body. At dispatch out
+ * is empty (pump writes every answer out before it parses the next
+ * request), so body's storage becomes out's with the head moved in front:
+ * no second copy of a big body. Otherwise both are appended. 0 or the buf
+ * error with out unchanged.
+ */
+static int attach_answer(struct session *s, const buf_t *head, buf_t *body)
+{
+    if (s->out.len != 0) {
+        size_t mark = s->out.len;
+        int rc = buf_append(&s->out, head->data, head->len);
+        if (rc == 0)
+            rc = buf_append(&s->out, body->data, body->len);
+        if (rc < 0)
+            s->out.len = mark;
+        return rc;
+    }
+    size_t max = s->out.max;
+    if (body->len > max - head->len)
+        return -E2BIG;
+    body->max = max;
+    int rc = buf_reserve(body, head->len);
+    if (rc < 0)
+        return rc;
+    memmove(body->data + head->len, body->data, body->len);
+    memcpy(body->data, head->data, head->len);
+    body->len += head->len;
+    buf_free(&s->out);
+    s->out = *body;
+    buf_init(body, 0);
+    return 0;
+}
+
 static void handle_sign_in(struct session *s, const http_request_t *req, bool ka)
 {
     struct server *srv = s->srv;
@@ -133,9 +167,25 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
         resp_append(&s->out, &r);
         return;
     }
+    /*
+     * The list is formatted once, under the registry lock, into a buffer
+     * that then becomes the session's output with the head moved in front
+     * of it: one copy of the list per answer, never two. It is bounded by
+     * --max-output-bytes, and by what --max-total-output-bytes leaves for
+     * it: a list that does not fit is a 503 with the reason (the registry
+     * refuses it before adding the member), never a silent close.
+     * Why a copy per answer and not one snapshot shared by every sign-in:
+     * each sign-in changes the membership (its own line), so consecutive
+     * answers are never the same bytes; the caps, not sharing, are what
+     * bound the memory of clients that do not read their answers.
+     */
+    size_t per_conn = srv->cfg.max_output_bytes;
+    size_t cap = srv->cfg.max_total_output_bytes;
+    size_t held = atomic_load(&srv->out_held);
+    size_t room = held < cap ? cap - held : 0;
+    bool by_room = room < per_conn;
     buf_t list;
-    /* Own entry plus every member: bounded by the member cap. */
-    buf_init(&list, (srv->cfg.max_members + 1) * (PROTO_MAX_NAME + 32));
+    buf_init(&list, by_room ? room : per_conn);
     uint64_t id = 0;
     int rc = reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(), &list, &id);
     if (rc == 0) {
@@ -151,11 +201,36 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
         }
         struct resp r = {
             .status = 200, .reason = "Added", .has_ctype = true, .ctype = "text/plain",
-            .ctype_len = 10, .body = list.data, .body_len = list.len, .pragma = id,
+            .ctype_len = 10, .body_len = list.len, .pragma = id, .head_only = true,
             .keep_alive = ka, .extra = extra[0] ? extra : NULL, .cors_token = srv->cfg.secure_ids,
         };
-        resp_append(&s->out, &r);
+        buf_t head;
+        buf_init(&head, 4096);
+        rc = resp_append(&head, &r);
+        if (rc == 0)
+            rc = attach_answer(s, &head, &list);
         explicit_bzero(extra, sizeof extra);
+        if (head.data)
+            explicit_bzero(head.data, head.len);
+        buf_free(&head);
+        if (rc < 0) {
+            /* The member must not stay without having learnt its id. */
+            reg_sign_out(srv->reg, id, clock_now_ms());
+            log_errno(LOG_ERROR, -rc, "sign-in answer of %zu bytes", list.len);
+            resp_append_error(&s->out, 503, "out of memory", false);
+        }
+        session_out_sync(s);
+    } else if (rc == -E2BIG && by_room) {
+        server_output_pressure(srv, true);
+        log_event(LOG_WARN, "sign_in_refused", &(struct log_fields){.remote = s->peer},
+                  "member list over the %zu bytes left of --max-total-output-bytes", room);
+        resp_append_error(&s->out, 503,
+                          "too much output is held for clients that do not read it; retry later",
+                          ka);
+    } else if (rc == -E2BIG) {
+        log_event(LOG_WARN, "sign_in_refused", &(struct log_fields){.remote = s->peer},
+                  "member list over --max-output-bytes %zu", per_conn);
+        resp_append_error(&s->out, 503, "the member list is larger than --max-output-bytes", ka);
     } else if (rc == -EUSERS) {
         resp_append_error(&s->out, 503, "member limit reached", ka);
     } else if (rc == -ESHUTDOWN) {

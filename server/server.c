@@ -176,6 +176,79 @@ static void sweep_sessions(struct server *srv, uint64_t now)
     pthread_mutex_unlock(&srv->sessions_lock);
 }
 
+struct stalled {
+    struct session *s;
+    uint64_t progress_ms;
+};
+
+static int by_progress(const void *a, const void *b)
+{
+    uint64_t x = ((const struct stalled *)a)->progress_ms;
+    uint64_t y = ((const struct stalled *)b)->progress_ms;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Bound the answer bytes held for clients that do not read them. Over
+ * --max-total-output-bytes, the connections whose clients took nothing for
+ * the longest are closed until the rest fits; after a big answer was
+ * refused for want of room (out_pressure), until one more answer of
+ * --max-output-bytes would fit. Only connections waiting to write are
+ * candidates: one being served now, or parked, holds no stalled output.
+ * Runs on the reaper; takes the sessions lock (then the work queue's).
+ */
+static void evict_stalled(struct server *srv)
+{
+    size_t cap = srv->cfg.max_total_output_bytes;
+    bool pressure = atomic_exchange(&srv->out_pressure, false);
+    size_t goal = pressure ? cap - srv->cfg.max_output_bytes : cap;
+    size_t held = atomic_load(&srv->out_held);
+    if (held <= goal)
+        return;
+    size_t excess = held - goal;
+    pthread_mutex_lock(&srv->sessions_lock);
+    /* Oldest progress first; without memory for the sort, list order. */
+    struct stalled *v = calloc(srv->nsessions ? srv->nsessions : 1, sizeof *v);
+    size_t n = 0;
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        uint64_t p = atomic_load(&s->out_progress_ms);
+        if (!p || atomic_load(&s->out_counted) == 0)
+            continue;
+        if (v) {
+            v[n++] = (struct stalled){.s = s, .progress_ms = p};
+            continue;
+        }
+        size_t c = atomic_load(&s->out_counted);
+        if (session_claim(s, SESSION_WAKE_EVICT, false)) {
+            server_schedule(srv, s);
+            if (c >= excess)
+                break;
+            excess -= c;
+        }
+    }
+    if (v) {
+        qsort(v, n, sizeof *v, by_progress);
+        for (size_t i = 0; i < n && excess; i++) {
+            size_t c = atomic_load(&v[i].s->out_counted);
+            if (!session_claim(v[i].s, SESSION_WAKE_EVICT, false))
+                continue; /* being served right now: not stalled */
+            server_schedule(srv, v[i].s);
+            excess = c >= excess ? 0 : excess - c;
+        }
+    }
+    pthread_mutex_unlock(&srv->sessions_lock);
+    free(v);
+}
+
+void server_output_pressure(struct server *srv, bool make_room)
+{
+    if (make_room)
+        atomic_store(&srv->out_pressure, true);
+    pthread_mutex_lock(&srv->reaper_lock);
+    pthread_cond_signal(&srv->reaper_cond);
+    pthread_mutex_unlock(&srv->reaper_lock);
+}
+
 static void *reaper_main(void *arg)
 {
     struct server *srv = arg;
@@ -191,6 +264,7 @@ static void *reaper_main(void *arg)
         uint64_t now = clock_now_ms();
         reg_tick(srv->reg, now);
         sweep_sessions(srv, now);
+        evict_stalled(srv);
         rl_sweep(srv->rl, now);
         pthread_mutex_lock(&srv->reaper_lock);
     }
@@ -522,6 +596,7 @@ void server_metrics_snapshot(struct server *srv, struct metrics_snapshot *out)
     }
     out->open_connections = atomic_load(&srv->open_conns);
     out->worker_queue_depth = atomic_load_explicit(&srv->wq_depth, memory_order_relaxed);
+    out->output_held_bytes = atomic_load(&srv->out_held);
     out->draining = atomic_load(&srv->draining);
     out->version = PCSIG_VERSION;
     out->start_time_unix_s = srv->started_unix_s;
@@ -558,6 +633,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->quit_set, false);
     buf_init(&srv->quit_why, 0);
     atomic_init(&srv->wq_depth, 0);
+    atomic_init(&srv->out_held, 0);
+    atomic_init(&srv->out_pressure, false);
     atomic_init(&srv->access_seq, 0);
     metrics_init(&srv->metrics);
     srv->started_ms = clock_now_ms();

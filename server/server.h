@@ -87,6 +87,12 @@ struct server {
     atomic_bool quit_set;
     buf_t quit_why; /* NUL-terminated text */
     atomic_size_t wq_depth;  /* sessions in the work queue (a gauge for scrapes) */
+    /* Answer bytes held in sessions' out buffers, every session together
+     * (--max-total-output-bytes bounds it); see session_out_sync. */
+    atomic_size_t out_held;
+    /* A big answer was refused for want of room: the reaper makes room for
+     * one more answer of --max-output-bytes (see evict_stalled). */
+    atomic_bool out_pressure;
 
     /* Observability: counters bumped by every thread (relaxed atomics), the
      * --access-log sampling sequence, and when we started. */
@@ -108,6 +114,9 @@ void server_schedule(struct server *srv, struct session *s);
 void server_bury(struct server *srv, struct session *s);
 /* SIGHUP: re-read the TLS certificate and key (the old ones stay on failure). */
 void server_reload(struct server *srv);
+/* Held output is over its cap, or (make_room) a big answer found no room:
+ * wake the reaper to close the connections that stalled longest. Thread-safe. */
+void server_output_pressure(struct server *srv, bool make_room);
 /* Ask main to begin a graceful stop (as SIGTERM does). The first caller's
  * cause, with the client's address when remote is not NULL, is what main
  * logs, e.g. "GET /quit from 127.0.0.1:5000". Thread-safe. */

@@ -82,8 +82,14 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
     atomic_init(&s->wake_bits, 0);
     atomic_init(&s->deadline_ms, 0);
     atomic_init(&s->pins, 0);
+    atomic_init(&s->out_counted, 0);
+    atomic_init(&s->out_progress_ms, 0);
     buf_init(&s->in, srv->cfg.max_head + srv->cfg.max_body);
-    buf_init(&s->out, srv->cfg.max_body + srv->cfg.max_head + SESSION_OUT_SLACK);
+    /* A relayed message (up to the body limit) or a sign-in's member list
+     * (up to --max-output-bytes), with its head. */
+    size_t biggest = srv->cfg.max_body > srv->cfg.max_output_bytes ? srv->cfg.max_body
+                                                                    : srv->cfg.max_output_bytes;
+    buf_init(&s->out, biggest + srv->cfg.max_head + SESSION_OUT_SLACK);
     if (peer) {
         net_addr_str(peer, s->peer, sizeof s->peer);
         rl_key_from(&s->rl_key, peer);
@@ -151,11 +157,33 @@ struct session *session_new_refusal(struct server *srv, int fd, const struct soc
     return s;
 }
 
+void session_out_sync(struct session *s)
+{
+    struct server *srv = s->srv;
+    size_t had = atomic_load_explicit(&s->out_counted, memory_order_relaxed);
+    size_t now = s->out.len;
+    if (now == had)
+        return;
+    atomic_store_explicit(&s->out_counted, now, memory_order_relaxed);
+    if (now < had) {
+        atomic_fetch_sub(&srv->out_held, had - now);
+        return;
+    }
+    size_t cap = srv->cfg.max_total_output_bytes;
+    size_t before = atomic_fetch_add(&srv->out_held, now - had);
+    if (before <= cap && before + (now - had) > cap)
+        server_output_pressure(srv, false); /* just went over */
+}
+
 /* Give back what this session still holds of the registry, close the socket. */
 static void release(struct session *s)
 {
     struct server *srv = s->srv;
     s->closed = true;
+    /* Nothing more will be written: the output is no longer held. */
+    buf_free(&s->out);
+    session_out_sync(s);
+    atomic_store(&s->out_progress_ms, 0);
     if (s->inflight) {
         /* Its bytes never fully left: the item goes back to the queue head. */
         reg_requeue(srv->reg, s->inflight_member, s->inflight, clock_now_ms());
@@ -451,6 +479,7 @@ static void refuse(struct session *s, int status, const char *why)
 {
     log_event(LOG_DEBUG, "request_refused",
               &(struct log_fields){.remote = s->peer, .status = status}, "%s", why);
+    s->first_request_done = true;
     buf_reset(&s->out);
     resp_append_error(&s->out, status, why, false);
     /* The request did not parse: no method or path to report. */
@@ -468,19 +497,33 @@ static enum step pump(struct session *s)
     struct server *srv = s->srv;
     const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
     for (;;) {
-        while (s->out.len) {
-            ssize_t n = conn_write(s->conn, s->out.data, s->out.len);
-            if (n > 0) {
-                buf_consume(&s->out, (size_t)n);
-                continue;
-            }
-            if (n == -EAGAIN) {
-                uint64_t grace = s->close_after_write ? srv->cfg.read_timeout_ms
-                                                      : srv->cfg.idle_timeout_ms;
-                return arm(s, EPOLLOUT, clock_now_ms() + grace);
-            }
-            return close_session(s);
+        /* What was written is dropped from out once per pass, not after
+         * each write: a big answer going out in socket-sized pieces would
+         * otherwise be moved down once per piece. */
+        size_t sent = 0;
+        ssize_t w = 0;
+        while (sent < s->out.len) {
+            w = conn_write(s->conn, s->out.data + sent, s->out.len - sent);
+            if (w <= 0)
+                break;
+            sent += (size_t)w;
         }
+        buf_consume(&s->out, sent);
+        if (s->out.len) {
+            if (w != -EAGAIN)
+                return close_session(s);
+            /* The client took something (or has only now begun to be
+             * waited on): the reaper closes the longest-stalled first. */
+            if (sent || atomic_load(&s->out_progress_ms) == 0)
+                atomic_store(&s->out_progress_ms, clock_now_ms());
+            session_out_sync(s);
+            uint64_t grace = s->close_after_write ? srv->cfg.read_timeout_ms
+                                                  : srv->cfg.idle_timeout_ms;
+            return arm(s, EPOLLOUT, clock_now_ms() + grace);
+        }
+        if (atomic_load_explicit(&s->out_progress_ms, memory_order_relaxed))
+            atomic_store(&s->out_progress_ms, 0);
+        session_out_sync(s);
         if (s->inflight) {
             observe_relayed(s->srv, s->inflight);
             reg_item_free_chain(s->inflight); /* every byte reached the kernel */
@@ -521,8 +564,17 @@ static enum step pump(struct session *s)
                 s->head_len = 0;
                 uint64_t wait_member = 0;
                 size_t mark = s->out.len;
+                s->first_request_done = true;
                 enum route_outcome o =
                     router_dispatch(s, &req, s->in.data + head, &wait_member);
+                if (o == ROUTE_RESPONDED && s->out.len == mark) {
+                    /* Every request is answered: a handler that could not
+                     * build its answer must not leave the client waiting. */
+                    log_event(LOG_ERROR, "answer_failed", &(struct log_fields){.remote = s->peer},
+                              "no answer could be built; answering 500");
+                    resp_append_error(&s->out, 500, "the answer could not be built", false);
+                    s->close_after_write = true;
+                }
                 if (o == ROUTE_RESPONDED) {
                     account(s, mark, (int)req.method, req.path.ptr, req.path.len,
                             req.query.ptr, req.query.len, 0, s->request_started_us);
@@ -562,6 +614,13 @@ static enum step pump(struct session *s)
         if (n == -EAGAIN) {
             uint64_t deadline = s->in.len ? s->request_started_ms + srv->cfg.read_timeout_ms
                                           : clock_now_ms() + srv->cfg.idle_timeout_ms;
+            /* No request yet: the read timeout runs from the accept, as it
+             * does for a plain connection that sends nothing. A TLS client
+             * that handshakes and then goes silent, or sends part of a
+             * record (which leaves in empty), gets no idle timeout. */
+            uint64_t first_by = s->accepted_ms + srv->cfg.read_timeout_ms;
+            if (!s->first_request_done && deadline > first_by)
+                deadline = first_by;
             return arm(s, EPOLLIN, deadline);
         }
         if (n < 0 && s->conn->error[0])
@@ -569,6 +628,38 @@ static enum step pump(struct session *s)
                       &(struct log_fields){.remote = s->peer}, "%s", s->conn->error);
         return close_session(s); /* EOF or error: nothing left to answer */
     }
+}
+
+/*
+ * Read what the client has sent without waiting: true when in now holds a
+ * whole request (or one that fails to parse, which pump answers). Before a
+ * deadline closes a connection: when every worker was busy, a request may
+ * have sat unread in the socket since before it; it is served, not dropped
+ * unanswered. A request still incomplete is not.
+ */
+static bool request_waiting(struct session *s)
+{
+    struct server *srv = s->srv;
+    while (buf_room(&s->in)) {
+        size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
+        if (buf_reserve(&s->in, want) < 0)
+            break;
+        ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
+        if (n <= 0)
+            break;
+        if (s->in.len == 0) {
+            s->request_started_us = clock_now_us();
+            s->request_started_ms = s->request_started_us / 1000;
+        }
+        s->in.len += (size_t)n;
+    }
+    if (s->in.len == 0)
+        return false;
+    const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
+    http_request_t req;
+    http_error_t err;
+    long head = http_parse_request(s->in.data, s->in.len, &lim, &req, &err);
+    return head < 0 || (head > 0 && s->in.len - (size_t)head >= req.content_length);
 }
 
 /* The reaper woke us: a deadline passed, or the server is draining. */
@@ -580,6 +671,8 @@ static bool handle_timeout(struct session *s)
     bool idle = s->in.len == 0 && s->out.len == 0;
     if (!passed && !(atomic_load(&srv->draining) && idle))
         return true; /* not yet: carry on */
+    if (s->out.len == 0 && !s->close_after_write && request_waiting(s))
+        return true; /* it is all there: answer it */
     if (s->out.len == 0 && s->in.len > 0 && !s->close_after_write) {
         log_event(LOG_DEBUG, "request_timeout", &(struct log_fields){.remote = s->peer},
                   "request not completed in time");
@@ -594,6 +687,17 @@ void session_run(struct session *s)
 {
     for (;;) {
         unsigned bits = atomic_exchange(&s->wake_bits, 0);
+        if ((bits & SESSION_WAKE_EVICT) && !s->waiting && s->out.len &&
+            atomic_load(&s->out_progress_ms)) {
+            /* Still not taking its answer while held output is over the
+             * cap: it goes, so that the clients that do read are served. */
+            log_event(LOG_INFO, "output_closed", &(struct log_fields){.remote = s->peer},
+                      "closed: %zu answer bytes left unread while held output was over "
+                      "--max-total-output-bytes", s->out.len);
+            metrics_count_output_closed(&s->srv->metrics);
+            close_session(s);
+            return;
+        }
         if (s->waiting) {
             if (s->has_wake) {
                 s->has_wake = false;

@@ -36,6 +36,7 @@ enum session_state { SESSION_RUNNING = 0, SESSION_ARMED, SESSION_PARKED };
 
 #define SESSION_WAKE_IO 1u      /* epoll reported readiness or hang-up */
 #define SESSION_WAKE_TIMEOUT 2u /* the reaper found the deadline passed */
+#define SESSION_WAKE_EVICT 4u   /* the reaper closes it to bound held output */
 
 struct session {
     struct reg_waiter waiter; /* the registry's view while parked */
@@ -45,6 +46,11 @@ struct session {
     atomic_uint wake_bits;
     atomic_uint_least64_t deadline_ms; /* 0: none; read by the reaper */
     atomic_uint pins; /* workers between publishing it and their re-check */
+    /* Bytes of out counted in srv->out_held (written by the RUNNING owner,
+     * read by the reaper), and when the client last took any of them while
+     * more were waiting: 0 when out is not waiting on the client. */
+    atomic_size_t out_counted;
+    atomic_uint_least64_t out_progress_ms;
 
     /* Written by whoever claims a parked session, before it is queued. */
     bool has_wake;
@@ -77,6 +83,10 @@ struct session {
      * Set by the acceptor before the session is published; read-only after. */
     bool metrics_only;
     uint64_t accepted_ms;        /* a TLS handshake must finish by accepted + read timeout */
+    /* A first request was read whole (or refused). Until then the read
+     * deadline is accepted + read timeout, whatever came before it: a TLS
+     * handshake, or part of a TLS record, must not buy the idle timeout. */
+    bool first_request_done;
     char peer[64];
     rl_key_t rl_key;  /* the client's address, for per-address limits */
     bool rl_counted;  /* counted in rl_conn_open */
@@ -109,6 +119,11 @@ void session_run(struct session *s);
 /* Record why and try to take the session from ARMED (or also PARKED when
  * parked_too). True when the caller won and must server_schedule() it. */
 bool session_claim(struct session *s, unsigned wake_bit, bool parked_too);
+
+/* Bring srv->out_held up to date with the bytes now in s->out (call after
+ * appending a big answer; the session also calls it itself whenever out
+ * shrinks or it waits to write). Called only by the RUNNING owner. */
+void session_out_sync(struct session *s);
 
 /* Free a closed session (poller graveyard, final cleanup). */
 void session_free(struct session *s);

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -541,6 +542,52 @@ static void test_port_mismatches_and_stalled_handshake(void **state)
     h_pass();
 }
 
+/* A new connection's first request must complete within --read-timeout,
+ * handshake or not: a client that completes the handshake and then says
+ * nothing, and one that sends the first bytes of a record and stops, are
+ * both closed then, not after --idle-timeout (60 s here). read_to_close
+ * gives up after H_TIMEOUT_MS (10 s): the bound is generous, and still far
+ * below the idle timeout it must not wait for. */
+static void test_silent_after_handshake(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--tls-cert", in(dir, "server.pem"), "--tls-key", in(dir, "server.key"),
+                   "--read-timeout", "1", "--idle-timeout", "60", (char *)NULL);
+    tls_client_t *t = client_ctx(in(dir, "ca.pem"), NULL, NULL);
+    char why[256], out[4096];
+
+    conn_t *silent = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(silent);
+    conn_t *partial = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(partial);
+    /* An application-data record header announcing 64 bytes, and 3 of them. */
+    static const unsigned char part[] = {0x17, 0x03, 0x03, 0x00, 0x40, 0x01, 0x02, 0x03};
+    assert_int_equal(send(conn_fd(partial), part, sizeof part, MSG_NOSIGNAL), (ssize_t)sizeof part);
+
+    if (read_to_close(silent, out, sizeof out) < 0)
+        fail_msg("a TLS connection silent after its handshake was not closed within %d ms "
+                 "(--read-timeout 1)", H_TIMEOUT_MS);
+    if (read_to_close(partial, out, sizeof out) < 0)
+        fail_msg("a TLS connection that sent part of a record was not closed within %d ms "
+                 "(--read-timeout 1)", H_TIMEOUT_MS);
+    conn_close(silent);
+    conn_close(partial);
+
+    /* A connection that did send its first request in time is kept past
+     * the read timeout: idle between requests is the idle timeout's. */
+    conn_t *kept = tls_open(&s, t, "localhost", why, sizeof why);
+    assert_non_null(kept);
+    assert_true(tls_roundtrip(kept, "OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out) > 0);
+    char byte;
+    assert_int_equal(conn_read_timed(kept, &byte, 1, 2000), -ETIMEDOUT);
+    assert_true(tls_roundtrip(kept, "OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out) > 0);
+    conn_close(kept);
+    tls_client_free(t);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 /* Open, one request, close; asserts a complete answer and returns out. */
 static const char *tls_request(uint16_t port, tls_client_t *t, const char *req, char *out,
                                size_t cap)
@@ -936,6 +983,87 @@ static void test_sighup_reload_under_load(void **state)
     h_pass();
 }
 
+/* End a load whose failures are expected (the server is gone): no checks. */
+static void load_end(struct load *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cond);
+}
+
+#define SIGTERM_LOADS 3
+
+/*
+ * SIGTERM while TLS connections are relaying, parked, and half-way through
+ * a handshake: the server drains and exits 0. Under TSan (make check) a
+ * race between the threads that still use connections or the TLS context
+ * and the freeing of them at shutdown (tls_destroy, tls_server_free) makes
+ * the exit status 66, which fails this test.
+ */
+static void test_sigterm_under_load(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, "--tls-cert", in(dir, "server.pem"), "--tls-key", in(dir, "server.key"),
+                   "--shutdown-grace", "2", (char *)NULL);
+    tls_client_t *t = client_ctx(in(dir, "ca.pem"), NULL, NULL);
+    char why[256], out[8192], req[128];
+    /* Pairs (2k+1 -> 2k+2) relay; member 2*SIGTERM_LOADS+1 parks waits. */
+    for (int i = 1; i <= 2 * SIGTERM_LOADS + 1; i++) {
+        snprintf(req, sizeof req, "GET /sign_in?m%d HTTP/1.0\r\n\r\n", i);
+        assert_non_null(strstr(tls_request(s.port, t, req, out, sizeof out), "200 Added"));
+    }
+    /* Each target first takes the join notices queued for it. */
+    for (int i = 2; i <= 2 * SIGTERM_LOADS; i += 2)
+        for (int later = i + 1; later <= 2 * SIGTERM_LOADS + 1; later++) {
+            snprintf(req, sizeof req, "GET /wait?peer_id=%d HTTP/1.0\r\n\r\n", i);
+            tls_request(s.port, t, req, out, sizeof out);
+        }
+    struct load loads[SIGTERM_LOADS];
+    for (int i = 0; i < SIGTERM_LOADS; i++) {
+        loads[i] = (struct load){.port = s.port, .t = client_ctx(in(dir, "ca.pem"), NULL, NULL),
+                                 .from = (uint64_t)(2 * i + 1), .to = (uint64_t)(2 * i + 2)};
+        pthread_mutex_init(&loads[i].mu, NULL);
+        assert_int_equal(clock_cond_init(&loads[i].cond), 0);
+        assert_int_equal(pthread_create(&loads[i].thread, NULL, load_main, &loads[i]), 0);
+    }
+    for (int i = 0; i < SIGTERM_LOADS; i++)
+        load_await(&loads[i], 3);
+    /* Parked keep-alive waits and handshakes left half-way. */
+    conn_t *parked[4];
+    for (int i = 0; i < 4; i++) {
+        parked[i] = tls_open(&s, t, "localhost", why, sizeof why);
+        assert_non_null(parked[i]);
+        snprintf(req, sizeof req, "GET /wait?peer_id=%d HTTP/1.1\r\nHost: x\r\n\r\n",
+                 2 * SIGTERM_LOADS + 1);
+        assert_int_equal(conn_write_all_timed(parked[i], req, strlen(req), H_TIMEOUT_MS), 0);
+    }
+    static const unsigned char half_hello[] = {0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00};
+    h_conn_t *half[4];
+    for (int i = 0; i < 4; i++) {
+        half[i] = h_connect_plain(s.port);
+        h_send(half[i], half_hello, sizeof half_hello);
+    }
+
+    int status = h_server_stop(&s);
+    for (int i = 0; i < SIGTERM_LOADS; i++) {
+        load_end(&loads[i]);
+        tls_client_free(loads[i].t);
+    }
+    for (int i = 0; i < 4; i++) {
+        conn_close(parked[i]);
+        h_close(half[i]);
+    }
+    tls_client_free(t);
+    if (status != 0)
+        fail_msg("the server exited with status %d after SIGTERM under load (66: a TSan report)",
+                 status);
+    h_pass();
+}
+
 /* openssl s_client, an independent client, confirms TLS 1.3 and resumption. */
 static void test_s_client_tls13_and_reuse(void **state)
 {
@@ -966,10 +1094,12 @@ int main(void)
         H_TEST(test_mutual_tls),
         H_TEST(test_verification_failures),
         H_TEST(test_port_mismatches_and_stalled_handshake),
+        H_TEST(test_silent_after_handshake),
         OWN_TEST(test_cap_refusal_over_tls),
         OWN_TEST(test_per_ip_refusal_over_tls),
         OWN_TEST(test_sighup_reload_under_load),
         H_TEST(test_s_client_tls13_and_reuse),
+        H_TEST(test_sigterm_under_load),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

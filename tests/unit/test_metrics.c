@@ -60,6 +60,8 @@ static void known_snapshot(struct metrics_snapshot *s)
     s->queued_bytes = 1234;
     s->notifications_logged = 56;
     s->worker_queue_depth = 2;
+    s->output_held_bytes = 5242880;
+    s->output_closed = 13;
     s->requests[path_index(MET_PATH_SIGN_IN)][metrics_status_index(200)] = 5;
     s->requests[path_index(MET_PATH_WAIT)][metrics_status_index(200)] = 9;
     s->requests[path_index(MET_PATH_WAIT)][metrics_status_index(409)] = 1;
@@ -120,6 +122,9 @@ static const char known_text[] =
     "# HELP pcsig_worker_queue_depth Connections ready to run, waiting for a worker thread.\n"
     "# TYPE pcsig_worker_queue_depth gauge\n"
     "pcsig_worker_queue_depth 2\n"
+    "# HELP pcsig_output_held_bytes Answer bytes held in memory until their clients read them.\n"
+    "# TYPE pcsig_output_held_bytes gauge\n"
+    "pcsig_output_held_bytes 5242880\n"
     "# HELP pcsig_requests_total Requests answered, by path and status.\n"
     "# TYPE pcsig_requests_total counter\n"
     "pcsig_requests_total{path=\"sign_in\",status=\"200\"} 5\n"
@@ -151,6 +156,10 @@ static const char known_text[] =
     "# HELP pcsig_connections_total Connections accepted and served, every listener.\n"
     "# TYPE pcsig_connections_total counter\n"
     "pcsig_connections_total 77\n"
+    "# HELP pcsig_output_closed_total Connections closed for leaving answers unread while "
+    "--max-total-output-bytes was exceeded (the slowest first).\n"
+    "# TYPE pcsig_output_closed_total counter\n"
+    "pcsig_output_closed_total 13\n"
     "# HELP pcsig_connections_refused_total Connections or requests turned away by a limit, by reason.\n"
     "# TYPE pcsig_connections_refused_total counter\n"
     "pcsig_connections_refused_total{reason=\"max_connections\"} 6\n"
@@ -242,7 +251,7 @@ static void test_help_and_type_for_every_family(void **state)
             continue;
         assert_true(rest[0] == ' ' || rest[0] == '{');
     }
-    assert_int_equal(families, 23);
+    assert_int_equal(families, 25);
     free(t);
 }
 

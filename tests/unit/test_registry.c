@@ -128,6 +128,35 @@ static void test_sign_in_lists(void **state)
     reg_destroy(r);
 }
 
+/* The sign-in list comes from a kept roster: it must follow leaves (the
+ * roster is rebuilt) and a sign-in refused for its list's size (-E2BIG:
+ * nobody added, the roster unchanged). */
+static void test_sign_in_list_after_leaves(void **state)
+{
+    (void)state;
+    registry_t *r = reg_create(&cfg);
+    char list[4096];
+    assert_int_equal(sign_in(r, "a", 0, NULL, 0), 1);
+    assert_int_equal(sign_in(r, "b", 0, NULL, 0), 2);
+    assert_int_equal(sign_in(r, "c", 0, NULL, 0), 3);
+    assert_int_equal(reg_sign_out(r, 2, 0), 0);
+    assert_int_equal(sign_in(r, "d", 0, list, sizeof list), 4);
+    assert_string_equal(list, "d,4,1\na,1,1\nc,3,1\n");
+    assert_int_equal(reg_sign_out(r, 1, 0), 0);
+    assert_int_equal(reg_sign_out(r, 4, 0), 0);
+    buf_t small;
+    buf_init(&small, 8); /* "e,5,1\n" fits, "c,3,1\n" after it does not */
+    uint64_t id = 0;
+    assert_int_equal(reg_sign_in(r, "e", 1, 0, &small, &id), -E2BIG);
+    assert_int_equal(small.len, 0);
+    buf_free(&small);
+    assert_int_equal(sign_in(r, "f", 0, list, sizeof list), 5);
+    assert_string_equal(list, "f,5,1\nc,3,1\n");
+    assert_int_equal(sign_in(r, "g", 0, list, sizeof list), 6);
+    assert_string_equal(list, "g,6,1\nc,3,1\nf,5,1\n");
+    reg_destroy(r);
+}
+
 static void test_ids_never_reused(void **state)
 {
     (void)state;
@@ -987,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_stalled_member_log_bounded),
         cmocka_unit_test(test_lagging_member_hears_known_leaves),
         cmocka_unit_test(test_sign_in_lists),
+        cmocka_unit_test(test_sign_in_list_after_leaves),
         cmocka_unit_test(test_ids_never_reused),
         cmocka_unit_test(test_fifo_and_park),
         cmocka_unit_test(test_queue_bounds),

@@ -619,11 +619,29 @@ static bool promise_reply(GstPromise *p, const GstStructure **out, char **why)
 
 /* ---- building a call ----------------------------------------------------------------- */
 
+/* An element of webrtcbin's SCTP transport (the data channel's). */
+static bool is_sctp_element(GstObject *o)
+{
+    if (!GST_IS_ELEMENT(o))
+        return false;
+    GstElementFactory *f = gst_element_get_factory(GST_ELEMENT(o));
+    const char *n = f ? gst_plugin_feature_get_name(GST_PLUGIN_FEATURE(f)) : NULL;
+    return n && (strcmp(n, "sctpenc") == 0 || strcmp(n, "sctpdec") == 0);
+}
+
 static gboolean on_bus(GstBus *bus, GstMessage *m, gpointer data)
 {
     (void)bus;
     struct conductor *c = data;
     if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR && c->call) {
+        /* A browser that hangs up sends BYE through the server and closes its
+         * peer connection at once: the DTLS close reaches us first, and the
+         * SCTP encoder of the data channel fails to write. That is the peer
+         * ending the call (no BYE back), not a fault of ours. */
+        if (c->call->state == CS_CONNECTED && is_sctp_element(GST_MESSAGE_SRC(m))) {
+            call_end(c, "the peer closed the connection", false);
+            return G_SOURCE_CONTINUE;
+        }
         GError *e = NULL;
         gst_message_parse_error(m, &e, NULL);
         char *r = g_strdup_printf("media pipeline error: %s (%s)", e ? e->message : "?",

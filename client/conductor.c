@@ -245,25 +245,31 @@ static struct cb_ctx *cb_ctx_new(struct conductor *c, uint64_t seq)
 
 /* ---- sending signaling messages ------------------------------------------------------ */
 
-/* Remember a token of ours (when the table is full it is simply shown). */
-static void token_add(struct conductor *c, int64_t t)
+/*
+ * Send a message of the conductor's own and remember its token, so that its
+ * "sent" report is not shown as a chat message's (when the table is full it
+ * simply is). The lock is held across the send: the CLI thread may take the
+ * report off the event queue before pcsig_client_send returns here, and
+ * conductor_own_token must not look before the token is in the table. Lock
+ * order: c->lk, then the client library's own (which never calls back).
+ */
+static int64_t send_own(struct conductor *c, uint64_t to, const void *data, size_t len)
 {
-    if (t <= 0)
-        return;
     pthread_mutex_lock(&c->lk);
-    for (size_t i = 0; i < G_N_ELEMENTS(c->tokens); i++) {
+    int64_t t = pcsig_client_send(c->client, to, "text/plain", data, len);
+    for (size_t i = 0; t > 0 && i < G_N_ELEMENTS(c->tokens); i++) {
         if (c->tokens[i] == 0) {
             c->tokens[i] = (uint64_t)t;
             break;
         }
     }
     pthread_mutex_unlock(&c->lk);
+    return t;
 }
 
 static void send_json(struct conductor *c, uint64_t to, buf_t *b)
 {
-    int64_t t = pcsig_client_send(c->client, to, "text/plain", b->data, b->len);
-    token_add(c, t);
+    int64_t t = send_own(c, to, b->data, b->len);
     if (t < 0)
         ev_error(c, to, "cannot send to the peer (%s)",
                  t == -ENOTCONN ? "not signed in" : "out of memory");
@@ -284,8 +290,7 @@ static void send_sdp(struct conductor *c, uint64_t to, const char *type, const c
 
 static void send_bye(struct conductor *c, uint64_t to)
 {
-    int64_t t = pcsig_client_send(c->client, to, "text/plain", "BYE", 3);
-    token_add(c, t);
+    int64_t t = send_own(c, to, "BYE", 3);
     if (t < 0)
         ev_error(c, to, "cannot send BYE (not signed in)");
 }

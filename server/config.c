@@ -1049,6 +1049,18 @@ static int check_metrics_address(const char *spec, FILE *err)
     return rc;
 }
 
+/* "pcsig-server: --opt path: strerror(e)" on err: CONFIG_ERROR, for the checks
+ * below that open a named file. */
+static int path_error(const char *opt, const char *path, int e, FILE *err)
+{
+    char tmp[128];
+    buf_t b;
+    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
+            log_strerror(e, tmp, sizeof tmp));
+    buf_free(&b);
+    return CONFIG_ERROR;
+}
+
 /*
  * The file named by --opt must open for reading and not be a directory:
  * else the one-line error "--opt FILE: reason". O_NONBLOCK so that a FIFO
@@ -1071,12 +1083,7 @@ static int check_readable(const char *opt, const char *path, FILE *err)
         close(fd);
     if (e == 0)
         return CONFIG_OK;
-    char tmp[128];
-    buf_t b;
-    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
-            log_strerror(e, tmp, sizeof tmp));
-    buf_free(&b);
-    return CONFIG_ERROR;
+    return path_error(opt, path, e, err);
 }
 
 /* The directory named by --opt must open as a directory: else the one-line error. */
@@ -1090,12 +1097,7 @@ static int check_directory(const char *opt, const char *path, FILE *err)
         return CONFIG_OK;
     }
     int e = errno;
-    char tmp[128];
-    buf_t b;
-    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
-            log_strerror(e, tmp, sizeof tmp));
-    buf_free(&b);
-    return CONFIG_ERROR;
+    return path_error(opt, path, e, err);
 }
 
 int config_preflight(const struct server_config *cfg, FILE *err)

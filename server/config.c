@@ -693,23 +693,11 @@ static int read_config_file(const char *path, buf_t *text)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = 0;
-    for (;;) {
-        char chunk[4096];
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : 0;
-            break;
-        }
-        /* text's maximum is one byte over the limit, so a longer file is seen. */
-        if ((rc = buf_append(text, chunk, (size_t)n)) < 0 || text->len > CONFIG_MAX_FILE_BYTES) {
-            rc = rc == -ENOMEM ? rc : -EFBIG;
-            break;
-        }
-    }
+    int rc = buf_read_fd(text, fd);
     close(fd);
+    /* text's maximum is one byte over the limit, so a longer file is seen. */
+    if (rc == -E2BIG || (rc == 0 && text->len > CONFIG_MAX_FILE_BYTES))
+        rc = -EFBIG;
     if (rc == 0)
         rc = buf_append(text, "", 1) < 0 ? -ENOMEM : 0; /* room kept by the maximum */
     if (rc == 0)

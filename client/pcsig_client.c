@@ -502,6 +502,20 @@ static int io_send_all(struct io *io, conn_t *conn, const buf_t *req)
     return 0;
 }
 
+/* One read of up to n bytes into dst, waiting while conn would block: the
+ * count (> 0), 0 at EOF, -ECANCELED, -ETIMEDOUT or -errno. */
+static ssize_t io_read_some(struct io *io, conn_t *conn, char *dst, size_t n)
+{
+    for (;;) {
+        ssize_t r = conn_read(conn, dst, n);
+        if (r != -EAGAIN)
+            return r;
+        int rc = io_wait(io, conn, conn_want(conn));
+        if (rc < 0)
+            return rc;
+    }
+}
+
 /*
  * Read one complete response into in (which may hold bytes left over from
  * an earlier one; there are none in practice). Returns 0 with *rep filled,
@@ -535,18 +549,14 @@ static int io_read_response(struct io *io, conn_t *conn, buf_t *in, struct reply
             room = CLIENT_READ_CHUNK;
         if (buf_reserve(in, room) < 0)
             return -ENOMEM;
-        ssize_t r = conn_read(conn, in->data + in->len, room);
-        if (r > 0) {
+        ssize_t r = io_read_some(io, conn, in->data + in->len, room);
+        if (r < 0)
+            return (int)r;
+        if (r == 0) {
+            eof = true;
+        } else {
             in->len += (size_t)r;
             *got_bytes = true;
-        } else if (r == 0) {
-            eof = true;
-        } else if (r == -EAGAIN) {
-            int rc = io_wait(io, conn, conn_want(conn));
-            if (rc < 0)
-                return rc;
-        } else {
-            return (int)r;
         }
     }
 }
@@ -735,19 +745,13 @@ static long io_read_head(struct io *io, conn_t *conn, buf_t *in, http_response_t
             return h;
         if (buf_reserve(in, CLIENT_READ_CHUNK) < 0)
             return buf_room(in) == 0 ? -EPROTO : -ENOMEM;
-        ssize_t r = conn_read(conn, in->data + in->len, CLIENT_READ_CHUNK);
-        if (r > 0) {
-            in->len += (size_t)r;
-            *got_bytes = true;
-        } else if (r == 0) {
-            return in->len == 0 ? -ECONNRESET : -EPROTO;
-        } else if (r == -EAGAIN) {
-            int rc = io_wait(io, conn, conn_want(conn));
-            if (rc < 0)
-                return rc;
-        } else {
+        ssize_t r = io_read_some(io, conn, in->data + in->len, CLIENT_READ_CHUNK);
+        if (r < 0)
             return (int)r;
-        }
+        if (r == 0)
+            return in->len == 0 ? -ECONNRESET : -EPROTO;
+        in->len += (size_t)r;
+        *got_bytes = true;
     }
 }
 
@@ -803,19 +807,13 @@ static int sign_in_body(struct io *io, conn_t *conn, buf_t *in, const http_respo
             return st;
         if (buf_reserve(in, CLIENT_READ_CHUNK) < 0)
             return -ENOMEM;
-        ssize_t r = conn_read(conn, in->data, CLIENT_READ_CHUNK);
-        if (r > 0) {
-            in->len = (size_t)r;
-            *got_bytes = true;
-        } else if (r == 0) {
-            return has_len ? -EPROTO : 0; /* HTTP/1.0 framing: the body ends at EOF */
-        } else if (r == -EAGAIN) {
-            int rc = io_wait(io, conn, conn_want(conn));
-            if (rc < 0)
-                return rc;
-        } else {
+        ssize_t r = io_read_some(io, conn, in->data, CLIENT_READ_CHUNK);
+        if (r < 0)
             return (int)r;
-        }
+        if (r == 0)
+            return has_len ? -EPROTO : 0; /* HTTP/1.0 framing: the body ends at EOF */
+        in->len = (size_t)r;
+        *got_bytes = true;
     }
 }
 

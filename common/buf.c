@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BUF_MIN_CAP 64
 
@@ -84,6 +85,21 @@ int buf_append(buf_t *b, const void *p, size_t n)
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
+}
+
+int buf_read_fd(buf_t *b, int fd)
+{
+    for (;;) {
+        char chunk[16384];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : 0;
+        int rc = buf_append(b, chunk, (size_t)n);
+        if (rc < 0)
+            return rc;
+    }
 }
 
 int buf_append_str(buf_t *b, const char *s)

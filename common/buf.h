@@ -36,6 +36,10 @@ int buf_append_u64(buf_t *b, uint64_t v);
 /* Append formatted text (no NUL is counted in len): 0, -E2BIG, -ENOMEM, -EINVAL. */
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Append all that fd yields until EOF (a read interrupted by a signal is
+ * retried): 0, -errno of read, -E2BIG (past max: the chunk that did not fit
+ * is not appended), -ENOMEM. fd stays open. */
+int buf_read_fd(buf_t *b, int fd);
 /* Remove the first n bytes (n > len removes everything). */
 void buf_consume(buf_t *b, size_t n);
 /* Bytes that can still be appended before max. */

@@ -693,23 +693,11 @@ static int read_config_file(const char *path, buf_t *text)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = 0;
-    for (;;) {
-        char chunk[4096];
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? -errno : 0;
-            break;
-        }
-        /* text's maximum is one byte over the limit, so a longer file is seen. */
-        if ((rc = buf_append(text, chunk, (size_t)n)) < 0 || text->len > CONFIG_MAX_FILE_BYTES) {
-            rc = rc == -ENOMEM ? rc : -EFBIG;
-            break;
-        }
-    }
+    int rc = buf_read_fd(text, fd);
     close(fd);
+    /* text's maximum is one byte over the limit, so a longer file is seen. */
+    if (rc == -E2BIG || (rc == 0 && text->len > CONFIG_MAX_FILE_BYTES))
+        rc = -EFBIG;
     if (rc == 0)
         rc = buf_append(text, "", 1) < 0 ? -ENOMEM : 0; /* room kept by the maximum */
     if (rc == 0)
@@ -1049,6 +1037,18 @@ static int check_metrics_address(const char *spec, FILE *err)
     return rc;
 }
 
+/* "pcsig-server: --opt path: strerror(e)" on err: CONFIG_ERROR, for the checks
+ * below that open a named file. */
+static int path_error(const char *opt, const char *path, int e, FILE *err)
+{
+    char tmp[128];
+    buf_t b;
+    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
+            log_strerror(e, tmp, sizeof tmp));
+    buf_free(&b);
+    return CONFIG_ERROR;
+}
+
 /*
  * The file named by --opt must open for reading and not be a directory:
  * else the one-line error "--opt FILE: reason". O_NONBLOCK so that a FIFO
@@ -1071,12 +1071,7 @@ static int check_readable(const char *opt, const char *path, FILE *err)
         close(fd);
     if (e == 0)
         return CONFIG_OK;
-    char tmp[128];
-    buf_t b;
-    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
-            log_strerror(e, tmp, sizeof tmp));
-    buf_free(&b);
-    return CONFIG_ERROR;
+    return path_error(opt, path, e, err);
 }
 
 /* The directory named by --opt must open as a directory: else the one-line error. */
@@ -1090,12 +1085,7 @@ static int check_directory(const char *opt, const char *path, FILE *err)
         return CONFIG_OK;
     }
     int e = errno;
-    char tmp[128];
-    buf_t b;
-    fprintf(err, "pcsig-server: --%s %s: %s\n", opt, shown(&b, path, strlen(path)),
-            log_strerror(e, tmp, sizeof tmp));
-    buf_free(&b);
-    return CONFIG_ERROR;
+    return path_error(opt, path, e, err);
 }
 
 int config_preflight(const struct server_config *cfg, FILE *err)

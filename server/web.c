@@ -319,19 +319,7 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
     buf_init(&data, WEB_MAX_FILE);
     bool served = false;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WEB_MAX_FILE) {
-        int rc = 0;
-        for (;;) {
-            char chunk[16384];
-            ssize_t n = read(fd, chunk, sizeof chunk);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                rc = n < 0 ? -errno : 0;
-                break;
-            }
-            if ((rc = buf_append(&data, chunk, (size_t)n)) < 0)
-                break;
-        }
+        int rc = buf_read_fd(&data, fd);
         if (rc == 0) {
             char etag[WEB_ETAG_LEN + 1];
             etag_of((const unsigned char *)data.data, data.len, etag);

@@ -253,4 +253,49 @@ static inline bool fuzz_error_same(const http_error_t *a, const http_error_t *b)
            strcmp(a->reason, b->reason) == 0;
 }
 
+/*
+ * A target's two calls on buf[0..k), for fuzz_check_resumed: each keeps its
+ * outcome (the target's own type) for agrees(), which compares the last of
+ * each, both slicing buf.
+ */
+typedef struct fuzz_resume_calls {
+    long (*resume)(const char *buf, size_t k, const http_limits_t *lim, http_parse_state_t *st);
+    long (*plain)(const char *buf, size_t k, const http_limits_t *lim);
+    bool (*agrees)(const char *buf);
+} fuzz_resume_calls_t;
+
+/*
+ * The resumable call fed the input in reads of 1 to 16 bytes (sizes drawn
+ * from h) answers what the plain call answers for the bytes so far. Its
+ * answers other than need-more come from the plain call itself, so what
+ * can go wrong is a need-more where the plain call already has an answer:
+ * as the plain call's need-more holds for every shorter prefix (the
+ * targets' check_prefixes), checking the last need-more read, and the
+ * first answer against the plain call, covers every read at the cost of
+ * two plain calls.
+ */
+static inline void fuzz_check_resumed(const char *buf, size_t len, const http_limits_t *lim,
+                                      uint64_t h, const fuzz_resume_calls_t *calls)
+{
+    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
+    size_t k = 0, last_more = 0;
+
+    for (;;) {
+        if (calls->resume(buf, k, lim, &st) != HTTP_NEED_MORE) {
+            calls->plain(buf, k, lim);
+            FUZZ_CHECK(calls->agrees(buf));
+            break;
+        }
+        last_more = k;
+        if (k == len)
+            break;
+        size_t step = 1 + (size_t)(h & 15);
+        h = h >> 4 | h << 60;
+        k = len - k < step ? len : k + step;
+    }
+    FUZZ_CHECK(calls->plain(buf, last_more, lim) == HTTP_NEED_MORE);
+    /* each byte was looked at a bounded number of times */
+    FUZZ_CHECK(st.examined <= 8 * (uint64_t)len + 64);
+}
+
 #endif

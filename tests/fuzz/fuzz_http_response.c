@@ -234,41 +234,27 @@ static void check_limits(const char *buf, size_t len, const http_limits_t *srv,
     }
 }
 
-/*
- * http_parse_response_resume fed the input in reads of 1 to 16 bytes (sizes
- * drawn from h) answers what the plain call answers for the bytes so far.
- * Its answers other than need-more come from the plain call itself, so
- * what can go wrong is a need-more where the plain call already has an
- * answer: as the plain call's need-more holds for every shorter prefix
- * (check_prefixes), checking the last need-more read, and the first answer
- * against the plain call, covers every read at the cost of two plain calls.
- */
-static void check_resumed(const char *buf, size_t len, const http_limits_t *lim, uint64_t h)
-{
-    http_parse_state_t st = HTTP_PARSE_STATE_INIT;
-    static outcome_t a, b;
-    size_t k = 0, last_more = 0;
+/* The calls of fuzz_check_resumed: the last outcome of each. */
+static outcome_t resumed, plain_out;
 
-    for (;;) {
-        a.err.status = -1;
-        a.err.reason = NULL;
-        a.rc = http_parse_response_resume(buf, k, lim, &st, &a.resp, &a.err);
-        if (a.rc != HTTP_NEED_MORE) {
-            parse(buf, k, lim, &b);
-            FUZZ_CHECK(same(&b, buf, &a, buf));
-            break;
-        }
-        last_more = k;
-        if (k == len)
-            break;
-        size_t step = 1 + (size_t)(h & 15);
-        h = h >> 4 | h << 60;
-        k = len - k < step ? len : k + step;
-    }
-    parse(buf, last_more, lim, &b);
-    FUZZ_CHECK(b.rc == HTTP_NEED_MORE);
-    /* each byte was looked at a bounded number of times */
-    FUZZ_CHECK(st.examined <= 8 * (uint64_t)len + 64);
+static long resume_call(const char *buf, size_t k, const http_limits_t *lim,
+                        http_parse_state_t *st)
+{
+    resumed.err.status = -1;
+    resumed.err.reason = NULL;
+    resumed.rc = http_parse_response_resume(buf, k, lim, st, &resumed.resp, &resumed.err);
+    return resumed.rc;
+}
+
+static long plain_call(const char *buf, size_t k, const http_limits_t *lim)
+{
+    parse(buf, k, lim, &plain_out);
+    return plain_out.rc;
+}
+
+static bool calls_agree(const char *buf)
+{
+    return same(&plain_out, buf, &resumed, buf);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -285,6 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_prefixes(buf, size, &srv, &full, h);
     check_limits(buf, size, &srv, &full, h);
-    check_resumed(buf, size, &srv, h);
+    const fuzz_resume_calls_t calls = {resume_call, plain_call, calls_agree};
+    fuzz_check_resumed(buf, size, &srv, h, &calls);
     return 0;
 }

@@ -533,9 +533,134 @@ void h_pass_(void)
     passed = true;
 }
 
+/* ---- child processes (the CLI) -------------------------------------------- */
+
+#define H_MAX_PROCS 8
+static h_proc_t *procs[H_MAX_PROCS];
+
+static void proc_free(h_proc_t *p)
+{
+    for (size_t i = 0; i < H_MAX_PROCS; i++)
+        if (procs[i] == p)
+            procs[i] = NULL;
+    if (p->in_fd >= 0)
+        close(p->in_fd);
+    close(p->out_fd);
+    if (p->err_fd >= 0)
+        close(p->err_fd);
+    close(p->pidfd);
+    free(p);
+}
+
+/* Allocates p (owned by the registry until h_proc_exit or h_teardown). */
+h_proc_t *h_proc_adopt(pid_t pid, int in_fd, int out_fd, int err_fd)
+{
+    h_proc_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->pid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    p->in_fd = in_fd;
+    p->out_fd = out_fd;
+    p->err_fd = err_fd;
+    snprintf(p->name, sizeof p->name, "the CLI");
+    size_t i = 0;
+    while (i < H_MAX_PROCS && procs[i])
+        i++;
+    assert_true(i < H_MAX_PROCS);
+    procs[i] = p;
+    assert_true(p->pidfd >= 0);
+    return p;
+}
+
+h_proc_t *h_proc_spawn(char *const *argv, char *const *envp, bool capture_err)
+{
+    int in[2], out[2], err[2] = {-1, -1};
+    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    if (capture_err)
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    if (capture_err)
+        posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(in[0]);
+    close(out[1]);
+    if (capture_err)
+        close(err[1]);
+    if (rc != 0)
+        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
+    return h_proc_adopt(pid, in[1], out[0], err[0]);
+}
+
+void h_proc_send(h_proc_t *p, const char *line)
+{
+    size_t n = strlen(line);
+    assert_int_equal(write(p->in_fd, line, n), (ssize_t)n);
+    assert_int_equal(write(p->in_fd, "\n", 1), 1);
+}
+
+char *h_proc_line_by(h_proc_t *p, uint64_t deadline)
+{
+    for (;;) {
+        char *nl = memchr(p->buf, '\n', p->len);
+        if (nl) {
+            size_t l = (size_t)(nl - p->buf);
+            char *line = malloc(l + 1);
+            assert_non_null(line);
+            memcpy(line, p->buf, l);
+            line[l] = '\0';
+            memmove(p->buf, nl + 1, p->len - l - 1);
+            p->len -= l + 1;
+            return line;
+        }
+        if (p->len == sizeof p->buf)
+            fail_msg("%s: an output line longer than %zu bytes", p->name, sizeof p->buf);
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
+        int left = h_ms_left(deadline);
+        if (left == 0 || poll(&pf, 1, left) != 1)
+            return NULL;
+        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
+        if (r <= 0)
+            fail_msg("%s closed its stdout (have \"%.*s\")", p->name, (int)p->len, p->buf);
+        p->len += (size_t)r;
+    }
+}
+
+int h_proc_exit(h_proc_t *p, int ms)
+{
+    struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+    if (poll(&pf, 1, ms) != 1)
+        fail_msg("%s did not exit within %d ms", p->name, ms);
+    int st;
+    assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
+    proc_free(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 int h_teardown(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < H_MAX_PROCS; i++) {
+        h_proc_t *p = procs[i];
+        if (!p)
+            continue;
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        proc_free(p);
+    }
     while (open_conns)
         h_close(open_conns);
     for (size_t i = 0; i < nservers; i++) {

@@ -305,4 +305,33 @@ int h_ms_left(uint64_t deadline);
  * when the file cannot be watched. */
 bool h_await_log(const char *path, size_t offset, const char *needle, size_t times, int ms);
 
+/* ---- child processes (the CLI) -------------------------------------------- */
+
+typedef struct h_proc {
+    pid_t pid;
+    int pidfd;
+    int in_fd;         /* its stdin (-1 once closed) */
+    int out_fd;        /* its stdout */
+    int err_fd;        /* its stderr when captured, else -1 */
+    char buf[1 << 16]; /* stdout read but not yet taken as lines */
+    size_t len;
+    char name[16];     /* in failure messages ("the CLI" unless set) */
+} h_proc_t;
+
+/* Spawn argv (argv[0] the path) with envp (NULL: ours), pipes on its stdin
+ * and stdout, and on its stderr when capture_err; SIGPIPE at its default.
+ * Fails the test when it cannot run. h_teardown kills and frees it unless
+ * h_proc_exit took it first. */
+h_proc_t *h_proc_spawn(char *const *argv, char *const *envp, bool capture_err);
+/* The same for a child spawned otherwise (on a pty): fds are owned from now. */
+h_proc_t *h_proc_adopt(pid_t pid, int in_fd, int out_fd, int err_fd);
+/* Write line and '\n' to its stdin. */
+void h_proc_send(h_proc_t *p, const char *line);
+/* The next stdout line (malloc'd, no '\n'), or NULL at the deadline (an
+ * h_now_ms time); fails the test at EOF or on a line longer than p->buf. */
+char *h_proc_line_by(h_proc_t *p, uint64_t deadline);
+/* Await its exit (within ms, else the test fails); reaps, closes and frees
+ * p. Returns the exit status, or 128 + the signal that ended it. */
+int h_proc_exit(h_proc_t *p, int ms);
+
 #endif

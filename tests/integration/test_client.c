@@ -48,18 +48,6 @@ extern char **environ;
 #define T_MAX_CLIENTS 8
 static pcsig_client_t *clients[T_MAX_CLIENTS];
 
-#define T_MAX_PROCS 8
-struct proc {
-    pid_t pid;
-    int pidfd;
-    int in_fd;  /* its stdin (-1 once closed) */
-    int out_fd; /* its stdout */
-    int err_fd; /* its stderr */
-    char buf[1 << 16];
-    size_t len;
-};
-static struct proc *procs[T_MAX_PROCS];
-
 static void certs_cleanup(void);
 
 static int t_teardown(void **state)
@@ -69,21 +57,7 @@ static int t_teardown(void **state)
         pcsig_client_free(clients[i]);
         clients[i] = NULL;
     }
-    for (size_t i = 0; i < T_MAX_PROCS; i++) {
-        struct proc *p = procs[i];
-        if (!p)
-            continue;
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
-        if (p->in_fd >= 0)
-            close(p->in_fd);
-        close(p->out_fd);
-        close(p->err_fd);
-        close(p->pidfd);
-        free(p);
-        procs[i] = NULL;
-    }
-    return h_teardown(state);
+    return h_teardown(state); /* and the CLI processes */
 }
 #define T_TEST(f) cmocka_unit_test_setup_teardown(f, h_setup, t_teardown)
 
@@ -1232,13 +1206,9 @@ static char **env_with(const char *const *env)
 /* Spawn the CLI with args (NULL-terminated) and pipes on stdin and stdout;
  * stderr is ours unless capture_err (then a pipe: p->err_fd); the
  * environment is ours changed by env (see env_with; NULL: unchanged). */
-static struct proc *cli_spawn_env(const char *const *args, bool capture_err,
+static h_proc_t *cli_spawn_env(const char *const *args, bool capture_err,
                                   const char *const *env)
 {
-    int in[2], out[2], err[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
     char *argv[32];
     size_t n = 0;
     argv[n++] = (char *)client_path();
@@ -1250,93 +1220,34 @@ static struct proc *cli_spawn_env(const char *const *args, bool capture_err,
         argv[n++] = (char *)h_tls_ca();
     }
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    if (capture_err)
-        posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawnattr_t at;
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
     char **envp = env_with(env);
-    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, envp);
+    h_proc_t *p = h_proc_spawn(argv, envp, capture_err);
     free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    if (rc != 0)
-        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
-    struct proc *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->pid = pid;
-    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    p->in_fd = in[1];
-    p->out_fd = out[0];
-    p->err_fd = err[0];
-    size_t i = 0;
-    while (i < T_MAX_PROCS && procs[i])
-        i++;
-    assert_true(i < T_MAX_PROCS);
-    procs[i] = p;
-    assert_true(p->pidfd >= 0);
     return p;
 }
 
-static struct proc *cli_spawn_(const char *const *args, bool capture_err)
+static h_proc_t *cli_spawn_(const char *const *args, bool capture_err)
 {
     return cli_spawn_env(args, capture_err, NULL);
 }
 
-static struct proc *cli_spawn(const char *const *args)
+static h_proc_t *cli_spawn(const char *const *args)
 {
     return cli_spawn_(args, false);
 }
 
-static void cli_send(struct proc *p, const char *line)
-{
-    size_t n = strlen(line);
-    assert_int_equal(write(p->in_fd, line, n), (ssize_t)n);
-    assert_int_equal(write(p->in_fd, "\n", 1), 1);
-}
-
 /* The next stdout line (without '\n'), malloc'd. */
-static char *cli_line(struct proc *p)
+static char *cli_line(h_proc_t *p)
 {
-    uint64_t deadline = h_now_ms() + T_EVENT_MS;
-    for (;;) {
-        char *nl = memchr(p->buf, '\n', p->len);
-        if (nl) {
-            size_t l = (size_t)(nl - p->buf);
-            char *line = malloc(l + 1);
-            assert_non_null(line);
-            memcpy(line, p->buf, l);
-            line[l] = '\0';
-            memmove(p->buf, nl + 1, p->len - l - 1);
-            p->len -= l + 1;
-            return line;
-        }
-        uint64_t now = h_now_ms();
-        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
-        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1)
-            fail_msg("no output line from the CLI within %d ms (have \"%.*s\")", T_EVENT_MS,
-                     (int)p->len, p->buf);
-        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
-        if (r <= 0)
-            fail_msg("the CLI closed its stdout (have \"%.*s\")", (int)p->len, p->buf);
-        p->len += (size_t)r;
-    }
+    char *line = h_proc_line_by(p, h_now_ms() + T_EVENT_MS);
+    if (!line)
+        fail_msg("no output line from the CLI within %d ms (have \"%.*s\")", T_EVENT_MS,
+                 (int)p->len, p->buf);
+    return line;
 }
 
 #define cli_expect(p, want) (h_at(__FILE__, __LINE__), cli_expect_((p), (want), __LINE__))
-static void cli_expect_(struct proc *p, const char *want, int line)
+static void cli_expect_(h_proc_t *p, const char *want, int line)
 {
     char *got = cli_line(p);
     if (strcmp(got, want) != 0)
@@ -1345,27 +1256,13 @@ static void cli_expect_(struct proc *p, const char *want, int line)
 }
 
 /* Close stdin (EOF = quit) and await the exit; returns the exit status. */
-static int cli_finish(struct proc *p, bool close_stdin)
+static int cli_finish(h_proc_t *p, bool close_stdin)
 {
     if (close_stdin && p->in_fd >= 0) {
         close(p->in_fd);
         p->in_fd = -1;
     }
-    struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
-    if (poll(&pf, 1, T_EVENT_MS) != 1)
-        fail_msg("the CLI did not exit within %d ms", T_EVENT_MS);
-    int st;
-    assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
-    for (size_t i = 0; i < T_MAX_PROCS; i++)
-        if (procs[i] == p)
-            procs[i] = NULL;
-    if (p->in_fd >= 0)
-        close(p->in_fd);
-    close(p->out_fd);
-    close(p->err_fd);
-    close(p->pidfd);
-    free(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return h_proc_exit(p, T_EVENT_MS);
 }
 
 static void test_cli_json(void **state)
@@ -1377,21 +1274,21 @@ static void test_cli_json(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)s.port);
 
     const char *xa[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "x", NULL};
-    struct proc *x = cli_spawn(xa);
+    h_proc_t *x = cli_spawn(xa);
     cli_expect(x, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
     const char *ya[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "y z", NULL};
-    struct proc *y = cli_spawn(ya);
+    h_proc_t *y = cli_spawn(ya);
     cli_expect(y, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,\"name\":\"x\","
                   "\"connected\":true}]}");
     cli_expect(x, "{\"event\":\"peer_joined\",\"id\":2,\"name\":\"y%20z\"}");
 
     /* Text with escapes, then binary. */
-    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"hello \\\"world\\\"\\n\\u00e9\"}");
+    h_proc_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"hello \\\"world\\\"\\n\\u00e9\"}");
     cli_expect(y, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
     cli_expect(y, "{\"event\":\"sent\",\"token\":1,\"to\":1}");
     cli_expect(x, "{\"event\":\"message\",\"from\":2,\"content_type\":\"text/plain\","
                   "\"data\":\"hello \\\"world\\\"\\n\xc3\xa9\"}");
-    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data_b64\":\"AP8=\","
+    h_proc_send(y, "{\"cmd\":\"send\",\"to\":1,\"data_b64\":\"AP8=\","
                 "\"content_type\":\"application/octet-stream\"}");
     cli_expect(y, "{\"event\":\"queued\",\"token\":2,\"to\":1}");
     cli_expect(y, "{\"event\":\"sent\",\"token\":2,\"to\":1}");
@@ -1399,38 +1296,38 @@ static void test_cli_json(void **state)
                   "\"application/octet-stream\",\"data_b64\":\"AP8=\"}");
 
     /* Bad input lines are reported, never fatal. */
-    cli_send(x, "this is not json");
+    h_proc_send(x, "this is not json");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: not a JSON object\"}");
-    cli_send(x, "{\"cmd\":\"send\",\"to\":true,\"data\":\"x\"}");
+    h_proc_send(x, "{\"cmd\":\"send\",\"to\":true,\"data\":\"x\"}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: \\\"to\\\" must be a peer id "
                   "(a positive integer) or a peer's name\"}");
-    cli_send(x, "{\"cmd\":\"send\",\"to\":\"nobody\",\"data\":\"x\"}");
+    h_proc_send(x, "{\"cmd\":\"send\",\"to\":\"nobody\",\"data\":\"x\"}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"no peer named \\\"nobody\\\" (see peers)\"}");
-    cli_send(x, "{\"cmd\":\"send\",\"to\":2,\"data\":{\"nested\":1}}");
+    h_proc_send(x, "{\"cmd\":\"send\",\"to\":2,\"data\":{\"nested\":1}}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: nested objects and arrays "
                   "are not supported\"}");
-    cli_send(x, "{\"cmd\":\"dance\"}");
+    h_proc_send(x, "{\"cmd\":\"dance\"}");
     cli_expect(x, "{\"event\":\"error\",\"reason\":\"bad command: unknown \\\"cmd\\\"\"}");
-    cli_send(x, "");
+    h_proc_send(x, "");
 
     /* A message to nobody fails alone. */
-    cli_send(x, "{\"cmd\":\"send\",\"to\":99,\"data\":\"anyone?\"}");
+    h_proc_send(x, "{\"cmd\":\"send\",\"to\":99,\"data\":\"anyone?\"}");
     cli_expect(x, "{\"event\":\"queued\",\"token\":1,\"to\":99}");
     cli_expect(x, "{\"event\":\"send_failed\",\"token\":1,\"to\":99,\"status\":500,"
                   "\"reason\":\"500 Error: Peer most likely gone.\"}");
 
     /* Hang-up and the peer list. */
-    cli_send(x, "{\"cmd\":\"bye\",\"to\":2}");
+    h_proc_send(x, "{\"cmd\":\"bye\",\"to\":2}");
     cli_expect(x, "{\"event\":\"queued\",\"token\":2,\"to\":2}");
     cli_expect(x, "{\"event\":\"sent\",\"token\":2,\"to\":2}");
     cli_expect(y, "{\"event\":\"hangup\",\"from\":1}");
-    cli_send(y, "{\"cmd\":\"peers\"}");
+    h_proc_send(y, "{\"cmd\":\"peers\"}");
     cli_expect(y, "{\"event\":\"peers\",\"peers\":[{\"id\":1,\"name\":\"x\",\"connected\":true}]}");
 
     /* --autocall: a third CLI calls the lowest id with an offer. */
     const char *za[] = {"--json", "--autocall", "--server", "127.0.0.1", "--port", port,
                         "--name", "z", NULL};
-    struct proc *z = cli_spawn(za);
+    h_proc_t *z = cli_spawn(za);
     char *line = cli_line(z);
     assert_non_null(strstr(line, "{\"event\":\"signed_in\",\"id\":3,"));
     free(line);
@@ -1454,7 +1351,7 @@ static void test_cli_json(void **state)
     cli_expect(y, "{\"event\":\"peer_left\",\"id\":3,\"name\":\"z\"}");
 
     /* A send right before EOF still goes out before the sign-out. */
-    cli_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"last words\"}");
+    h_proc_send(y, "{\"cmd\":\"send\",\"to\":1,\"data\":\"last words\"}");
     assert_int_equal(close(y->in_fd), 0);
     y->in_fd = -1;
     cli_expect(y, "{\"event\":\"queued\",\"token\":3,\"to\":1}");
@@ -1477,7 +1374,7 @@ static void test_cli_json(void **state)
     free(line);
     cli_expect(x, "{\"event\":\"signed_in\",\"id\":4,\"peers\":[]}");
 
-    cli_send(x, "{\"cmd\":\"quit\"}");
+    h_proc_send(x, "{\"cmd\":\"quit\"}");
     cli_expect(x, "{\"event\":\"disconnected\",\"reason\":\"signed out (quit command)\"}");
     assert_int_equal(cli_finish(x, false), 0);
     h_server_stop(&s);
@@ -1498,9 +1395,9 @@ static void test_cli_piped(void **state)
 
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "pipe",
                           NULL};
-    struct proc *p = cli_spawn(args);
-    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 1\"}");
-    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 2\",\"content_type\":\"text/x\"}");
+    h_proc_t *p = cli_spawn(args);
+    h_proc_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 1\"}");
+    h_proc_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"piped 2\",\"content_type\":\"text/x\"}");
     close(p->in_fd);
     p->in_fd = -1;
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,"
@@ -1544,7 +1441,7 @@ static void test_cli_exec(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)s.port);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
                           "--exec", cmd, NULL};
-    struct proc *p = cli_spawn(args);
+    h_proc_t *p = cli_spawn(args);
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
     pcsig_client_t *a = client(&s, "sender");
     uint64_t ida = signed_in(a, 1);
@@ -1584,7 +1481,7 @@ static void test_cli_options(void **state)
     static const char *const bad[] = {"0", "65536", "abc", "-1", "8888x", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *args[] = {"--json", "--port", bad[i], NULL};
-        struct proc *p = cli_spawn_(args, true);
+        h_proc_t *p = cli_spawn_(args, true);
         char err[256];
         size_t n = 0;
         struct pollfd pf = {.fd = p->err_fd, .events = POLLIN};
@@ -1601,7 +1498,7 @@ static void test_cli_options(void **state)
         assert_int_equal(cli_finish(p, true), 2);
     }
     const char *help[] = {"--help", NULL};
-    struct proc *p = cli_spawn(help);
+    h_proc_t *p = cli_spawn(help);
     char *line = cli_line(p);
     assert_non_null(strstr(line, "usage: pcsig-client"));
     free(line);
@@ -1615,7 +1512,7 @@ static void test_cli_options(void **state)
 /* The next stdout line that does not start with skip (NULL: none) must be want. */
 #define cli_expect_after(p, skip, want) \
     (h_at(__FILE__, __LINE__), cli_expect_after_((p), (skip), (want), __LINE__))
-static void cli_expect_after_(struct proc *p, const char *skip, const char *want, int line)
+static void cli_expect_after_(h_proc_t *p, const char *skip, const char *want, int line)
 {
     uint64_t deadline = h_now_ms() + T_EVENT_MS;
     for (;;) {
@@ -1650,8 +1547,8 @@ static void test_cli_quit_before_sign_in(void **state)
                           "--log-level", "error", NULL};
 
     /* quit, stdin left open: status 0. */
-    struct proc *p = cli_spawn(args);
-    cli_send(p, "{\"cmd\":\"quit\"}");
+    h_proc_t *p = cli_spawn(args);
+    h_proc_send(p, "{\"cmd\":\"quit\"}");
     cli_expect_after(p, UNREACHABLE_EV, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (quit command)\"}");
     assert_int_equal(cli_finish(p, false), 0);
 
@@ -1665,7 +1562,7 @@ static void test_cli_quit_before_sign_in(void **state)
     /* A send held for the sign-in, then EOF: the failed sign-in is shown,
      * the send reported as not sent, status 1. */
     p = cli_spawn(args);
-    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"lost\"}");
+    h_proc_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"lost\"}");
     close(p->in_fd);
     p->in_fd = -1;
     char *line = cli_line(p);
@@ -1680,9 +1577,9 @@ static void test_cli_quit_before_sign_in(void **state)
 
     /* The same with quit; what follows the quit is not read. */
     p = cli_spawn(args);
-    cli_send(p, "{\"cmd\":\"bye\",\"to\":1}");
-    cli_send(p, "{\"cmd\":\"quit\"}");
-    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"after quit\"}");
+    h_proc_send(p, "{\"cmd\":\"bye\",\"to\":1}");
+    h_proc_send(p, "{\"cmd\":\"quit\"}");
+    h_proc_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"after quit\"}");
     cli_expect_after(p, UNREACHABLE_EV,
                      "{\"event\":\"error\",\"reason\":\"cannot send: not signed in\"}");
     cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"disconnected while not signed in (quit command)\"}");
@@ -1703,9 +1600,9 @@ static void test_cli_quit_after_held(void **state)
     signed_in(a, 0);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "q",
                           NULL};
-    struct proc *p = cli_spawn(args);
-    cli_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"then quit\"}");
-    cli_send(p, "{\"cmd\":\"quit\"}");
+    h_proc_t *p = cli_spawn(args);
+    h_proc_send(p, "{\"cmd\":\"send\",\"to\":1,\"data\":\"then quit\"}");
+    h_proc_send(p, "{\"cmd\":\"quit\"}");
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":2,\"peers\":[{\"id\":1,"
                   "\"name\":\"listener\",\"connected\":true}]}");
     cli_expect(p, "{\"event\":\"queued\",\"token\":1,\"to\":1}");
@@ -1752,16 +1649,16 @@ static void test_cli_defaults_and_autoconnect(void **state)
 
     /* Without --autoconnect: nothing until "connect". */
     const char *args[] = {"--port", port, NULL};
-    struct proc *p = cli_spawn_env(args, false, env);
+    h_proc_t *p = cli_spawn_env(args, false, env);
     expect_quiet(a, T_QUIET_MS);
-    cli_send(p, "connect");
+    h_proc_send(p, "connect");
     snprintf(want, sizeof want, "connecting to 127.0.0.1:%s ...", port);
     cli_expect(p, want);
     snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 2; 1 peer(s)", port);
     cli_expect(p, want);
     cli_expect(p, "  1 \"listener\"");
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, want_name.data);
-    cli_send(p, "quit");
+    h_proc_send(p, "quit");
     cli_expect(p, "disconnected: \"signed out (quit command)\"");
     assert_int_equal(cli_finish(p, false), 0);
     expect_peer(a, PCSIG_EV_PEER_LEFT, 2, want_name.data);
@@ -1788,7 +1685,7 @@ static void test_cli_defaults_and_autoconnect(void **state)
 
 /* Spawn the CLI with stdin, stdout and stderr on a new pseudo-terminal;
  * p->out_fd is the master (in_fd and err_fd are copies of it). */
-static struct proc *cli_spawn_pty(const char *const *args)
+static h_proc_t *cli_spawn_pty(const char *const *args)
 {
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     assert_true(m >= 0);
@@ -1812,26 +1709,16 @@ static struct proc *cli_spawn_pty(const char *const *args)
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0)
         fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
-    struct proc *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->pid = pid;
-    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    p->out_fd = m;
-    p->in_fd = fcntl(m, F_DUPFD_CLOEXEC, 3);
-    p->err_fd = fcntl(m, F_DUPFD_CLOEXEC, 3);
-    size_t i = 0;
-    while (i < T_MAX_PROCS && procs[i])
-        i++;
-    assert_true(i < T_MAX_PROCS);
-    procs[i] = p;
-    assert_true(p->pidfd >= 0 && p->in_fd >= 0 && p->err_fd >= 0);
+    h_proc_t *p =
+        h_proc_adopt(pid, fcntl(m, F_DUPFD_CLOEXEC, 3), m, fcntl(m, F_DUPFD_CLOEXEC, 3));
+    assert_true(p->in_fd >= 0 && p->err_fd >= 0);
     return p;
 }
 
 /* Read the terminal until what it showed since offset `from` contains
  * needle; returns needle's offset in p->buf (nothing is consumed). */
 #define pty_await(p, from, needle) (h_at(__FILE__, __LINE__), pty_await_((p), (from), (needle)))
-static size_t pty_await_(struct proc *p, size_t from, const char *needle)
+static size_t pty_await_(h_proc_t *p, size_t from, const char *needle)
 {
     uint64_t deadline = h_now_ms() + T_EVENT_MS;
     size_t nl = strlen(needle);
@@ -1870,7 +1757,7 @@ static void test_cli_tty_log_lines(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)f.port);
     const char *args[] = {"--server", "127.0.0.1", "--port", port, "--name", "tty",
                           "--autoconnect", NULL};
-    struct proc *p = cli_spawn_pty(args);
+    h_proc_t *p = cli_spawn_pty(args);
     int s1 = fake_accept(&f);
     fake_expect(s1, "GET /sign_in?tty HTTP/1.0\r\n\r\n");
     fake_answer(s1, "200 Added", "text/plain", 5, "tty,5,1\n");
@@ -2020,7 +1907,7 @@ static void test_tls_client_cert_refused(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)s.port);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--log-level",
                           "error", "--tls", "--ca", server_ca, NULL};
-    struct proc *p = cli_spawn_(args, true);
+    h_proc_t *p = cli_spawn_(args, true);
     char *line = cli_line(p);
     /* (A reset that hid the alert is retried once it was reported.) */
     for (int i = 0; i < 20 && strncmp(line, UNREACHABLE_EV, strlen(UNREACHABLE_EV)) == 0; i++) {
@@ -2082,7 +1969,7 @@ static pcsig_client_t *token_client(uint16_t port, const char *name, const char 
 }
 
 /* All of a CLI's stderr until it closes (the CLI exited). */
-static char *cli_all_stderr(struct proc *p)
+static char *cli_all_stderr(h_proc_t *p)
 {
     buf_t b;
     buf_init(&b, 1 << 24);
@@ -2154,7 +2041,7 @@ static void test_auth_token(void **state)
     /* The CLI: --auth-token-file, and $PCSIG_AUTH_TOKEN; stderr at debug. */
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "cli",
                           "--auth-token-file", path, "--log-level", "debug", NULL};
-    struct proc *p = cli_spawn_(args, true);
+    h_proc_t *p = cli_spawn_(args, true);
     uint64_t idc = ida + 2;
     char want[256];
     snprintf(want, sizeof want, "{\"event\":\"signed_in\",\"id\":%" PRIu64 ",\"peers\":"
@@ -2163,7 +2050,7 @@ static void test_auth_token(void **state)
     cli_expect(p, want);
     expect_peer(a, PCSIG_EV_PEER_JOINED, idc, "cli");
     snprintf(want, sizeof want, "{\"cmd\":\"send\",\"to\":%" PRIu64 ",\"data\":\"from cli\"}", ida);
-    cli_send(p, want);
+    h_proc_send(p, want);
     expect_message(a, idc, "text/plain", "from cli", 8);
     assert_int_equal(close(p->in_fd), 0);
     p->in_fd = -1;
@@ -2248,7 +2135,7 @@ static void test_cli_exec_bounded(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)s.port);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
                           "--exec", cmd, "--exec-max", "3", NULL};
-    struct proc *p = cli_spawn(args);
+    h_proc_t *p = cli_spawn(args);
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
     enum { SENDERS = 6, EACH = 8 };
     pcsig_client_t *snd[SENDERS];
@@ -2325,7 +2212,7 @@ static void test_cli_exec_queue_cap(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)s.port);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "ex",
                           "--exec", cmd, NULL};
-    struct proc *p = cli_spawn_(args, true);
+    h_proc_t *p = cli_spawn_(args, true);
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
     pcsig_client_t *a = client(&s, "flood");
     pcsig_event_free(expect_ev(a, PCSIG_EV_SIGNED_IN));
@@ -2524,12 +2411,12 @@ static void test_huge_peer_list(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)f.port);
     const char *args[] = {"--json", "--server", "127.0.0.1", "--port", port, "--name", "big",
                           NULL};
-    struct proc *p = cli_spawn_(args, true);
+    h_proc_t *p = cli_spawn_(args, true);
     s1 = fake_accept(&f);
     fake_expect(s1, "GET /sign_in?big HTTP/1.0\r\n\r\n");
     huge_list_answer(s1, 1, 1000000);
     close(s1);
-    cli_send(p, "{\"cmd\":\"peers\"}"); /* held for the sign-in */
+    h_proc_send(p, "{\"cmd\":\"peers\"}"); /* held for the sign-in */
     close(p->in_fd); /* EOF: quit once that ran */
     p->in_fd = -1;
     char head[64] = "";
@@ -2592,7 +2479,7 @@ static void test_cli_peer_names(void **state)
     uint64_t idt2 = signed_in(t2, 2);
     const char *args[] = {"--autoconnect", "--server", "127.0.0.1", "--port", port, "--name",
                           "me", NULL};
-    struct proc *p = cli_spawn(args);
+    h_proc_t *p = cli_spawn(args);
     char want[256];
     snprintf(want, sizeof want, "connecting to 127.0.0.1:%s ...", port);
     cli_expect(p, want);
@@ -2602,32 +2489,32 @@ static void test_cli_peer_names(void **state)
     cli_expect(p, "  2 \"twin\"");
     cli_expect(p, "  3 \"twin\"");
 
-    cli_send(p, "send bob hi bob");
+    h_proc_send(p, "send bob hi bob");
     cli_expect(p, "sent #1 to 1");
     struct pcsig_event *ev = await_ev(bob, PCSIG_EV_MESSAGE, 1u << PCSIG_EV_PEER_JOINED);
     assert_int_equal(ev->len, 6);
     assert_memory_equal(ev->data, "hi bob", 6);
     pcsig_event_free(ev);
-    cli_send(p, "send twin hello");
+    h_proc_send(p, "send twin hello");
     snprintf(want, sizeof want, "error: \"twin\" names 2 peers: %" PRIu64 ", %" PRIu64
              "; use the id", idt1, idt2);
     cli_expect(p, want);
-    cli_send(p, "call nobody");
+    h_proc_send(p, "call nobody");
     cli_expect(p, "error: no peer named \"nobody\" (see peers)");
-    cli_send(p, "send 1");
+    h_proc_send(p, "send 1");
     cli_expect(p, "error: usage: send PEER TEXT: no text to send");
-    cli_send(p, "send bob   ");
+    h_proc_send(p, "send bob   ");
     cli_expect(p, "error: usage: send PEER TEXT: no text to send");
-    cli_send(p, "send");
+    h_proc_send(p, "send");
     cli_expect(p, "error: usage: send PEER TEXT: PEER is an id or a name from peers");
-    cli_send(p, "send 3 to the second twin");
+    h_proc_send(p, "send 3 to the second twin");
     cli_expect(p, "sent #2 to 3");
     ev = await_ev(t2, PCSIG_EV_MESSAGE, 1u << PCSIG_EV_PEER_JOINED);
     assert_int_equal(ev->peer_id, 4);
     assert_int_equal(ev->len, 18);
     assert_memory_equal(ev->data, "to the second twin", 18);
     pcsig_event_free(ev);
-    cli_send(p, "bye bob");
+    h_proc_send(p, "bye bob");
     cli_expect(p, "sent #3 to 1");
     /* bob got exactly "hi bob" and the hang-up: no empty message between. */
     pcsig_event_free(expect_ev(bob, PCSIG_EV_PEER_HANGUP));

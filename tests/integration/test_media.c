@@ -41,34 +41,17 @@ extern char **environ;
 #define T_CALL_MS 30000  /* one expected event of a call (ASan, a loaded box) */
 #define T_MAX_PROCS 6
 
+/* A client process, and the "sent" events read from it so far. */
 struct proc {
-    pid_t pid;
-    int pidfd;
-    int in_fd;  /* its stdin (-1 once closed) */
-    int out_fd; /* its stdout */
-    char buf[1 << 16];
-    size_t len;
-    char name[16];
-    unsigned nsent; /* "sent" events read so far */
+    h_proc_t *h;
+    unsigned nsent;
 };
-static struct proc *procs[T_MAX_PROCS];
+static struct proc cli_procs[T_MAX_PROCS];
 
 static int t_teardown(void **state)
 {
-    for (size_t i = 0; i < T_MAX_PROCS; i++) {
-        struct proc *p = procs[i];
-        if (!p)
-            continue;
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
-        if (p->in_fd >= 0)
-            close(p->in_fd);
-        close(p->out_fd);
-        close(p->pidfd);
-        free(p);
-        procs[i] = NULL;
-    }
-    return h_teardown(state);
+    memset(cli_procs, 0, sizeof cli_procs);
+    return h_teardown(state); /* kills and frees the processes */
 }
 #define T_TEST(f) cmocka_unit_test_setup_teardown(f, h_setup, t_teardown)
 
@@ -121,9 +104,6 @@ static bool tsan_build(void)
 /* pcsig-client --json --server 127.0.0.1 --port P --name NAME + args. */
 static struct proc *cli_spawn(const h_server_t *s, const char *name, const char *const *args)
 {
-    int in[2], out[2];
-    assert_int_equal(pipe2(in, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
     char port[16];
     snprintf(port, sizeof port, "%u", (unsigned)s->port);
     const char *argv[32];
@@ -144,17 +124,6 @@ static struct proc *cli_spawn(const h_server_t *s, const char *name, const char 
         argv[n++] = h_tls_ca();
     }
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawnattr_t at;
-    posix_spawnattr_init(&at);
-    sigset_t def;
-    sigemptyset(&def);
-    sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigdefault(&at, &def);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
     /* Under ASan (make check): GLib's load-time allocations are suppressed
      * (tests/lsan-media.supp), which needs stacks unwound in full. */
     char **envp = environ, *extra[3] = {NULL, NULL, NULL};
@@ -178,70 +147,34 @@ static struct proc *cli_spawn(const h_server_t *s, const char *name, const char 
         envp[k++] = extra[1];
         envp[k] = NULL;
     }
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, envp);
+    size_t i = 0;
+    while (i < T_MAX_PROCS && cli_procs[i].h)
+        i++;
+    assert_true(i < T_MAX_PROCS);
+    struct proc *p = &cli_procs[i];
+    p->nsent = 0;
+    p->h = h_proc_spawn((char *const *)argv, envp, false);
+    snprintf(p->h->name, sizeof p->h->name, "%s", name);
     if (envp != environ)
         free(envp);
     free(extra[0]);
     free(extra[1]);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    close(in[0]);
-    close(out[1]);
-    if (rc != 0)
-        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
-    struct proc *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->pid = pid;
-    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    p->in_fd = in[1];
-    p->out_fd = out[0];
-    snprintf(p->name, sizeof p->name, "%s", name);
-    size_t i = 0;
-    while (i < T_MAX_PROCS && procs[i])
-        i++;
-    assert_true(i < T_MAX_PROCS);
-    procs[i] = p;
-    assert_true(p->pidfd >= 0);
     return p;
 }
 
 static void cli_send(struct proc *p, const char *line)
 {
-    size_t n = strlen(line);
-    assert_int_equal(write(p->in_fd, line, n), (ssize_t)n);
-    assert_int_equal(write(p->in_fd, "\n", 1), 1);
+    h_proc_send(p->h, line);
 }
 
 /* The next stdout line (malloc'd, no '\n'), or NULL at the deadline. */
 static char *cli_line_by(struct proc *p, uint64_t deadline)
 {
-    for (;;) {
-        char *nl = memchr(p->buf, '\n', p->len);
-        if (nl) {
-            size_t l = (size_t)(nl - p->buf);
-            char *line = malloc(l + 1);
-            assert_non_null(line);
-            memcpy(line, p->buf, l);
-            line[l] = '\0';
-            memmove(p->buf, nl + 1, p->len - l - 1);
-            p->len -= l + 1;
-            static const char sent[] = "{\"event\":\"sent\",";
-            if (strncmp(line, sent, sizeof sent - 1) == 0)
-                p->nsent++;
-            return line;
-        }
-        if (p->len == sizeof p->buf)
-            fail_msg("%s: an output line longer than %zu bytes", p->name, sizeof p->buf);
-        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
-        int left = h_ms_left(deadline);
-        if (left == 0 || poll(&pf, 1, left) != 1)
-            return NULL;
-        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
-        if (r <= 0)
-            fail_msg("%s closed its stdout (have \"%.*s\")", p->name, (int)p->len, p->buf);
-        p->len += (size_t)r;
-    }
+    char *line = h_proc_line_by(p->h, deadline);
+    static const char sent[] = "{\"event\":\"sent\",";
+    if (line && strncmp(line, sent, sizeof sent - 1) == 0)
+        p->nsent++;
+    return line;
 }
 
 /* Skip lines until one contains every needle (NULL-terminated); return it
@@ -259,7 +192,7 @@ static char *cli_await_(struct proc *p, ...)
             va_start(ap, p);
             const char *first = va_arg(ap, const char *);
             va_end(ap);
-            fail_msg("%s: no line with \"%s\" within %d ms (last: %s)", p->name, first,
+            fail_msg("%s: no line with \"%s\" within %d ms (last: %s)", p->h->name, first,
                      T_CALL_MS, last ? last : "none");
         }
         bool all = true;
@@ -300,7 +233,7 @@ static void await_frames(struct proc *p, long long min)
         char *line = cli_line_by(p, deadline);
         if (!line)
             fail_msg("%s: no media_stats with >= %lld video and audio frames received within %d ms",
-                     p->name, min, T_CALL_MS);
+                     p->h->name, min, T_CALL_MS);
         bool ok = strstr(line, "\"event\":\"media_stats\"") &&
                   json_num(line, "video_frames_received") >= min &&
                   json_num(line, "audio_frames_received") >= min &&
@@ -315,22 +248,11 @@ static void await_frames(struct proc *p, long long min)
 /* EOF on stdin; await "disconnected" and exit status 0. */
 static void cli_quit(struct proc *p)
 {
-    close(p->in_fd);
-    p->in_fd = -1;
+    close(p->h->in_fd);
+    p->h->in_fd = -1;
     cli_wait_for(p, "{\"event\":\"disconnected\"");
-    struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
-    if (poll(&pf, 1, T_CALL_MS) != 1)
-        fail_msg("%s did not exit within %d ms", p->name, T_CALL_MS);
-    int st;
-    assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-    for (size_t i = 0; i < T_MAX_PROCS; i++)
-        if (procs[i] == p)
-            procs[i] = NULL;
-    close(p->out_fd);
-    close(p->pidfd);
-    free(p);
+    assert_int_equal(h_proc_exit(p->h, T_CALL_MS), 0);
+    p->h = NULL;
 }
 
 /* a signs in; b signs in with --autocall (it calls a, the lowest id). Both
@@ -411,7 +333,7 @@ static void test_callee_killed(void **state)
     struct proc *a, *b;
     start_call(&s, &a, &b, "test", "test");
     await_frames(b, 1);
-    assert_int_equal(kill(a->pid, SIGKILL), 0);
+    assert_int_equal(kill(a->h->pid, SIGKILL), 0);
     cli_wait_for(b, "{\"event\":\"call\",\"state\":\"ended\",\"peer\":1,");
     /* Idle again: nothing to hang up, and a new call can be placed. */
     cli_send(b, "{\"cmd\":\"hangup\"}");

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -322,6 +323,35 @@ static void test_free_is_safe(void **state)
     buf_free(&b);
 }
 
+/* A pipe holding text, its write end closed (EOF after the text). */
+static int pipe_with(const char *text)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(p[1], text, n), (ssize_t)n);
+    close(p[1]);
+    return p[0];
+}
+
+static void test_read_fd(void **state)
+{
+    (void)state;
+    buf_t b;
+    buf_init(&b, 8);
+    assert_int_equal(buf_append_str(&b, "ab"), 0);
+    int fd = pipe_with("cdefgh"); /* exactly up to max: appended after "ab" */
+    assert_int_equal(buf_read_fd(&b, fd), 0);
+    close(fd);
+    assert_buf_is(&b, "abcdefgh");
+    buf_reset(&b);
+    fd = pipe_with("123456789"); /* one byte past max */
+    assert_int_equal(buf_read_fd(&b, fd), -E2BIG);
+    close(fd);
+    assert_int_equal(buf_read_fd(&b, -1), -EBADF);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_consume),
         cmocka_unit_test(test_reset_keeps_storage),
         cmocka_unit_test(test_free_is_safe),
+        cmocka_unit_test(test_read_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

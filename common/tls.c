@@ -428,14 +428,6 @@ conn_t *tls_server_wrap(tls_server_t *t, int fd)
     return &tc->base;
 }
 
-void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed)
-{
-    struct tls_server_stats st;
-    tls_server_stats(t, &st);
-    *full = st.full;
-    *resumed = st.resumed;
-}
-
 void tls_server_stats(tls_server_t *t, struct tls_server_stats *out)
 {
     out->full = atomic_load_explicit(&t->full, memory_order_relaxed);

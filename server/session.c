@@ -179,7 +179,6 @@ void session_out_sync(struct session *s)
 static void release(struct session *s)
 {
     struct server *srv = s->srv;
-    s->closed = true;
     /* Nothing more will be written: the output is no longer held. */
     buf_free(&s->out);
     session_out_sync(s);

@@ -3,6 +3,7 @@
  * the pcsig client (see client_wire.h). No I/O: pcsig_client.c owns that.
  */
 #include "client_wire.h"
+#include "strlit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -425,11 +426,11 @@ int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd)
 
 int cwire_add_header(buf_t *b, const char *name, const char *value)
 {
-    const char *end = b->len >= 4 ? memmem(b->data, b->len, "\r\n\r\n", 4) : NULL;
+    const char *end = b->len > 0 ? memmem(b->data, b->len, STRLIT("\r\n\r\n")) : NULL;
     if (!end)
         return -EINVAL;
-    size_t at = (size_t)(end - b->data) + 2; /* after the last header's CRLF */
-    size_t add = strlen(name) + 2 + strlen(value) + 2;
+    size_t at = (size_t)(end - b->data) + STRLIT_LEN("\r\n"); /* after the last header's CRLF */
+    size_t add = strlen(name) + STRLIT_LEN(": ") + strlen(value) + STRLIT_LEN("\r\n");
     int rc = buf_reserve(b, add);
     if (rc < 0)
         return rc;
@@ -437,11 +438,11 @@ int cwire_add_header(buf_t *b, const char *name, const char *value)
     size_t o = at;
     memcpy(b->data + o, name, strlen(name));
     o += strlen(name);
-    memcpy(b->data + o, ": ", 2);
-    o += 2;
+    memcpy(b->data + o, STRLIT(": "));
+    o += STRLIT_LEN(": ");
     memcpy(b->data + o, value, strlen(value));
     o += strlen(value);
-    memcpy(b->data + o, "\r\n", 2);
+    memcpy(b->data + o, STRLIT("\r\n"));
     b->len += add;
     return 0;
 }

@@ -21,6 +21,7 @@
  * user and host names there.
  */
 #include "http.h"
+#include "strlit.h"
 #include "proto.h"
 
 #include <limits.h>
@@ -267,13 +268,13 @@ static int http_parse_request_line(const unsigned char *p, size_t n, bool comple
     if (i == 0 || p[i] != ' ')
         return http_fail(err, true, 400, "invalid method");
     /* Methods are case-sensitive (RFC 9110 9.1): "get" is a different one. */
-    if (i == 3 && memcmp(p, "GET", 3) == 0)
+    if (i == STRLIT_LEN("GET") && memcmp(p, STRLIT("GET")) == 0)
         req->method = HTTP_METHOD_GET;
-    else if (i == 4 && memcmp(p, "POST", 4) == 0)
+    else if (i == STRLIT_LEN("POST") && memcmp(p, STRLIT("POST")) == 0)
         req->method = HTTP_METHOD_POST;
-    else if (i == 7 && memcmp(p, "OPTIONS", 7) == 0)
+    else if (i == STRLIT_LEN("OPTIONS") && memcmp(p, STRLIT("OPTIONS")) == 0)
         req->method = HTTP_METHOD_OPTIONS;
-    else if (i == 4 && memcmp(p, "HEAD", 4) == 0)
+    else if (i == STRLIT_LEN("HEAD") && memcmp(p, STRLIT("HEAD")) == 0)
         req->method = HTTP_METHOD_HEAD;
     else
         known = false;

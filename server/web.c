@@ -3,6 +3,7 @@
  * paths and headers are what they are.
  */
 #include "web.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -372,7 +373,7 @@ bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool
         path = "/index.html";
         plen = strlen(path);
     }
-    bool config = plen == 12 && memcmp(path, "/config.json", 12) == 0;
+    bool config = plen == STRLIT_LEN("/config.json") && memcmp(path, STRLIT("/config.json")) == 0;
     size_t found = web_embedded_count;
     for (size_t i = 0; !config && w->root_fd < 0 && i < web_embedded_count; i++) {
         if (strlen(web_embedded_files[i].path) == plen &&

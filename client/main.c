@@ -1085,7 +1085,7 @@ static bool media_text_command(struct cli *cli, const char *w, size_t wl, const 
     } else if (MIS("answer") || MIS("reject")) {
         int rc = cli_media_answer(cli->media, w[0] == 'a', &why);
         media_result(cli, rc, w[0] == 'a' ? "cannot answer" : "cannot reject", why);
-    } else if (MIS("send") && cli->media && rl >= 2 && memcmp(rest, STRLIT("dc")) == 0 &&
+    } else if (MIS("send") && cli->media && rl >= STRLIT_LEN("dc") && memcmp(rest, STRLIT("dc")) == 0 &&
                (rl == 2 || rest[2] == ' ')) {
         /* Only with --media: without it "dc" is a peer's name like any other. */
         const char *text = rl > 3 ? rest + 3 : "";

@@ -828,7 +828,8 @@ static int load_file(struct server_config *cfg, const char *source, const char *
 
 /* ---- all together ----------------------------------------------------------- */
 
-void config_defaults(struct server_config *cfg)
+/* Fill cfg with the defaults. Allocates nothing (config_free is a no-op on it). */
+static void config_defaults(struct server_config *cfg)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *cfg = (struct server_config){

@@ -193,7 +193,8 @@ static reg_item_t *item_new(struct reg_blob *b, uint64_t pragma, bool is_message
     return it;
 }
 
-void reg_item_free(reg_item_t *it)
+/* NULL-safe; one item (reg_item_free_chain frees a chain). */
+static void reg_item_free(reg_item_t *it)
 {
     if (!it)
         return;

@@ -101,7 +101,8 @@ void web_free(struct web *w)
     free(w);
 }
 
-const char *web_content_type(const char *path, size_t len)
+/* The file name extension's Content-Type ("text/html; charset=utf-8"). Pure. */
+static const char *web_content_type(const char *path, size_t len)
 {
     static const struct {
         const char *ext, *ctype;
@@ -124,7 +125,8 @@ const char *web_content_type(const char *path, size_t len)
     return "application/octet-stream";
 }
 
-bool web_path_ok(const char *path, size_t len)
+/* Whether path[0..len) is a safe request path for --web-root (see web.h). Pure. */
+static bool web_path_ok(const char *path, size_t len)
 {
     if (len < 2 || len > WEB_MAX_PATH || path[0] != '/')
         return false;
@@ -146,7 +148,9 @@ bool web_path_ok(const char *path, size_t len)
     return !seg_start; /* no trailing '/' */
 }
 
-bool web_etag_matches(const char *value, size_t len, const char *etag)
+/* Whether an If-None-Match value matches etag (a quoted tag, weak or not, in
+ * a ','-separated list, or "*"). Pure. */
+static bool web_etag_matches(const char *value, size_t len, const char *etag)
 {
     size_t elen = strlen(etag);
     size_t i = 0;
@@ -216,7 +220,9 @@ static int turn_rest(buf_t *out, const char *secret, unsigned long long now_s)
     return rc;
 }
 
-int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out)
+/* The /config.json body for cfg at unix time now_s, appended to out. 0 or
+ * the buf error. */
+static int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out)
 {
     int rc = buf_append_str(out, "{\"iceServers\":[");
     if (rc == 0 && cfg->ice_servers) {

@@ -22,7 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+/* The module itself: its static functions are what these tests check. */
+#include "config.c"
 #include "strlit.h"
 
 /* ---- helpers -------------------------------------------------------------- */

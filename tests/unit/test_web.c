@@ -11,7 +11,8 @@
 
 #include <string.h>
 
-#include "web.h"
+/* The module itself: its static functions are what these tests check. */
+#include "web.c"
 #include "strlit.h"
 
 static bool path_ok(const char *p)
@@ -79,6 +80,14 @@ static void test_content_type(void **state)
     assert_string_equal(web_content_type("/a.js", 3), "application/octet-stream");
 }
 
+/* The server's defaults: config_load with no option, no file, no environment. */
+static void defaults(struct server_config *cfg)
+{
+    char arg0[] = "pcsig-server";
+    char *argv[] = {arg0, NULL};
+    assert_int_equal(config_load(cfg, 1, argv, NULL, stderr), CONFIG_OK);
+}
+
 static char *config_json(const struct server_config *cfg, unsigned long long now)
 {
     static buf_t b;
@@ -93,7 +102,7 @@ static void test_config_json(void **state)
 {
     (void)state;
     struct server_config cfg;
-    config_defaults(&cfg);
+    defaults(&cfg);
     assert_string_equal(config_json(&cfg, 0), "{\"iceServers\":[]}\n");
     cfg.ice_servers = "stun:a:3478,turn:b?transport=tcp";
     assert_string_equal(config_json(&cfg, 0),
@@ -128,7 +137,7 @@ static void test_answer_builtin(void **state)
 {
     (void)state;
     struct server_config cfg;
-    config_defaults(&cfg);
+    defaults(&cfg);
     struct web *w = NULL;
     assert_int_equal(web_create(&cfg, &w), 0);
     buf_t out;

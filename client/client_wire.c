@@ -19,7 +19,16 @@ static bool name_byte_kept(unsigned char c)
            c == '-' || c == '.' || c == '_' || c == '~' || c == '@';
 }
 
-int cwire_name_encode(buf_t *b, const char *name, size_t len)
+/*
+ * Append name percent-encoded for a query string: the RFC 3986 unreserved
+ * bytes (A-Z a-z 0-9 - . _ ~) and '@' (legal in a query, and part of the
+ * stock default "user@host") are kept, every other byte becomes %XX. The
+ * server keeps raw query bytes, so others see "a b" as "a%20b".
+ * The encoded form is kept within PROTO_MAX_NAME bytes (what the server
+ * keeps): encoding stops before the first byte that would not fit, never
+ * inside a %XX and never inside a UTF-8 sequence. Returns 0 or a buf error.
+ */
+static int cwire_name_encode(buf_t *b, const char *name, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)name;
@@ -364,21 +373,6 @@ int cwire_peer_list_feed(struct cwire_peer_list *l, const char *p, size_t n)
         p += piece;
         n -= piece;
     }
-    return 0;
-}
-
-int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
-                          struct pcsig_peer **peers, size_t *npeers)
-{
-    struct cwire_peer_list l;
-    cwire_peer_list_init(&l, own_id, 0);
-    *peers = NULL;
-    *npeers = 0;
-    if (cwire_peer_list_feed(&l, body, len) < 0) {
-        cwire_peer_list_free(&l);
-        return -ENOMEM;
-    }
-    cwire_peer_list_take(&l, peers, npeers);
     return 0;
 }
 

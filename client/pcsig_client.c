@@ -176,8 +176,14 @@ struct pcsig_client {
     pthread_t ctl_thread, hang_thread;
 };
 
-int cwire_test_tls_setup_fault;
-int cwire_test_loopback_is_remote;
+/* Tests only (the unit test #includes this file): while non-zero,
+ * pcsig_client_new fails its TLS set-up with no reason text, as if the
+ * library's allocations had failed too. Set before pcsig_client_new, in the
+ * thread that calls it. */
+static int cwire_test_tls_setup_fault;
+/* Tests only: while non-zero, a loopback server address counts as remote
+ * for the auth token's plain-TCP check (tests can reach nothing else). */
+static int cwire_test_loopback_is_remote;
 
 /* ---- small helpers --------------------------------------------------------- */
 

@@ -25,12 +25,30 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "strlit.h"
 #include "client_json.h"
-#include "client_wire.h"
 #include "clock.h"
 #include "net.h"
-#include "pcsig_client.h"
+#include "strlit.h"
+/* The modules themselves: their static functions and test hooks are what
+ * these tests check (so nothing is exported only for tests). */
+#include "client_wire.c"
+#include "pcsig_client.c"
+
+/* The whole body at once, no limit: init, feed, take. 0 or -ENOMEM. */
+static int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
+                                 struct pcsig_peer **peers, size_t *npeers)
+{
+    struct cwire_peer_list l;
+    cwire_peer_list_init(&l, own_id, 0);
+    *peers = NULL;
+    *npeers = 0;
+    if (cwire_peer_list_feed(&l, body, len) < 0) {
+        cwire_peer_list_free(&l);
+        return -ENOMEM;
+    }
+    cwire_peer_list_take(&l, peers, npeers);
+    return 0;
+}
 
 /* b's bytes as a NUL-terminated string (tests only hold text here). */
 static const char *str(buf_t *b)

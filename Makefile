@@ -48,13 +48,16 @@ CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/%.o)
 HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # Unit tests link libpcsig; a test of a server module names its objects here.
 # Everything else of the server is exercised through the real binary.
-UNIT_EXTRA_test_registry := $(BUILD)/server/registry.o
-UNIT_EXTRA_test_config := $(BUILD)/server/config.o
+# A test that checks a module's static functions #includes the module's .c
+# (test_config, test_metrics, test_procstat, test_web, test_registry, the
+# unit test_client): nothing is exported only for tests, and that module's
+# object is not linked again.
+UNIT_EXTRA_test_registry :=
+UNIT_EXTRA_test_config :=
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
-UNIT_EXTRA_test_metrics := $(BUILD)/server/metrics.o
-UNIT_EXTRA_test_procstat := $(BUILD)/server/procstat.o
-UNIT_EXTRA_test_web := $(BUILD)/server/web.o $(BUILD)/server/response.o $(BUILD)/server/config.o \
-                       $(BUILD)/gen/web_assets.o
+UNIT_EXTRA_test_metrics :=
+UNIT_EXTRA_test_procstat :=
+UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

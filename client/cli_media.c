@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli_media.h"
+#include "strlit.h"
 
 #define NOT_BUILT "media support was not built into this pcsig-client (it needs GStreamer's " \
                   "webrtc and sdp libraries: apt-get install libgstreamer-plugins-bad1.0-dev, " \
@@ -50,11 +51,12 @@ const char *cli_media_version(void)
     if (!v[0]) {
         const char *g = conductor_version();
         size_t n = strlen(g);
-        memcpy(v, "media: ", 7);
-        if (n > sizeof v - 8)
-            n = sizeof v - 8;
-        memcpy(v + 7, g, n);
-        v[7 + n] = '\0';
+        const size_t pre = STRLIT_LEN("media: ");
+        memcpy(v, STRLIT("media: "));
+        if (n > sizeof v - pre - 1)
+            n = sizeof v - pre - 1;
+        memcpy(v + pre, g, n);
+        v[pre + n] = '\0';
     }
     return v;
 }

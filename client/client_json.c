@@ -5,6 +5,7 @@
  * nested is refused rather than half-understood.
  */
 #include "client_json.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -424,7 +425,7 @@ int cjson_append_string(buf_t *b, const void *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = p;
-    int rc = buf_append(b, "\"", 1);
+    int rc = buf_append(b, STRLIT("\""));
     size_t i = 0;
     while (rc == 0 && i < n) {
         unsigned char c = s[i];
@@ -472,7 +473,7 @@ int cjson_append_string(buf_t *b, const void *p, size_t n)
         }
     }
     if (rc == 0)
-        rc = buf_append(b, "\"", 1);
+        rc = buf_append(b, STRLIT("\""));
     return rc;
 }
 

@@ -3,6 +3,7 @@
  * the pcsig client (see client_wire.h). No I/O: pcsig_client.c owns that.
  */
 #include "client_wire.h"
+#include "strlit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,7 +19,16 @@ static bool name_byte_kept(unsigned char c)
            c == '-' || c == '.' || c == '_' || c == '~' || c == '@';
 }
 
-int cwire_name_encode(buf_t *b, const char *name, size_t len)
+/*
+ * Append name percent-encoded for a query string: the RFC 3986 unreserved
+ * bytes (A-Z a-z 0-9 - . _ ~) and '@' (legal in a query, and part of the
+ * stock default "user@host") are kept, every other byte becomes %XX. The
+ * server keeps raw query bytes, so others see "a b" as "a%20b".
+ * The encoded form is kept within PROTO_MAX_NAME bytes (what the server
+ * keeps): encoding stops before the first byte that would not fit, never
+ * inside a %XX and never inside a UTF-8 sequence. Returns 0 or a buf error.
+ */
+static int cwire_name_encode(buf_t *b, const char *name, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)name;
@@ -366,21 +376,6 @@ int cwire_peer_list_feed(struct cwire_peer_list *l, const char *p, size_t n)
     return 0;
 }
 
-int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
-                          struct pcsig_peer **peers, size_t *npeers)
-{
-    struct cwire_peer_list l;
-    cwire_peer_list_init(&l, own_id, 0);
-    *peers = NULL;
-    *npeers = 0;
-    if (cwire_peer_list_feed(&l, body, len) < 0) {
-        cwire_peer_list_free(&l);
-        return -ENOMEM;
-    }
-    cwire_peer_list_take(&l, peers, npeers);
-    return 0;
-}
-
 bool cwire_token_ok(const char *token)
 {
     size_t n = 0;
@@ -425,11 +420,11 @@ int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd)
 
 int cwire_add_header(buf_t *b, const char *name, const char *value)
 {
-    const char *end = b->len >= 4 ? memmem(b->data, b->len, "\r\n\r\n", 4) : NULL;
+    const char *end = b->len > 0 ? memmem(b->data, b->len, STRLIT("\r\n\r\n")) : NULL;
     if (!end)
         return -EINVAL;
-    size_t at = (size_t)(end - b->data) + 2; /* after the last header's CRLF */
-    size_t add = strlen(name) + 2 + strlen(value) + 2;
+    size_t at = (size_t)(end - b->data) + STRLIT_LEN("\r\n"); /* after the last header's CRLF */
+    size_t add = strlen(name) + STRLIT_LEN(": ") + strlen(value) + STRLIT_LEN("\r\n");
     int rc = buf_reserve(b, add);
     if (rc < 0)
         return rc;
@@ -437,11 +432,11 @@ int cwire_add_header(buf_t *b, const char *name, const char *value)
     size_t o = at;
     memcpy(b->data + o, name, strlen(name));
     o += strlen(name);
-    memcpy(b->data + o, ": ", 2);
-    o += 2;
+    memcpy(b->data + o, STRLIT(": "));
+    o += STRLIT_LEN(": ");
     memcpy(b->data + o, value, strlen(value));
     o += strlen(value);
-    memcpy(b->data + o, "\r\n", 2);
+    memcpy(b->data + o, STRLIT("\r\n"));
     b->len += add;
     return 0;
 }

@@ -28,17 +28,6 @@
 #define CWIRE_BYE "BYE"                          /* the in-band hang-up body */
 #define CWIRE_SHUTDOWN_BODY "Server shutting down"
 
-/*
- * Append name percent-encoded for a query string: the RFC 3986 unreserved
- * bytes (A-Z a-z 0-9 - . _ ~) and '@' (legal in a query, and part of the
- * stock default "user@host") are kept, every other byte becomes %XX. The
- * server keeps raw query bytes, so others see "a b" as "a%20b".
- * The encoded form is kept within PROTO_MAX_NAME bytes (what the server
- * keeps): encoding stops before the first byte that would not fit, never
- * inside a %XX and never inside a UTF-8 sequence. Returns 0 or a buf error.
- */
-int cwire_name_encode(buf_t *b, const char *name, size_t len);
-
 /* The exact request bytes, appended to b (0 or a buf error). */
 /* "GET /sign_in?<encoded name> HTTP/1.0\r\n\r\n" */
 int cwire_sign_in(buf_t *b, const char *name, size_t len);
@@ -148,10 +137,6 @@ int cwire_peer_list_feed(struct cwire_peer_list *l, const char *p, size_t n);
 void cwire_peer_list_take(struct cwire_peer_list *l, struct pcsig_peer **peers, size_t *npeers);
 void cwire_peer_list_free(struct cwire_peer_list *l);
 
-/* The whole body at once, no limit: the same as init, feed, take.
- * Returns 0 or -ENOMEM. */
-int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
-                          struct pcsig_peer **peers, size_t *npeers);
 void cwire_peers_free(struct pcsig_peer *peers, size_t npeers);
 
 /* True when token can follow "Authorization: Bearer ": 1..CWIRE_MAX_TOKEN
@@ -171,13 +156,5 @@ bool cwire_addr_is_loopback(const struct sockaddr *sa);
  * rnd mod (base/2 + 1). rnd is any random 64-bit value. Always >= 1.
  */
 int cwire_backoff_ms(unsigned attempt, int min_ms, int max_ms, uint64_t rnd);
-
-/* Tests only: while non-zero, pcsig_client_new fails its TLS set-up with
- * no reason text, as if the library's allocations had failed too. Set
- * before pcsig_client_new, in the thread that calls it. */
-extern int cwire_test_tls_setup_fault;
-/* Tests only: while non-zero, a loopback server address counts as remote
- * for the auth token's plain-TCP check (tests can reach nothing else). */
-extern int cwire_test_loopback_is_remote;
 
 #endif

@@ -31,6 +31,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include "buf.h"
+#include "strlit.h"
 #include "client_json.h"
 #include "conductor.h"
 
@@ -290,7 +291,7 @@ static void send_sdp(struct conductor *c, uint64_t to, const char *type, const c
 
 static void send_bye(struct conductor *c, uint64_t to)
 {
-    int64_t t = send_own(c, to, "BYE", 3);
+    int64_t t = send_own(c, to, STRLIT("BYE"));
     if (t < 0)
         ev_error(c, to, "cannot send BYE (not signed in)");
 }
@@ -1538,7 +1539,7 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
             bad = "\"candidate\" is not a string";
         else if (irc != 0 || idx >= MAX_MLINES)
             bad = "no valid \"sdpMLineIndex\"";
-        else if (cand[0] != '\0' && strncmp(cand, "candidate:", 10) != 0)
+        else if (cand[0] != '\0' && strncmp(cand, STRLIT("candidate:")) != 0)
             bad = "not an ICE candidate line";
         if (bad)
             ev_error(c, from, "malformed candidate from peer %llu (ignored): %s",

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "strlit.h"
 #include "cli_media.h"
 #include "client_json.h"
 #include "client_wire.h"
@@ -495,7 +496,7 @@ static void send_bye(struct cli *cli, uint64_t to)
 {
     if (cli_media_bye(cli->media, to))
         return;
-    send_bytes(cli, to, NULL, "BYE", 3);
+    send_bytes(cli, to, NULL, STRLIT("BYE"));
 }
 
 /* An offer as the stock conductor sends one: {"sdp": "...", "type": "offer"}
@@ -617,8 +618,8 @@ static pid_t run_exec(struct cli *cli, const struct exec_job *ev)
     }
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++) {
-        if (strncmp(environ[i], "PCSIG_FROM=", 11) != 0 &&
-            strncmp(environ[i], "PCSIG_CONTENT_TYPE=", 19) != 0)
+        if (strncmp(environ[i], STRLIT("PCSIG_FROM=")) != 0 &&
+            strncmp(environ[i], STRLIT("PCSIG_CONTENT_TYPE=")) != 0)
             envp[k++] = environ[i];
     }
     envp[k++] = from;
@@ -1084,7 +1085,7 @@ static bool media_text_command(struct cli *cli, const char *w, size_t wl, const 
     } else if (MIS("answer") || MIS("reject")) {
         int rc = cli_media_answer(cli->media, w[0] == 'a', &why);
         media_result(cli, rc, w[0] == 'a' ? "cannot answer" : "cannot reject", why);
-    } else if (MIS("send") && cli->media && rl >= 2 && memcmp(rest, "dc", 2) == 0 &&
+    } else if (MIS("send") && cli->media && rl >= STRLIT_LEN("dc") && memcmp(rest, STRLIT("dc")) == 0 &&
                (rl == 2 || rest[2] == ' ')) {
         /* Only with --media: without it "dc" is a peer's name like any other. */
         const char *text = rl > 3 ? rest + 3 : "";
@@ -1262,7 +1263,7 @@ static void on_line(struct cli *cli, const char *line, size_t n)
         if (k == n)
             return;
         if (cli->hold && needs_session(line, n)) {
-            if (buf_append(&cli->held, line, n) < 0 || buf_append(&cli->held, "\n", 1) < 0)
+            if (buf_append(&cli->held, line, n) < 0 || buf_append(&cli->held, STRLIT("\n")) < 0)
                 json_error(cli, "bad command", "too much input before the sign-in");
             return;
         }

@@ -56,6 +56,7 @@
  * readable exactly while it is non-empty, so callers can poll() it.
  */
 #include "pcsig_client.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -175,8 +176,14 @@ struct pcsig_client {
     pthread_t ctl_thread, hang_thread;
 };
 
-int cwire_test_tls_setup_fault;
-int cwire_test_loopback_is_remote;
+/* Tests only (the unit test #includes this file): while non-zero,
+ * pcsig_client_new fails its TLS set-up with no reason text, as if the
+ * library's allocations had failed too. Set before pcsig_client_new, in the
+ * thread that calls it. */
+static int cwire_test_tls_setup_fault;
+/* Tests only: while non-zero, a loopback server address counts as remote
+ * for the auth token's plain-TCP check (tests can reach nothing else). */
+static int cwire_test_loopback_is_remote;
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -708,8 +715,8 @@ static char *status_reason(const struct reply *rep)
                         rep->resp.reason.ptr ? rep->resp.reason.ptr : "");
     /* A short printable body ("Peer most likely gone.") says more. */
     bool text = rep->body_len > 0 && rep->body_len <= CLIENT_REASON_BODY_MAX &&
-                rep->resp.has_content_type && rep->resp.content_type.len >= 10 &&
-                memcmp(rep->resp.content_type.ptr, "text/plain", 10) == 0;
+                rep->resp.has_content_type && rep->resp.content_type.len >= STRLIT_LEN("text/plain") &&
+                memcmp(rep->resp.content_type.ptr, STRLIT("text/plain")) == 0;
     for (size_t i = 0; text && i < rep->body_len; i++) {
         unsigned char ch = (unsigned char)rep->body[i];
         if (ch < 0x20 || ch > 0x7e)

@@ -21,6 +21,8 @@
  * user and host names there.
  */
 #include "http.h"
+#include "strlit.h"
+#include "proto.h"
 
 #include <limits.h>
 #include <string.h>
@@ -120,30 +122,6 @@ static http_slice_t http_mkslice(const unsigned char *p, size_t n)
 {
     http_slice_t s = { (const char *)p, n };
     return s;
-}
-
-/*
- * Strict decimal: 1+ digits, nothing else, no overflow. A lenient reading
- * ("+5", " 5", "5x") is how two parsers come to disagree about where a
- * body ends, so anything unusual is refused.
- */
-static bool http_parse_u64(http_slice_t s, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (s.len == 0)
-        return false;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        if (c < '0' || c > '9')
-            return false;
-        unsigned d = (unsigned)(c - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
 }
 
 /* True when the comma-separated list in s holds token (case-insensitive). */
@@ -290,13 +268,13 @@ static int http_parse_request_line(const unsigned char *p, size_t n, bool comple
     if (i == 0 || p[i] != ' ')
         return http_fail(err, true, 400, "invalid method");
     /* Methods are case-sensitive (RFC 9110 9.1): "get" is a different one. */
-    if (i == 3 && memcmp(p, "GET", 3) == 0)
+    if (i == STRLIT_LEN("GET") && memcmp(p, STRLIT("GET")) == 0)
         req->method = HTTP_METHOD_GET;
-    else if (i == 4 && memcmp(p, "POST", 4) == 0)
+    else if (i == STRLIT_LEN("POST") && memcmp(p, STRLIT("POST")) == 0)
         req->method = HTTP_METHOD_POST;
-    else if (i == 7 && memcmp(p, "OPTIONS", 7) == 0)
+    else if (i == STRLIT_LEN("OPTIONS") && memcmp(p, STRLIT("OPTIONS")) == 0)
         req->method = HTTP_METHOD_OPTIONS;
-    else if (i == 4 && memcmp(p, "HEAD", 4) == 0)
+    else if (i == STRLIT_LEN("HEAD") && memcmp(p, STRLIT("HEAD")) == 0)
         req->method = HTTP_METHOD_HEAD;
     else
         known = false;
@@ -413,8 +391,11 @@ static int http_apply_header(const http_header_t *h, bool is_request, const http
                              http_fields_t *f, http_error_t *err)
 {
     if (http_slice_caseeq(h->name, "Content-Length")) {
+        /* Strict decimal (proto_parse_u64): a lenient reading ("+5", " 5",
+         * "5x") is how two parsers come to disagree about where a body
+         * ends, so anything unusual is refused. */
         uint64_t v;
-        if (!http_parse_u64(h->value, &v))
+        if (proto_parse_u64(h->value.ptr, h->value.len, &v) < 0)
             return http_fail(err, is_request, 400, "invalid Content-Length");
         if (f->has_content_length && f->content_length != v)
             return http_fail(err, is_request, 400, "conflicting Content-Length headers");

@@ -23,6 +23,7 @@
  * deadlock).
  */
 #include "log.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -252,10 +253,10 @@ static int log_json_append(buf_t *b, const char *p, size_t n, size_t room, size_
 static int log_json_str(buf_t *b, const char *s)
 {
     size_t n = strlen(s), used;
-    int rc = buf_append(b, "\"", 1);
+    int rc = buf_append(b, STRLIT("\""));
     if (rc == 0)
         rc = log_json_append(b, s, n, SIZE_MAX, &used);
-    return rc == 0 ? buf_append(b, "\"", 1) : rc;
+    return rc == 0 ? buf_append(b, STRLIT("\"")) : rc;
 }
 
 /* ---- fields --------------------------------------------------------------- */
@@ -288,7 +289,7 @@ static int log_field_str(buf_t *b, bool json, const char *key, const char *s, si
     size_t shown = n < LOG_FIELD_MAX ? n : LOG_FIELD_MAX, used;
     int rc = log_key(b, json, key);
     if (rc == 0 && (json || quoted))
-        rc = buf_append(b, "\"", 1);
+        rc = buf_append(b, STRLIT("\""));
     if (rc == 0 && json) {
         rc = log_json_append(b, s, shown, SIZE_MAX, &used);
         if (rc == 0 && n > shown)
@@ -297,7 +298,7 @@ static int log_field_str(buf_t *b, bool json, const char *key, const char *s, si
         rc = log_escape(b, s, n, LOG_FIELD_MAX);
     }
     if (rc == 0 && (json || quoted))
-        rc = buf_append(b, "\"", 1);
+        rc = buf_append(b, STRLIT("\""));
     return rc;
 }
 
@@ -405,14 +406,14 @@ static int log_tail(buf_t *rec, bool json, const char *etext, bool cut)
     int rc = cut ? buf_append_str(rec, LOG_TRUNCATED) : 0;
     if (json) {
         if (rc == 0)
-            rc = buf_append(rec, "\"", 1);
+            rc = buf_append(rec, STRLIT("\""));
         if (rc == 0 && etext) {
             rc = buf_append_str(rec, LOG_JSON_ERROR);
             size_t used;
             if (rc == 0)
                 rc = log_json_append(rec, etext, strlen(etext), SIZE_MAX, &used);
             if (rc == 0)
-                rc = buf_append(rec, "\"", 1);
+                rc = buf_append(rec, STRLIT("\""));
         }
         if (rc == 0 && cut)
             rc = buf_append_str(rec, LOG_JSON_CUT);
@@ -422,7 +423,7 @@ static int log_tail(buf_t *rec, bool json, const char *etext, bool cut)
         if (rc == 0 && etext)
             rc = buf_printf(rec, ": %s", etext);
         if (rc == 0)
-            rc = buf_append(rec, "\n", 1);
+            rc = buf_append(rec, STRLIT("\n"));
     }
     return rc;
 }
@@ -463,7 +464,7 @@ static void log_vrecord(enum log_level level, const char *event, const struct lo
     if (rc == 0)
         rc = log_head(&rec, json, level, event, f);
     if (rc == 0 && !json && msg.len)
-        rc = buf_append(&rec, " ", 1);
+        rc = buf_append(&rec, STRLIT(" "));
     size_t mark = rec.len, used = 0, tail = log_tail_len(json, etext, false);
     if (rc == 0) {
         size_t room = LOG_RECORD_MAX > mark + tail ? LOG_RECORD_MAX - mark - tail : 0;

@@ -6,6 +6,7 @@
  * than guessed at, so the server and the client agree on every byte.
  */
 #include "proto.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -99,7 +100,7 @@ int proto_entry_append(buf_t *b, const char *name, size_t name_len,
     size_t old_len = b->len;
     int rc = buf_append(b, name, name_len);
     if (rc == 0)
-        rc = buf_append(b, ",", 1);
+        rc = buf_append(b, STRLIT(","));
     if (rc == 0)
         rc = buf_append_u64(b, id);
     if (rc == 0)

@@ -9,6 +9,7 @@
  * loops work unchanged.
  */
 #include "tls.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -308,7 +309,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
         unsigned int l = in[i];
         if (i + 1 + l > inlen)
             break;
-        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+        if (l == STRLIT_LEN("http/1.1") && memcmp(in + i + 1, STRLIT("http/1.1")) == 0) {
             *out = in + i + 1;
             *outlen = (unsigned char)l;
             return SSL_TLSEXT_ERR_OK;
@@ -426,14 +427,6 @@ conn_t *tls_server_wrap(tls_server_t *t, int fd)
     SSL_set_accept_state(tc->ssl);
     tc->server = t;
     return &tc->base;
-}
-
-void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed)
-{
-    struct tls_server_stats st;
-    tls_server_stats(t, &st);
-    *full = st.full;
-    *resumed = st.resumed;
 }
 
 void tls_server_stats(tls_server_t *t, struct tls_server_stats *out)

@@ -43,9 +43,6 @@ void tls_server_free(tls_server_t *t); /* NULL-safe; connections may outlive it 
  * Takes ownership of fd on success; NULL when out of memory. */
 conn_t *tls_server_wrap(tls_server_t *t, int fd);
 
-/* Handshakes since start: full and resumed. */
-void tls_server_counts(tls_server_t *t, unsigned long *full, unsigned long *resumed);
-
 /* Handshakes of a server since it was created, by result. "failed" counts
  * handshakes that began (a first byte arrived) and ended in an error, a
  * verification failure, plain HTTP on the TLS port, or the peer going away;

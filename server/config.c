@@ -11,6 +11,7 @@
  * first and applied last.
  */
 #include "config.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -499,10 +500,10 @@ static struct option *build_longopts(char **names)
         if (opts[i].kind != OPT_BOOL)
             continue;
         size_t len = strlen(opts[i].name);
-        memcpy(p, "no-", 3);
-        memcpy(p + 3, opts[i].name, len + 1);
+        memcpy(p, STRLIT("no-"));
+        memcpy(p + STRLIT_LEN("no-"), opts[i].name, len + 1);
         lo[n++] = (struct option){p, no_argument, NULL, OPT_NO_BASE + (int)i};
-        p += 3 + len + 1;
+        p += STRLIT_LEN("no-") + len + 1;
     }
     lo[n] = (struct option){NULL, 0, NULL, 0};
     return lo;
@@ -815,7 +816,8 @@ static int load_file(struct server_config *cfg, const char *source, const char *
 
 /* ---- all together ----------------------------------------------------------- */
 
-void config_defaults(struct server_config *cfg)
+/* Fill cfg with the defaults. Allocates nothing (config_free is a no-op on it). */
+static void config_defaults(struct server_config *cfg)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *cfg = (struct server_config){

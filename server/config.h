@@ -92,9 +92,6 @@ struct server_config {
     struct config_str *owned;  /* the storage of the strings above */
 };
 
-/* Fill cfg with the defaults. Allocates nothing (config_free is a no-op on it). */
-void config_defaults(struct server_config *cfg);
-
 #define CONFIG_OK 0
 #define CONFIG_EXIT_OK 1 /* --help or --version printed on stdout: exit 0 */
 #define CONFIG_ERROR (-1) /* a one-line error written to err: exit 2 */

@@ -62,7 +62,8 @@ void metrics_init(struct metrics *m)
     atomic_init(&m->output_closed, 0);
 }
 
-size_t metrics_status_index(int status)
+/* Index of status in the status label set (MET_STATUS_COUNT - 1: other). */
+static size_t metrics_status_index(int status)
 {
     for (size_t i = 0; i < MET_STATUS_COUNT - 1; i++)
         if (status_codes[i] == status)
@@ -148,7 +149,9 @@ void metrics_read(struct metrics *m, struct metrics_snapshot *out)
 
 /* ---- exposition ---------------------------------------------------------- */
 
-int metrics_escape_label(buf_t *out, const char *v, size_t n)
+/* Append a label value in the exposition's escaping (backslash, double
+ * quote and newline are backslash-escaped). 0 or the buf error. */
+static int metrics_escape_label(buf_t *out, const char *v, size_t n)
 {
     size_t mark = out->len, run = 0;
     int rc = 0;

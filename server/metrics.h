@@ -83,8 +83,6 @@ void metrics_count_output_closed(struct metrics *m);
 /* The path label of a request: OPTIONS counts as "options" whatever its
  * path; otherwise the exact path (no query) is matched. Pure. */
 enum metrics_path metrics_path_of(bool is_options, const char *path, size_t path_len);
-/* Index of status in the status label set (MET_STATUS_COUNT - 1: other). */
-size_t metrics_status_index(int status);
 
 struct metrics_snapshot {
     const char *version;        /* build info label (escaped when formatted) */
@@ -124,9 +122,5 @@ void metrics_read(struct metrics *m, struct metrics_snapshot *out);
  * error with out as it was. Pure; thread-safe on distinct buffers.
  */
 int metrics_format(buf_t *out, const struct metrics_snapshot *s);
-
-/* Append a label value in the exposition's escaping (backslash, double
- * quote and newline are backslash-escaped). 0 or the buf error. */
-int metrics_escape_label(buf_t *out, const char *v, size_t n);
 
 #endif

@@ -24,8 +24,11 @@ static int statm_number(const char **p, uint64_t *out)
     return 0;
 }
 
-int procstat_parse_statm(const char *text, uint64_t page_size, uint64_t *virtual_bytes,
-                         uint64_t *resident_bytes)
+/* The resident and virtual sizes from the text of /proc/self/statm
+ * ("size resident shared ..."), in pages times page_size. Pure: 0, or
+ * -EINVAL when the text is not two decimal numbers then a space or end. */
+static int procstat_parse_statm(const char *text, uint64_t page_size, uint64_t *virtual_bytes,
+                                uint64_t *resident_bytes)
 {
     uint64_t size_pages, resident_pages;
     const char *p = text;

@@ -22,10 +22,4 @@ struct procstat {
  * memory and CPU figures were read (false: say nothing rather than 0). */
 bool procstat_read(struct procstat *out);
 
-/* The resident and virtual sizes from the text of /proc/self/statm
- * ("size resident shared ..."), in pages times page_size. Pure: 0, or
- * -EINVAL when the text is not two decimal numbers then a space or end. */
-int procstat_parse_statm(const char *text, uint64_t page_size, uint64_t *virtual_bytes,
-                         uint64_t *resident_bytes);
-
 #endif

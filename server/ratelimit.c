@@ -25,7 +25,6 @@ struct ratelimit {
     pthread_mutex_t lock; /* guards buckets and every entry */
     size_t max_conns;
     double rate, burst;
-    size_t tracked;
     struct rl_entry *buckets[RL_BUCKETS];
 };
 
@@ -94,7 +93,6 @@ static struct rl_entry *lookup_locked(ratelimit_t *rl, const rl_key_t *k, bool c
     e->refilled_ms = now;
     e->next = rl->buckets[slot];
     rl->buckets[slot] = e;
-    rl->tracked++;
     return e;
 }
 
@@ -161,19 +159,10 @@ void rl_sweep(ratelimit_t *rl, uint64_t now)
             if (e->conns == 0 && e->tokens >= rl->burst) {
                 *pp = e->next;
                 free(e);
-                rl->tracked--;
             } else {
                 pp = &e->next;
             }
         }
     }
     pthread_mutex_unlock(&rl->lock);
-}
-
-size_t rl_tracked(ratelimit_t *rl)
-{
-    pthread_mutex_lock(&rl->lock);
-    size_t n = rl->tracked;
-    pthread_mutex_unlock(&rl->lock);
-    return n;
 }

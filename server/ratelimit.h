@@ -37,6 +37,4 @@ bool rl_request(ratelimit_t *rl, const rl_key_t *k, uint64_t now);
 /* Forget addresses with no connection and a full bucket (reaper). */
 void rl_sweep(ratelimit_t *rl, uint64_t now);
 
-size_t rl_tracked(ratelimit_t *rl);
-
 #endif

@@ -63,6 +63,7 @@
  * rules testable with an injected clock.
  */
 #include "registry.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -192,7 +193,8 @@ static reg_item_t *item_new(struct reg_blob *b, uint64_t pragma, bool is_message
     return it;
 }
 
-void reg_item_free(reg_item_t *it)
+/* NULL-safe; one item (reg_item_free_chain frees a chain). */
+static void reg_item_free(reg_item_t *it)
 {
     if (!it)
         return;
@@ -627,7 +629,7 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
     buf_init(&entry, PROTO_MAX_NAME + 32);
     struct reg_blob *b = NULL;
     if (proto_entry_append(&entry, subject->name, subject->name_len, subject->id, connected) == 0)
-        b = blob_new("text/plain", 10, true, entry.data, entry.len);
+        b = blob_new(STRLIT("text/plain"), true, entry.data, entry.len);
     buf_free(&entry);
     if (!b || log_append_locked(r, subject->id, subject->join_seq, connected, b) < 0) {
         blob_unref(b);
@@ -659,7 +661,7 @@ static void remove_locked(registry_t *r, struct member *m, uint64_t now)
         buf_t entry;
         buf_init(&entry, PROTO_MAX_NAME + 32);
         if (proto_entry_append(&entry, m->name, m->name_len, m->id, false) == 0) {
-            struct reg_blob *b = blob_new("text/plain", 10, true, entry.data, entry.len);
+            struct reg_blob *b = blob_new(STRLIT("text/plain"), true, entry.data, entry.len);
             if (b) {
                 own = item_new(b, m->id, false);
                 blob_unref(b);

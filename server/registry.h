@@ -161,7 +161,6 @@ void reg_get_stats(registry_t *r, reg_stats_t *out);
 uint64_t reg_item_pragma(const reg_item_t *it); /* sender id, or recipient id for notifications */
 bool reg_item_content_type(const reg_item_t *it, const char **p, size_t *n);
 const char *reg_item_body(const reg_item_t *it, size_t *n);
-void reg_item_free(reg_item_t *it); /* NULL-safe; one item */
 reg_item_t *reg_item_next(const reg_item_t *it); /* the chain of reg_take */
 bool reg_item_is_message(const reg_item_t *it); /* false: a join/leave notification */
 /* A message's acceptance time on clock_now_us() (0 for notifications). */

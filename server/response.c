@@ -47,7 +47,8 @@ const char resp_per_ip_bytes[] =
 _Static_assert(sizeof PER_IP_BODY - 1 == 39, "Content-Length of the 429");
 const size_t resp_per_ip_len = sizeof resp_per_ip_bytes - 1;
 
-const char *resp_reason(int status)
+/* The standard reason phrase for status. */
+static const char *resp_reason(int status)
 {
     switch (status) {
     case 200: return "OK";

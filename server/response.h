@@ -40,9 +40,6 @@ int resp_append_error(buf_t *out, int status, const char *why, bool keep_alive);
  * answered without every handler reporting it. */
 int resp_status_at(const buf_t *out, size_t mark);
 
-/* The standard reason phrase for status. */
-const char *resp_reason(int status);
-
 /* The fixed 503 sent by the acceptor when the connection cap is reached. */
 extern const char resp_busy_bytes[];
 extern const size_t resp_busy_len;

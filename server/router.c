@@ -4,6 +4,7 @@
  * registry error to one status here.
  */
 #include "router.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -83,10 +84,11 @@ static bool sign_in_authorized(const struct server *srv, const http_request_t *r
     if (srv->nauth_tokens == 0)
         return true;
     const http_header_t *h = http_find_header(req->headers, req->num_headers, "Authorization");
-    if (!h || h->value.len <= 7 || strncasecmp(h->value.ptr, "Bearer ", 7) != 0)
+    const size_t bearer = STRLIT_LEN("Bearer ");
+    if (!h || h->value.len <= bearer || strncasecmp(h->value.ptr, STRLIT("Bearer ")) != 0)
         return false;
-    const char *tok = h->value.ptr + 7;
-    size_t len = h->value.len - 7;
+    const char *tok = h->value.ptr + bearer;
+    size_t len = h->value.len - bearer;
     bool ok = false;
     /* Every token is compared, each in time that depends only on the
      * presented length: no token's length or bytes leak, nor which matched. */

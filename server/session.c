@@ -5,6 +5,7 @@
  * registry to answer a parked /wait. No step blocks on the socket.
  */
 #include "session.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -179,7 +180,6 @@ void session_out_sync(struct session *s)
 static void release(struct session *s)
 {
     struct server *srv = s->srv;
-    s->closed = true;
     /* Nothing more will be written: the output is no longer held. */
     buf_free(&s->out);
     session_out_sync(s);
@@ -305,7 +305,7 @@ static void account(struct session *s, size_t mark, int method, const char *path
  * need to outlive the parse for the log. */
 static void account_wait(struct session *s, size_t mark)
 {
-    account(s, mark, s->wait_method, "/wait", 5, NULL, 0, s->wait_member, s->wait_started_us);
+    account(s, mark, s->wait_method, STRLIT("/wait"), NULL, 0, s->wait_member, s->wait_started_us);
 }
 
 /* Every byte of these items reached the kernel: the messages among them

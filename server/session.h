@@ -74,7 +74,6 @@ struct session {
     bool close_after_write;
     bool linger;             /* after an error answer: drain input before closing */
     bool lingering;          /* our side is shut down; discarding what still comes */
-    bool closed;
     uint64_t request_started_ms; /* first byte of the pending request, 0: none */
     uint64_t request_started_us; /* the same on the microsecond clock (access log) */
     uint64_t wait_started_us;    /* the parked /wait's request_started_us */

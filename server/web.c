@@ -3,6 +3,7 @@
  * paths and headers are what they are.
  */
 #include "web.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,7 +101,8 @@ void web_free(struct web *w)
     free(w);
 }
 
-const char *web_content_type(const char *path, size_t len)
+/* The file name extension's Content-Type ("text/html; charset=utf-8"). Pure. */
+static const char *web_content_type(const char *path, size_t len)
 {
     static const struct {
         const char *ext, *ctype;
@@ -123,7 +125,8 @@ const char *web_content_type(const char *path, size_t len)
     return "application/octet-stream";
 }
 
-bool web_path_ok(const char *path, size_t len)
+/* Whether path[0..len) is a safe request path for --web-root (see web.h). Pure. */
+static bool web_path_ok(const char *path, size_t len)
 {
     if (len < 2 || len > WEB_MAX_PATH || path[0] != '/')
         return false;
@@ -145,7 +148,9 @@ bool web_path_ok(const char *path, size_t len)
     return !seg_start; /* no trailing '/' */
 }
 
-bool web_etag_matches(const char *value, size_t len, const char *etag)
+/* Whether an If-None-Match value matches etag (a quoted tag, weak or not, in
+ * a ','-separated list, or "*"). Pure. */
+static bool web_etag_matches(const char *value, size_t len, const char *etag)
 {
     size_t elen = strlen(etag);
     size_t i = 0;
@@ -215,7 +220,9 @@ static int turn_rest(buf_t *out, const char *secret, unsigned long long now_s)
     return rc;
 }
 
-int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out)
+/* The /config.json body for cfg at unix time now_s, appended to out. 0 or
+ * the buf error. */
+static int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out)
 {
     int rc = buf_append_str(out, "{\"iceServers\":[");
     if (rc == 0 && cfg->ice_servers) {
@@ -360,7 +367,7 @@ bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool
         path = "/index.html";
         plen = strlen(path);
     }
-    bool config = plen == 12 && memcmp(path, "/config.json", 12) == 0;
+    bool config = plen == STRLIT_LEN("/config.json") && memcmp(path, STRLIT("/config.json")) == 0;
     size_t found = web_embedded_count;
     for (size_t i = 0; !config && w->root_fd < 0 && i < web_embedded_count; i++) {
         if (strlen(web_embedded_files[i].path) == plen &&

@@ -59,18 +59,4 @@ void web_free(struct web *w); /* NULL-safe */
  */
 bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool keep_alive);
 
-/* The file name extension's Content-Type ("text/html; charset=utf-8"). Pure. */
-const char *web_content_type(const char *path, size_t len);
-
-/* Whether path[0..len) is a safe request path for --web-root (above). Pure. */
-bool web_path_ok(const char *path, size_t len);
-
-/* Whether an If-None-Match value matches etag (a quoted tag, weak or not, in
- * a ','-separated list, or "*"). Pure. */
-bool web_etag_matches(const char *value, size_t len, const char *etag);
-
-/* The /config.json body for cfg at unix time now_s, appended to out. 0 or
- * the buf error. */
-int web_config_json(const struct server_config *cfg, unsigned long long now_s, buf_t *out);
-
 #endif

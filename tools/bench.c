@@ -48,6 +48,7 @@
  * --handshakes only --hs-parallel connecting threads (bench_hs.c).
  */
 #include "bench.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -520,9 +521,9 @@ static struct proc_stats read_proc_stats(pid_t pid)
         return ps;
     while (fgets(line, sizeof line, f)) {
         const char *key = NULL;
-        if (strncmp(line, "VmHWM:", 6) == 0)
+        if (strncmp(line, STRLIT("VmHWM:")) == 0)
             key = "VmHWM:";
-        else if (strncmp(line, "Threads:", 8) == 0)
+        else if (strncmp(line, STRLIT("Threads:")) == 0)
             key = "Threads:";
         if (!key)
             continue;

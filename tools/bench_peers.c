@@ -16,6 +16,7 @@
  * fails); the records before the flaw still count.
  */
 #include "bench.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -333,7 +334,7 @@ static void note_bad_batch(struct bench_loop *l, const struct pconn *c, const ch
 
 static bool is_text_plain(const char *ct, size_t n)
 {
-    return n == 10 && memcmp(ct, "text/plain", 10) == 0;
+    return n == STRLIT_LEN("text/plain") && memcmp(ct, STRLIT("text/plain")) == 0;
 }
 
 /* A join/leave notification body (one entry): counted; false when it is not one. */
@@ -480,7 +481,7 @@ static bool on_wait_answer(struct bench_loop *l, struct pconn *c, const http_res
     proto_entry_t e;
     long used = proto_entry_parse(body, blen, &e);
     if (used <= 0 || (size_t)used != blen) {
-        if (blen == 20 && memcmp(body, "Server shutting down", 20) == 0) {
+        if (blen == STRLIT_LEN("Server shutting down") && memcmp(body, STRLIT("Server shutting down")) == 0) {
             p->dead = true;
             atomic_fetch_add(&b->gone, 1);
             return false;

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 
 #include "http.h"
+#include "strlit.h"
 #include "net.h"
 
 /* A GET /sign_in head of exactly n bytes (n >= 64), padded by one header. */
@@ -127,12 +128,12 @@ static int one_head(const char *host, uint16_t port, const char *head, size_t n,
     char ans[256];
     ssize_t r = recv(fd, ans, sizeof ans - 1, 0);
     close(fd);
-    if (r < 12 || memcmp(ans, "HTTP/1.", 7) != 0) {
+    if (r < 12 || memcmp(ans, STRLIT("HTTP/1.")) != 0) {
         fprintf(stderr, "pcsig-dribble: no answer (%zd)\n", r);
         return -1;
     }
     ans[r] = '\0';
-    if (memcmp(ans + 8, " 200 ", 5) != 0) {
+    if (memcmp(ans + 8, STRLIT(" 200 ")) != 0) {
         fprintf(stderr, "pcsig-dribble: %.12s\n", ans);
         return -1;
     }

@@ -22,6 +22,7 @@
 #include <errno.h>
 
 #include "buf.h"
+#include "strlit.h"
 #include "fuzz_common.h"
 #include "proto.h"
 
@@ -181,7 +182,7 @@ static void check_append_bounded(const rt_item_t *it, uint64_t h)
 
     buf_init(&b, max);
     for (size_t i = 0; i < pre; i++)
-        FUZZ_CHECK(buf_append(&b, "#", 1) == 0);
+        FUZZ_CHECK(buf_append(&b, STRLIT("#")) == 0);
     rc = proto_entry_append(&b, it->name, it->name_len, it->id, it->connected);
     if (pre + line <= max) {
         FUZZ_CHECK(rc == 0 && b.len == pre + line);

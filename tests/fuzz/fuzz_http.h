@@ -11,6 +11,7 @@
 #define PCSIG_FUZZ_HTTP_H
 
 #include "fuzz_common.h"
+#include "strlit.h"
 #include "http.h"
 
 /* pcsig-server's default limits (server/config.c). */
@@ -81,7 +82,7 @@ static inline void fuzz_check_head_bytes(const char *buf, size_t head_len)
         if (buf[i] == '\r')
             FUZZ_CHECK(i + 1 < head_len && buf[i + 1] == '\n');
     }
-    FUZZ_CHECK(memmem(buf, head_len, "\r\n\r\n", 4) == buf + head_len - 4);
+    FUZZ_CHECK(memmem(buf, head_len, STRLIT("\r\n\r\n")) == buf + head_len - 4);
 }
 
 /*

@@ -25,6 +25,7 @@
  * Violations abort() with the failed condition on stderr.
  */
 #include "fuzz_common.h"
+#include "strlit.h"
 #include "fuzz_http.h"
 #include "http.h"
 
@@ -79,7 +80,7 @@ static void check_accepted(const char *buf, size_t len, const http_limits_t *lim
     for (size_t i = 0; i < r->target.len; i++)
         FUZZ_CHECK(fuzz_is_target_char((unsigned char)r->target.ptr[i]));
     p = ml + 1 + r->target.len;
-    FUZZ_CHECK(p + 11 <= head && memcmp(buf + p, " HTTP/1.", 8) == 0);
+    FUZZ_CHECK(p + 11 <= head && memcmp(buf + p, STRLIT(" HTTP/1.")) == 0);
     FUZZ_CHECK(r->minor_version == 0 || r->minor_version == 1);
     FUZZ_CHECK(buf[p + 8] == '0' + r->minor_version);
     FUZZ_CHECK(buf[p + 9] == '\r' && buf[p + 10] == '\n');
@@ -120,14 +121,14 @@ static void check_405(const char *buf, size_t len)
         i++;
     m = i;
     FUZZ_CHECK(m > 0 && i < len && b[i] == ' ');
-    FUZZ_CHECK(!(m == 3 && memcmp(buf, "GET", 3) == 0) &&
-               !(m == 4 && memcmp(buf, "POST", 4) == 0) &&
-               !(m == 7 && memcmp(buf, "OPTIONS", 7) == 0));
+    FUZZ_CHECK(!(m == STRLIT_LEN("GET") && memcmp(buf, STRLIT("GET")) == 0) &&
+               !(m == STRLIT_LEN("POST") && memcmp(buf, STRLIT("POST")) == 0) &&
+               !(m == STRLIT_LEN("OPTIONS") && memcmp(buf, STRLIT("OPTIONS")) == 0));
     i++;
     FUZZ_CHECK(i < len && b[i] == '/');
     while (i < len && fuzz_is_target_char(b[i]))
         i++;
-    FUZZ_CHECK(i + 11 <= len && memcmp(buf + i, " HTTP/1.", 8) == 0);
+    FUZZ_CHECK(i + 11 <= len && memcmp(buf + i, STRLIT(" HTTP/1.")) == 0);
     FUZZ_CHECK(b[i + 8] == '0' || b[i + 8] == '1');
     FUZZ_CHECK(b[i + 9] == '\r' && b[i + 10] == '\n');
 }

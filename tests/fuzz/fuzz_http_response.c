@@ -17,6 +17,7 @@
  * Violations abort() with the failed condition on stderr.
  */
 #include "fuzz_common.h"
+#include "strlit.h"
 #include "fuzz_http.h"
 #include "http.h"
 
@@ -45,7 +46,7 @@ static void check_accepted(const char *buf, size_t len, const http_limits_t *lim
     fuzz_check_head_bytes(buf, head);
 
     /* HTTP/1.x SP 3DIGIT [SP reason] CRLF */
-    FUZZ_CHECK(head >= 16 && memcmp(buf, "HTTP/1.", 7) == 0);
+    FUZZ_CHECK(head >= 16 && memcmp(buf, STRLIT("HTTP/1.")) == 0);
     FUZZ_CHECK(r->minor_version == 0 || r->minor_version == 1);
     FUZZ_CHECK(buf[7] == '0' + r->minor_version);
     FUZZ_CHECK(buf[8] == ' ');

@@ -3,6 +3,7 @@
  * response reading, and the protocol's steps. See harness.h.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -337,7 +338,7 @@ void h_server_start_(h_server_t *s, ...)
         /* The server takes the last --bind: so do our connections. */
         if (bind_next)
             snprintf(s->host, sizeof s->host, "%s", a);
-        else if (strncmp(a, "--bind=", 7) == 0)
+        else if (strncmp(a, STRLIT("--bind=")) == 0)
             snprintf(s->host, sizeof s->host, "%s", a + 7);
         bind_next = strcmp(a, "--bind") == 0;
     }
@@ -1258,7 +1259,7 @@ static bool find_sample(const char *body, size_t len, const char *name, double *
 static int scrape_sample(const h_server_t *s, const char *name, double *v, int *status)
 {
     h_conn_t *c = h_connect_(s);
-    h_send_(c, "GET /metrics HTTP/1.0\r\n\r\n", 25);
+    h_send_(c, STRLIT("GET /metrics HTTP/1.0\r\n\r\n"));
     h_resp_t *r = h_read_(c, H_TIMEOUT_MS);
     h_close(c);
     *status = r->status;

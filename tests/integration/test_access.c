@@ -6,6 +6,7 @@
  * per-address limits (429) refill and hold one address only.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -402,7 +403,7 @@ static void secrets_not_logged(const char *format)
     /* Untrusted bytes are escaped: the quote cannot end the path field, no
      * raw ESC can colour a terminal, no raw high-bit byte reaches it. */
     assert_logged(log, len, "/q\\\"uote", "the escaped quote");
-    if (memmem(log, len, "/q\"uote", 7))
+    if (memmem(log, len, STRLIT("/q\"uote")))
         fail_msg("a raw quote in the log:\n%s", log);
     if (memchr(log, 0x1b, len) || memchr(log, 0xff, len))
         fail_msg("a raw ESC or 0xff byte in the log:\n%s", log);

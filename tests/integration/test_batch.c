@@ -3,6 +3,7 @@
  * order, in the documented framing; stock clients unchanged.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <stdio.h>
 #include <stdlib.h>

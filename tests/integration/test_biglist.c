@@ -14,6 +14,7 @@
  * enough that the old answer buffer was still too small for them.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,7 +80,7 @@ static int sign_in_status(const h_server_t *s, const char *name)
         got += (size_t)r;
     }
     close(fd); /* the rest of the list unread: the server's write fails */
-    if (memcmp(head, "HTTP/1.1 ", 9) != 0)
+    if (memcmp(head, STRLIT("HTTP/1.1 ")) != 0)
         fail_msg("not an HTTP answer: %.12s", head);
     return (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
 }

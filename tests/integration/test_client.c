@@ -16,6 +16,7 @@
  * event with a timeout, never a sleep.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -246,7 +247,7 @@ static void disconnect_clean(pcsig_client_t *c)
                                       1u << PCSIG_EV_PEER_LEFT | 1u << PCSIG_EV_PEER_JOINED);
     pcsig_event_free(ev);
     assert_int_equal(pcsig_client_id(c), 0);
-    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
+    assert_int_equal(pcsig_client_send(c, 1, NULL, STRLIT("x")), -ENOTCONN);
 }
 
 /* ---- two and three clients -------------------------------------------------------------------- */
@@ -392,7 +393,7 @@ static void test_offer_answer_candidates(void **state)
     relay(b, idb, a, ida, CAND3);
 
     /* Hang-up: the 3-byte BYE is an event of its own, not a message. */
-    int64_t t = send_ok(a, idb, NULL, "BYE", 3);
+    int64_t t = send_ok(a, idb, NULL, STRLIT("BYE"));
     expect_sent(a, t, idb);
     struct pcsig_event *ev = expect_ev(b, PCSIG_EV_PEER_HANGUP);
     assert_int_equal(ev->peer_id, ida);
@@ -575,7 +576,7 @@ static void test_message_to_departed_peer(void **state)
     expect_peer(c, PCSIG_EV_PEER_LEFT, idb, "b");
 
     /* The server answers 500 for the departed peer: that message fails... */
-    int64_t t = send_ok(a, idb, NULL, "are you there?", 14);
+    int64_t t = send_ok(a, idb, NULL, STRLIT("are you there?"));
     struct pcsig_event *ev = expect_ev(a, PCSIG_EV_MESSAGE_FAILED);
     assert_int_equal(ev->token, (uint64_t)t);
     assert_int_equal(ev->peer_id, idb);
@@ -592,9 +593,9 @@ static void test_message_to_departed_peer(void **state)
     expect_quiet(a, T_QUIET_MS);
 
     /* Messages to ourselves come back through the server (B 4.5). */
-    t = send_ok(a, ida, "text/x-self", "self", 4);
+    t = send_ok(a, ida, "text/x-self", STRLIT("self"));
     expect_sent(a, t, ida);
-    expect_message(a, ida, "text/x-self", "self", 4);
+    expect_message(a, ida, "text/x-self", STRLIT("self"));
 
     disconnect_clean(a);
     disconnect_clean(c);
@@ -631,7 +632,7 @@ static void test_server_killed_and_restarted(void **state)
         assert_true(ev->retry_in_ms >= 25 && ev->retry_in_ms <= 400);
         pcsig_event_free(ev);
         assert_int_equal(pcsig_client_id(both[i]), 0);
-        assert_int_equal(pcsig_client_send(both[i], 1, NULL, "x", 1), -ENOTCONN);
+        assert_int_equal(pcsig_client_send(both[i], 1, NULL, STRLIT("x")), -ENOTCONN);
         ev = expect_ev(both[i], PCSIG_EV_SERVER_UNREACHABLE);
         pcsig_event_free(ev);
     }
@@ -901,7 +902,7 @@ static void test_wire_against_original(void **state)
     fake_expect(w1, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n");
     fake_answer(w1, "200 OK", "text/plain", 3, "{\"type\":\"offer\"}");
     fake_expect_client_close(w1);
-    expect_message(c, 3, "text/plain", "{\"type\":\"offer\"}", 16);
+    expect_message(c, 3, "text/plain", STRLIT("{\"type\":\"offer\"}"));
     int w2 = fake_accept(&f);
     fake_expect(w2, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n");
     fake_answer(w2, "200 OK", "text/plain", 7, "late,9,1\n");
@@ -911,14 +912,14 @@ static void test_wire_against_original(void **state)
     fake_expect(w3, "GET /wait?peer_id=7 HTTP/1.0\r\n\r\n"); /* parked */
 
     /* C3: a message, then one the server refuses (only it fails). */
-    int64_t t = send_ok(c, 3, NULL, "{\"type\":\"answer\"}", 17);
+    int64_t t = send_ok(c, 3, NULL, STRLIT("{\"type\":\"answer\"}"));
     int m1 = fake_accept(&f);
     fake_expect(m1, "POST /message?peer_id=7&to=3 HTTP/1.0\r\nContent-Length: 17\r\n"
                     "Content-Type: text/plain\r\n\r\n{\"type\":\"answer\"}");
     fake_answer(m1, "200 OK", "text/plain", -1, "");
     fake_expect_client_close(m1);
     expect_sent(c, t, 3);
-    t = send_ok(c, 4, NULL, "BYE", 3);
+    t = send_ok(c, 4, NULL, STRLIT("BYE"));
     int m2 = fake_accept(&f);
     fake_expect(m2, "POST /message?peer_id=7&to=4 HTTP/1.0\r\nContent-Length: 3\r\n"
                     "Content-Type: text/plain\r\n\r\nBYE");
@@ -995,7 +996,7 @@ static void test_wire_keep_alive(void **state)
     fake_answer_ka(w, "200 OK", "text/plain", 5, "", true); /* pcsig's idle answer */
     fake_expect(w, want);                                   /* same connection */
     fake_answer_ka(w, "200 OK", "application/json", 8, "{}", true);
-    expect_message(c, 8, "application/json", "{}", 2);
+    expect_message(c, 8, "application/json", STRLIT("{}"));
     fake_expect(w, want);
     close(w); /* the server drops the kept connection */
     int w2 = fake_accept(&f);
@@ -1064,7 +1065,7 @@ static void test_wire_wait_timeout(void **state)
     /* And the new /wait works. */
     fake_answer(w2, "200 OK", "text/plain", 3, "after the silence");
     fake_expect_client_close(w2);
-    expect_message(c, 3, "text/plain", "after the silence", 17);
+    expect_message(c, 3, "text/plain", STRLIT("after the silence"));
     close(w1);
 
     int w3 = fake_accept(&f);
@@ -1118,7 +1119,7 @@ static int insecure_warnings; /* records of the insecure-mode warning seen by th
 static void count_insecure_warning(void *arg, const char *rec, size_t len)
 {
     (void)arg;
-    if (memmem(rec, len, "WARN", 4) && memmem(rec, len, "NOT verified", 12))
+    if (memmem(rec, len, STRLIT("WARN")) && memmem(rec, len, STRLIT("NOT verified")))
         insecure_warnings++;
 }
 
@@ -1409,8 +1410,8 @@ static void test_cli_piped(void **state)
     cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"signed out (end of input)\"}");
     assert_int_equal(cli_finish(p, true), 0);
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "pipe");
-    expect_message(a, 2, "text/plain", "piped 1", 7);
-    expect_message(a, 2, "text/x", "piped 2", 7);
+    expect_message(a, 2, "text/plain", STRLIT("piped 1"));
+    expect_message(a, 2, "text/x", STRLIT("piped 2"));
     expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "pipe");
     (void)ida;
     disconnect_clean(a);
@@ -1445,7 +1446,7 @@ static void test_cli_exec(void **state)
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
     pcsig_client_t *a = client(&s, "sender");
     uint64_t ida = signed_in(a, 1);
-    int64_t t = send_ok(a, 1, "text/x-exec", "line one\nline two", 17);
+    int64_t t = send_ok(a, 1, "text/x-exec", STRLIT("line one\nline two"));
     expect_sent(a, t, 1);
 
     char got[256];
@@ -1610,7 +1611,7 @@ static void test_cli_quit_after_held(void **state)
     cli_expect(p, "{\"event\":\"disconnected\",\"reason\":\"signed out (quit command)\"}");
     assert_int_equal(cli_finish(p, false), 0);
     expect_peer(a, PCSIG_EV_PEER_JOINED, 2, "q");
-    expect_message(a, 2, "text/plain", "then quit", 9);
+    expect_message(a, 2, "text/plain", STRLIT("then quit"));
     expect_peer(a, PCSIG_EV_PEER_LEFT, 2, "q");
     disconnect_clean(a);
     client_free(a);
@@ -1792,7 +1793,7 @@ static void test_cli_tty_log_lines(void **state)
     fake_expect(w2, "GET /wait?peer_id=5 HTTP/1.0\r\n\r\n");
 
     /* ^U drops the typed text; quit abandons the /wait and signs out. */
-    assert_int_equal(write(p->in_fd, "\025quit\r", 6), 6);
+    assert_int_equal(write(p->in_fd, STRLIT("\025quit\r")), 6);
     int o1 = fake_accept(&f);
     fake_expect(o1, "GET /sign_out?peer_id=5 HTTP/1.0\r\n\r\n");
     fake_answer(o1, "200 OK", "text/plain", -1, "");
@@ -2051,7 +2052,7 @@ static void test_auth_token(void **state)
     expect_peer(a, PCSIG_EV_PEER_JOINED, idc, "cli");
     snprintf(want, sizeof want, "{\"cmd\":\"send\",\"to\":%" PRIu64 ",\"data\":\"from cli\"}", ida);
     h_proc_send(p, want);
-    expect_message(a, idc, "text/plain", "from cli", 8);
+    expect_message(a, idc, "text/plain", STRLIT("from cli"));
     assert_int_equal(close(p->in_fd), 0);
     p->in_fd = -1;
     char *err = cli_all_stderr(p);
@@ -2147,7 +2148,7 @@ static void test_cli_exec_bounded(void **state)
     }
     for (int k = 0; k < EACH; k++)
         for (int i = 0; i < SENDERS; i++)
-            send_ok(snd[i], 1, NULL, "x", 1);
+            send_ok(snd[i], 1, NULL, STRLIT("x"));
     if (!h_await_log(logp, 0, "e ", SENDERS * EACH, 4 * T_EVENT_MS))
         fail_msg("not every message ran its --exec child");
 
@@ -2239,7 +2240,7 @@ static void test_cli_exec_queue_cap(void **state)
     /* Release every child that will run: the first and the 256 queued. */
     char go[257 * 3];
     for (size_t i = 0; i < 257; i++)
-        memcpy(go + 3 * i, "go\n", 3);
+        memcpy(go + 3 * i, STRLIT("go\n"));
     assert_int_equal(write(ffd, go, sizeof go), (ssize_t)sizeof go);
     if (!h_await_log(logp, 0, "ran ", 257, 4 * T_EVENT_MS))
         fail_msg("the queued --exec messages did not all run");
@@ -2444,7 +2445,7 @@ static void test_huge_peer_list(void **state)
                                                                            : sizeof head - 1 - total);
         total += (size_t)r;
     }
-    if (strncmp(head, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[{\"id\":2,", 45) != 0)
+    if (strncmp(head, STRLIT("{\"event\":\"signed_in\",\"id\":1,\"peers\":[{\"id\":2,")) != 0)
         fail_msg("CLI printed \"%s\"", head);
     /* signed_in and peers: 100,000 entries of about 48 bytes each, not 1,000,000. */
     if (total < 2 * 100000 * 40 || total > 2 * 100000 * 60)

@@ -16,6 +16,7 @@
  * pacing is the pair's own poll loop with a 100 ms timeout.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -485,7 +486,7 @@ static void pair_handle(pair_t *p, int i, h_resp_t *r)
         int n = snprintf(line, sizeof line, "from %lld: ", pragma);
         append(p->extra[i], &p->extra_len[i], line, (size_t)n);
         append(p->extra[i], &p->extra_len[i], r->body, r->body_len > 200 ? 200 : r->body_len);
-        append(p->extra[i], &p->extra_len[i], "\n", 1);
+        append(p->extra[i], &p->extra_len[i], STRLIT("\n"));
     } else {
         fail_msg("%s's /wait answered without a Pragma:\n%s", pair_names[i], r->head);
     }
@@ -1272,7 +1273,7 @@ static void test_bad_ids(void **state)
             for (const char *t = bad[v]; *t && e + 24 < sizeof expr; t++) {
                 if (*t == 'K') {
                     e += (size_t)snprintf(expr + e, sizeof expr - e, "%s", key);
-                } else if (strncmp(t, "DUP", 3) == 0) {
+                } else if (strncmp(t, STRLIT("DUP")) == 0) {
                     e += (size_t)snprintf(expr + e, sizeof expr - e, "%" PRIu64, dup);
                     t += 2;
                 } else {
@@ -1450,11 +1451,11 @@ static void test_names(void **state)
     snprintf(raw[k++], 700, "a\x01" "b\x1b[31mc\x7f");
     snprintf(raw[k++], 700, "\x1f,\x7f");
     for (int j = 0; j < 300; j++) /* 300 x U+00E9: 256 of them kept */
-        memcpy(raw[k] + 2 * j, "\xc3\xa9", 2);
+        memcpy(raw[k] + 2 * j, STRLIT("\xc3\xa9"));
     k++;
     raw[k][0] = 'x'; /* the cut splits the 256th U+00E9 */
     for (int j = 0; j < 300; j++)
-        memcpy(raw[k] + 1 + 2 * j, "\xc3\xa9", 2);
+        memcpy(raw[k] + 1 + 2 * j, STRLIT("\xc3\xa9"));
     k++;
     assert_int_equal(k, NN);
     for (int i = 0; i < NN; i++) {

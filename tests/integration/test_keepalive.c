@@ -6,6 +6,7 @@
  * timeout.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -23,6 +23,7 @@
  * Runs again in TLS mode (the signaling over TLS; the media is DTLS anyway).
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,8 +137,8 @@ static struct proc *cli_spawn(const h_server_t *s, const char *name, const char 
         assert_non_null(envp);
         size_t k = 0;
         for (size_t i = 0; i < ne; i++)
-            if (strncmp(environ[i], "LSAN_OPTIONS=", 13) != 0 &&
-                strncmp(environ[i], "ASAN_OPTIONS=", 13) != 0)
+            if (strncmp(environ[i], STRLIT("LSAN_OPTIONS=")) != 0 &&
+                strncmp(environ[i], STRLIT("ASAN_OPTIONS=")) != 0)
                 envp[k++] = environ[i];
         char supp[4096];
         assert_non_null(realpath("tests/lsan-media.supp", supp));
@@ -439,7 +440,7 @@ static void test_wire_format(void **state)
     for (int i = 0; i < 64 && !loopback; i++) {
         r = h_wait_once(&s, m);
         H_ASSERT_PRAGMA(r, 2);
-        if (strncmp(r->body, "{\"candidate\":\"candidate:", 24) != 0 ||
+        if (strncmp(r->body, STRLIT("{\"candidate\":\"candidate:")) != 0 ||
             !strstr(r->body, "\",\"sdpMid\":\"") || !strstr(r->body, ",\"sdpMLineIndex\":0}"))
             fail_msg("not a candidate: %s", r->body);
         loopback = strstr(r->body, " 127.0.0.1 ") && strstr(r->body, " typ host");

@@ -15,9 +15,11 @@
  *    without it; a parked /wait logged when answered, with its duration.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
@@ -204,8 +206,8 @@ static void parse_exposition(struct expo *x, const char *body, size_t len)
         if (memchr(p, '\r', (size_t)(eol - p)) || memchr(p, '\0', (size_t)(eol - p)))
             fail_msg("line %d: CR or NUL", lineno);
         if (*p == '#') {
-            bool help = eol - p > 7 && memcmp(p, "# HELP ", 7) == 0;
-            bool type = eol - p > 7 && memcmp(p, "# TYPE ", 7) == 0;
+            bool help = eol - p > (ptrdiff_t)STRLIT_LEN("# HELP ") && memcmp(p, STRLIT("# HELP ")) == 0;
+            bool type = eol - p > (ptrdiff_t)STRLIT_LEN("# TYPE ") && memcmp(p, STRLIT("# TYPE ")) == 0;
             if (help || type) {
                 const char *nm = p + 7;
                 size_t n = name_len(nm, eol);
@@ -1018,14 +1020,14 @@ static void test_access_log_every_request(void **state)
     if (n != (size_t)requests)
         fail_msg("%zu access records for %d requests; log:\n%s", n, requests, log);
     for (size_t i = 0; i < n; i++)
-        if (!memmem(lines[i], lens[i], "127.0.0.1:", 10))
+        if (!memmem(lines[i], lens[i], STRLIT("127.0.0.1:")))
             fail_msg("access record without remote address: %.*s", (int)lens[i], lines[i]);
 
     /* Sign-in: the path without its query (which may carry secrets). */
     size_t i;
     assert_int_equal(count_records(lines, lens, n, "GET", "/sign_in", "200", &i), 2);
     for (size_t k = 0; k < n; k++)
-        if (memmem(lines[k], lens[k], "alice", 5))
+        if (memmem(lines[k], lens[k], STRLIT("alice")))
             fail_msg("the query leaked into the access log: %.*s", (int)lens[k], lines[k]);
     /* The message, with its sender. */
     assert_int_equal(count_records(lines, lens, n, "POST", "/message", "200", &i), 1);

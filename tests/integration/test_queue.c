@@ -6,6 +6,7 @@
  * is answered empty), and what happens to queues when a member leaves.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <inttypes.h>
 #include <stdio.h>

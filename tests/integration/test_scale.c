@@ -11,6 +11,7 @@
  * (epoll for the 15,000) over all the connections.
  */
 #include "harness.h"
+#include "strlit.h"
 #include "../../server/registry.h" /* REG_NOTE_LAG */
 
 #include <errno.h>
@@ -541,7 +542,7 @@ static bool flood_settle(size_t i)
     const char *body = fc->buf + head;
     size_t blen = (size_t)pr.content_length;
     if (pr.status == 503) {
-        if (pr.reason.len != 19 || memcmp(pr.reason.ptr, "Service Unavailable", 19) != 0 ||
+        if (pr.reason.len != 19 || memcmp(pr.reason.ptr, STRLIT("Service Unavailable")) != 0 ||
             !pr.connection_close || blen < 2 || body[blen - 1] != '\n' ||
             memchr(body, '\n', blen - 1))
             fail_msg("flood connection %zu: a 503 without Connection: close or a one-line "
@@ -1003,7 +1004,7 @@ static void test_stalled_member_churn(void **state)
         *nl = '\0';
         unsigned long long pragma, id;
         int conn;
-        if (strncmp(line + snprintf(want, sizeof want, "%" PRIu64 " ", stalled), "last,", 5) == 0)
+        if (strncmp(line + snprintf(want, sizeof want, "%" PRIu64 " ", stalled), STRLIT("last,")) == 0)
             break;
         if (sscanf(line, "%llu churn,%llu,%d", &pragma, &id, &conn) != 3 || pragma != stalled)
             fail_msg("unexpected item \"%s\"", line);

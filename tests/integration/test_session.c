@@ -6,6 +6,7 @@
  * untyped, large and binary, or that arrive in pieces.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <inttypes.h>
 #include <stdio.h>

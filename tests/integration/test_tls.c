@@ -8,6 +8,7 @@
  * Certificates are generated per run by certs/gen-certs.sh into a temp dir.
  */
 #include "harness.h"
+#include "strlit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -733,7 +734,7 @@ static void test_per_ip_refusal_over_tls(void **state)
             fail_msg("handshake after the held connections left: %s", why);
         assert_true(tls_roundtrip(c, "GET /sign_in?after HTTP/1.0\r\n\r\n", out, sizeof out) > 0);
         conn_close(c);
-        if (strncmp(out, "HTTP/1.1 200 Added\r\n", 20) == 0)
+        if (strncmp(out, STRLIT("HTTP/1.1 200 Added\r\n")) == 0)
             break;
         if (strncmp(out, limited, strlen(limited)) != 0 || h_now_ms() > deadline)
             fail_msg("sign-in after the held connections left: \"%s\"", out);
@@ -794,7 +795,7 @@ static int load_step(struct load *l, unsigned long n)
              (unsigned long long)l->from, (unsigned long long)l->to, blen, body);
     if (load_request(l, req, out, sizeof out, "message", n) < 0)
         return -1;
-    if (strncmp(out, "HTTP/1.1 200 OK\r\n", 17) != 0)
+    if (strncmp(out, STRLIT("HTTP/1.1 200 OK\r\n")) != 0)
         return load_fail(l, "message", n, out);
     snprintf(req, sizeof req, "GET /wait?peer_id=%llu HTTP/1.0\r\n\r\n", (unsigned long long)l->to);
     if (load_request(l, req, out, sizeof out, "wait", n) < 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "strlit.h"
 
 /* Assert that b holds exactly the string s. */
 static void assert_buf_is(const buf_t *b, const char *s)
@@ -44,7 +45,7 @@ static void test_append(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 1024);
-    assert_int_equal(buf_append(&b, "hel", 3), 0);
+    assert_int_equal(buf_append(&b, STRLIT("hel")), 0);
     assert_int_equal(buf_append_str(&b, "lo "), 0);
     assert_int_equal(buf_append(&b, NULL, 0), 0); /* zero bytes: a no-op */
     assert_int_equal(buf_append_str(&b, ""), 0);
@@ -57,7 +58,7 @@ static void test_append(void **state)
     assert_int_equal(buf_room(&b), 1024 - b.len);
     /* Binary bytes, including NUL, are kept as they are. */
     buf_reset(&b);
-    assert_int_equal(buf_append(&b, "a\0b\xff", 4), 0);
+    assert_int_equal(buf_append(&b, STRLIT("a\0b\xff")), 0);
     assert_int_equal(b.len, 4);
     assert_memory_equal(b.data, "a\0b\xff", 4);
     buf_free(&b);
@@ -69,26 +70,26 @@ static void test_exact_max_and_one_more(void **state)
     buf_t b;
     buf_init(&b, 10);
     /* One byte past max in a single append: refused, nothing allocated. */
-    assert_int_equal(buf_append(&b, "0123456789X", 11), -E2BIG);
+    assert_int_equal(buf_append(&b, STRLIT("0123456789X")), -E2BIG);
     assert_int_equal(b.len, 0);
     assert_null(b.data);
 
-    assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+    assert_int_equal(buf_append(&b, STRLIT("0123456789")), 0);
     assert_buf_is(&b, "0123456789");
     assert_int_equal(buf_room(&b), 0);
     assert_true(b.cap >= b.len && b.cap <= b.max + 1);
 
-    assert_int_equal(buf_append(&b, "X", 1), -E2BIG);
+    assert_int_equal(buf_append(&b, STRLIT("X")), -E2BIG);
     assert_int_equal(buf_append_str(&b, "X"), -E2BIG);
     assert_int_equal(buf_append_u64(&b, 7), -E2BIG);
     assert_buf_is(&b, "0123456789");
 
     /* A partial fit is refused whole. */
     buf_reset(&b);
-    assert_int_equal(buf_append(&b, "012345", 6), 0);
-    assert_int_equal(buf_append(&b, "abcde", 5), -E2BIG);
+    assert_int_equal(buf_append(&b, STRLIT("012345")), 0);
+    assert_int_equal(buf_append(&b, STRLIT("abcde")), -E2BIG);
     assert_buf_is(&b, "012345");
-    assert_int_equal(buf_append(&b, "abcd", 4), 0);
+    assert_int_equal(buf_append(&b, STRLIT("abcd")), 0);
     assert_buf_is(&b, "012345abcd");
     buf_free(&b);
 }
@@ -100,7 +101,7 @@ static void test_max_zero(void **state)
     buf_init(&b, 0);
     assert_int_equal(buf_append(&b, "", 0), 0);
     assert_int_equal(buf_reserve(&b, 0), 0);
-    assert_int_equal(buf_append(&b, "x", 1), -E2BIG);
+    assert_int_equal(buf_append(&b, STRLIT("x")), -E2BIG);
     assert_int_equal(buf_printf(&b, "%s", ""), 0);
     assert_int_equal(buf_printf(&b, "x"), -E2BIG);
     assert_int_equal(buf_append_u64(&b, 0), -E2BIG);
@@ -118,7 +119,7 @@ static void test_reserve(void **state)
     assert_true(b.cap >= 1000 && b.cap <= 1001);
     assert_int_equal(b.len, 0); /* reserving appends nothing */
     assert_int_equal(buf_reserve(&b, 1001), -E2BIG);
-    assert_int_equal(buf_append(&b, "abc", 3), 0);
+    assert_int_equal(buf_append(&b, STRLIT("abc")), 0);
     assert_int_equal(buf_reserve(&b, 997), 0);
     assert_int_equal(buf_reserve(&b, 998), -E2BIG);
     assert_int_equal(buf_reserve(&b, SIZE_MAX), -E2BIG);
@@ -126,10 +127,10 @@ static void test_reserve(void **state)
 
     /* With no practical maximum, len + extra must not wrap around. */
     buf_init(&b, SIZE_MAX);
-    assert_int_equal(buf_append(&b, "abcde", 5), 0);
+    assert_int_equal(buf_append(&b, STRLIT("abcde")), 0);
     assert_int_equal(buf_reserve(&b, SIZE_MAX), -E2BIG);
     assert_int_equal(buf_reserve(&b, SIZE_MAX - 4), -E2BIG);
-    assert_int_equal(buf_append(&b, "f", 1), 0);
+    assert_int_equal(buf_append(&b, STRLIT("f")), 0);
     assert_buf_is(&b, "abcdef");
     buf_free(&b);
 }
@@ -139,7 +140,7 @@ static void test_growth_doubles(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 1u << 20);
-    assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_int_equal(buf_append(&b, STRLIT("x")), 0);
     assert_int_equal(b.cap, 64); /* the minimum allocation */
 
     size_t last_cap = b.cap;
@@ -174,10 +175,10 @@ static void test_growth_clamped_to_max(void **state)
     buf_t b;
     buf_init(&b, 100);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+        assert_int_equal(buf_append(&b, STRLIT("0123456789")), 0);
     assert_int_equal(b.len, 100);
     assert_true(b.cap >= 100 && b.cap <= 101); /* not 128 */
-    assert_int_equal(buf_append(&b, "x", 1), -E2BIG);
+    assert_int_equal(buf_append(&b, STRLIT("x")), -E2BIG);
     buf_free(&b);
 }
 
@@ -219,7 +220,7 @@ static void test_printf_near_limit(void **state)
     /* Already allocated to exactly max, then filled by printf. */
     buf_init(&b, 128);
     assert_int_equal(buf_reserve(&b, 128), 0);
-    assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+    assert_int_equal(buf_append(&b, STRLIT("0123456789")), 0);
     assert_int_equal(buf_printf(&b, "%118s", "z"), 0);
     assert_int_equal(b.len, 128);
     assert_int_equal(b.data[127], 'z');
@@ -228,7 +229,7 @@ static void test_printf_near_limit(void **state)
 
     /* Exactly the room fits; one more is refused whole. */
     buf_init(&b, 16);
-    assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+    assert_int_equal(buf_append(&b, STRLIT("0123456789")), 0);
     assert_int_equal(buf_printf(&b, "%s%d", "abcde", 1234567), -E2BIG);
     assert_buf_is(&b, "0123456789");
     assert_int_equal(buf_printf(&b, "%s%d", "abcde", 7), 0);

@@ -26,10 +26,29 @@
 
 #include "buf.h"
 #include "client_json.h"
-#include "client_wire.h"
 #include "clock.h"
 #include "net.h"
-#include "pcsig_client.h"
+#include "strlit.h"
+/* The modules themselves: their static functions and test hooks are what
+ * these tests check (so nothing is exported only for tests). */
+#include "client_wire.c"
+#include "pcsig_client.c"
+
+/* The whole body at once, no limit: init, feed, take. 0 or -ENOMEM. */
+static int cwire_parse_peer_list(const char *body, size_t len, uint64_t own_id,
+                                 struct pcsig_peer **peers, size_t *npeers)
+{
+    struct cwire_peer_list l;
+    cwire_peer_list_init(&l, own_id, 0);
+    *peers = NULL;
+    *npeers = 0;
+    if (cwire_peer_list_feed(&l, body, len) < 0) {
+        cwire_peer_list_free(&l);
+        return -ENOMEM;
+    }
+    cwire_peer_list_take(&l, peers, npeers);
+    return 0;
+}
 
 /* b's bytes as a NUL-terminated string (tests only hold text here). */
 static const char *str(buf_t *b)
@@ -46,13 +65,13 @@ static void test_sign_in_bytes(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 4096);
-    assert_int_equal(cwire_sign_in(&b, "alice", 5), 0);
+    assert_int_equal(cwire_sign_in(&b, STRLIT("alice")), 0);
     assert_string_equal(str(&b), "GET /sign_in?alice HTTP/1.0\r\n\r\n");
     buf_reset(&b);
-    assert_int_equal(cwire_sign_in(&b, "user@host", 9), 0);
+    assert_int_equal(cwire_sign_in(&b, STRLIT("user@host")), 0);
     assert_string_equal(str(&b), "GET /sign_in?user@host HTTP/1.0\r\n\r\n");
     buf_reset(&b);
-    assert_int_equal(cwire_sign_in(&b, "a b", 3), 0);
+    assert_int_equal(cwire_sign_in(&b, STRLIT("a b")), 0);
     assert_string_equal(str(&b), "GET /sign_in?a%20b HTTP/1.0\r\n\r\n");
     buf_free(&b);
 }
@@ -76,15 +95,15 @@ static void test_message_bytes(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 4096);
-    assert_int_equal(cwire_message(&b, 1, 2, NULL, "hello", 5), 0);
+    assert_int_equal(cwire_message(&b, 1, 2, NULL, STRLIT("hello")), 0);
     assert_string_equal(str(&b), "POST /message?peer_id=1&to=2 HTTP/1.0\r\n"
                                  "Content-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello");
     buf_reset(&b);
-    assert_int_equal(cwire_message(&b, 12, 3, "", "BYE", 3), 0);
+    assert_int_equal(cwire_message(&b, 12, 3, "", STRLIT("BYE")), 0);
     assert_string_equal(str(&b), "POST /message?peer_id=12&to=3 HTTP/1.0\r\n"
                                  "Content-Length: 3\r\nContent-Type: text/plain\r\n\r\nBYE");
     buf_reset(&b);
-    assert_int_equal(cwire_message(&b, 1, 2, "application/json", "{}", 2), 0);
+    assert_int_equal(cwire_message(&b, 1, 2, "application/json", STRLIT("{}")), 0);
     assert_string_equal(str(&b), "POST /message?peer_id=1&to=2 HTTP/1.0\r\n"
                                  "Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{}");
     buf_reset(&b);
@@ -102,7 +121,7 @@ static void test_message_bytes(void **state)
                                  "Content-Length: 0\r\nContent-Type: text/plain\r\n\r\n");
     buf_reset(&b);
     /* A type that would split the header is refused, nothing appended. */
-    assert_int_equal(cwire_message(&b, 1, 2, "text/plain\r\nX-Evil: 1", "x", 1), -EINVAL);
+    assert_int_equal(cwire_message(&b, 1, 2, "text/plain\r\nX-Evil: 1", STRLIT("x")), -EINVAL);
     assert_int_equal(b.len, 0);
     assert_false(cwire_ctype_ok("a\nb"));
     assert_false(cwire_ctype_ok("a\x7f"));
@@ -143,13 +162,13 @@ static void test_name_encoding(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 4096);
-    assert_int_equal(cwire_name_encode(&b, "AZaz09-._~@", 11), 0);
+    assert_int_equal(cwire_name_encode(&b, STRLIT("AZaz09-._~@")), 0);
     assert_string_equal(str(&b), "AZaz09-._~@");
     buf_reset(&b);
-    assert_int_equal(cwire_name_encode(&b, "a,b&c=d?e/f%g+h#i", 17), 0);
+    assert_int_equal(cwire_name_encode(&b, STRLIT("a,b&c=d?e/f%g+h#i")), 0);
     assert_string_equal(str(&b), "a%2Cb%26c%3Dd%3Fe%2Ff%25g%2Bh%23i");
     buf_reset(&b);
-    assert_int_equal(cwire_name_encode(&b, "caf\xc3\xa9", 5), 0);
+    assert_int_equal(cwire_name_encode(&b, STRLIT("caf\xc3\xa9")), 0);
     assert_string_equal(str(&b), "caf%C3%A9");
     buf_reset(&b);
     assert_int_equal(cwire_name_encode(&b, "", 0), 0);
@@ -448,7 +467,7 @@ static void test_peer_list(void **state)
     cwire_peers_free(p, n);
 
     /* Only ourselves: no peers, no allocation. */
-    assert_int_equal(cwire_parse_peer_list("alice,1,1\n", 10, 1, &p, &n), 0);
+    assert_int_equal(cwire_parse_peer_list(STRLIT("alice,1,1\n"), 1, &p, &n), 0);
     assert_int_equal(n, 0);
     assert_null(p);
 
@@ -461,7 +480,7 @@ static void test_peer_list(void **state)
     cwire_peers_free(p, n);
 
     /* Names are the server's raw bytes (an encoded space stays encoded). */
-    assert_int_equal(cwire_parse_peer_list("a%20b,2,1\n", 10, 1, &p, &n), 0);
+    assert_int_equal(cwire_parse_peer_list(STRLIT("a%20b,2,1\n"), 1, &p, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(p[0].name, "a%20b");
     cwire_peers_free(p, n);
@@ -708,7 +727,7 @@ static void test_json_malformed(void **state)
     /* A NUL byte inside the line is not JSON either. */
     struct cjson_object o;
     const char *err;
-    assert_int_equal(cjson_parse_object("{\"a\":1}\0", 8, &o, &err), -EINVAL);
+    assert_int_equal(cjson_parse_object(STRLIT("{\"a\":1}\0"), &o, &err), -EINVAL);
     /* Too many members. */
     buf_t b;
     buf_init(&b, 1 << 16);
@@ -740,7 +759,7 @@ static void test_json_output(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 4096);
-    assert_int_equal(cjson_append_string(&b, "a\"b\\c/\n\r\t\b\f", 11), 0);
+    assert_int_equal(cjson_append_string(&b, STRLIT("a\"b\\c/\n\r\t\b\f")), 0);
     assert_string_equal(str(&b), "\"a\\\"b\\\\c/\\n\\r\\t\\b\\f\"");
     buf_reset(&b);
     static const char ctl[] = {0, 1, 0x1f, 0x7f};
@@ -748,7 +767,7 @@ static void test_json_output(void **state)
     assert_string_equal(str(&b), "\"\\u0000\\u0001\\u001f\\u007f\"");
     buf_reset(&b);
     /* Valid UTF-8 kept; C1 controls and invalid bytes are not passed on. */
-    assert_int_equal(cjson_append_string(&b, "\xc3\xa9\xe2\x82\xac\xc2\x9b\xff\xc3", 9), 0);
+    assert_int_equal(cjson_append_string(&b, STRLIT("\xc3\xa9\xe2\x82\xac\xc2\x9b\xff\xc3")), 0);
     assert_string_equal(str(&b), "\"\xc3\xa9\xe2\x82\xac\\u009b\\ufffd\\ufffd\"");
     buf_reset(&b);
     assert_int_equal(cjson_append_string(&b, "", 0), 0);
@@ -773,9 +792,9 @@ static void test_json_output(void **state)
     buf_free(&b);
 
     assert_true(cjson_utf8_valid("", 0));
-    assert_true(cjson_utf8_valid("plain \xc3\xa9 \xf0\x9f\x98\x80", 13));
-    assert_false(cjson_utf8_valid("\xe2\x82", 2));
-    assert_false(cjson_utf8_valid("\xf8\x88\x80\x80\x80", 5));
+    assert_true(cjson_utf8_valid(STRLIT("plain \xc3\xa9 \xf0\x9f\x98\x80")));
+    assert_false(cjson_utf8_valid(STRLIT("\xe2\x82")));
+    assert_false(cjson_utf8_valid(STRLIT("\xf8\x88\x80\x80\x80")));
 }
 
 static void test_base64(void **state)
@@ -828,9 +847,9 @@ static void test_lifecycle_offline(void **state)
     pcsig_client_t *c = pcsig_client_new(NULL);
     assert_non_null(c);
     assert_int_equal(pcsig_client_id(c), 0);
-    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
-    assert_int_equal(pcsig_client_send(c, 0, NULL, "x", 1), -EINVAL);
-    assert_int_equal(pcsig_client_send(c, 1, "a\r\nb", "x", 1), -EINVAL);
+    assert_int_equal(pcsig_client_send(c, 1, NULL, STRLIT("x")), -ENOTCONN);
+    assert_int_equal(pcsig_client_send(c, 0, NULL, STRLIT("x")), -EINVAL);
+    assert_int_equal(pcsig_client_send(c, 1, "a\r\nb", STRLIT("x")), -EINVAL);
     assert_null(pcsig_client_next_event(c, 0));
     uint64_t t0 = clock_now_ms();
     assert_null(pcsig_client_next_event(c, 50));
@@ -900,7 +919,7 @@ static void test_unreachable_backoff(void **state)
         prev_base = prev_base * 2 > 80 ? 80 : prev_base * 2;
         pcsig_event_free(ev);
     }
-    assert_int_equal(pcsig_client_send(c, 1, NULL, "x", 1), -ENOTCONN);
+    assert_int_equal(pcsig_client_send(c, 1, NULL, STRLIT("x")), -ENOTCONN);
     pcsig_client_free(c); /* disconnects and frees queued events */
 }
 
@@ -963,7 +982,7 @@ static void expect_no_plain_fallback(struct pcsig_client_options *o)
             char got[16] = "";
             struct pollfd q = {.fd = s, .events = POLLIN};
             if (s >= 0 && poll(&q, 1, 5000) == 1 && read(s, got, 4) == 4 &&
-                memcmp(got, "GET ", 4) == 0) {
+                memcmp(got, STRLIT("GET ")) == 0) {
                 close(s);
                 pcsig_client_free(c);
                 close(fds[0]);

@@ -22,7 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+/* The module itself: its static functions are what these tests check. */
+#include "config.c"
+#include "strlit.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -968,7 +970,7 @@ static void test_help_and_version(void **state)
     free(help);
     char *version = captured_stdout(ARGS("--version"), &rc);
     assert_int_equal(rc, CONFIG_EXIT_OK);
-    assert_true(strncmp(version, "pcsig-server ", 13) == 0);
+    assert_true(strncmp(version, STRLIT("pcsig-server ")) == 0);
     free(version);
 }
 
@@ -993,13 +995,13 @@ static void test_help_defaults(void **state)
         size_t row_len = next ? (size_t)(next - row) : strlen(row);
         size_t n = strcspn(name, " \n");
         bool has_arg = name[n] == ' ' && name[n + 1] >= 'A' && name[n + 1] <= 'Z';
-        bool is_no = n > 3 && memcmp(name, "no-", 3) == 0;
+        bool is_no = n > STRLIT_LEN("no-") && memcmp(name, STRLIT("no-")) == 0;
         if (prev_bool && !(is_no && n - 3 == prev_bool_len &&
                            memcmp(name + 3, prev_bool, prev_bool_len) == 0))
             fail_msg("--%.*s is not followed by --no-%.*s", (int)prev_bool_len, prev_bool,
                      (int)prev_bool_len, prev_bool);
-        bool action = (n == 4 && !memcmp(name, "help", 4)) ||
-                      (n == 7 && !memcmp(name, "version", 7));
+        bool action = (n == STRLIT_LEN("help") && !memcmp(name, STRLIT("help"))) ||
+                      (n == STRLIT_LEN("version") && !memcmp(name, STRLIT("version")));
         char *text = strndup(row, row_len);
         assert_non_null(text);
         if (is_no) {
@@ -1063,13 +1065,13 @@ static void test_dist_example(void **state)
     for (const char *l = strstr(help, "\n  --"); l; l = strstr(l + 1, "\n  --")) {
         const char *name = l + 5;
         size_t n = strcspn(name, " \n");
-        if (n > 3 && memcmp(name, "no-", 3) == 0)
+        if (n > STRLIT_LEN("no-") && memcmp(name, STRLIT("no-")) == 0)
             continue; /* --no-NAME turns a boolean off: a flag, no file key */
         char *want = NULL;
         assert_true(asprintf(&want, "\n#%.*s = ", (int)n, name) > 0);
-        bool cli_only = (n == 6 && !memcmp(name, "config", 6)) ||
-                        (n == 4 && !memcmp(name, "help", 4)) ||
-                        (n == 7 && !memcmp(name, "version", 7));
+        bool cli_only = (n == STRLIT_LEN("config") && !memcmp(name, STRLIT("config"))) ||
+                        (n == STRLIT_LEN("help") && !memcmp(name, STRLIT("help"))) ||
+                        (n == STRLIT_LEN("version") && !memcmp(name, STRLIT("version")));
         if (!cli_only && !strstr(dist, want))
             fail_msg("dist/pcsig-server.conf has no line \"#%.*s = ...\"", (int)n, name);
         if (cli_only && strstr(dist, want))

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "strlit.h"
 #include "conn.h"
 
 /* A timeout's elapsed time may overshoot by scheduling, never undershoot. */
@@ -163,9 +164,9 @@ static void test_write_would_block(void **state)
 {
     pair_t *p = *state;
 
-    assert_int_equal(conn_write(p->c, "x", 1), 1);
+    assert_int_equal(conn_write(p->c, STRLIT("x")), 1);
     assert_true(fill(p->c) > 0);
-    assert_int_equal(conn_write(p->c, "y", 1), -EAGAIN);
+    assert_int_equal(conn_write(p->c, STRLIT("y")), -EAGAIN);
     assert_int_equal(conn_want(p->c), POLLOUT);
 }
 
@@ -234,9 +235,9 @@ static void test_write_to_closed_peer(void **state)
     close(p->peer);
     p->peer = -1;
     /* An error, not SIGPIPE (which would end this process). */
-    r = conn_write(p->c, "x", 1);
+    r = conn_write(p->c, STRLIT("x"));
     assert_true(r == -EPIPE || r == -ECONNRESET);
-    r = conn_write_all_timed(p->c, "xyz", 3, 1000);
+    r = conn_write_all_timed(p->c, STRLIT("xyz"), 1000);
     assert_true(r == -EPIPE || r == -ECONNRESET);
 }
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strlit.h"
 
 #define RECORD_MAX 8192 /* LOG_RECORD_MAX in log.c */
 
@@ -48,26 +49,26 @@ static void test_escape(void **state)
     (void)state;
     check_escape("", 0, 100, "");
     check_escape(NULL, 0, 100, "");
-    check_escape("GET /sign_in?x HTTP/1.1", 23, 100, "GET /sign_in?x HTTP/1.1");
-    check_escape("a\"b\\c", 5, 100, "a\\\"b\\\\c");
-    check_escape("\r\n\t\0", 4, 100, "\\x0d\\x0a\\x09\\x00");
-    check_escape("\x1f\x7f\x80\xff ~", 6, 100, "\\x1f\\x7f\\x80\\xff ~");
-    check_escape("\xc3\xa9t\xc3\xa9", 5, 100, "\\xc3\\xa9t\\xc3\\xa9");
-    check_escape("%s%n", 4, 100, "%s%n"); /* kept: escaped text is an argument, never a format */
+    check_escape(STRLIT("GET /sign_in?x HTTP/1.1"), 100, "GET /sign_in?x HTTP/1.1");
+    check_escape(STRLIT("a\"b\\c"), 100, "a\\\"b\\\\c");
+    check_escape(STRLIT("\r\n\t\0"), 100, "\\x0d\\x0a\\x09\\x00");
+    check_escape(STRLIT("\x1f\x7f\x80\xff ~"), 100, "\\x1f\\x7f\\x80\\xff ~");
+    check_escape(STRLIT("\xc3\xa9t\xc3\xa9"), 100, "\\xc3\\xa9t\\xc3\\xa9");
+    check_escape(STRLIT("%s%n"), 100, "%s%n"); /* kept: escaped text is an argument, never a format */
 
     /* At most max_in input bytes, then "...". */
-    check_escape("abcdef", 6, 6, "abcdef");
-    check_escape("abcdef", 6, 7, "abcdef");
-    check_escape("abcdef", 6, 5, "abcde...");
-    check_escape("abcdef", 6, 0, "...");
-    check_escape("\n\n\n", 3, 2, "\\x0a\\x0a...");
-    check_escape("ab\"cd", 5, 3, "ab\\\"...");
+    check_escape(STRLIT("abcdef"), 6, "abcdef");
+    check_escape(STRLIT("abcdef"), 7, "abcdef");
+    check_escape(STRLIT("abcdef"), 5, "abcde...");
+    check_escape(STRLIT("abcdef"), 0, "...");
+    check_escape(STRLIT("\n\n\n"), 2, "\\x0a\\x0a...");
+    check_escape(STRLIT("ab\"cd"), 3, "ab\\\"...");
 
     /* Appends after what is already there. */
     buf_t b;
     buf_init(&b, 64);
     assert_int_equal(buf_append_str(&b, "x="), 0);
-    assert_int_equal(log_escape(&b, "\x01y", 2, 10), 0);
+    assert_int_equal(log_escape(&b, STRLIT("\x01y"), 10), 0);
     assert_int_equal(b.len, 7);
     assert_memory_equal(b.data, "x=\\x01y", 7);
     buf_free(&b);
@@ -75,14 +76,14 @@ static void test_escape(void **state)
     /* Too long for the buffer: an error and nothing half-escaped left. */
     buf_init(&b, 10);
     assert_int_equal(buf_append_str(&b, "ok:"), 0);
-    assert_int_equal(log_escape(&b, "abcd\n", 5, 100), -E2BIG); /* 3 + 4 + 4 > 10 */
+    assert_int_equal(log_escape(&b, STRLIT("abcd\n"), 100), -E2BIG); /* 3 + 4 + 4 > 10 */
     assert_int_equal(b.len, 3);
-    assert_int_equal(log_escape(&b, "abcdefg", 7, 100), 0);    /* exactly 10 */
+    assert_int_equal(log_escape(&b, STRLIT("abcdefg"), 100), 0);    /* exactly 10 */
     assert_int_equal(b.len, 10);
     buf_reset(&b);
-    assert_int_equal(log_escape(&b, "abcdefghijk", 11, 8), -E2BIG); /* 8 + "..." */
+    assert_int_equal(log_escape(&b, STRLIT("abcdefghijk"), 8), -E2BIG); /* 8 + "..." */
     assert_int_equal(b.len, 0);
-    assert_int_equal(log_escape(&b, "abcdefghijk", 11, 7), 0);
+    assert_int_equal(log_escape(&b, STRLIT("abcdefghijk"), 7), 0);
     assert_int_equal(b.len, 10);
     assert_memory_equal(b.data, "abcdefg...", 10);
     buf_free(&b);
@@ -532,7 +533,7 @@ static int jp_container(struct jp *j, char open)
                 if (rc == 0 && key.len)
                     rc = buf_append(j->keys, key.data, key.len);
                 if (rc == 0)
-                    rc = buf_append(j->keys, ",", 1);
+                    rc = buf_append(j->keys, STRLIT(","));
             }
             if (rc == 0 && top && j->want && key.len == strlen(j->want) &&
                 memcmp(key.data, j->want, key.len) == 0)

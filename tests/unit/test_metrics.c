@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+/* The module itself: its static functions are what these tests check. */
+#include "metrics.c"
+#include "strlit.h"
 
 /* The text of b as a NUL-terminated copy (the caller frees). */
 static char *text_of(const buf_t *b)
@@ -222,7 +224,7 @@ static void test_help_and_type_for_every_family(void **state)
     char *save = NULL;
     for (char *line = strtok_r(t, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[128], type[32];
-        if (strncmp(line, "# HELP ", 7) == 0) {
+        if (strncmp(line, STRLIT("# HELP ")) == 0) {
             assert_int_equal(sscanf(line + 7, "%127s", name), 1);
             assert_string_not_equal(name, family); /* one HELP per family */
             snprintf(family, sizeof family, "%s", name);
@@ -230,7 +232,7 @@ static void test_help_and_type_for_every_family(void **state)
             families++;
             continue;
         }
-        if (strncmp(line, "# TYPE ", 7) == 0) {
+        if (strncmp(line, STRLIT("# TYPE ")) == 0) {
             assert_int_equal(sscanf(line + 7, "%127s %31s", name, type), 2);
             assert_string_equal(name, family); /* TYPE right after its HELP */
             assert_true(strcmp(type, "gauge") == 0 || strcmp(type, "counter") == 0 ||
@@ -246,8 +248,8 @@ static void test_help_and_type_for_every_family(void **state)
         assert_memory_equal(line, family, flen);
         const char *rest = line + flen;
         if (strcmp(typed, "histogram") == 0 &&
-            (strncmp(rest, "_bucket{", 8) == 0 || strncmp(rest, "_sum ", 5) == 0 ||
-             strncmp(rest, "_count ", 7) == 0))
+            (strncmp(rest, STRLIT("_bucket{")) == 0 || strncmp(rest, STRLIT("_sum ")) == 0 ||
+             strncmp(rest, STRLIT("_count ")) == 0))
             continue;
         assert_true(rest[0] == ' ' || rest[0] == '{');
     }
@@ -268,7 +270,7 @@ static void test_label_escaping(void **state)
 
     /* Nothing to escape, and the empty value. */
     buf_reset(&b);
-    assert_int_equal(metrics_escape_label(&b, "0.1.0", 5), 0);
+    assert_int_equal(metrics_escape_label(&b, STRLIT("0.1.0")), 0);
     assert_int_equal(metrics_escape_label(&b, "", 0), 0);
     t = text_of(&b);
     assert_string_equal(t, "0.1.0");
@@ -277,7 +279,7 @@ static void test_label_escaping(void **state)
     /* Too little room: an error and nothing half-escaped left behind. */
     buf_t small;
     buf_init(&small, 4);
-    assert_int_equal(buf_append(&small, "x", 1), 0);
+    assert_int_equal(buf_append(&small, STRLIT("x")), 0);
     assert_int_equal(metrics_escape_label(&small, raw, sizeof raw - 1), -E2BIG);
     assert_int_equal(small.len, 1);
     buf_free(&small);
@@ -354,17 +356,17 @@ static void test_histogram_from_observations(void **state)
 static void test_labels_of_paths_and_statuses(void **state)
 {
     (void)state;
-    assert_int_equal(metrics_path_of(false, "/sign_in", 8), MET_PATH_SIGN_IN);
-    assert_int_equal(metrics_path_of(false, "/sign_out", 9), MET_PATH_SIGN_OUT);
-    assert_int_equal(metrics_path_of(false, "/wait", 5), MET_PATH_WAIT);
-    assert_int_equal(metrics_path_of(false, "/message", 8), MET_PATH_MESSAGE);
-    assert_int_equal(metrics_path_of(false, "/health", 7), MET_PATH_HEALTH);
-    assert_int_equal(metrics_path_of(false, "/metrics", 8), MET_PATH_METRICS);
-    assert_int_equal(metrics_path_of(true, "/sign_in", 8), MET_PATH_OPTIONS);
-    assert_int_equal(metrics_path_of(false, "/sign_in2", 9), MET_PATH_OTHER);
-    assert_int_equal(metrics_path_of(false, "/sign_i", 7), MET_PATH_OTHER);
-    assert_int_equal(metrics_path_of(false, "/WAIT", 5), MET_PATH_OTHER);
-    assert_int_equal(metrics_path_of(false, "/wait\0x", 7), MET_PATH_OTHER);
+    assert_int_equal(metrics_path_of(false, STRLIT("/sign_in")), MET_PATH_SIGN_IN);
+    assert_int_equal(metrics_path_of(false, STRLIT("/sign_out")), MET_PATH_SIGN_OUT);
+    assert_int_equal(metrics_path_of(false, STRLIT("/wait")), MET_PATH_WAIT);
+    assert_int_equal(metrics_path_of(false, STRLIT("/message")), MET_PATH_MESSAGE);
+    assert_int_equal(metrics_path_of(false, STRLIT("/health")), MET_PATH_HEALTH);
+    assert_int_equal(metrics_path_of(false, STRLIT("/metrics")), MET_PATH_METRICS);
+    assert_int_equal(metrics_path_of(true, STRLIT("/sign_in")), MET_PATH_OPTIONS);
+    assert_int_equal(metrics_path_of(false, STRLIT("/sign_in2")), MET_PATH_OTHER);
+    assert_int_equal(metrics_path_of(false, STRLIT("/sign_i")), MET_PATH_OTHER);
+    assert_int_equal(metrics_path_of(false, STRLIT("/WAIT")), MET_PATH_OTHER);
+    assert_int_equal(metrics_path_of(false, STRLIT("/wait\0x")), MET_PATH_OTHER);
     assert_int_equal(metrics_path_of(false, NULL, 0), MET_PATH_OTHER);
     assert_int_equal(metrics_path_of(false, "", 0), MET_PATH_OTHER);
 
@@ -449,7 +451,7 @@ static void test_buffer_too_small(void **state)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         buf_t b;
         buf_init(&b, sizes[i] + 3);
-        assert_int_equal(buf_append(&b, "abc", 3), 0);
+        assert_int_equal(buf_append(&b, STRLIT("abc")), 0);
         assert_int_equal(metrics_format(&b, &s), -E2BIG);
         assert_int_equal(b.len, 3);
         buf_free(&b);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "strlit.h"
 
 /* proto_parse_u64 over a C string. */
 static int u64(const char *s, uint64_t *out)
@@ -62,7 +63,7 @@ static void test_parse_u64(void **state)
     /* The length bounds the number: no NUL terminator is needed or read. */
     assert_int_equal(proto_parse_u64("123456", 3, &v), 0);
     assert_int_equal(v, 123);
-    assert_int_equal(proto_parse_u64("1\0002", 3, &v), -EINVAL);
+    assert_int_equal(proto_parse_u64(STRLIT("1\0002"), &v), -EINVAL);
     assert_int_equal(proto_parse_u64(NULL, 0, &v), -EINVAL);
 }
 
@@ -177,10 +178,10 @@ static void test_name_sanitize(void **state)
     char out[PROTO_MAX_NAME];
     assert_int_equal(proto_name_sanitize("", 0, out), 0);
 
-    assert_int_equal(proto_name_sanitize("alice", 5, out), 5);
+    assert_int_equal(proto_name_sanitize(STRLIT("alice"), out), 5);
     assert_memory_equal(out, "alice", 5);
 
-    assert_int_equal(proto_name_sanitize("a,b,,c", 6, out), 6);
+    assert_int_equal(proto_name_sanitize(STRLIT("a,b,,c"), out), 6);
     assert_memory_equal(out, "a_b__c", 6);
 
     const char ctl[] = "a\nb\rc\td\0e\x1f" "f\x7fg ";
@@ -223,8 +224,8 @@ static void test_entry_append(void **state)
     (void)state;
     buf_t b;
     buf_init(&b, 4096);
-    assert_int_equal(proto_entry_append(&b, "alice", 5, 1, true), 0);
-    assert_int_equal(proto_entry_append(&b, "bob@host", 8, 2147483647, false), 0);
+    assert_int_equal(proto_entry_append(&b, STRLIT("alice"), 1, true), 0);
+    assert_int_equal(proto_entry_append(&b, STRLIT("bob@host"), 2147483647, false), 0);
     const char want[] = "alice,1,1\nbob@host,2147483647,0\n";
     assert_int_equal(b.len, sizeof want - 1);
     assert_memory_equal(b.data, want, sizeof want - 1);
@@ -232,10 +233,10 @@ static void test_entry_append(void **state)
 
     /* Too long for the buffer: nothing at all is appended. */
     buf_init(&b, 13);
-    assert_int_equal(proto_entry_append(&b, "ab", 2, 7, true), 0); /* "ab,7,1\n" */
-    assert_int_equal(proto_entry_append(&b, "cd", 2, 8, true), -E2BIG);
+    assert_int_equal(proto_entry_append(&b, STRLIT("ab"), 7, true), 0); /* "ab,7,1\n" */
+    assert_int_equal(proto_entry_append(&b, STRLIT("cd"), 8, true), -E2BIG);
     assert_int_equal(b.len, 7);
-    assert_int_equal(proto_entry_append(&b, "c", 1, 8, true), 0); /* exactly 13 */
+    assert_int_equal(proto_entry_append(&b, STRLIT("c"), 8, true), 0); /* exactly 13 */
     assert_int_equal(b.len, 13);
     assert_memory_equal(b.data, "ab,7,1\nc,8,1\n", 13);
     buf_free(&b);
@@ -281,7 +282,7 @@ static void test_entry_parse(void **state)
     assert_true(e.id == 12);
     assert_true(e.connected);
 
-    assert_int_equal(proto_entry_parse("a b,7,0\n", 8, &e), 8);
+    assert_int_equal(proto_entry_parse(STRLIT("a b,7,0\n"), &e), 8);
     assert_int_equal(e.name_len, 3);
     assert_true(e.id == 7);
     assert_false(e.connected);
@@ -289,10 +290,10 @@ static void test_entry_parse(void **state)
     /* Every truncation of a valid line is "need more", never an error. */
     for (size_t n = 0; n < 11; n++)
         assert_int_equal(proto_entry_parse(ok, n, &e), 0);
-    assert_int_equal(proto_entry_parse("alice,12,1", 10, &e), 0);
+    assert_int_equal(proto_entry_parse(STRLIT("alice,12,1"), &e), 0);
     assert_int_equal(proto_entry_parse("", 0, &e), 0);
     assert_int_equal(proto_entry_parse(NULL, 0, &e), 0);
-    assert_int_equal(proto_entry_parse("garbage", 7, &e), 0); /* no line yet */
+    assert_int_equal(proto_entry_parse(STRLIT("garbage"), &e), 0); /* no line yet */
 
     const char *bad[] = {
         "\n",              /* empty line */
@@ -322,7 +323,7 @@ static void test_entry_parse(void **state)
             fail_msg("line %zu (\"%s\") gave %ld, not -EINVAL", i, bad[i], rc);
     }
     /* A bad line is an error even when more bytes follow it. */
-    assert_int_equal(proto_entry_parse("alice,12,2\nbob,3,1\n", 19, &e), -EINVAL);
+    assert_int_equal(proto_entry_parse(STRLIT("alice,12,2\nbob,3,1\n"), &e), -EINVAL);
 }
 
 static void test_entry_parse_list(void **state)
@@ -357,14 +358,14 @@ static void test_tokens_hex_and_ct(void **state)
     char hex[9];
     proto_hex_encode(in, 4, hex);
     assert_string_equal(hex, "009fa0ff");
-    assert_int_equal(proto_hex_decode("009FA0ff", 8, out, 4), 0);
+    assert_int_equal(proto_hex_decode(STRLIT("009FA0ff"), out, 4), 0);
     assert_memory_equal(in, out, 4);
-    assert_int_equal(proto_hex_decode("009fa0f", 7, out, 4), -EINVAL);
-    assert_int_equal(proto_hex_decode("009fa0fg", 8, out, 4), -EINVAL);
+    assert_int_equal(proto_hex_decode(STRLIT("009fa0f"), out, 4), -EINVAL);
+    assert_int_equal(proto_hex_decode(STRLIT("009fa0fg"), out, 4), -EINVAL);
     assert_int_equal(proto_hex_decode("", 0, out, 4), -EINVAL);
-    assert_true(proto_ct_equal("abcd", "abcd", 4));
-    assert_false(proto_ct_equal("abcd", "abce", 4));
-    assert_false(proto_ct_equal("\x80" "bcd", "abcd", 4));
+    assert_true(proto_ct_equal("abcd", STRLIT("abcd")));
+    assert_false(proto_ct_equal("abcd", STRLIT("abce")));
+    assert_false(proto_ct_equal("\x80" "bcd", STRLIT("abcd")));
     assert_true(proto_ct_equal("", "x", 0));
 }
 
@@ -393,10 +394,10 @@ static void test_ct_equal_secret(void **state)
     assert_false(secret_eq("cli-token", "cli-toke\xee"));
     assert_true(secret_eq("t\xc3\xa9", "t\xc3\xa9"));
     /* A NUL in the given bytes is not the secret's end: "abc\0" is not "abc". */
-    assert_false(proto_ct_equal_secret("abc", "abc\0", 4));
-    assert_false(proto_ct_equal_secret("abc", "abc\0\0\0", 6));
-    assert_false(proto_ct_equal_secret("abc", "a\0c", 3));
-    assert_false(proto_ct_equal_secret("", "\0", 1));
+    assert_false(proto_ct_equal_secret("abc", STRLIT("abc\0")));
+    assert_false(proto_ct_equal_secret("abc", STRLIT("abc\0\0\0")));
+    assert_false(proto_ct_equal_secret("abc", STRLIT("a\0c")));
+    assert_false(proto_ct_equal_secret("", STRLIT("\0")));
     /* Only given_len bytes of given are read. */
     assert_true(proto_ct_equal_secret("abc", "abcdef", 3));
 }
@@ -417,7 +418,7 @@ static void test_ct_equal_secret_stops_at_nul(void **state)
     char given[4096];
     memset(given, 'a', sizeof given);
     assert_false(proto_ct_equal_secret(secret, given, sizeof given));
-    memcpy(given, "abc", 3);
+    memcpy(given, STRLIT("abc"));
     assert_false(proto_ct_equal_secret(secret, given, sizeof given));
     assert_true(proto_ct_equal_secret(secret, given, 3));
     assert_false(proto_ct_equal_secret(map + page - 1, given, sizeof given)); /* "" */

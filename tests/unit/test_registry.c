@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "registry.h"
+/* The module itself: its static functions are what these tests check. */
+#include "registry.c"
+#include "strlit.h"
 
 struct fake_waiter {
     struct reg_waiter w;
@@ -111,7 +113,7 @@ static void test_sign_in_lists(void **state)
     assert_int_equal(sign_in(r, "", 0, list, sizeof list), 3);
     assert_string_equal(list, "peer_3,3,1\nalice,1,1\nbob,2,1\n");
     assert_int_equal(sign_in(r, "a,b\nc", 0, list, sizeof list), 4);
-    assert_true(strncmp(list, "a_b_c,4,1\n", 10) == 0);
+    assert_true(strncmp(list, STRLIT("a_b_c,4,1\n")) == 0);
     /* Alice heard of bob, peer_3 and the fourth, in that order. */
     reg_item_t *it = pop(r, 1, 0);
     assert_int_equal(reg_item_pragma(it), 1);
@@ -147,7 +149,7 @@ static void test_sign_in_list_after_leaves(void **state)
     buf_t small;
     buf_init(&small, 8); /* "e,5,1\n" fits, "c,3,1\n" after it does not */
     uint64_t id = 0;
-    assert_int_equal(reg_sign_in(r, "e", 1, 0, &small, &id), -E2BIG);
+    assert_int_equal(reg_sign_in(r, STRLIT("e"), 0, &small, &id), -E2BIG);
     assert_int_equal(small.len, 0);
     buf_free(&small);
     assert_int_equal(sign_in(r, "f", 0, list, sizeof list), 5);
@@ -175,8 +177,8 @@ static void test_fifo_and_park(void **state)
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
     reg_item_free(pop(r, a, 0)); /* b's join */
-    assert_int_equal(reg_send(r, b, a, "text/plain", 10, true, "m0", 2, 1), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m1", 2, 1), 0);
+    assert_int_equal(reg_send(r, b, a, STRLIT("text/plain"), true, STRLIT("m0"), 1), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("m1"), 1), 0);
     reg_item_t *it = pop(r, a, 2);
     assert_int_equal(reg_item_pragma(it), b);
     assert_body(it, "m0");
@@ -194,7 +196,7 @@ static void test_fifo_and_park(void **state)
     assert_int_equal(reg_wait(r, a, &f.w, 3, &none), REG_WAIT_PARKED);
     assert_true(f.parked);
     assert_int_equal(f.wakes, 0);
-    assert_int_equal(reg_send(r, b, a, "t", 1, true, "m2", 2, 4), 0);
+    assert_int_equal(reg_send(r, b, a, STRLIT("t"), true, STRLIT("m2"), 4), 0);
     assert_int_equal(f.wakes, 1);
     assert_int_equal(f.why, REG_WAKE_ITEM);
     assert_body(f.item, "m2");
@@ -209,12 +211,12 @@ static void test_queue_bounds(void **state)
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), -ENOSPC);
+        assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("x"), 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("x"), 0), -ENOSPC);
     /* Draining one message (and the join notice) makes room again. */
     reg_item_free(pop(r, a, 0));
     reg_item_free(pop(r, a, 0));
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("x"), 0), 0);
     /* The byte bound: 100 bytes per member. */
     char big[101];
     memset(big, 'z', sizeof big);
@@ -232,8 +234,8 @@ static void test_unknown_members(void **state)
     (void)state;
     registry_t *r = reg_create(&cfg);
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
-    assert_int_equal(reg_send(r, 99, a, NULL, 0, false, "x", 1, 0), -ENOENT);
-    assert_int_equal(reg_send(r, a, 99, NULL, 0, false, "x", 1, 0), -ESRCH);
+    assert_int_equal(reg_send(r, 99, a, NULL, 0, false, STRLIT("x"), 0), -ENOENT);
+    assert_int_equal(reg_send(r, a, 99, NULL, 0, false, STRLIT("x"), 0), -ESRCH);
     struct fake_waiter f;
     fake_init(&f);
     reg_item_t *it = NULL;
@@ -272,7 +274,7 @@ static void test_lost_claim_queues(void **state)
     reg_item_t *it = NULL;
     assert_int_equal(reg_wait(r, a, &f.w, 0, &it), REG_WAIT_PARKED);
     f.claimable = false;
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "kept", 4, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("kept"), 0), 0);
     assert_int_equal(f.wakes, 0);
     reg_unpark(r, &f.w, 0);
     it = pop(r, a, 0);
@@ -288,8 +290,8 @@ static void test_requeue_keeps_order(void **state)
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
     reg_item_free(pop(r, a, 0));
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "first", 5, 0), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "second", 6, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("first"), 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("second"), 0), 0);
     reg_item_t *it = pop(r, a, 0);
     reg_requeue(r, a, it, 0); /* its write failed */
     it = pop(r, a, 0);
@@ -299,7 +301,7 @@ static void test_requeue_keeps_order(void **state)
     assert_body(it, "second");
     reg_item_free(it);
     /* Requeue for a member that left frees the item (ASan checks). */
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("x"), 0), 0);
     it = pop(r, a, 0);
     assert_int_equal(reg_sign_out(r, a, 0), 0);
     reg_requeue(r, a, it, 0);
@@ -399,7 +401,7 @@ static void test_wait_timeout_and_shutdown(void **state)
     buf_t list;
     buf_init(&list, 4096);
     uint64_t id;
-    assert_int_equal(reg_sign_in(r, "late", 4, 1100, &list, &id), -ESHUTDOWN);
+    assert_int_equal(reg_sign_in(r, STRLIT("late"), 1100, &list, &id), -ESHUTDOWN);
     buf_free(&list);
     reg_destroy(r);
 }
@@ -415,7 +417,7 @@ static void test_member_cap(void **state)
     buf_t list;
     buf_init(&list, 4096);
     uint64_t id;
-    assert_int_equal(reg_sign_in(r, "c", 1, 0, &list, &id), -EUSERS);
+    assert_int_equal(reg_sign_in(r, STRLIT("c"), 0, &list, &id), -EUSERS);
     assert_int_equal(list.len, 0);
     buf_free(&list);
     reg_destroy(r);
@@ -513,7 +515,7 @@ static void test_requeue_to_newer_parked_wait(void **state)
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
     reg_item_free(pop(r, a, 0));
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "cut", 3, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("cut"), 0), 0);
     reg_item_t *it = pop(r, a, 1); /* on its way over the old connection */
     struct fake_waiter f;
     fake_init(&f);
@@ -533,8 +535,8 @@ static void test_take_and_requeue_chain(void **state)
     registry_t *r = reg_create(&cfg);
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m1", 2, 0), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "m2", 2, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("m1"), 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("m2"), 0), 0);
     /* Budget for two items (join notice + m1), not three. */
     size_t two = 2 * REG_RECORD_OVERHEAD + 8 + 10 + 2 + 5;
     reg_item_t *chain = reg_take(r, a, two, 100, 1);
@@ -576,9 +578,9 @@ static void test_stats_gauges(void **state)
     reg_get_stats(r, &st);
     assert_int_equal(st.queued_msgs, 0); /* a's queue holds b's join: no message */
     assert_int_equal(st.queued_bytes, 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "hello", 5, 1), 0);
-    assert_int_equal(reg_send(r, a, b, NULL, 0, false, "hi", 2, 1), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "abc", 3, 1), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("hello"), 1), 0);
+    assert_int_equal(reg_send(r, a, b, NULL, 0, false, STRLIT("hi"), 1), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("abc"), 1), 0);
     reg_get_stats(r, &st);
     assert_int_equal(st.queued_msgs, 3);
     assert_int_equal(st.queued_bytes, 10);
@@ -669,11 +671,11 @@ static void test_notes_and_messages_interleave(void **state)
     registry_t *r = reg_create(&cfg);
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t x = sign_in(r, "x", 0, NULL, 0);          /* a: join x */
-    assert_int_equal(reg_send(r, x, a, NULL, 0, false, "m1", 2, 0), 0); /* a: m1 */
+    assert_int_equal(reg_send(r, x, a, NULL, 0, false, STRLIT("m1"), 0), 0); /* a: m1 */
     uint64_t y = sign_in(r, "y", 0, NULL, 0);          /* a: join y */
-    assert_int_equal(reg_send(r, y, a, NULL, 0, false, "m2", 2, 0), 0); /* a: m2 */
+    assert_int_equal(reg_send(r, y, a, NULL, 0, false, STRLIT("m2"), 0), 0); /* a: m2 */
     assert_int_equal(reg_sign_out(r, y, 0), 0);        /* a: leave y */
-    assert_int_equal(reg_send(r, x, a, NULL, 0, false, "m3", 2, 0), 0); /* a: m3 */
+    assert_int_equal(reg_send(r, x, a, NULL, 0, false, STRLIT("m3"), 0), 0); /* a: m3 */
     expect_next(r, a, a, "x,2,1\n");
     expect_next(r, a, x, "m1");
     expect_next(r, a, a, "y,3,1\n");
@@ -688,7 +690,7 @@ static void test_notes_and_messages_interleave(void **state)
 
     /* The same through reg_take, and a failed batch requeued in order. */
     uint64_t z = sign_in(r, "z", 0, NULL, 0);          /* a, x: join z */
-    assert_int_equal(reg_send(r, z, a, NULL, 0, false, "m4", 2, 0), 0);
+    assert_int_equal(reg_send(r, z, a, NULL, 0, false, STRLIT("m4"), 0), 0);
     assert_int_equal(reg_sign_out(r, z, 0), 0);        /* a, x: leave z */
     reg_item_t *chain = reg_take(r, a, 1 << 20, 100, 0);
     const char *want[] = {"z,4,1\n", "m4", "z,4,0\n"};
@@ -764,22 +766,22 @@ static void test_requeue_over_cap(void **state)
     uint64_t a = sign_in(r, "a", 0, NULL, 0);
     uint64_t b = sign_in(r, "b", 0, NULL, 0);
     expect_next(r, a, a, "b,2,1\n");
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "12345678", 8, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("12345678"), 0), 0);
     reg_item_t *first = pop(r, a, 0); /* in a worker's hands */
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "123456789", 9, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("123456789"), 0), 0);
     reg_requeue(r, a, first, 0); /* its write failed: 17 bytes queued, cap 10 */
     reg_stats_t st;
     reg_get_stats(r, &st);
     assert_int_equal(st.queued_bytes, 17);
     static char huge[100000];
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, huge, sizeof huge, 0), -ENOSPC);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "x", 1, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("x"), 0), -ENOSPC);
     assert_int_equal(reg_send(r, b, a, NULL, 0, false, "", 0, 0), -ENOSPC);
     /* Nothing accepted was lost, in order. */
     expect_next(r, a, b, "12345678");
     /* 9 bytes queued: one more byte fits, two do not. */
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "yz", 2, 0), -ENOSPC);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "y", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("yz"), 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("y"), 0), 0);
     expect_next(r, a, b, "123456789");
     expect_next(r, a, b, "y");
     assert_nothing_due(r, a, 0);
@@ -792,16 +794,16 @@ static void test_requeue_over_cap(void **state)
     a = sign_in(r, "a", 0, NULL, 0);
     b = sign_in(r, "b", 0, NULL, 0);
     expect_next(r, a, a, "b,2,1\n");
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "1", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("1"), 0), 0);
     first = pop(r, a, 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "2", 1, 0), 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "3", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("2"), 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("3"), 0), 0);
     reg_requeue(r, a, first, 0);
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("4"), 0), -ENOSPC);
     expect_next(r, a, b, "1");
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), -ENOSPC);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("4"), 0), -ENOSPC);
     expect_next(r, a, b, "2");
-    assert_int_equal(reg_send(r, b, a, NULL, 0, false, "4", 1, 0), 0);
+    assert_int_equal(reg_send(r, b, a, NULL, 0, false, STRLIT("4"), 0), 0);
     reg_destroy(r);
 }
 
@@ -854,7 +856,7 @@ static void test_stalled_member_log_bounded(void **state)
     expect_next(r, b, b, "stalled,3,1\n");
     assert_int_equal(reg_sign_out(r, b, 0), 0);
     expect_next(r, k, k, "b,2,0\n");
-    assert_int_equal(reg_send(r, k, s, NULL, 0, false, "m1", 2, 0), 0);
+    assert_int_equal(reg_send(r, k, s, NULL, 0, false, STRLIT("m1"), 0), 0);
     uint64_t cid = 0, did = 0, eid = 0;
     reg_stats_t st;
     size_t most = 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strlit.h"
 #include "sdnotify.h"
 
 #define RECV_TIMEOUT_MS 2000
@@ -190,7 +191,7 @@ static void test_lifecycle_order(void **state)
     char got[512];
     manager_expect(&m, "READY=1");
     manager_recv(&m, got, sizeof got);
-    assert_true(strncmp(got, "RELOADING=1\n", 12) == 0);
+    assert_true(strncmp(got, STRLIT("RELOADING=1\n")) == 0);
     manager_expect(&m, "READY=1");
     manager_expect(&m, "STOPPING=1");
     manager_expect_nothing(&m);

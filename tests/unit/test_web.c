@@ -11,7 +11,9 @@
 
 #include <string.h>
 
-#include "web.h"
+/* The module itself: its static functions are what these tests check. */
+#include "web.c"
+#include "strlit.h"
 
 static bool path_ok(const char *p)
 {
@@ -35,7 +37,7 @@ static void test_path_ok(void **state)
         if (path_ok(bad[i]))
             fail_msg("accepted %s", bad[i]);
     /* A NUL inside the slice is refused, not a terminator. */
-    assert_false(web_path_ok("/a\0b", 4));
+    assert_false(web_path_ok(STRLIT("/a\0b")));
     char longp[WEB_MAX_PATH + 2];
     longp[0] = '/';
     memset(longp + 1, 'a', WEB_MAX_PATH);
@@ -69,13 +71,21 @@ static void test_etag_matches(void **state)
 static void test_content_type(void **state)
 {
     (void)state;
-    assert_string_equal(web_content_type("/index.html", 11), "text/html; charset=utf-8");
-    assert_string_equal(web_content_type("/app.js", 7), "text/javascript; charset=utf-8");
-    assert_string_equal(web_content_type("/APP.CSS", 8), "text/css; charset=utf-8");
-    assert_string_equal(web_content_type("/x.png", 6), "image/png");
-    assert_string_equal(web_content_type("/x", 2), "application/octet-stream");
+    assert_string_equal(web_content_type(STRLIT("/index.html")), "text/html; charset=utf-8");
+    assert_string_equal(web_content_type(STRLIT("/app.js")), "text/javascript; charset=utf-8");
+    assert_string_equal(web_content_type(STRLIT("/APP.CSS")), "text/css; charset=utf-8");
+    assert_string_equal(web_content_type(STRLIT("/x.png")), "image/png");
+    assert_string_equal(web_content_type(STRLIT("/x")), "application/octet-stream");
     /* Only the slice counts: "/a.js" cut to "/a." has no known extension. */
     assert_string_equal(web_content_type("/a.js", 3), "application/octet-stream");
+}
+
+/* The server's defaults: config_load with no option, no file, no environment. */
+static void defaults(struct server_config *cfg)
+{
+    char arg0[] = "pcsig-server";
+    char *argv[] = {arg0, NULL};
+    assert_int_equal(config_load(cfg, 1, argv, NULL, stderr), CONFIG_OK);
 }
 
 static char *config_json(const struct server_config *cfg, unsigned long long now)
@@ -92,7 +102,7 @@ static void test_config_json(void **state)
 {
     (void)state;
     struct server_config cfg;
-    config_defaults(&cfg);
+    defaults(&cfg);
     assert_string_equal(config_json(&cfg, 0), "{\"iceServers\":[]}\n");
     cfg.ice_servers = "stun:a:3478,turn:b?transport=tcp";
     assert_string_equal(config_json(&cfg, 0),
@@ -127,7 +137,7 @@ static void test_answer_builtin(void **state)
 {
     (void)state;
     struct server_config cfg;
-    config_defaults(&cfg);
+    defaults(&cfg);
     struct web *w = NULL;
     assert_int_equal(web_create(&cfg, &w), 0);
     buf_t out;
@@ -156,7 +166,7 @@ static void test_answer_builtin(void **state)
     /* HEAD: the GET's head (its Content-Length and ETag), no body. */
     assert_true(answer(w, "GET /app.css HTTP/1.1\r\n\r\n", &out));
     size_t get_len = out.len;
-    size_t get_head = (size_t)((const char *)memmem(out.data, out.len, "\r\n\r\n", 4) - out.data) + 4;
+    size_t get_head = (size_t)((const char *)memmem(out.data, out.len, STRLIT("\r\n\r\n")) - out.data) + 4;
     char get_copy[4096];
     assert_true(get_head < sizeof get_copy);
     memcpy(get_copy, out.data, get_head);

@@ -98,3 +98,39 @@ export async function pageUntil(page, fn, arg, timeoutMs = 20000, what = 'condit
     throw new Error(`timed out waiting for ${what}: ${e.message.split('\n')[0]}`);
   }
 }
+
+// A chat line with exactly this text shows up in the page.
+export async function awaitChat(page, text, timeoutMs = 30000) {
+  await page.waitForFunction((t) => [...document.querySelectorAll('#chat-log li .text')]
+    .some((e) => e.textContent === t), text, { timeout: timeoutMs });
+}
+
+// The inbound video and audio counters of the page's call.
+function inboundOf(page) {
+  return page.evaluate(async () => {
+    const r = await window.pcsig.pc.getStats();
+    const o = { videoBytes: 0, frames: 0, audioBytes: 0 };
+    r.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'video') { o.videoBytes += s.bytesReceived || 0; o.frames += s.framesDecoded || 0; }
+      if (s.kind === 'audio') o.audioBytes += s.bytesReceived || 0;
+    });
+    return o;
+  });
+}
+
+// Media flows into the page: inbound video bytes, decoded frames (by more
+// than 10) and audio bytes each rise past their values now.
+export async function awaitMediaRising(page, timeoutMs = 20000) {
+  const t0 = await inboundOf(page);
+  await pageUntil(page, async (b) => {
+    const r = await window.pcsig.pc.getStats();
+    let vb = 0, fr = 0, ab = 0;
+    r.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'video') { vb += s.bytesReceived || 0; fr += s.framesDecoded || 0; }
+      if (s.kind === 'audio') ab += s.bytesReceived || 0;
+    });
+    return vb > b.videoBytes && fr > b.frames + 10 && ab > b.audioBytes;
+  }, t0, timeoutMs, 'the page\'s inbound video and audio to rise');
+}

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
-import { startServer, chromiumArgs, chromiumBin, pageUntil, clientBin } from './lib.mjs';
+import {
+  startServer, chromiumArgs, chromiumBin, pageUntil, clientBin, awaitChat, awaitMediaRising,
+} from './lib.mjs';
 
 const EVENT_TIMEOUT_MS = 20000;
 
@@ -98,36 +100,6 @@ function startNative(port, name, extra = []) {
   };
 }
 
-// Inbound video frames/bytes and audio bytes of the page's call rise.
-async function awaitPageMediaRising(page) {
-  const sample = () => page.evaluate(async () => {
-    const r = await window.pcsig.pc.getStats();
-    const o = { videoBytes: 0, frames: 0, audioBytes: 0 };
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { o.videoBytes += s.bytesReceived || 0; o.frames += s.framesDecoded || 0; }
-      if (s.kind === 'audio') o.audioBytes += s.bytesReceived || 0;
-    });
-    return o;
-  });
-  const t0 = await sample();
-  await pageUntil(page, async (b) => {
-    const r = await window.pcsig.pc.getStats();
-    let vb = 0, fr = 0, ab = 0;
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { vb += s.bytesReceived || 0; fr += s.framesDecoded || 0; }
-      if (s.kind === 'audio') ab += s.bytesReceived || 0;
-    });
-    return vb > b.videoBytes && fr > b.frames + 10 && ab > b.audioBytes;
-  }, t0, EVENT_TIMEOUT_MS, 'the page\'s inbound video and audio to rise');
-}
-
-async function awaitChat(page, text) {
-  await page.waitForFunction((t) => [...document.querySelectorAll('#chat-log li .text')]
-    .some((e) => e.textContent === t), text, { timeout: EVENT_TIMEOUT_MS });
-}
-
 // Connected, media both ways, the data channel both ways: the same checks
 // whoever called.
 async function checkCall(page, native, nativeId) {
@@ -136,7 +108,7 @@ async function checkCall(page, native, nativeId) {
   const connected = await native.event((e) => e.event === 'call' && e.state === 'connected', 'native call connected');
   await native.event((e) => e.event === 'dc_open', 'native dc_open');
 
-  await awaitPageMediaRising(page);
+  await awaitMediaRising(page, EVENT_TIMEOUT_MS);
   // What the two negotiated: VP8 and Opus, the native side's test media.
   const codecs = await page.evaluate(async () => {
     const r = await window.pcsig.pc.getStats();
@@ -158,7 +130,7 @@ async function checkCall(page, native, nativeId) {
   assert.equal(m.data, 'from the page over the data channel');
   assert.equal(m.from, await page.evaluate(() => window.pcsig.id));
   native.cmd({ cmd: 'send', via: 'dc', data: 'from the native client' });
-  await awaitChat(page, 'from the native client');
+  await awaitChat(page, 'from the native client', EVENT_TIMEOUT_MS);
   assert.ok(nativeId > 0);
   const first = native.events.find((e) => e.event === 'first_frame');
   // The native side's set-up times (offer sent or received -> connected,

@@ -11,7 +11,10 @@ import { statSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin } from './lib.mjs';
+import {
+  startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin, awaitChat,
+  awaitMediaRising,
+} from './lib.mjs';
 
 let browser, certs;
 
@@ -54,40 +57,6 @@ async function selectPeer(page, id) {
 
 async function chatLines(page) {
   return page.$$eval('#chat-log li', (lis) => lis.map((li) => li.textContent));
-}
-
-async function awaitChat(page, text) {
-  await page.waitForFunction((t) => [...document.querySelectorAll('#chat-log li .text')]
-    .some((e) => e.textContent === t), text);
-}
-
-// The inbound video and audio counters of the page's call.
-function inboundOf(page) {
-  return page.evaluate(async () => {
-    const r = await window.pcsig.pc.getStats();
-    const o = { videoBytes: 0, frames: 0, audioBytes: 0 };
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { o.videoBytes += s.bytesReceived || 0; o.frames += s.framesDecoded || 0; }
-      if (s.kind === 'audio') o.audioBytes += s.bytesReceived || 0;
-    });
-    return o;
-  });
-}
-
-// Media flows into page: each counter rises past its value now.
-async function awaitMediaRising(page) {
-  const t0 = await inboundOf(page);
-  await pageUntil(page, async (b) => {
-    const r = await window.pcsig.pc.getStats();
-    let vb = 0, fr = 0, ab = 0;
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { vb += s.bytesReceived || 0; fr += s.framesDecoded || 0; }
-      if (s.kind === 'audio') ab += s.bytesReceived || 0;
-    });
-    return vb > b.videoBytes && fr > b.frames + 10 && ab > b.audioBytes;
-  }, t0, 20000, 'inbound video and audio to rise');
 }
 
 // A calls B (B accepts), chat over the data channel both ways, media both

@@ -52,11 +52,7 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # (test_config, test_metrics, test_procstat, test_web, test_registry, the
 # unit test_client): nothing is exported only for tests, and that module's
 # object is not linked again.
-UNIT_EXTRA_test_registry :=
-UNIT_EXTRA_test_config :=
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
-UNIT_EXTRA_test_metrics :=
-UNIT_EXTRA_test_procstat :=
 UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
@@ -105,7 +101,7 @@ DIST_PC   := $(BUILD)/dist/pcsig-client.pc
 DIST_UNIT := $(BUILD)/dist/pcsig-server.service
 DIST_FILES := $(DIST_LIB) $(DIST_PC) $(DIST_UNIT)
 
-.PHONY: all run run-tls certs test test-browser check clean deps bench fuzz install uninstall FORCE
+.PHONY: all run run-tls certs test test-browser browser-deps check clean deps bench fuzz install uninstall FORCE
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -252,17 +248,21 @@ run-tls: all certs
 	@echo '$(RUN_TLS) $(ARGS)'; $(RUN_TLS) $(ARGS); \
 	$(call RUN_HINT,port 8888 (plain HTTP; the port of \`make run\`) or 8443 (TLS),--port 8889 --tls-port 8444)
 
-test: all $(UNIT_BIN) $(ITEST_BIN)
+test: all browser-deps $(UNIT_BIN) $(ITEST_BIN)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
 	    tests/browser/run.sh --tls $(ITEST_TLS_BIN)
 
+# Chromium (apt-get) and playwright-core (npm ci, pinned by
+# tests/browser/package-lock.json) when missing: installed here, before the
+# tests, not inside the test runner's time limit.
+browser-deps:
+	tests/browser/run.sh --install-only
+
 # The page in headless Chromium (plain and TLS) against the real server.
-# tests/browser/run.sh installs chromium (apt-get) and playwright-core
-# (npm ci, pinned by tests/browser/package-lock.json) when missing.
-test-browser: all
+test-browser: all browser-deps
 	PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BUILD=$(abspath $(BUILD)) tests/browser/run.sh
 

@@ -97,13 +97,15 @@ struct conductor {
 
 /* ---- events -------------------------------------------------------------------- */
 
+/* Takes b's bytes (b is left empty); on failure the event is dropped and b
+ * freed. */
 static void ev_push(struct conductor *c, buf_t *b)
 {
-    if (buf_append(b, "", 1) < 0)
+    struct ev_node *n = buf_append(b, "", 1) < 0 ? NULL : malloc(sizeof *n);
+    if (!n) {
+        buf_free(b);
         return;
-    struct ev_node *n = malloc(sizeof *n);
-    if (!n)
-        return;
+    }
     n->next = NULL;
     n->text = b->data;
     b->data = NULL;
@@ -124,10 +126,15 @@ static void ev_begin(buf_t *b, const char *name)
     (void)buf_printf(b, "{\"event\":\"%s\"", name);
 }
 
+/* A string member; one over the event's cap becomes null plus a note, never
+ * a string cut off inside (the line must stay valid JSON). */
 static void ev_str(buf_t *b, const char *key, const char *val)
 {
-    (void)buf_printf(b, ",\"%s\":", key);
-    (void)cjson_append_string(b, val, strlen(val));
+    size_t mark = b->len;
+    if (buf_printf(b, ",\"%s\":", key) < 0 || cjson_append_string(b, val, strlen(val)) < 0) {
+        b->len = mark;
+        (void)buf_printf(b, ",\"%s\":null,\"%s_error\":\"too long to show\"", key, key);
+    }
 }
 
 static void ev_u64(buf_t *b, const char *key, uint64_t v)

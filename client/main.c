@@ -1605,10 +1605,18 @@ static char *read_token_file(const char *path)
         fprintf(stderr, "pcsig-client: out of memory\n");
         return NULL;
     }
-    t[n] = '\0';
-    t[strcspn(t, "\r\n")] = '\0';
-    if (!t[0]) {
-        fprintf(stderr, "pcsig-client: --auth-token-file %s: no token on its first line\n", path);
+    size_t line = 0;
+    while (line < n && t[line] != '\r' && t[line] != '\n')
+        line++;
+    /* Only the token stays: the file's other lines are wiped at once, and
+     * the callers wipe strlen(token) bytes, which a NUL would cut short. */
+    explicit_bzero(t + line, CLI_TOKEN_FILE_MAX + 1 - line);
+    const char *why = line == 0 ? "no token on its first line"
+                      : memchr(t, '\0', line) ? "a NUL byte in the token"
+                                              : NULL;
+    if (why) {
+        fprintf(stderr, "pcsig-client: --auth-token-file %s: %s\n", path, why);
+        explicit_bzero(t, line);
         free(t);
         return NULL;
     }

@@ -869,7 +869,9 @@ static int check_ice(const struct server_config *cfg, FILE *err)
                 turn = turn || i >= 2;
             }
         }
-        const char *why = skip ? NULL : "not a stun:, stuns:, turn: or turns: URL";
+        const char *why = len == 0 ? "an empty URL (two commas, or one at an end)"
+                          : skip   ? NULL
+                                   : "not a stun:, stuns:, turn: or turns: URL";
         for (size_t i = skip; i < len && !why; i++) {
             unsigned char c = (unsigned char)p[i];
             if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\')
@@ -883,6 +885,19 @@ static int check_ice(const struct server_config *cfg, FILE *err)
             return CONFIG_ERROR;
         }
         p += len + (end ? 1 : 0);
+        if (end && !*p) {
+            fprintf(err, "pcsig-server: bad value for --ice-server: an empty URL after the last ','\n");
+            return CONFIG_ERROR;
+        }
+    }
+    size_t ice_bytes = (cfg->ice_servers ? strlen(cfg->ice_servers) : 0) +
+                       (cfg->ice_username ? strlen(cfg->ice_username) : 0) +
+                       (cfg->ice_credential ? strlen(cfg->ice_credential) : 0);
+    if (ice_bytes > CONFIG_ICE_MAX_BYTES) {
+        fprintf(err, "pcsig-server: --ice-server, --ice-username and --ice-credential hold %zu "
+                     "bytes together; at most %d fit in the page's /config.json\n",
+                ice_bytes, CONFIG_ICE_MAX_BYTES);
+        return CONFIG_ERROR;
     }
     if ((cfg->ice_username == NULL) != (cfg->ice_credential == NULL)) {
         fprintf(err, "pcsig-server: --ice-username and --ice-credential go together\n");

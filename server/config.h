@@ -49,6 +49,12 @@ struct config_str; /* one string owned by a config (config.c) */
  * the struct config_load filled is passed to config_free, and only after the
  * last copy is done with.
  */
+/* The most bytes --ice-server, --ice-username and --ice-credential may hold
+ * together: /config.json is built in WEB_CONFIG_MAX bytes, and JSON escaping
+ * at most sextuples a byte, so whatever passes the start-up check fits. */
+#define CONFIG_ICE_MAX_BYTES 8192
+#define WEB_CONFIG_MAX (64 * 1024)
+
 struct server_config {
     const char *bind;       /* NULL: every interface, IPv4 and IPv6 */
     uint16_t port;          /* 0: the kernel picks (reported on stdout) */

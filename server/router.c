@@ -382,9 +382,8 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
      * gets the head of an unknown method's answer (405, Allow, closed; a
      * HEAD answer carries no body): a HEAD must never sign in, wait or quit. */
     if (req->method == HTTP_METHOD_HEAD) {
-        bool protocol = http_slice_eq(path, "/sign_in") || http_slice_eq(path, "/sign_out") ||
-                        http_slice_eq(path, "/wait") || http_slice_eq(path, "/message") ||
-                        http_slice_eq(path, "/quit") || is_health || is_metrics;
+        bool protocol = metrics_path_of(false, path.ptr, path.len) != MET_PATH_OTHER ||
+                        http_slice_eq(path, "/quit");
         if (!protocol && !s->metrics_only && srv->web && web_answer(srv->web, req, &s->out, ka))
             return ROUTE_RESPONDED;
         static const char why[] = "method not allowed\n";

@@ -207,34 +207,25 @@ static void evict_stalled(struct server *srv)
         return;
     size_t excess = held - goal;
     pthread_mutex_lock(&srv->sessions_lock);
-    /* Oldest progress first; without memory for the sort, list order. */
+    /* Oldest progress first. Without memory for the sort, nothing this
+     * tick: the reaper comes back within 250 ms. */
     struct stalled *v = calloc(srv->nsessions ? srv->nsessions : 1, sizeof *v);
     size_t n = 0;
-    for (struct session *s = srv->sessions; s; s = s->next) {
+    for (struct session *s = srv->sessions; s && v; s = s->next) {
         uint64_t p = atomic_load(&s->out_progress_ms);
-        if (!p || atomic_load(&s->out_counted) == 0)
-            continue;
-        if (v) {
+        if (p && atomic_load(&s->out_counted) != 0)
             v[n++] = (struct stalled){.s = s, .progress_ms = p};
-            continue;
-        }
-        size_t c = atomic_load(&s->out_counted);
-        if (session_claim(s, SESSION_WAKE_EVICT, false)) {
-            server_schedule(srv, s);
-            if (c >= excess)
-                break;
-            excess -= c;
-        }
     }
-    if (v) {
+    if (v)
         qsort(v, n, sizeof *v, by_progress);
-        for (size_t i = 0; i < n && excess; i++) {
-            size_t c = atomic_load(&v[i].s->out_counted);
-            if (!session_claim(v[i].s, SESSION_WAKE_EVICT, false))
-                continue; /* being served right now: not stalled */
-            server_schedule(srv, v[i].s);
-            excess = c >= excess ? 0 : excess - c;
-        }
+    else if (pressure)
+        atomic_store(&srv->out_pressure, true); /* still owed next tick */
+    for (size_t i = 0; i < n && excess; i++) {
+        size_t c = atomic_load(&v[i].s->out_counted);
+        if (!session_claim(v[i].s, SESSION_WAKE_EVICT, false))
+            continue; /* being served right now: not stalled */
+        server_schedule(srv, v[i].s);
+        excess = c >= excess ? 0 : excess - c;
     }
     pthread_mutex_unlock(&srv->sessions_lock);
     free(v);

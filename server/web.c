@@ -344,7 +344,7 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
 static void answer_config(const struct web *w, buf_t *out, bool head, bool ka)
 {
     buf_t body;
-    buf_init(&body, 64 * 1024);
+    buf_init(&body, WEB_CONFIG_MAX); /* config.c keeps the ICE options within it */
     int rc = web_config_json(w->cfg, (unsigned long long)clock_wall_s(), &body);
     if (rc == 0) {
         struct resp r = {

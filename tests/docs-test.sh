@@ -19,6 +19,8 @@
 #
 # Run by `make test`; standalone: tests/docs-test.sh from the top directory.
 set -eu
+gaps_file=$(mktemp)
+trap 'rm -f "$gaps_file"' EXIT
 cd "$(dirname "$0")/.."
 src=client/main.c
 readme=README.md
@@ -87,9 +89,8 @@ printf '%s\n' "$says" | while IFS= read -r line; do
     [ -n "$line" ] || continue
     grep -qF -- "$line" "$readme" || echo "start-up/status line '$line' ($src) not in $readme"
     printf '%s\n' "$cman_src" | grep -qF -- "$line" || echo "start-up/status line '$line' ($src) not in $cman"
-done >"${TMPDIR:-/tmp}/pcsig-docs-test.$$"
-while IFS= read -r g; do gap "$g"; done <"${TMPDIR:-/tmp}/pcsig-docs-test.$$"
-rm -f "${TMPDIR:-/tmp}/pcsig-docs-test.$$"
+done >"$gaps_file"
+while IFS= read -r g; do gap "$g"; done <"$gaps_file"
 
 # ---- every option of --help in the man page ------------------------------------
 check_opts() { # binary man-page

@@ -3,7 +3,8 @@
 # (Debian's chromium with apt-get when root; playwright-core with npm ci,
 # pinned by package-lock.json), then runs the tests with node's test runner
 # against $PCSIG_SERVER (default build/pcsig-server). Run from anywhere;
-# make test and make test-browser call it.
+# make test and make test-browser call it, after `run.sh --install-only`
+# has done the installs outside the test runner's time limit.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -28,6 +29,7 @@ stamp=$here/node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ "$here/package-lock.json" -nt "$stamp" ]; then
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+[ "${1:-}" != "--install-only" ] || exit 0
 
 cd "$root"
 export PCSIG_SERVER="${PCSIG_SERVER:-$root/build/pcsig-server}"

@@ -102,6 +102,29 @@ struct note {
     struct reg_blob *blob; /* NULL only while a compaction drops it */
 };
 
+/* A record to log once the lock is released (see unlock_and_log): the
+ * registry's critical sections never write to stderr. */
+enum pend_kind {
+    PEND_SIGN_OUT,
+    PEND_TIMEOUT,
+    PEND_DROPPED,       /* n: messages dropped */
+    PEND_NOTIFY_JOIN,   /* out of memory: a join notification not sent */
+    PEND_NOTIFY_LEAVE,  /* out of memory: a leave notification not sent */
+    PEND_NOTIFY_DELAY,  /* out of memory: a notification delayed */
+};
+
+struct pend_log {
+    enum pend_kind kind;
+    uint64_t peer_id;
+    size_t n;
+};
+
+/* Bounded: reg_tick flushes before it can overflow; beyond it (out of
+ * memory storms) records are counted and reported as lost. */
+#define REG_PEND_MAX 32
+/* The most records one removal can add (timeout, dropped, a notify failure). */
+#define REG_PEND_PER_REMOVAL 4
+
 struct member {
     uint64_t id;
     struct member *hnext;      /* hash chain */
@@ -146,7 +169,60 @@ struct registry {
     size_t log_cap, log_head, log_len;
     size_t log_limit; /* compact when log_len reaches it */
     uint64_t log_next; /* the seq of the next event */
+    struct pend_log pend[REG_PEND_MAX]; /* to log after unlocking */
+    size_t npend;
+    uint64_t pend_lost;
 };
+
+/* ---- logging after the lock ---------------------------------------------- */
+
+static void pend_locked(registry_t *r, enum pend_kind kind, uint64_t peer_id, size_t n)
+{
+    if (r->npend < REG_PEND_MAX)
+        r->pend[r->npend++] = (struct pend_log){.kind = kind, .peer_id = peer_id, .n = n};
+    else
+        r->pend_lost++;
+}
+
+/* Release the lock, then write the records collected under it: stderr (or a
+ * slow sink) never stalls every other thread waiting for the registry. */
+static void unlock_and_log(registry_t *r)
+{
+    struct pend_log pend[REG_PEND_MAX];
+    size_t n = r->npend;
+    uint64_t lost = r->pend_lost;
+    memcpy(pend, r->pend, n * sizeof pend[0]);
+    r->npend = 0;
+    r->pend_lost = 0;
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        const struct log_fields f = {.peer_id = pend[i].peer_id};
+        switch (pend[i].kind) {
+        case PEND_SIGN_OUT:
+            log_event(LOG_DEBUG, "sign_out", &f, "signed out");
+            break;
+        case PEND_TIMEOUT:
+            log_event(LOG_INFO, "member_timeout", &f, "timed out");
+            break;
+        case PEND_DROPPED:
+            log_event(LOG_INFO, "messages_dropped", &f,
+                      "left with %zu undelivered message(s); dropped", pend[i].n);
+            break;
+        case PEND_NOTIFY_JOIN:
+        case PEND_NOTIFY_LEAVE:
+            log_event(LOG_ERROR, "notify_failed", &f, "out of memory: %s notification not sent",
+                      pend[i].kind == PEND_NOTIFY_JOIN ? "join" : "leave");
+            break;
+        case PEND_NOTIFY_DELAY:
+            log_event(LOG_ERROR, "notify_failed", &f,
+                      "out of memory: a notification is delayed");
+            break;
+        }
+    }
+    if (lost)
+        log_event(LOG_WARN, "log_lost", NULL, "%llu registry log record(s) lost",
+                  (unsigned long long)lost);
+}
 
 /* ---- blobs and items ---------------------------------------------------- */
 
@@ -595,8 +671,7 @@ static reg_item_t *pop_next_locked(registry_t *r, struct member *m)
         return NULL;
     reg_item_t *it = item_new(n->blob, m->id, false);
     if (!it) {
-        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = m->id},
-                  "out of memory: a notification is delayed");
+        pend_locked(r, PEND_NOTIFY_DELAY, m->id, 0);
         return NULL;
     }
     m->cursor = n->seq + 1;
@@ -631,8 +706,7 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
     buf_free(&entry);
     if (!b || log_append_locked(r, subject->id, subject->join_seq, connected, b) < 0) {
         blob_unref(b);
-        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = subject->id},
-                  "out of memory: %s notification not sent", connected ? "join" : "leave");
+        pend_locked(r, connected ? PEND_NOTIFY_JOIN : PEND_NOTIFY_LEAVE, subject->id, 0);
         return;
     }
     blob_unref(b);
@@ -676,8 +750,7 @@ static void remove_locked(registry_t *r, struct member *m, uint64_t now)
     }
     if (dropped) {
         r->dropped += dropped;
-        log_event(LOG_INFO, "messages_dropped", &(struct log_fields){.peer_id = m->id},
-                  "left with %zu undelivered message(s); dropped", dropped);
+        pend_locked(r, PEND_DROPPED, m->id, dropped);
     }
     broadcast_locked(r, m, false, now);
     free(m);
@@ -761,6 +834,14 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     struct member *m = malloc(sizeof *m + PROTO_MAX_NAME + 32);
     if (!m)
         return -ENOMEM;
+    memset(m, 0, sizeof *m);
+    /* Drawn before locking: getrandom may block or be slow, and the token of
+     * a sign-in that is then refused is simply thrown away. */
+    if (r->cfg.secure_ids &&
+        getrandom(m->token, sizeof m->token, 0) != (ssize_t)sizeof m->token) {
+        free(m);
+        return -EIO; /* never hand out a guessable token */
+    }
     int rc = 0;
     pthread_mutex_lock(&r->lock);
     if (r->shutting_down) {
@@ -773,12 +854,6 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     }
     if (r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0)
         goto out;
-    memset(m, 0, sizeof *m);
-    if (r->cfg.secure_ids &&
-        getrandom(m->token, sizeof m->token, 0) != (ssize_t)sizeof m->token) {
-        rc = -EIO; /* never hand out a guessable token */
-        goto out;
-    }
     m->id = r->next_id;
     if (n == 0) {
         /* The original names anonymous members after their id. */
@@ -824,7 +899,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     m->cursor = r->log_next;
     m = NULL;
 out:
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     free(m);
     return rc;
 }
@@ -835,7 +910,7 @@ int reg_member_token(registry_t *r, uint64_t id, uint8_t out[REG_TOKEN_BYTES])
     struct member *m = find_locked(r, id);
     if (m)
         memcpy(out, m->token, REG_TOKEN_BYTES);
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -845,7 +920,7 @@ int reg_check_token(registry_t *r, uint64_t id, const uint8_t *token, size_t len
     struct member *m = find_locked(r, id);
     int rc = !m ? -ENOENT
                 : (len == REG_TOKEN_BYTES && proto_ct_equal(m->token, token, len)) ? 0 : -EACCES;
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return rc;
 }
 
@@ -855,10 +930,10 @@ int reg_sign_out(registry_t *r, uint64_t id, uint64_t now)
     struct member *m = find_locked(r, id);
     if (m) {
         /* Before the removal: its own records (dropped messages) follow this one. */
-        log_event(LOG_DEBUG, "sign_out", &(struct log_fields){.peer_id = id}, "signed out");
+        pend_locked(r, PEND_SIGN_OUT, id, 0);
         remove_locked(r, m, now);
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -868,7 +943,7 @@ int reg_touch(registry_t *r, uint64_t id, uint64_t now)
     struct member *m = find_locked(r, id);
     if (m)
         m->last_seen = now;
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -903,7 +978,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
             it = NULL;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     reg_item_free(it);
     return rc;
 }
@@ -930,7 +1005,7 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
         w->on_park(w);
         rc = REG_WAIT_PARKED;
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return rc;
 }
 
@@ -942,7 +1017,7 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
         unpark_locked(r, m);
         m->last_seen = now;
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }
 
 reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items, uint64_t now)
@@ -963,7 +1038,7 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
             tail = &it->next;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return head;
 }
 
@@ -1003,7 +1078,7 @@ void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t n
         for (reg_item_t *it = item; it; it = it->next)
             r->dropped += it->is_message;
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     reg_item_free_chain(item);
 }
 
@@ -1024,8 +1099,7 @@ size_t reg_tick(registry_t *r, uint64_t now)
                 }
             }
         } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
-            log_event(LOG_INFO, "member_timeout", &(struct log_fields){.peer_id = m->id},
-                      "timed out");
+            pend_locked(r, PEND_TIMEOUT, m->id, 0);
             r->timeouts++;
             removed++;
             remove_locked(r, m, now);
@@ -1034,7 +1108,7 @@ size_t reg_tick(registry_t *r, uint64_t now)
         m = next;
     }
     log_trim_locked(r);
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return removed;
 }
 
@@ -1047,7 +1121,7 @@ void reg_shutdown(registry_t *r)
         if (w)
             w->wake(w, REG_WAKE_SHUTDOWN, NULL);
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }
 
 void reg_get_stats(registry_t *r, reg_stats_t *out)
@@ -1064,5 +1138,5 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     out->wait_timeouts = r->wait_timeouts;
     out->queued_msgs = r->q_msgs;
     out->queued_bytes = r->q_bytes;
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }

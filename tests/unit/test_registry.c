@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "registry.h"
 
 struct fake_waiter {
@@ -1006,6 +1007,46 @@ static void test_lost_claim_keeps_note(void **state)
     reg_destroy(r);
 }
 
+/* A sink that takes the registry lock (through reg_get_stats): had a record
+ * been written under the lock, this would deadlock. Counts the records. */
+static registry_t *sink_reg;
+static int sink_records;
+
+static void locking_sink(void *arg, const char *rec, size_t len)
+{
+    (void)arg;
+    (void)rec;
+    (void)len;
+    reg_stats_t st;
+    reg_get_stats(sink_reg, &st);
+    sink_records++;
+}
+
+static void test_logs_after_unlocking(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    sink_reg = r;
+    sink_records = 0;
+    log_set_level(LOG_DEBUG);
+    assert_int_equal(log_set_sink(locking_sink, NULL), 0);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    uint64_t d = sign_in(r, "d", 0, NULL, 0);
+    assert_int_equal(reg_send(r, a, b, "text/plain", 10, true, "x", 1, 0), 0);
+    assert_int_equal(reg_sign_out(r, b, 10), 0); /* sign_out + messages_dropped */
+    assert_int_equal(sink_records, 2);
+    assert_int_equal(reg_touch(r, a, 500), 0);
+    assert_int_equal(reg_tick(r, 1001), 1); /* d: member_timeout */
+    assert_int_equal(sink_records, 3);
+    (void)d;
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    log_set_level(LOG_INFO);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1034,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_requeue_to_newer_parked_wait),
         cmocka_unit_test(test_take_and_requeue_chain),
         cmocka_unit_test(test_stats_gauges),
+        cmocka_unit_test(test_logs_after_unlocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,11 @@
  * which queues the connection for a worker; the loser leaves it alone.
  * Lock order: registry lock, then the work queue's lock (taken inside
  * w->wake). Nothing else is ever taken under the registry lock.
+ * No I/O under it either: log records are collected while it is held and
+ * written once it is released (unlock_and_log), and secure-id tokens are
+ * drawn before it is taken. Nor O(N) work per tick: members sit in a heap
+ * ordered by the time reg_tick must next look at them (deadline_of), so a
+ * tick examines only those whose deadline came.
  *
  * Items: a message queued for one member, or a join/leave notification.
  * Notifications are not copied into every member's queue: a broadcast
@@ -132,6 +137,10 @@ struct member {
     struct reg_waiter *parked;  /* NULL when no /wait is parked */
     uint64_t parked_at;
     uint64_t last_seen;
+    /* When reg_tick must look at it (see deadline_of), and its place in the
+     * registry's deadline heap (HEAP_NONE once unlinked). */
+    uint64_t deadline;
+    size_t hidx;
     struct member *pprev, *pnext; /* the registry's parked members */
     reg_item_t *qhead, *qtail;
     size_t q_msgs, q_bytes; /* messages only */
@@ -162,6 +171,12 @@ struct registry {
     uint64_t dropped_notes; /* events of join/leave pairs nobody needed, dropped */
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
     struct member *parked_first; /* members with a parked wait */
+    /* Every member, as a binary min-heap on (deadline, id): a reaper tick
+     * looks only at the members whose deadline has come, not at all of
+     * them. Ties go by id, i.e. join order, as the old walk did. */
+    struct member **heap;
+    size_t heap_len, heap_cap;
+    uint64_t tick_examined; /* members reg_tick has looked at (stats) */
     /* Notification log: log_len events in seq order, the i-th at
      * log[(log_head + i) & (log_cap - 1)]; log_cap is a power of two (or 0).
      * Seqs grow by one per event but a compaction leaves gaps. */
@@ -319,6 +334,115 @@ const char *reg_item_body(const reg_item_t *it, size_t *n)
 
 /* ---- members ------------------------------------------------------------ */
 
+/* ---- the deadline heap --------------------------------------------------- */
+
+#define HEAP_NONE SIZE_MAX
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* The first time at which reg_tick acts on m: a parked wait is answered
+ * empty when now - parked_at >= wait_timeout_ms (and now > parked_at); an
+ * unparked member times out when now - last_seen > member_timeout_ms. */
+static uint64_t deadline_of(const registry_t *r, const struct member *m)
+{
+    if (m->parked)
+        return add_sat(m->parked_at, r->cfg.wait_timeout_ms ? r->cfg.wait_timeout_ms : 1);
+    return add_sat(m->last_seen, add_sat(r->cfg.member_timeout_ms, 1));
+}
+
+static bool heap_less(const struct member *a, const struct member *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->id < b->id);
+}
+
+static void heap_set(registry_t *r, size_t i, struct member *m)
+{
+    r->heap[i] = m;
+    m->hidx = i;
+}
+
+static void heap_up(registry_t *r, size_t i)
+{
+    struct member *m = r->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!heap_less(m, r->heap[parent]))
+            break;
+        heap_set(r, i, r->heap[parent]);
+        i = parent;
+    }
+    heap_set(r, i, m);
+}
+
+static void heap_down(registry_t *r, size_t i)
+{
+    struct member *m = r->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= r->heap_len)
+            break;
+        if (c + 1 < r->heap_len && heap_less(r->heap[c + 1], r->heap[c]))
+            c++;
+        if (!heap_less(r->heap[c], m))
+            break;
+        heap_set(r, i, r->heap[c]);
+        i = c;
+    }
+    heap_set(r, i, m);
+}
+
+/* Room for one more member; the push itself cannot fail then. */
+static int heap_reserve_locked(registry_t *r)
+{
+    if (r->heap_len < r->heap_cap)
+        return 0;
+    size_t cap = r->heap_cap ? 2 * r->heap_cap : 64;
+    struct member **h = realloc(r->heap, cap * sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    r->heap = h;
+    r->heap_cap = cap;
+    return 0;
+}
+
+static void heap_push_locked(registry_t *r, struct member *m)
+{
+    m->deadline = deadline_of(r, m);
+    heap_set(r, r->heap_len++, m);
+    heap_up(r, m->hidx);
+}
+
+static void heap_remove_locked(registry_t *r, struct member *m)
+{
+    size_t i = m->hidx;
+    m->hidx = HEAP_NONE;
+    struct member *last = r->heap[--r->heap_len];
+    if (last == m)
+        return;
+    heap_set(r, i, last);
+    heap_up(r, i);
+    heap_down(r, last->hidx);
+}
+
+/* m's last_seen, parked or parked_at changed: move it to its new place. */
+static void refresh_locked(registry_t *r, struct member *m)
+{
+    if (m->hidx == HEAP_NONE)
+        return; /* leaving */
+    m->deadline = deadline_of(r, m);
+    heap_up(r, m->hidx);
+    heap_down(r, m->hidx);
+}
+
+static void seen_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    m->last_seen = now;
+    refresh_locked(r, m);
+}
+
 static size_t bucket_of(const registry_t *r, uint64_t id)
 {
     return (size_t)(id * 0x9E3779B97F4A7C15ull >> 17) & (r->nbuckets - 1);
@@ -372,6 +496,7 @@ static void unlink_locked(registry_t *r, struct member *m)
         r->last = m->prev;
     r->count--;
     r->roster_ok = false;
+    heap_remove_locked(r, m);
 }
 
 /* Every change of a member's queued message count goes through here, so
@@ -437,6 +562,7 @@ static void park_locked(registry_t *r, struct member *m, struct reg_waiter *w, u
         r->parked_first->pprev = m;
     r->parked_first = m;
     r->parked++;
+    refresh_locked(r, m);
 }
 
 /* Unhook m's parked waiter (if any) from m and the parked list. */
@@ -454,6 +580,7 @@ static struct reg_waiter *unpark_locked(registry_t *r, struct member *m)
         m->pnext->pprev = m->pprev;
     m->pprev = m->pnext = NULL;
     r->parked--;
+    refresh_locked(r, m);
     return w;
 }
 
@@ -463,7 +590,7 @@ static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, ui
     struct reg_waiter *w = unpark_locked(r, m);
     if (!w)
         return NULL;
-    m->last_seen = now; /* the member's timeout clock restarts */
+    seen_locked(r, m, now); /* the member's timeout clock restarts */
     return w->claim(w) ? w : NULL;
 }
 
@@ -795,6 +922,7 @@ void reg_destroy(registry_t *r)
         log_drop_front_locked(r);
     free(r->log);
     free(r->buckets);
+    free(r->heap);
     buf_free(&r->roster);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -854,6 +982,8 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     }
     if (r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0)
         goto out;
+    if ((rc = heap_reserve_locked(r)) < 0)
+        goto out;
     m->id = r->next_id;
     if (n == 0) {
         /* The original names anonymous members after their id. */
@@ -887,6 +1017,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
         r->first = m;
     r->last = m;
     r->count++;
+    heap_push_locked(r, m);
     /* The newcomer's line ends the roster (or the roster is rebuilt later). */
     if (r->roster_ok && proto_entry_append(&r->roster, m->name, m->name_len, m->id, true) < 0)
         r->roster_ok = false;
@@ -942,7 +1073,7 @@ int reg_touch(registry_t *r, uint64_t id, uint64_t now)
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
     if (m)
-        m->last_seen = now;
+        seen_locked(r, m, now);
     unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
@@ -968,7 +1099,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
     } else if (!target) {
         rc = -ESRCH;
     } else {
-        sender->last_seen = now;
+        seen_locked(r, sender, now);
         if (!target->parked && queue_full_locked(r, target, body_len)) {
             r->refused++;
             rc = -ENOSPC;
@@ -994,7 +1125,7 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
     } else if (!m) {
         rc = -ENOENT;
     } else if (has_pending_locked(r, m) && (*item = pop_next_locked(r, m)) != NULL) {
-        m->last_seen = now;
+        seen_locked(r, m, now);
         rc = REG_WAIT_ITEM;
     } else {
         struct reg_waiter *old = take_parked_locked(r, m, now);
@@ -1015,7 +1146,7 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
     struct member *m = find_locked(r, w->member_id);
     if (m && m->parked == w) {
         unpark_locked(r, m);
-        m->last_seen = now;
+        seen_locked(r, m, now);
     }
     unlock_and_log(r);
 }
@@ -1026,7 +1157,7 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
     if (m) {
-        m->last_seen = now;
+        seen_locked(r, m, now);
         size_t cost;
         while (max_items > 0 && next_cost_locked(r, m, &cost) && cost <= budget) {
             reg_item_t *it = pop_next_locked(r, m);
@@ -1086,28 +1217,31 @@ size_t reg_tick(registry_t *r, uint64_t now)
 {
     size_t removed = 0;
     pthread_mutex_lock(&r->lock);
-    struct member *m = r->first;
-    while (m) {
-        struct member *next = m->next;
+    /* Only the members whose deadline has come: each leaves the top of the
+     * heap (removed, or its deadline moved past now), so this ends. */
+    while (r->heap_len > 0 && r->heap[0]->deadline <= now) {
+        struct member *m = r->heap[0];
+        r->tick_examined++;
         if (m->parked) {
-            /* now may predate a wait parked after the caller read the clock. */
-            if (now > m->parked_at && now - m->parked_at >= r->cfg.wait_timeout_ms) {
-                struct reg_waiter *w = take_parked_locked(r, m, now);
-                if (w) {
-                    r->wait_timeouts++;
-                    w->wake(w, REG_WAKE_IDLE, NULL);
-                }
+            struct reg_waiter *w = take_parked_locked(r, m, now);
+            if (w) {
+                r->wait_timeouts++;
+                w->wake(w, REG_WAKE_IDLE, NULL);
             }
-        } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
+        } else {
             pend_locked(r, PEND_TIMEOUT, m->id, 0);
             r->timeouts++;
             removed++;
             remove_locked(r, m, now);
-            /* remove_locked may not touch next: it only unlinks m */
         }
-        m = next;
+        if (r->npend + REG_PEND_PER_REMOVAL > REG_PEND_MAX) {
+            /* Write what is due before the next removal could overflow it. */
+            unlock_and_log(r);
+            pthread_mutex_lock(&r->lock);
+        }
     }
-    log_trim_locked(r);
+    if (r->log_len > 0)
+        log_trim_locked(r);
     unlock_and_log(r);
     return removed;
 }
@@ -1136,6 +1270,7 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     out->messages_dropped = r->dropped;
     out->timeouts = r->timeouts;
     out->wait_timeouts = r->wait_timeouts;
+    out->tick_examined = r->tick_examined;
     out->queued_msgs = r->q_msgs;
     out->queued_bytes = r->q_bytes;
     unlock_and_log(r);

@@ -1047,6 +1047,43 @@ static void test_logs_after_unlocking(void **state)
     reg_destroy(r);
 }
 
+/* A reaper tick looks only at the members whose deadline has come: with
+ * 2,000 members of which 5 went silent, a tick examines those 5 (and the
+ * parked waits their leaves answered do not count: they were not due). */
+static void test_tick_visits_only_expired(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.max_members = 3000;
+    c.member_timeout_ms = 1000;
+    c.wait_timeout_ms = 5000;
+    registry_t *r = reg_create(&c);
+    enum { N = 2000, SILENT = 5 };
+    static uint64_t ids[N];
+    for (size_t i = 0; i < N; i++)
+        ids[i] = sign_in(r, "m", 0, NULL, 0);
+    /* Everyone but the SILENT last ones speaks at 600. */
+    for (size_t i = 0; i < N - SILENT; i++)
+        assert_int_equal(reg_touch(r, ids[i], 600), 0);
+    reg_stats_t st;
+    assert_int_equal(reg_tick(r, 1000), 0); /* nobody is due yet */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, 0);
+    assert_int_equal(reg_tick(r, 1001), SILENT);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, SILENT);
+    assert_int_equal(st.members, N - SILENT);
+    assert_int_equal(reg_tick(r, 1600), 0); /* exactly the limit: not yet */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, SILENT);
+    assert_int_equal(reg_tick(r, 1601), N - SILENT);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, N);
+    assert_int_equal(st.members, 0);
+    assert_int_equal(st.timeouts, N);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1076,6 +1113,7 @@ int main(void)
         cmocka_unit_test(test_take_and_requeue_chain),
         cmocka_unit_test(test_stats_gauges),
         cmocka_unit_test(test_logs_after_unlocking),
+        cmocka_unit_test(test_tick_visits_only_expired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

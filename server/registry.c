@@ -137,7 +137,8 @@ struct member {
     struct reg_waiter *parked;  /* NULL when no /wait is parked */
     uint64_t parked_at;
     uint64_t last_seen;
-    /* When reg_tick must look at it (see deadline_of), and its place in the
+    /* Its heap key: never later than deadline_of(m) (seen_unparked_locked
+     * may leave it earlier; reg_tick corrects it), and its place in the
      * registry's deadline heap (HEAP_NONE once unlinked). */
     uint64_t deadline;
     size_t hidx;
@@ -443,6 +444,18 @@ static void seen_locked(registry_t *r, struct member *m, uint64_t now)
     refresh_locked(r, m);
 }
 
+/* As seen_locked, for a member whose wait was just unhooked, in bulk (a
+ * broadcast answers every parked wait under one lock hold): a deadline that
+ * only moved later keeps its place, with a key earlier than its deadline,
+ * which reg_tick corrects when it reaches it; so each member costs O(1)
+ * here, not a walk down the heap. A key is never later than its deadline. */
+static void seen_unparked_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    m->last_seen = now;
+    if (m->hidx != HEAP_NONE && deadline_of(r, m) < m->deadline)
+        refresh_locked(r, m);
+}
+
 static size_t bucket_of(const registry_t *r, uint64_t id)
 {
     return (size_t)(id * 0x9E3779B97F4A7C15ull >> 17) & (r->nbuckets - 1);
@@ -580,7 +593,7 @@ static struct reg_waiter *unpark_locked(registry_t *r, struct member *m)
         m->pnext->pprev = m->pprev;
     m->pprev = m->pnext = NULL;
     r->parked--;
-    refresh_locked(r, m);
+    /* Both callers restart the member's clock next (seen_locked). */
     return w;
 }
 
@@ -590,7 +603,7 @@ static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, ui
     struct reg_waiter *w = unpark_locked(r, m);
     if (!w)
         return NULL;
-    seen_locked(r, m, now); /* the member's timeout clock restarts */
+    seen_unparked_locked(r, m, now); /* the member's timeout clock restarts */
     return w->claim(w) ? w : NULL;
 }
 
@@ -1217,11 +1230,18 @@ size_t reg_tick(registry_t *r, uint64_t now)
 {
     size_t removed = 0;
     pthread_mutex_lock(&r->lock);
-    /* Only the members whose deadline has come: each leaves the top of the
-     * heap (removed, or its deadline moved past now), so this ends. */
+    /* Only the members whose key has come: each leaves the top of the heap
+     * (removed, or its key moved past now), so this ends. */
     while (r->heap_len > 0 && r->heap[0]->deadline <= now) {
         struct member *m = r->heap[0];
         r->tick_examined++;
+        uint64_t due = deadline_of(r, m);
+        if (due > now) {
+            /* A key left early by seen_unparked_locked: put it right. */
+            m->deadline = due;
+            heap_down(r, 0);
+            continue;
+        }
         if (m->parked) {
             struct reg_waiter *w = take_parked_locked(r, m, now);
             if (w) {

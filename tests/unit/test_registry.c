@@ -1084,6 +1084,38 @@ static void test_tick_visits_only_expired(void **state)
     reg_destroy(r);
 }
 
+/* A broadcast restarts the clock of each member whose wait it answers
+ * without moving it in the heap (its key stays early): the member still
+ * times out exactly member_timeout_ms after that answer, not at its old key. */
+static void test_woken_member_times_out_on_time(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    c.wait_timeout_ms = 500;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    struct fake_waiter fa;
+    fake_init(&fa);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 0, &it), REG_WAIT_PARKED); /* key 500 */
+    uint64_t b = sign_in(r, "b", 100, NULL, 0); /* answers a's wait at 100 */
+    assert_int_equal(fa.wakes, 1);
+    reg_item_free(fa.item);
+    fa.item = NULL;
+    assert_int_equal(reg_touch(r, b, 1000), 0);
+    reg_stats_t st;
+    assert_int_equal(reg_tick(r, 600), 0); /* a's key came, its deadline not */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.wait_timeouts, 0);
+    assert_int_equal(reg_tick(r, 1100), 0); /* exactly the limit: not yet */
+    assert_int_equal(reg_tick(r, 1101), 1); /* a, 1000 ms after its answer */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.members, 1);
+    assert_int_equal(reg_tick(r, 2001), 1); /* b */
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1114,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_stats_gauges),
         cmocka_unit_test(test_logs_after_unlocking),
         cmocka_unit_test(test_tick_visits_only_expired),
+        cmocka_unit_test(test_woken_member_times_out_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

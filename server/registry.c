@@ -18,6 +18,11 @@
  * which queues the connection for a worker; the loser leaves it alone.
  * Lock order: registry lock, then the work queue's lock (taken inside
  * w->wake). Nothing else is ever taken under the registry lock.
+ * No I/O under it either: log records are collected while it is held and
+ * written once it is released (unlock_and_log), and secure-id tokens are
+ * drawn before it is taken. Nor O(N) work per tick: members sit in a heap
+ * ordered by the time reg_tick must next look at them (deadline_of), so a
+ * tick examines only those whose deadline came.
  *
  * Items: a message queued for one member, or a join/leave notification.
  * Notifications are not copied into every member's queue: a broadcast
@@ -103,6 +108,29 @@ struct note {
     struct reg_blob *blob; /* NULL only while a compaction drops it */
 };
 
+/* A record to log once the lock is released (see unlock_and_log): the
+ * registry's critical sections never write to stderr. */
+enum pend_kind {
+    PEND_SIGN_OUT,
+    PEND_TIMEOUT,
+    PEND_DROPPED,       /* n: messages dropped */
+    PEND_NOTIFY_JOIN,   /* out of memory: a join notification not sent */
+    PEND_NOTIFY_LEAVE,  /* out of memory: a leave notification not sent */
+    PEND_NOTIFY_DELAY,  /* out of memory: a notification delayed */
+};
+
+struct pend_log {
+    enum pend_kind kind;
+    uint64_t peer_id;
+    size_t n;
+};
+
+/* Bounded: reg_tick flushes before it can overflow; beyond it (out of
+ * memory storms) records are counted and reported as lost. */
+#define REG_PEND_MAX 32
+/* The most records one removal can add (timeout, dropped, a notify failure). */
+#define REG_PEND_PER_REMOVAL 4
+
 struct member {
     uint64_t id;
     struct member *hnext;      /* hash chain */
@@ -110,6 +138,11 @@ struct member {
     struct reg_waiter *parked;  /* NULL when no /wait is parked */
     uint64_t parked_at;
     uint64_t last_seen;
+    /* Its heap key: never later than deadline_of(m) (seen_unparked_locked
+     * may leave it earlier; reg_tick corrects it), and its place in the
+     * registry's deadline heap (HEAP_NONE once unlinked). */
+    uint64_t deadline;
+    size_t hidx;
     struct member *pprev, *pnext; /* the registry's parked members */
     reg_item_t *qhead, *qtail;
     size_t q_msgs, q_bytes; /* messages only */
@@ -140,6 +173,12 @@ struct registry {
     uint64_t dropped_notes; /* events of join/leave pairs nobody needed, dropped */
     size_t q_msgs, q_bytes; /* sums of every member's q_msgs, q_bytes (gauges) */
     struct member *parked_first; /* members with a parked wait */
+    /* Every member, as a binary min-heap on (deadline, id): a reaper tick
+     * looks only at the members whose deadline has come, not at all of
+     * them. Ties go by id, i.e. join order, as the old walk did. */
+    struct member **heap;
+    size_t heap_len, heap_cap;
+    uint64_t tick_examined; /* members reg_tick has looked at (stats) */
     /* Notification log: log_len events in seq order, the i-th at
      * log[(log_head + i) & (log_cap - 1)]; log_cap is a power of two (or 0).
      * Seqs grow by one per event but a compaction leaves gaps. */
@@ -147,7 +186,60 @@ struct registry {
     size_t log_cap, log_head, log_len;
     size_t log_limit; /* compact when log_len reaches it */
     uint64_t log_next; /* the seq of the next event */
+    struct pend_log pend[REG_PEND_MAX]; /* to log after unlocking */
+    size_t npend;
+    uint64_t pend_lost;
 };
+
+/* ---- logging after the lock ---------------------------------------------- */
+
+static void pend_locked(registry_t *r, enum pend_kind kind, uint64_t peer_id, size_t n)
+{
+    if (r->npend < REG_PEND_MAX)
+        r->pend[r->npend++] = (struct pend_log){.kind = kind, .peer_id = peer_id, .n = n};
+    else
+        r->pend_lost++;
+}
+
+/* Release the lock, then write the records collected under it: stderr (or a
+ * slow sink) never stalls every other thread waiting for the registry. */
+static void unlock_and_log(registry_t *r)
+{
+    struct pend_log pend[REG_PEND_MAX];
+    size_t n = r->npend;
+    uint64_t lost = r->pend_lost;
+    memcpy(pend, r->pend, n * sizeof pend[0]);
+    r->npend = 0;
+    r->pend_lost = 0;
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        const struct log_fields f = {.peer_id = pend[i].peer_id};
+        switch (pend[i].kind) {
+        case PEND_SIGN_OUT:
+            log_event(LOG_DEBUG, "sign_out", &f, "signed out");
+            break;
+        case PEND_TIMEOUT:
+            log_event(LOG_INFO, "member_timeout", &f, "timed out");
+            break;
+        case PEND_DROPPED:
+            log_event(LOG_INFO, "messages_dropped", &f,
+                      "left with %zu undelivered message(s); dropped", pend[i].n);
+            break;
+        case PEND_NOTIFY_JOIN:
+        case PEND_NOTIFY_LEAVE:
+            log_event(LOG_ERROR, "notify_failed", &f, "out of memory: %s notification not sent",
+                      pend[i].kind == PEND_NOTIFY_JOIN ? "join" : "leave");
+            break;
+        case PEND_NOTIFY_DELAY:
+            log_event(LOG_ERROR, "notify_failed", &f,
+                      "out of memory: a notification is delayed");
+            break;
+        }
+    }
+    if (lost)
+        log_event(LOG_WARN, "log_lost", NULL, "%llu registry log record(s) lost",
+                  (unsigned long long)lost);
+}
 
 /* ---- blobs and items ---------------------------------------------------- */
 
@@ -245,6 +337,127 @@ const char *reg_item_body(const reg_item_t *it, size_t *n)
 
 /* ---- members ------------------------------------------------------------ */
 
+/* ---- the deadline heap --------------------------------------------------- */
+
+#define HEAP_NONE SIZE_MAX
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* The first time at which reg_tick acts on m: a parked wait is answered
+ * empty when now - parked_at >= wait_timeout_ms (and now > parked_at); an
+ * unparked member times out when now - last_seen > member_timeout_ms. */
+static uint64_t deadline_of(const registry_t *r, const struct member *m)
+{
+    if (m->parked)
+        return add_sat(m->parked_at, r->cfg.wait_timeout_ms ? r->cfg.wait_timeout_ms : 1);
+    return add_sat(m->last_seen, add_sat(r->cfg.member_timeout_ms, 1));
+}
+
+static bool heap_less(const struct member *a, const struct member *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->id < b->id);
+}
+
+static void heap_set(registry_t *r, size_t i, struct member *m)
+{
+    r->heap[i] = m;
+    m->hidx = i;
+}
+
+static void heap_up(registry_t *r, size_t i)
+{
+    struct member *m = r->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!heap_less(m, r->heap[parent]))
+            break;
+        heap_set(r, i, r->heap[parent]);
+        i = parent;
+    }
+    heap_set(r, i, m);
+}
+
+static void heap_down(registry_t *r, size_t i)
+{
+    struct member *m = r->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= r->heap_len)
+            break;
+        if (c + 1 < r->heap_len && heap_less(r->heap[c + 1], r->heap[c]))
+            c++;
+        if (!heap_less(r->heap[c], m))
+            break;
+        heap_set(r, i, r->heap[c]);
+        i = c;
+    }
+    heap_set(r, i, m);
+}
+
+/* Room for one more member; the push itself cannot fail then. */
+static int heap_reserve_locked(registry_t *r)
+{
+    if (r->heap_len < r->heap_cap)
+        return 0;
+    size_t cap = r->heap_cap ? 2 * r->heap_cap : 64;
+    struct member **h = realloc(r->heap, cap * sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    r->heap = h;
+    r->heap_cap = cap;
+    return 0;
+}
+
+static void heap_push_locked(registry_t *r, struct member *m)
+{
+    m->deadline = deadline_of(r, m);
+    heap_set(r, r->heap_len++, m);
+    heap_up(r, m->hidx);
+}
+
+static void heap_remove_locked(registry_t *r, struct member *m)
+{
+    size_t i = m->hidx;
+    m->hidx = HEAP_NONE;
+    struct member *last = r->heap[--r->heap_len];
+    if (last == m)
+        return;
+    heap_set(r, i, last);
+    heap_up(r, i);
+    heap_down(r, last->hidx);
+}
+
+/* m's last_seen, parked or parked_at changed: move it to its new place. */
+static void refresh_locked(registry_t *r, struct member *m)
+{
+    if (m->hidx == HEAP_NONE)
+        return; /* leaving */
+    m->deadline = deadline_of(r, m);
+    heap_up(r, m->hidx);
+    heap_down(r, m->hidx);
+}
+
+static void seen_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    m->last_seen = now;
+    refresh_locked(r, m);
+}
+
+/* As seen_locked, for a member whose wait was just unhooked, in bulk (a
+ * broadcast answers every parked wait under one lock hold): a deadline that
+ * only moved later keeps its place, with a key earlier than its deadline,
+ * which reg_tick corrects when it reaches it; so each member costs O(1)
+ * here, not a walk down the heap. A key is never later than its deadline. */
+static void seen_unparked_locked(registry_t *r, struct member *m, uint64_t now)
+{
+    m->last_seen = now;
+    if (m->hidx != HEAP_NONE && deadline_of(r, m) < m->deadline)
+        refresh_locked(r, m);
+}
+
 static size_t bucket_of(const registry_t *r, uint64_t id)
 {
     return (size_t)(id * 0x9E3779B97F4A7C15ull >> 17) & (r->nbuckets - 1);
@@ -298,6 +511,7 @@ static void unlink_locked(registry_t *r, struct member *m)
         r->last = m->prev;
     r->count--;
     r->roster_ok = false;
+    heap_remove_locked(r, m);
 }
 
 /* Every change of a member's queued message count goes through here, so
@@ -363,6 +577,7 @@ static void park_locked(registry_t *r, struct member *m, struct reg_waiter *w, u
         r->parked_first->pprev = m;
     r->parked_first = m;
     r->parked++;
+    refresh_locked(r, m);
 }
 
 /* Unhook m's parked waiter (if any) from m and the parked list. */
@@ -380,6 +595,7 @@ static struct reg_waiter *unpark_locked(registry_t *r, struct member *m)
         m->pnext->pprev = m->pprev;
     m->pprev = m->pnext = NULL;
     r->parked--;
+    /* Both callers restart the member's clock next (seen_locked). */
     return w;
 }
 
@@ -389,7 +605,7 @@ static struct reg_waiter *take_parked_locked(registry_t *r, struct member *m, ui
     struct reg_waiter *w = unpark_locked(r, m);
     if (!w)
         return NULL;
-    m->last_seen = now; /* the member's timeout clock restarts */
+    seen_unparked_locked(r, m, now); /* the member's timeout clock restarts */
     return w->claim(w) ? w : NULL;
 }
 
@@ -597,8 +813,7 @@ static reg_item_t *pop_next_locked(registry_t *r, struct member *m)
         return NULL;
     reg_item_t *it = item_new(n->blob, m->id, false);
     if (!it) {
-        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = m->id},
-                  "out of memory: a notification is delayed");
+        pend_locked(r, PEND_NOTIFY_DELAY, m->id, 0);
         return NULL;
     }
     m->cursor = n->seq + 1;
@@ -633,8 +848,7 @@ static void broadcast_locked(registry_t *r, const struct member *subject, bool c
     buf_free(&entry);
     if (!b || log_append_locked(r, subject->id, subject->join_seq, connected, b) < 0) {
         blob_unref(b);
-        log_event(LOG_ERROR, "notify_failed", &(struct log_fields){.peer_id = subject->id},
-                  "out of memory: %s notification not sent", connected ? "join" : "leave");
+        pend_locked(r, connected ? PEND_NOTIFY_JOIN : PEND_NOTIFY_LEAVE, subject->id, 0);
         return;
     }
     blob_unref(b);
@@ -678,8 +892,7 @@ static void remove_locked(registry_t *r, struct member *m, uint64_t now)
     }
     if (dropped) {
         r->dropped += dropped;
-        log_event(LOG_INFO, "messages_dropped", &(struct log_fields){.peer_id = m->id},
-                  "left with %zu undelivered message(s); dropped", dropped);
+        pend_locked(r, PEND_DROPPED, m->id, dropped);
     }
     broadcast_locked(r, m, false, now);
     free(m);
@@ -724,6 +937,7 @@ void reg_destroy(registry_t *r)
         log_drop_front_locked(r);
     free(r->log);
     free(r->buckets);
+    free(r->heap);
     buf_free(&r->roster);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -763,6 +977,14 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     struct member *m = malloc(sizeof *m + PROTO_MAX_NAME + 32);
     if (!m)
         return -ENOMEM;
+    memset(m, 0, sizeof *m);
+    /* Drawn before locking: getrandom may block or be slow, and the token of
+     * a sign-in that is then refused is simply thrown away. */
+    if (r->cfg.secure_ids &&
+        getrandom(m->token, sizeof m->token, 0) != (ssize_t)sizeof m->token) {
+        free(m);
+        return -EIO; /* never hand out a guessable token */
+    }
     int rc = 0;
     pthread_mutex_lock(&r->lock);
     if (r->shutting_down) {
@@ -775,12 +997,8 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     }
     if (r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0)
         goto out;
-    memset(m, 0, sizeof *m);
-    if (r->cfg.secure_ids &&
-        getrandom(m->token, sizeof m->token, 0) != (ssize_t)sizeof m->token) {
-        rc = -EIO; /* never hand out a guessable token */
+    if ((rc = heap_reserve_locked(r)) < 0)
         goto out;
-    }
     m->id = r->next_id;
     if (n == 0) {
         /* The original names anonymous members after their id. */
@@ -814,6 +1032,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
         r->first = m;
     r->last = m;
     r->count++;
+    heap_push_locked(r, m);
     /* The newcomer's line ends the roster (or the roster is rebuilt later). */
     if (r->roster_ok && proto_entry_append(&r->roster, m->name, m->name_len, m->id, true) < 0)
         r->roster_ok = false;
@@ -826,7 +1045,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
     m->cursor = r->log_next;
     m = NULL;
 out:
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     free(m);
     return rc;
 }
@@ -837,7 +1056,7 @@ int reg_member_token(registry_t *r, uint64_t id, uint8_t out[REG_TOKEN_BYTES])
     struct member *m = find_locked(r, id);
     if (m)
         memcpy(out, m->token, REG_TOKEN_BYTES);
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -847,7 +1066,7 @@ int reg_check_token(registry_t *r, uint64_t id, const uint8_t *token, size_t len
     struct member *m = find_locked(r, id);
     int rc = !m ? -ENOENT
                 : (len == REG_TOKEN_BYTES && proto_ct_equal(m->token, token, len)) ? 0 : -EACCES;
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return rc;
 }
 
@@ -857,10 +1076,10 @@ int reg_sign_out(registry_t *r, uint64_t id, uint64_t now)
     struct member *m = find_locked(r, id);
     if (m) {
         /* Before the removal: its own records (dropped messages) follow this one. */
-        log_event(LOG_DEBUG, "sign_out", &(struct log_fields){.peer_id = id}, "signed out");
+        pend_locked(r, PEND_SIGN_OUT, id, 0);
         remove_locked(r, m, now);
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -869,8 +1088,8 @@ int reg_touch(registry_t *r, uint64_t id, uint64_t now)
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
     if (m)
-        m->last_seen = now;
-    pthread_mutex_unlock(&r->lock);
+        seen_locked(r, m, now);
+    unlock_and_log(r);
     return m ? 0 : -ENOENT;
 }
 
@@ -895,7 +1114,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
     } else if (!target) {
         rc = -ESRCH;
     } else {
-        sender->last_seen = now;
+        seen_locked(r, sender, now);
         if (!target->parked && queue_full_locked(r, target, body_len)) {
             r->refused++;
             rc = -ENOSPC;
@@ -905,7 +1124,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
             it = NULL;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     reg_item_free(it);
     return rc;
 }
@@ -921,7 +1140,7 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
     } else if (!m) {
         rc = -ENOENT;
     } else if (has_pending_locked(r, m) && (*item = pop_next_locked(r, m)) != NULL) {
-        m->last_seen = now;
+        seen_locked(r, m, now);
         rc = REG_WAIT_ITEM;
     } else {
         struct reg_waiter *old = take_parked_locked(r, m, now);
@@ -932,7 +1151,7 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
         w->on_park(w);
         rc = REG_WAIT_PARKED;
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return rc;
 }
 
@@ -942,9 +1161,9 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
     struct member *m = find_locked(r, w->member_id);
     if (m && m->parked == w) {
         unpark_locked(r, m);
-        m->last_seen = now;
+        seen_locked(r, m, now);
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }
 
 reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items, uint64_t now)
@@ -953,7 +1172,7 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
     pthread_mutex_lock(&r->lock);
     struct member *m = find_locked(r, id);
     if (m) {
-        m->last_seen = now;
+        seen_locked(r, m, now);
         size_t cost;
         while (max_items > 0 && next_cost_locked(r, m, &cost) && cost <= budget) {
             reg_item_t *it = pop_next_locked(r, m);
@@ -965,7 +1184,7 @@ reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items
             tail = &it->next;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     return head;
 }
 
@@ -1005,7 +1224,7 @@ void reg_requeue(registry_t *r, uint64_t member_id, reg_item_t *item, uint64_t n
         for (reg_item_t *it = item; it; it = it->next)
             r->dropped += it->is_message;
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
     reg_item_free_chain(item);
 }
 
@@ -1013,30 +1232,39 @@ size_t reg_tick(registry_t *r, uint64_t now)
 {
     size_t removed = 0;
     pthread_mutex_lock(&r->lock);
-    struct member *m = r->first;
-    while (m) {
-        struct member *next = m->next;
+    /* Only the members whose key has come: each leaves the top of the heap
+     * (removed, or its key moved past now), so this ends. */
+    while (r->heap_len > 0 && r->heap[0]->deadline <= now) {
+        struct member *m = r->heap[0];
+        r->tick_examined++;
+        uint64_t due = deadline_of(r, m);
+        if (due > now) {
+            /* A key left early by seen_unparked_locked: put it right. */
+            m->deadline = due;
+            heap_down(r, 0);
+            continue;
+        }
         if (m->parked) {
-            /* now may predate a wait parked after the caller read the clock. */
-            if (now > m->parked_at && now - m->parked_at >= r->cfg.wait_timeout_ms) {
-                struct reg_waiter *w = take_parked_locked(r, m, now);
-                if (w) {
-                    r->wait_timeouts++;
-                    w->wake(w, REG_WAKE_IDLE, NULL);
-                }
+            struct reg_waiter *w = take_parked_locked(r, m, now);
+            if (w) {
+                r->wait_timeouts++;
+                w->wake(w, REG_WAKE_IDLE, NULL);
             }
-        } else if (now > m->last_seen && now - m->last_seen > r->cfg.member_timeout_ms) {
-            log_event(LOG_INFO, "member_timeout", &(struct log_fields){.peer_id = m->id},
-                      "timed out");
+        } else {
+            pend_locked(r, PEND_TIMEOUT, m->id, 0);
             r->timeouts++;
             removed++;
             remove_locked(r, m, now);
-            /* remove_locked may not touch next: it only unlinks m */
         }
-        m = next;
+        if (r->npend + REG_PEND_PER_REMOVAL > REG_PEND_MAX) {
+            /* Write what is due before the next removal could overflow it. */
+            unlock_and_log(r);
+            pthread_mutex_lock(&r->lock);
+        }
     }
-    log_trim_locked(r);
-    pthread_mutex_unlock(&r->lock);
+    if (r->log_len > 0)
+        log_trim_locked(r);
+    unlock_and_log(r);
     return removed;
 }
 
@@ -1049,7 +1277,7 @@ void reg_shutdown(registry_t *r)
         if (w)
             w->wake(w, REG_WAKE_SHUTDOWN, NULL);
     }
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }
 
 void reg_get_stats(registry_t *r, reg_stats_t *out)
@@ -1064,7 +1292,8 @@ void reg_get_stats(registry_t *r, reg_stats_t *out)
     out->messages_dropped = r->dropped;
     out->timeouts = r->timeouts;
     out->wait_timeouts = r->wait_timeouts;
+    out->tick_examined = r->tick_examined;
     out->queued_msgs = r->q_msgs;
     out->queued_bytes = r->q_bytes;
-    pthread_mutex_unlock(&r->lock);
+    unlock_and_log(r);
 }

@@ -152,6 +152,7 @@ typedef struct reg_stats {
     size_t queued_bytes;       /* their body bytes */
     size_t notes_logged;       /* join/leave events kept for members yet to see them */
     uint64_t notes_dropped;    /* events dropped unheard: joins and leaves nobody needed */
+    uint64_t tick_examined;    /* members reg_tick looked at: only those whose deadline came */
 } reg_stats_t;
 /* A consistent copy of the counters and gauges, taken under the lock (which
  * is held only to copy them: no formatting, no allocation). */

@@ -995,6 +995,13 @@ int main(int argc, char **argv)
                " churn_joins=%" PRIu64 "/%" PRIu64 " churn_leaves=%" PRIu64 "/%" PRIu64,
                churn_in, churn_out, atomic_load(&b->churn_failed), churn_joins,
                churn_expected(b, churn_in), churn_leaves, churn_expected(b, churn_out));
+    if (b->o.churn_rate > 0)
+        printf(" churn_signin_p50=%.3f churn_signin_p99=%.3f churn_connect_signin_p50=%.3f"
+               " churn_connect_signin_p99=%.3f ms",
+               hist_quantile(&b->churn_signin_us, 0.5) / 1000.0,
+               hist_quantile(&b->churn_signin_us, 0.99) / 1000.0,
+               hist_quantile(&b->churn_connect_us, 0.5) / 1000.0,
+               hist_quantile(&b->churn_connect_us, 0.99) / 1000.0);
     if (b->o.tls)
         printf(" tls_handshakes_full=%" PRIuFAST64 " tls_handshakes_resumed=%" PRIuFAST64
                " tls_handshakes_failed=%" PRIuFAST64,

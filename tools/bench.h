@@ -157,6 +157,10 @@ struct bench {
     atomic_bool churn_stop;
     atomic_uint_fast64_t churn_signins, churn_signouts, churn_failed;
     atomic_uint_fast64_t churn_joins, churn_leaves;
+    /* --churn, written by the churn thread only, read after bench_churn_join:
+     * sign-in request -> answer, and connect -> sign-in answer (which adds
+     * the wait to be accepted), in us */
+    struct bench_hist churn_signin_us, churn_connect_us;
 
     atomic_uint_fast64_t tls_full, tls_resumed, tls_failed; /* handshakes */
     atomic_uint tls_logged;     /* handshake failures reported in detail */

@@ -4,7 +4,8 @@
  * k is due at start + k / R; a late cycle starts at once, with no burst to
  * catch up). A cycle is one connection, plain or TLS through the thread's
  * own client: GET /sign_in?churn<k> and GET /sign_out?peer_id=<id>
- * (HTTP/1.1, the second with Connection: close).
+ * (HTTP/1.1, the second with Connection: close). Each successful sign-in
+ * is timed twice: from its request and from the connect (see struct bench).
  *
  * Churn members are never sent messages, so the relay's exactly-once and
  * order checks are untouched by them; what churn adds is membership traffic
@@ -74,6 +75,7 @@ static void churn_cycle(struct bench_churn *ch, uint64_t k, buf_t *req, buf_t *i
     struct bench_conn bc = {0};
     int status = 0, rc;
     uint64_t id = 0, pragma = 0;
+    uint64_t t_connect = bench_now_ns();
 
     if ((rc = bench_open(b, ch->tls, &bc)) < 0) {
         churn_fail(ch, k, "cannot connect", rc, NULL);
@@ -87,6 +89,7 @@ static void churn_cycle(struct bench_churn *ch, uint64_t k, buf_t *req, buf_t *i
     if (bc.c->secure)
         atomic_fetch_add(bc.c->resumed ? &b->tls_resumed : &b->tls_full, 1);
 
+    uint64_t t_signin = bench_now_ns();
     buf_reset(req);
     if (buf_printf(req, "GET /sign_in?%s%" PRIu64 " HTTP/1.1\r\nHost: %s\r\n\r\n",
                    BENCH_CHURN_PREFIX, k, b->host_hdr) < 0 ||
@@ -101,6 +104,9 @@ static void churn_cycle(struct bench_churn *ch, uint64_t k, buf_t *req, buf_t *i
         goto out;
     }
     atomic_fetch_add(&b->churn_signins, 1);
+    uint64_t t_answer = bench_now_ns();
+    hist_add(&b->churn_signin_us, (t_answer - t_signin) / 1000);
+    hist_add(&b->churn_connect_us, (t_answer - t_connect) / 1000);
 
     buf_reset(req);
     if (buf_printf(req,

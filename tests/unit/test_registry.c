@@ -16,6 +16,7 @@
 
 /* The module itself: its static functions are what these tests check. */
 #include "registry.c"
+#include "log.h"
 #include "strlit.h"
 
 struct fake_waiter {
@@ -1008,6 +1009,115 @@ static void test_lost_claim_keeps_note(void **state)
     reg_destroy(r);
 }
 
+/* A sink that takes the registry lock (through reg_get_stats): had a record
+ * been written under the lock, this would deadlock. Counts the records. */
+static registry_t *sink_reg;
+static int sink_records;
+
+static void locking_sink(void *arg, const char *rec, size_t len)
+{
+    (void)arg;
+    (void)rec;
+    (void)len;
+    reg_stats_t st;
+    reg_get_stats(sink_reg, &st);
+    sink_records++;
+}
+
+static void test_logs_after_unlocking(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    sink_reg = r;
+    sink_records = 0;
+    log_set_level(LOG_DEBUG);
+    assert_int_equal(log_set_sink(locking_sink, NULL), 0);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    uint64_t b = sign_in(r, "b", 0, NULL, 0);
+    uint64_t d = sign_in(r, "d", 0, NULL, 0);
+    assert_int_equal(reg_send(r, a, b, "text/plain", 10, true, "x", 1, 0), 0);
+    assert_int_equal(reg_sign_out(r, b, 10), 0); /* sign_out + messages_dropped */
+    assert_int_equal(sink_records, 2);
+    assert_int_equal(reg_touch(r, a, 500), 0);
+    assert_int_equal(reg_tick(r, 1001), 1); /* d: member_timeout */
+    assert_int_equal(sink_records, 3);
+    (void)d;
+    assert_int_equal(log_set_sink(NULL, NULL), 0);
+    log_set_level(LOG_INFO);
+    reg_destroy(r);
+}
+
+/* A reaper tick looks only at the members whose deadline has come: with
+ * 2,000 members of which 5 went silent, a tick examines those 5 (and the
+ * parked waits their leaves answered do not count: they were not due). */
+static void test_tick_visits_only_expired(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.max_members = 3000;
+    c.member_timeout_ms = 1000;
+    c.wait_timeout_ms = 5000;
+    registry_t *r = reg_create(&c);
+    enum { N = 2000, SILENT = 5 };
+    static uint64_t ids[N];
+    for (size_t i = 0; i < N; i++)
+        ids[i] = sign_in(r, "m", 0, NULL, 0);
+    /* Everyone but the SILENT last ones speaks at 600. */
+    for (size_t i = 0; i < N - SILENT; i++)
+        assert_int_equal(reg_touch(r, ids[i], 600), 0);
+    reg_stats_t st;
+    assert_int_equal(reg_tick(r, 1000), 0); /* nobody is due yet */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, 0);
+    assert_int_equal(reg_tick(r, 1001), SILENT);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, SILENT);
+    assert_int_equal(st.members, N - SILENT);
+    assert_int_equal(reg_tick(r, 1600), 0); /* exactly the limit: not yet */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, SILENT);
+    assert_int_equal(reg_tick(r, 1601), N - SILENT);
+    reg_get_stats(r, &st);
+    assert_int_equal(st.tick_examined, N);
+    assert_int_equal(st.members, 0);
+    assert_int_equal(st.timeouts, N);
+    reg_destroy(r);
+}
+
+/* A broadcast restarts the clock of each member whose wait it answers
+ * without moving it in the heap (its key stays early): the member still
+ * times out exactly member_timeout_ms after that answer, not at its old key. */
+static void test_woken_member_times_out_on_time(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.member_timeout_ms = 1000;
+    c.wait_timeout_ms = 500;
+    registry_t *r = reg_create(&c);
+    uint64_t a = sign_in(r, "a", 0, NULL, 0);
+    struct fake_waiter fa;
+    fake_init(&fa);
+    reg_item_t *it = NULL;
+    assert_int_equal(reg_wait(r, a, &fa.w, 0, &it), REG_WAIT_PARKED); /* key 500 */
+    uint64_t b = sign_in(r, "b", 100, NULL, 0); /* answers a's wait at 100 */
+    assert_int_equal(fa.wakes, 1);
+    reg_item_free(fa.item);
+    fa.item = NULL;
+    assert_int_equal(reg_touch(r, b, 1000), 0);
+    reg_stats_t st;
+    assert_int_equal(reg_tick(r, 600), 0); /* a's key came, its deadline not */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.wait_timeouts, 0);
+    assert_int_equal(reg_tick(r, 1100), 0); /* exactly the limit: not yet */
+    assert_int_equal(reg_tick(r, 1101), 1); /* a, 1000 ms after its answer */
+    reg_get_stats(r, &st);
+    assert_int_equal(st.members, 1);
+    assert_int_equal(reg_tick(r, 2001), 1); /* b */
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1146,9 @@ int main(void)
         cmocka_unit_test(test_requeue_to_newer_parked_wait),
         cmocka_unit_test(test_take_and_requeue_chain),
         cmocka_unit_test(test_stats_gauges),
+        cmocka_unit_test(test_logs_after_unlocking),
+        cmocka_unit_test(test_tick_visits_only_expired),
+        cmocka_unit_test(test_woken_member_times_out_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

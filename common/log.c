@@ -23,6 +23,7 @@
  * deadlock).
  */
 #include "log.h"
+#include "json_text.h"
 #include "strlit.h"
 
 #include <errno.h>
@@ -181,83 +182,6 @@ static void log_fill_cut(buf_t *b, const char *fmt, va_list ap)
         b->len += (size_t)n < room - 1 ? (size_t)n : room - 1;
 }
 
-/* ---- JSON strings ------------------------------------------------------- */
-
-/* The letter of JSON's two-byte escape of c ('n' for '\n', ...), or 0: none. */
-static char log_json_short(unsigned char c)
-{
-    switch (c) {
-    case '"': return '"';
-    case '\\': return '\\';
-    case '\b': return 'b';
-    case '\f': return 'f';
-    case '\n': return 'n';
-    case '\r': return 'r';
-    case '\t': return 't';
-    default: return 0;
-    }
-}
-
-/* Bytes JSON needs for byte c: 1 as it is, 2 for \" \\ \n ..., 6 for \u00XX. */
-static size_t log_json_cost(unsigned char c)
-{
-    if (log_json_short(c))
-        return 2;
-    return c < 0x20 || c >= 0x7f ? 6 : 1;
-}
-
-static size_t log_json_len(const char *p, size_t n)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++)
-        len += log_json_cost((unsigned char)p[i]);
-    return len;
-}
-
-/*
- * Append p[0..n) as the inside of a JSON string, in at most room bytes and
- * never splitting an escape; *used gets the input bytes written. Bytes are
- * shown one by one, never decoded: one >= 0x80 becomes \u00XX of the byte
- * (so "\xc3\xa9" reads "\u00c3\u00a9"), which keeps the output ASCII and
- * valid UTF-8 whatever the input was.
- */
-static int log_json_append(buf_t *b, const char *p, size_t n, size_t room, size_t *used)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t out = 0, run = 0, i = 0;
-    int rc = 0;
-    for (; i < n && rc == 0; i++) {
-        unsigned char c = (unsigned char)p[i];
-        size_t cost = log_json_cost(c);
-        if (out + cost > room)
-            break;
-        out += cost;
-        if (cost == 1)
-            continue;
-        if (i > run)
-            rc = buf_append(b, p + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-        if (cost == 2)
-            esc[1] = log_json_short(c);
-        if (rc == 0)
-            rc = buf_append(b, esc, cost);
-    }
-    if (rc == 0 && i > run)
-        rc = buf_append(b, p + run, i - run);
-    *used = i;
-    return rc;
-}
-
-/* Append "s" as a whole JSON string, quotes included. */
-static int log_json_str(buf_t *b, const char *s)
-{
-    size_t n = strlen(s), used;
-    int rc = buf_append(b, STRLIT("\""));
-    if (rc == 0)
-        rc = log_json_append(b, s, n, SIZE_MAX, &used);
-    return rc == 0 ? buf_append(b, STRLIT("\"")) : rc;
-}
 
 /* ---- fields --------------------------------------------------------------- */
 
@@ -291,7 +215,7 @@ static int log_field_str(buf_t *b, bool json, const char *key, const char *s, si
     if (rc == 0 && (json || quoted))
         rc = buf_append(b, STRLIT("\""));
     if (rc == 0 && json) {
-        rc = log_json_append(b, s, shown, SIZE_MAX, &used);
+        rc = json_append_escaped(b, s, shown, SIZE_MAX, &used);
         if (rc == 0 && n > shown)
             rc = buf_append_str(b, LOG_TRUNCATED);
     } else if (rc == 0) {
@@ -352,11 +276,11 @@ static int log_head(buf_t *rec, bool json, enum log_level level, const char *eve
             rc = buf_printf(rec, ",\"level\":\"%s\",\"role\":",
                             known ? log_level_lower[level] : "?");
         if (rc == 0)
-            rc = log_json_str(rec, role);
+            rc = json_append_string(rec, role);
         if (rc == 0)
             rc = buf_append_str(rec, ",\"event\":");
         if (rc == 0)
-            rc = log_json_str(rec, event ? event : LOG_EVENT_PLAIN);
+            rc = json_append_string(rec, event ? event : LOG_EVENT_PLAIN);
     } else {
         if (rc == 0)
             rc = buf_printf(rec, " %s [%s]", known ? log_level_names[level] : "?", role);
@@ -374,7 +298,7 @@ static int log_head(buf_t *rec, bool json, enum log_level level, const char *eve
 static int log_put_msg(buf_t *rec, bool json, const buf_t *msg, size_t room, size_t *used)
 {
     if (json)
-        return log_json_append(rec, msg->data, msg->len, room, used);
+        return json_append_escaped(rec, msg->data, msg->len, room, used);
     *used = msg->len < room ? msg->len : room;
     return buf_append(rec, msg->data, *used);
 }
@@ -390,7 +314,7 @@ static size_t log_tail_len(bool json, const char *etext, bool cut)
     if (json) {
         n += 1 + sizeof LOG_JSON_END - 1;
         if (etext)
-            n += sizeof LOG_JSON_ERROR - 1 + log_json_len(etext, strlen(etext)) + 1;
+            n += sizeof LOG_JSON_ERROR - 1 + json_escaped_len(etext, strlen(etext)) + 1;
         if (cut)
             n += sizeof LOG_JSON_CUT - 1;
     } else {
@@ -411,7 +335,7 @@ static int log_tail(buf_t *rec, bool json, const char *etext, bool cut)
             rc = buf_append_str(rec, LOG_JSON_ERROR);
             size_t used;
             if (rc == 0)
-                rc = log_json_append(rec, etext, strlen(etext), SIZE_MAX, &used);
+                rc = json_append_escaped(rec, etext, strlen(etext), SIZE_MAX, &used);
             if (rc == 0)
                 rc = buf_append(rec, STRLIT("\""));
         }

@@ -3,6 +3,7 @@
  * paths and headers are what they are.
  */
 #include "web.h"
+#include "json_text.h"
 #include "strlit.h"
 
 #include <errno.h>
@@ -177,21 +178,6 @@ static bool web_etag_matches(const char *value, size_t len, const char *etag)
     return false;
 }
 
-/* s as the inside of a JSON string: '"', '\\' and control bytes escaped. */
-static int json_string(buf_t *out, const char *s)
-{
-    int rc = buf_append_str(out, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p; p++) {
-        if (*p == '"' || *p == '\\')
-            rc = buf_printf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            rc = buf_printf(out, "\\u%04x", *p);
-        else
-            rc = buf_append(out, p, 1);
-    }
-    return rc ? rc : buf_append_str(out, "\"");
-}
-
 /*
  * The TURN REST credentials (draft-uberti-behave-turn-rest): the username
  * is "<expiry unix time>:pcsig", the password base64(HMAC-SHA1(secret,
@@ -212,11 +198,11 @@ static int turn_rest(buf_t *out, const char *secret, unsigned long long now_s)
     EVP_EncodeBlock(b64, mac, (int)maclen);
     int rc = buf_append_str(out, ",\"username\":");
     if (rc == 0)
-        rc = json_string(out, user);
+        rc = json_append_string(out, user);
     if (rc == 0)
         rc = buf_append_str(out, ",\"credential\":");
     if (rc == 0)
-        rc = json_string(out, (const char *)b64);
+        rc = json_append_string(out, (const char *)b64);
     return rc;
 }
 
@@ -242,11 +228,11 @@ static int web_config_json(const struct server_config *cfg, unsigned long long n
         } else if (rc == 0 && cfg->ice_username) {
             rc = buf_append_str(out, ",\"username\":");
             if (rc == 0)
-                rc = json_string(out, cfg->ice_username);
+                rc = json_append_string(out, cfg->ice_username);
             if (rc == 0)
                 rc = buf_append_str(out, ",\"credential\":");
             if (rc == 0)
-                rc = json_string(out, cfg->ice_credential);
+                rc = json_append_string(out, cfg->ice_credential);
         }
         if (rc == 0)
             rc = buf_append_str(out, "}");
@@ -312,6 +298,18 @@ static int open_beneath(int root_fd, const char *path, size_t len)
     }
 }
 
+/*
+ * A --web-root file's ETag from its inode, size and modification time, as
+ * file servers commonly do: a 304 or a HEAD then costs an fstat, not a read
+ * and a hash of the whole file.
+ */
+static void etag_of_stat(const struct stat *st, char out[WEB_ETAG_LEN + 1])
+{
+    const uint64_t id[4] = {(uint64_t)st->st_ino, (uint64_t)st->st_size,
+                            (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec};
+    etag_of((const unsigned char *)id, sizeof id, out);
+}
+
 /* A file of --web-root: true when answered (200/304), false for "not ours". */
 static bool answer_from_root(const struct web *w, const http_request_t *req, const char *path,
                              size_t plen, buf_t *out, bool ka)
@@ -322,22 +320,31 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
     if (fd < 0)
         return false;
     struct stat st;
-    buf_t data;
-    buf_init(&data, WEB_MAX_FILE);
     bool served = false;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WEB_MAX_FILE) {
-        int rc = buf_read_fd(&data, fd);
-        if (rc == 0) {
-            char etag[WEB_ETAG_LEN + 1];
-            etag_of((const unsigned char *)data.data, data.len, etag);
-            answer_file(out, req, path, plen, data.data, data.len, etag, ka);
+        char etag[WEB_ETAG_LEN + 1];
+        etag_of_stat(&st, etag);
+        const http_header_t *inm =
+            http_find_header(req->headers, req->num_headers, "If-None-Match");
+        if (req->method == HTTP_METHOD_HEAD ||
+            (inm && web_etag_matches(inm->value.ptr, inm->value.len, etag))) {
+            /* No body goes out: the length is the file's size. */
+            answer_file(out, req, path, plen, NULL, (size_t)st.st_size, etag, ka);
             served = true;
         } else {
-            log_errno(LOG_WARN, -rc, "--web-root: reading %.*s", (int)plen, path);
+            buf_t data;
+            buf_init(&data, WEB_MAX_FILE);
+            int rc = buf_read_fd(&data, fd);
+            if (rc == 0) {
+                answer_file(out, req, path, plen, data.data, data.len, etag, ka);
+                served = true;
+            } else {
+                log_errno(LOG_WARN, -rc, "--web-root: reading %.*s", (int)plen, path);
+            }
+            buf_free(&data);
         }
     }
     close(fd);
-    buf_free(&data);
     return served;
 }
 

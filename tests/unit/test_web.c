@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The module itself: its static functions are what these tests check. */
 #include "web.c"
@@ -111,7 +114,7 @@ static void test_config_json(void **state)
     cfg.ice_credential = "p\x7f";
     assert_string_equal(config_json(&cfg, 0),
                         "{\"iceServers\":[{\"urls\":[\"stun:a:3478\",\"turn:b?transport=tcp\"],"
-                        "\"username\":\"u\\\"\\\\\\u000a\",\"credential\":\"p\\u007f\"}]}\n");
+                        "\"username\":\"u\\\"\\\\\\n\",\"credential\":\"p\\u007f\"}]}\n");
     /* TURN REST (RFC 2104 HMAC-SHA1 of "86400:pcsig" under "secret", base64),
      * checked against: printf 86400:pcsig | openssl dgst -sha1 -hmac secret -binary | base64 */
     cfg.ice_servers = "turn:t";
@@ -190,6 +193,83 @@ static void test_answer_builtin(void **state)
     web_free(NULL);
 }
 
+/* Write text to dir/name, replacing it. */
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The ETag an answer carries, copied into tag. */
+static void etag_in(const buf_t *out, char tag[WEB_ETAG_LEN + 1])
+{
+    const char *etag = memmem(out->data, out->len, STRLIT("ETag: "));
+    assert_non_null(etag);
+    memcpy(tag, etag + 6, WEB_ETAG_LEN);
+    tag[WEB_ETAG_LEN] = '\0';
+}
+
+/* --web-root: 200 with the file, HEAD the same head without it, 304 on a
+ * matching If-None-Match (the ETag comes from the file's stat, so neither
+ * reads the file), and a rewritten file a new ETag. */
+static void test_answer_from_root(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pcsig-test-web-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    put_file(dir, "a.txt", "hello");
+    struct server_config cfg;
+    defaults(&cfg);
+    cfg.web_root = dir;
+    struct web *w = NULL;
+    assert_int_equal(web_create(&cfg, &w), 0);
+    buf_t out;
+    buf_init(&out, 1 << 20);
+    assert_true(answer(w, "GET /a.txt HTTP/1.1\r\n\r\n", &out));
+    assert_non_null(memmem(out.data, out.len, STRLIT("HTTP/1.1 200 OK\r\n")));
+    assert_non_null(memmem(out.data, out.len, STRLIT("Content-Length: 5\r\n")));
+    assert_memory_equal(out.data + out.len - 5, "hello", 5);
+    char tag[WEB_ETAG_LEN + 1], again[WEB_ETAG_LEN + 1];
+    etag_in(&out, tag);
+    size_t get_head = out.len - 5;
+    char get_copy[2048];
+    assert_true(get_head < sizeof get_copy);
+    memcpy(get_copy, out.data, get_head);
+
+    assert_true(answer(w, "HEAD /a.txt HTTP/1.1\r\n\r\n", &out));
+    assert_int_equal(out.len, get_head);
+    assert_memory_equal(out.data, get_copy, get_head);
+
+    char req[256];
+    snprintf(req, sizeof req, "GET /a.txt HTTP/1.1\r\nIf-None-Match: W/%s\r\n\r\n", tag);
+    assert_true(answer(w, req, &out));
+    assert_non_null(memmem(out.data, out.len, STRLIT("HTTP/1.1 304 Not Modified\r\n")));
+    assert_non_null(memmem(out.data, out.len, STRLIT("Content-Length: 5\r\n")));
+    assert_int_equal((const char *)memmem(out.data, out.len, STRLIT("\r\n\r\n")) + 4 - out.data,
+                     (long)out.len);
+
+    /* Rewritten (another size): another ETag, and the old one gets the file. */
+    put_file(dir, "a.txt", "hello again");
+    assert_true(answer(w, req, &out));
+    assert_non_null(memmem(out.data, out.len, STRLIT("HTTP/1.1 200 OK\r\n")));
+    assert_memory_equal(out.data + out.len - 11, "hello again", 11);
+    etag_in(&out, again);
+    assert_string_not_equal(tag, again);
+
+    /* Not a file of the root: the router answers. */
+    assert_false(answer(w, "GET /missing.txt HTTP/1.1\r\n\r\n", &out));
+    buf_free(&out);
+    web_free(w);
+    char path[512];
+    snprintf(path, sizeof path, "%s/a.txt", dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_config_json),
         cmocka_unit_test(test_answer_builtin),
+        cmocka_unit_test(test_answer_from_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,12 +17,16 @@ dir=$(mktemp -d /tmp/pcsig-media-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
 "$B/pcsig-client" --version | grep -q 'media: GStreamer' || { echo "no media build" >&2; exit 1; }
 "$B/pcsig-server" --bind 127.0.0.1 --port 0 > "$dir/srv.out" 2>/dev/null &
-until grep -q '[0-9]$' "$dir/srv.out" 2>/dev/null; do sleep 0.05; done
-port=$(grep -o '[0-9]*$' "$dir/srv.out")
-await() { # file pattern
+server=$!
+await() { # file pattern: polls for up to 60 s
     local n=0
-    until grep -q "$2" "$1"; do sleep 0.05; n=$((n + 1)); [ $n -lt 1200 ] || { echo "timeout: $2" >&2; exit 1; }; done
+    until grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$server" 2>/dev/null || { echo "the server exited; see $1" >&2; exit 1; }
+        sleep 0.05; n=$((n + 1)); [ $n -lt 1200 ] || { echo "timeout: $2 in $1" >&2; exit 1; }
+    done
 }
+await "$dir/srv.out" '[0-9]$'
+port=$(grep -o '[0-9]*$' "$dir/srv.out")
 setup=() first=()
 for i in $(seq 1 "$calls"); do
     mkfifo "$dir/a.in" "$dir/b.in"

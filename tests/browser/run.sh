@@ -21,7 +21,12 @@ if [ ! -x "$chromium" ]; then
     fi
 fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "error: the browser tests need Node.js 20 or later with npm" >&2
+    echo "error: the browser tests need Node.js 20.10 or later with npm" >&2
+    exit 1
+fi
+# node --test with --test-concurrency came in 20.10.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=10)?0:1)'; then
+    echo "error: the browser tests need Node.js 20.10 or later; this is $(node --version)" >&2
     exit 1
 fi
 # npm ci again whenever the lockfile changed since the last install.

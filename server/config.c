@@ -171,6 +171,18 @@ static const struct config_opt opts[] = {
                              "for 24 h and its HMAC-SHA1 as password; wins over\n"
                              "--ice-username/--ice-credential (default: none)",
      F_STRING(ice_secret), .nonempty = true},
+    {"cluster", "URL", "redis://HOST:PORT[/DB]: share members, queues and ids\n"
+                       "with every instance using this Redis (default: none,\n"
+                       "a single server)",
+     F_STRING(cluster), .nonempty = true},
+    {"cluster-password", "SECRET", "Redis AUTH password for --cluster (default: none)",
+     F_STRING(cluster_password), .nonempty = true},
+    {"cluster-password-file", "FILE", "the same, read from the first line of FILE\n"
+                                      "(default: none)",
+     F_STRING(cluster_password_file)},
+    {"instance-name", "NAME", "this instance's name in the cluster (logs, Redis keys)\n"
+                              "(default: host:port)",
+     F_STRING(instance_name), .nonempty = true},
     {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
      .off = FIELD(log_level, enum log_level)},
     {"log-format", "FORMAT", "text or json (one object per line) (default text)",

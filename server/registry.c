@@ -1367,6 +1367,10 @@ size_t reg_tick(registry_t *r, uint64_t now)
                 r->wait_timeouts++;
                 w->wake(w, REG_WAKE_IDLE, NULL);
             }
+        } else if (r->cfg.no_notes) {
+            /* --cluster: only a local shadow goes (no wait here for long);
+             * the member's own timeout is the cluster's (cluster.c). */
+            remove_locked(r, m, now);
         } else {
             pend_locked(r, PEND_TIMEOUT, m->id, 0);
             r->timeouts++;

@@ -75,6 +75,7 @@
 #define COMMAND_TIMEOUT_MS 2000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define SUB_BACKOFF_MAX_MS 1000
 #define HOUSEKEEP_EVERY_MS 500
 #define ALIVE_TTL_MS 3000    /* an instance silent this long is dead */
 #define REAP_BATCH 200       /* members one housekeeping pass may time out */
@@ -566,7 +567,9 @@ static void *sub_main(void *arg)
         }
         if (nap(c, backoff))
             break;
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        /* Capped lower than the pool's: while unsubscribed, waits parked
+         * here hear of new items only at their next fetch. */
+        backoff = backoff * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS : backoff * 2;
     }
     return NULL;
 }

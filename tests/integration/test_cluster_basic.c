@@ -391,6 +391,51 @@ static void test_redis_down(void **state)
     h_pass();
 }
 
+/* --secure-ids across instances: the token handed out by A is checked by B
+ * (403 without it); --auth-token is each instance's own, the same on both. */
+static void test_secure_ids_across(void **state)
+{
+    (void)state;
+    h_server_t a, b;
+    redis_start();
+    h_server_start(&a, "--cluster", redis_url, "--instance-name", "A", "--secure-ids",
+                   "--auth-token", "sesame", NULL);
+    h_server_start(&b, "--cluster", redis_url, "--instance-name", "B", "--secure-ids",
+                   "--auth-token", "sesame", NULL);
+    h_await_metric(&a, "pcsig_cluster_up", 1, H_TIMEOUT_MS);
+    h_resp_t *r = h_request_str(&b, "GET /sign_in?nat HTTP/1.0\r\n\r\n");
+    assert_int_equal(r->status, 401);
+    h_resp_free(r);
+    r = h_request_str(&a, "GET /sign_in?nat HTTP/1.0\r\nAuthorization: Bearer sesame\r\n\r\n");
+    H_ASSERT_STATUS(r, 200, "Added");
+    uint64_t nat = (uint64_t)h_hdr_num(r, "Pragma");
+    const char *tok = h_hdr(r, "X-Pcsig-Token");
+    assert_non_null(tok);
+    assert_int_equal(strlen(tok), 32);
+    char token[40];
+    snprintf(token, sizeof token, "%s", tok);
+    h_resp_free(r);
+    char req[256];
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\n\r\n",
+             (unsigned long long)nat);
+    r = h_request_str(&b, req);
+    assert_int_equal(r->status, 403);
+    h_resp_free(r);
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\nX-Pcsig-Token: %c%s\r\n\r\n",
+             (unsigned long long)nat, token[0] == 'a' ? 'b' : 'a', token + 1);
+    r = h_request_str(&b, req);
+    assert_int_equal(r->status, 403);
+    h_resp_free(r);
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\nX-Pcsig-Token: %s\r\n\r\n",
+             (unsigned long long)nat, token);
+    r = h_request_str(&b, req);
+    H_ASSERT_STATUS(r, 200, "OK");
+    h_resp_free(r);
+    h_server_stop(&a);
+    h_server_stop(&b);
+    h_pass();
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -402,6 +447,7 @@ int main(void)
         T(test_displaced_across),
         T(test_instance_killed),
         T(test_redis_down),
+        T(test_secure_ids_across),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

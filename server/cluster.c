@@ -166,7 +166,7 @@ static const char *const lua_body[S_COUNT] = {
      * {0, gen, name} parked, {1, gen, name, item} */
     [S_WAIT] =
         "local id = ARGV[1]; local k = P .. 'm:' .. id\n"
-        "local f = redis.call('HMGET', k, 'name', 'lease')\n"
+        "local f = redis.call('HMGET', k, 'name', 'lease', 'gen')\n"
         "if not f[1] then return {-1} end\n"
         "local gen = ARGV[3]\n"
         "if gen == '0' then\n"
@@ -174,7 +174,9 @@ static const char *const lua_body[S_COUNT] = {
         "  if f[2] then local old = lease_inst(f[2])\n"
         "    redis.call('SREM', P .. 'parked:' .. old, id)\n"
         "    redis.call('PUBLISH', P .. 'ch:' .. old, id) end\n"
-        "elseif f[2] and f[2] ~= ARGV[2] .. ' ' .. gen then return {-2} end\n"
+        /* A newer /wait took a gen since (its lease may be gone already,
+         * answered at once): this one is displaced. */
+        "elseif f[3] ~= gen or (f[2] and f[2] ~= ARGV[2] .. ' ' .. gen) then return {-2} end\n"
         "local item = redis.call('LPOP', P .. 'q:' .. id)\n"
         "if item then unqueue(k, item)\n"
         "  redis.call('HDEL', k, 'lease'); redis.call('SREM', P .. 'parked:' .. ARGV[2], id)\n"

@@ -911,15 +911,17 @@ int cluster_send(struct cluster *c, uint64_t from, uint64_t to, const char *ctyp
 
 /* The item of a wait script's answer as a registry item; NULL when out of
  * memory or not decodable (logged: a bug or a foreign writer). */
-static reg_item_t *item_of(const redisReply *s)
+static reg_item_t *item_of(const redisReply *s, uint64_t recipient)
 {
     struct ckey_item it;
     if (s->type != REDIS_REPLY_STRING || ckey_item_decode(s->str, s->len, &it) < 0) {
         log_event(LOG_ERROR, "cluster_error", NULL, "cluster: undecodable item dropped");
         return NULL;
     }
-    return reg_item_make(it.is_message, it.pragma, it.accepted_us, it.ctype, it.ctype_len,
-                         it.has_ctype, it.body, it.body_len);
+    /* A notification is answered with the recipient's own id (protocol.md
+     * Part A); the stored pragma is its subject. */
+    return reg_item_make(it.is_message, it.is_message ? it.pragma : recipient, it.accepted_us,
+                         it.ctype, it.ctype_len, it.has_ctype, it.body, it.body_len);
 }
 
 int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waiter *w,
@@ -969,7 +971,7 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waite
         *gen = newgen;
         reg_adopt(c->reg, id, r->element[2]->str, r->element[2]->len, clock_now_ms());
         if (code == 1 && r->elements == 4) {
-            *item = item_of(r->element[3]);
+            *item = item_of(r->element[3], id);
             freeReplyObject(r);
             if (!*item)
                 continue; /* dropped: fetch the next */

@@ -238,6 +238,7 @@ static void test_cross_instance(void **state)
     H_ASSERT_STATUS(w, 200, "OK");
     snprintf(want, sizeof want, "bob,%llu,1\n", (unsigned long long)bob);
     H_ASSERT_BODY(w, want);
+    H_ASSERT_PRAGMA(w, alice);
     h_resp_free(w);
     h_conn_t *c = park(&b, alice, 1);
     h_send_ok(&a, bob, alice, "hello via A", 11, "text/plain");
@@ -285,7 +286,7 @@ static void test_sign_out_across(void **state)
     h_resp_free(r);
     char want[64];
     snprintf(want, sizeof want, "dave,%llu,0\n", (unsigned long long)dave);
-    expect_item(wc, dave, want);
+    expect_item(wc, carol, want); /* a notification: Pragma is one's own id */
     expect_item(wd, dave, want);
     /* Gone everywhere: a message to dave is a 500 on B too. */
     r = h_post_message(&b, carol, dave, "x", 1, NULL);
@@ -378,8 +379,8 @@ static void test_instance_killed(void **state)
     wg = park(&a, gus, 2);
     char want[64];
     snprintf(want, sizeof want, "ivy,%llu,0\n", (unsigned long long)ivy);
-    expect_item(wh, ivy, want);
-    expect_item(wg, ivy, want);
+    expect_item(wh, hal, want);
+    expect_item(wg, gus, want);
     h_close(wh);
     h_close(wg);
     r = h_post_message(&a, hal, ivy, "x", 1, NULL);

@@ -256,6 +256,21 @@ static void test_cross_instance(void **state)
     H_ASSERT_BODY(w, "two");
     h_resp_free(w);
 
+    /* A batched wait takes everything queued, in order, in one answer. */
+    h_send_ok(&a, bob, alice, "b1", 2, NULL);
+    h_send_ok(&b, bob, alice, "b2", 2, "text/x");
+    h_send_ok(&a, bob, alice, "b3", 2, NULL);
+    char req[128];
+    snprintf(req, sizeof req, "GET /wait?peer_id=%llu HTTP/1.0\r\nX-Pcsig-Batch: 1\r\n\r\n",
+             (unsigned long long)alice);
+    w = h_request_str(&b, req);
+    H_ASSERT_STATUS(w, 200, "OK");
+    H_ASSERT_HDR(w, "X-Pcsig-Batch-Count", "3");
+    snprintf(want, sizeof want, "%llu 0 2\nb1%llu 6 2\ntext/xb2%llu 0 2\nb3",
+             (unsigned long long)bob, (unsigned long long)bob, (unsigned long long)bob);
+    H_ASSERT_BODY(w, want);
+    h_resp_free(w);
+
     /* Unknown target (never signed in anywhere): 500 on either instance. */
     r = h_post_message(&a, bob, 999999, "x", 1, NULL);
     assert_int_equal(r->status, 500);

@@ -226,7 +226,8 @@ static const char *const lua_body[S_COUNT] = {
         "if not f[1] then return -1 end\n"
         "if not f[2] then redis.call('ZADD', P .. 'dl', now_ms() + tonumber(ARGV[2]), ARGV[1]) end\n"
         "return 0\n",
-    /* inst, alive_ttl_ms, timeout_ms, batch, fresh (1: our earlier life is dead) -> removed */
+    /* inst, alive_ttl_ms, timeout_ms, batch, fresh (1: our earlier life is dead)
+     * -> {members removed, 1 if our alive key was still there} */
     [S_HOUSEKEEP] =
         "local now = now_ms()\n"
         "local function bury(inst)\n"
@@ -236,6 +237,7 @@ static const char *const lua_body[S_COUNT] = {
         "      redis.call('ZADD', P .. 'dl', now + tonumber(ARGV[3]), id) end end\n"
         "  redis.call('DEL', P .. 'parked:' .. inst) end\n"
         "if ARGV[5] == '1' then bury(ARGV[1]) end\n"
+        "local was = redis.call('EXISTS', P .. 'alive:' .. ARGV[1])\n"
         "redis.call('SET', P .. 'alive:' .. ARGV[1], '1', 'PX', ARGV[2])\n"
         "redis.call('SADD', P .. 'insts', ARGV[1])\n"
         "for _, inst in ipairs(redis.call('SMEMBERS', P .. 'insts')) do\n"
@@ -247,7 +249,7 @@ static const char *const lua_body[S_COUNT] = {
         "  if redis.call('EXISTS', P .. 'm:' .. id) == 1 then remove(id, by)\n"
         "  else redis.call('ZREM', P .. 'dl', id) end end\n"
         "flush(by)\n"
-        "return #due\n",
+        "return {#due, was}\n",
 };
 
 /* ---- state ----------------------------------------------------------------- */
@@ -296,6 +298,8 @@ static void mark_up(struct cluster *c)
         atomic_fetch_add(&c->reconnects, 1);
         log_event(LOG_INFO, "cluster_up", NULL, "cluster: connected to Redis at %s:%u as "
                   "instance '%s'", c->url.host, (unsigned)c->url.port, c->inst);
+        /* Waits kept parked through the outage fetch what came meanwhile. */
+        reg_poke_all(c->reg);
     }
 }
 
@@ -476,8 +480,17 @@ static redisReply *run_args(struct cluster *c, redisContext *ctx, enum script s,
             freeReplyObject(r);
             continue;
         }
+        if (r->type == REDIS_REPLY_ERROR &&
+            (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
+             strncmp(r->str, "MASTERDOWN", 10) == 0)) {
+            /* Up but not serving yet (loading its data after a restart): down. */
+            mark_down(c, "is not ready", r->str);
+            freeReplyObject(r);
+            *broken = false;
+            return NULL;
+        }
         if (r->type == REDIS_REPLY_ERROR) {
-            /* LOADING, BUSY, OOM, or a bug of ours: the call failed. */
+            /* OOM, or a bug of ours: the call failed. */
             log_event(LOG_ERROR, "cluster_error", NULL, "cluster: Redis refused a script: %s", r->str);
             atomic_fetch_add(&c->errors, 1);
             freeReplyObject(r);
@@ -630,8 +643,21 @@ static void *hk_main(void *arg)
         const char *args[] = {c->inst, ttl, timeout, batch, fresh ? "1" : "0"};
         redisReply *r = run(c, S_HOUSEKEEP, 5, args, NULL);
         if (r) {
+            long long n = 0, was = 1;
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                n = reply_int(r->element[0]);
+                was = reply_int(r->element[1]);
+            }
+            /* Our alive key had expired (Redis was away, or we stalled, for
+             * longer than its TTL): another instance may have taken our
+             * leases as dead. Every wait parked here fetches again, which
+             * takes its lease back (or learns it was displaced). */
+            if (!fresh && was == 0) {
+                log_event(LOG_WARN, "cluster_stale", NULL, "cluster: this instance was taken "
+                          "for dead; its parked waits take their leases back");
+                reg_poke_all(c->reg);
+            }
             fresh = false;
-            long long n = reply_int(r);
             if (n > 0) {
                 atomic_fetch_add(&c->timeouts, (uint64_t)n);
                 log_event(LOG_DEBUG, "cluster_timeouts", NULL, "cluster: %lld member(s) timed out", n);
@@ -981,6 +1007,12 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, bool batch,
         u64_str(g, *gen);
         const char *args[] = {ids, c->inst, g, timeout, maxn, budget};
         redisReply *r = run(c, S_WAIT, 6, args, NULL);
+        if (!r && *gen != 0) {
+            /* A parked wait woken to fetch while Redis is away stays parked
+             * (its lease is in Redis as it was); mark_up wakes it again. */
+            int rc = reg_wait(c->reg, id, w, clock_now_ms(), item);
+            return rc == REG_WAIT_POLL ? -EIO : rc;
+        }
         if (!r)
             return -EIO;
         if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||

@@ -1003,6 +1003,8 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, bool batch,
     if (reg_adopt(c->reg, id, NULL, 0, clock_now_ms()) < 0)
         return -ENOMEM;
     for (int round = 0;; round++) {
+        if (round > 2 * WAIT_FETCH_MAX)
+            return -EIO; /* never spin: something keeps undoing our shadow */
         char g[24];
         u64_str(g, *gen);
         const char *args[] = {ids, c->inst, g, timeout, maxn, budget};

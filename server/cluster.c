@@ -652,6 +652,11 @@ static void *hk_main(void *arg)
              * longer than its TTL): another instance may have taken our
              * leases as dead. Every wait parked here fetches again, which
              * takes its lease back (or learns it was displaced). */
+            if (fresh && was == 1)
+                log_event(LOG_WARN, "cluster_name", NULL, "cluster: instance name '%s' was "
+                          "alive in Redis at start: another instance with this name (names "
+                          "must be unique), or this one restarted within %u ms", c->inst,
+                          (unsigned)ALIVE_TTL_MS);
             if (!fresh && was == 0) {
                 log_event(LOG_WARN, "cluster_stale", NULL, "cluster: this instance was taken "
                           "for dead; its parked waits take their leases back");

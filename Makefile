@@ -220,6 +220,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
+# The integration tests' shared helpers (harness.c, hostile.c, client_util.c).
+$(BUILD)/tests/integration/%.o: tests/integration/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration -Iclient -c $< -o $@
+
 $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka

@@ -93,7 +93,7 @@ ITEST_TLS_BIN := $(ITEST_TLS:%=$(BUILD)/tests/integration/%)
 $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test: $(notdir $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)))))
 # The browser tests, one run per file so that they run in parallel; and
 # the shell tests.
-BROWSER_TESTS := assets native page
+BROWSER_TESTS := assets native page page_call page_auth
 TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh
 
 # ---- install ---------------------------------------------------------------

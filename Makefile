@@ -91,9 +91,12 @@ ITEST_TLS += test_slowloris      # the handshake counts in the first request's r
 ITEST_TLS += test_stuck_clients  # a TLS client that never reads (SSL_write held), half-close
 ITEST_TLS_BIN := $(ITEST_TLS:%=$(BUILD)/tests/integration/%)
 $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test: $(notdir $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)))))
-# The browser tests, one run per file so that they run in parallel; and
-# the shell tests.
-BROWSER_TESTS := assets native page page_call page_auth
+# The browser tests (tests/browser/*.test.mjs) in two runs of about equal
+# length, each with its own Chromium: two at once is what two cores carry
+# beside the rest. A new file goes in either. Then the shell tests.
+BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
+                'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
+$(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
 TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh
 
 # ---- install ---------------------------------------------------------------
@@ -289,7 +292,7 @@ test: all browser-deps $(UNIT_BIN) $(ITEST_BIN)
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_LOGS=$(BUILD)/test-logs \
-	  tests/run-tests.sh $(BROWSER_TESTS:%='tests/browser/run.sh %.test.mjs') $(TEST_SCRIPTS) \
+	  tests/run-tests.sh $(BROWSER_RUNS) $(TEST_SCRIPTS) \
 	    $(ITEST_BIN) $(UNIT_BIN) --tls $(ITEST_TLS_BIN)
 
 # Chromium (apt-get) and playwright-core (npm ci, pinned by

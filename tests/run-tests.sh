@@ -6,7 +6,9 @@
 # argument run in TLS mode (PCSIG_TEST_TLS=1: the harness starts TLS servers
 # and speaks TLS to them); the Makefile says why each of them is there.
 #
-# Up to PCSIG_TEST_JOBS tests (default: the number of cores) run at once:
+# Up to PCSIG_TEST_JOBS tests (default: three per core, as most of them
+# wait for a timeout or another process far more than they compute) run at
+# once:
 # the tests listen on port 0, log to files named after their own pid and make
 # their temporary files with mkstemp/mkdtemp, so two runs never share a port
 # or a path. Each run's output goes to a log file of its own and is shown
@@ -26,7 +28,7 @@
 #
 # Exit status: 0 only when every run passed.
 limit=${PCSIG_TEST_TIMEOUT:-300}
-jobs=${PCSIG_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+jobs=${PCSIG_TEST_JOBS:-$((3 * $(nproc 2>/dev/null || echo 1)))}
 case $jobs in
 '' | *[!0-9]* | 0)
     echo "run-tests: PCSIG_TEST_JOBS must be a positive integer, not '$jobs'" >&2

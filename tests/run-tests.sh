@@ -21,7 +21,8 @@
 # longest first (and tests it has no time for before them), so that the long
 # poles do not start last and run alone at the end.
 #
-# PCSIG_TEST_LOGS: the directory for the runs' logs (NAME.log, NAME.tls.log),
+# PCSIG_TEST_LOGS: the directory for the runs' logs (build_tests_unit_test_buf.log,
+# build_tests_integration_test_access.tls.log ...),
 # kept; when unset, a temporary one, removed unless a run failed. A failed
 # run is named at the end with its log's path (and the test's own output
 # names its server's log).
@@ -78,7 +79,9 @@ for t in "$@"; do
     fi
     n=$((n + 1))
     label=$t
-    log=$(printf '%s\n' "$t" | sed 's|^[^ ]*/||; s/[^A-Za-z0-9._-]/_/g')
+    # Named after the whole command line (unit and integration tests share
+    # names): build/tests/unit/test_config -> build_tests_unit_test_config.
+    log=$(printf '%s\n' "$t" | sed 's|^\./||; s/[^A-Za-z0-9._-]/_/g')
     if [ $tls -eq 1 ]; then
         label="$t (TLS)"
         log="$log.tls"

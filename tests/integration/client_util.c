@@ -54,7 +54,7 @@ static const char *ev_type_name(enum pcsig_event_type t)
 }
 
 pcsig_client_t *client_on(uint16_t port, const char *name, bool keep_alive,
-                                 int wait_timeout_ms)
+                          int wait_timeout_ms)
 {
     struct pcsig_client_options o = {
         .server = "127.0.0.1",
@@ -93,7 +93,7 @@ void client_free(pcsig_client_t *c)
 }
 
 struct pcsig_event *expect_ev_(pcsig_client_t *c, enum pcsig_event_type t,
-                                      const char *file, int line)
+                               const char *file, int line)
 {
     struct pcsig_event *ev = pcsig_client_next_event(c, T_EVENT_MS);
     if (!ev)
@@ -110,7 +110,7 @@ struct pcsig_event *expect_ev_(pcsig_client_t *c, enum pcsig_event_type t,
 }
 
 struct pcsig_event *await_ev_(pcsig_client_t *c, enum pcsig_event_type t, unsigned skip,
-                                     const char *file, int line)
+                              const char *file, int line)
 {
     uint64_t deadline = h_now_ms() + T_EVENT_MS;
     for (;;) {
@@ -183,7 +183,7 @@ void expect_sent(pcsig_client_t *c, int64_t token, uint64_t to)
 }
 
 void expect_message(pcsig_client_t *c, uint64_t from, const char *ctype, const void *p,
-                           size_t n)
+                    size_t n)
 {
     struct pcsig_event *ev = expect_ev(c, PCSIG_EV_MESSAGE);
     assert_int_equal(ev->peer_id, from);
@@ -201,7 +201,7 @@ void expect_message(pcsig_client_t *c, uint64_t from, const char *ctype, const v
 
 /* Send a string and check both ends: the sender's ack, the receiver's copy. */
 void relay(pcsig_client_t *from, uint64_t from_id, pcsig_client_t *to, uint64_t to_id,
-                  const char *text)
+           const char *text)
 {
     int64_t t = send_ok(from, to_id, NULL, text, strlen(text));
     expect_sent(from, t, to_id);
@@ -279,7 +279,7 @@ void fake_expect(int fd, const char *want)
 
 /* An answer laid out exactly as the original's DataSocket::Send (B 4.1). */
 void fake_answer_ka(int fd, const char *status, const char *ctype, long pragma,
-                           const char *body, bool keep)
+                    const char *body, bool keep)
 {
     buf_t b;
     buf_init(&b, 1 << 20);
@@ -299,7 +299,7 @@ void fake_answer_ka(int fd, const char *status, const char *ctype, long pragma,
 }
 
 void fake_answer(int fd, const char *status, const char *ctype, long pragma,
-                        const char *body)
+                 const char *body)
 {
     fake_answer_ka(fd, status, ctype, pragma, body, false);
 }
@@ -360,7 +360,7 @@ static char **env_with(const char *const *env)
  * stderr is ours unless capture_err (then a pipe: p->err_fd); the
  * environment is ours changed by env (see env_with; NULL: unchanged). */
 h_proc_t *cli_spawn_env(const char *const *args, bool capture_err,
-                                  const char *const *env)
+                        const char *const *env)
 {
     char *argv[32];
     size_t n = 0;

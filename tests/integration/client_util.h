@@ -24,7 +24,7 @@ int t_teardown(void **state);
 
 #define T_TEST(f) cmocka_unit_test_setup_teardown(f, h_setup, t_teardown)
 pcsig_client_t *client_on(uint16_t port, const char *name, bool keep_alive,
-                                 int wait_timeout_ms);
+                          int wait_timeout_ms);
 
 pcsig_client_t *client(const h_server_t *s, const char *name);
 
@@ -34,14 +34,14 @@ void client_free(pcsig_client_t *c);
 #define expect_ev(c, t) (h_at(__FILE__, __LINE__), expect_ev_((c), (t), __FILE__, __LINE__))
 
 struct pcsig_event *expect_ev_(pcsig_client_t *c, enum pcsig_event_type t,
-                                      const char *file, int line);
+                               const char *file, int line);
 
 /* The first event of type t, dropping others of the types in skip (a mask
  * of 1 << type); any other event fails the test. */
 #define await_ev(c, t, skip) (h_at(__FILE__, __LINE__), await_ev_((c), (t), (skip), __FILE__, __LINE__))
 
 struct pcsig_event *await_ev_(pcsig_client_t *c, enum pcsig_event_type t, unsigned skip,
-                                     const char *file, int line);
+                              const char *file, int line);
 
 /* No event at all within ms. */
 void expect_quiet(pcsig_client_t *c, int ms);
@@ -55,11 +55,11 @@ int64_t send_ok(pcsig_client_t *c, uint64_t to, const char *ctype, const void *p
 void expect_sent(pcsig_client_t *c, int64_t token, uint64_t to);
 
 void expect_message(pcsig_client_t *c, uint64_t from, const char *ctype, const void *p,
-                           size_t n);
+                    size_t n);
 
 /* Send a string and check both ends: the sender's ack, the receiver's copy. */
 void relay(pcsig_client_t *from, uint64_t from_id, pcsig_client_t *to, uint64_t to_id,
-                  const char *text);
+           const char *text);
 
 void disconnect_clean(pcsig_client_t *c);
 
@@ -77,10 +77,10 @@ void fake_expect(int fd, const char *want);
 
 /* An answer laid out exactly as the original's DataSocket::Send (B 4.1). */
 void fake_answer_ka(int fd, const char *status, const char *ctype, long pragma,
-                           const char *body, bool keep);
+                    const char *body, bool keep);
 
 void fake_answer(int fd, const char *status, const char *ctype, long pragma,
-                        const char *body);
+                 const char *body);
 
 /* The original never closes after answering: the client must (B 7.4). */
 void fake_expect_client_close(int fd);
@@ -93,7 +93,7 @@ const char *client_path(void);
  * stderr is ours unless capture_err (then a pipe: p->err_fd); the
  * environment is ours changed by env (see env_with; NULL: unchanged). */
 h_proc_t *cli_spawn_env(const char *const *args, bool capture_err,
-                                  const char *const *env);
+                        const char *const *env);
 
 h_proc_t *cli_spawn_(const char *const *args, bool capture_err);
 

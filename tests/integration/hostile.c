@@ -478,7 +478,7 @@ void pair_service(pair_t *p, int ms)
 }
 
 void pair_until_at(const char *file, int line, pair_t *p, int ms, pair_pred pred, const void *arg,
-                          const char *what)
+                   const char *what)
 {
     uint64_t deadline = h_now_ms() + (uint64_t)ms;
     while (!pred(p, arg)) {
@@ -610,7 +610,7 @@ void pair_stop_(pair_t *p, h_server_t *srv)
 }
 
 void expect_refusal_at(const char *file, int line, const h_server_t *srv, const void *req, size_t len,
-                              int status)
+                       int status)
 {
     h_at(file, line);
     h_conn_t *c = h_connect_(srv);
@@ -696,7 +696,7 @@ static bool raw_pump(int fd, rawbuf_t *rb)
  * at all or st_alt). Returns how many ended.
  */
 size_t await_raw_eof(const int *fds, rawbuf_t *rb, const bool *want, size_t n, size_t stop_at,
-                            int ms)
+                     int ms)
 {
     static struct pollfd pf[FLOOD];
     static size_t idx[FLOOD];
@@ -784,7 +784,7 @@ static void child_main(const h_server_t *srv, int kind, const char *name, uint64
 /* Fork a child that signs in as name and then does its hostile part; returns
  * its pid once it is there, with its member id. */
 pid_t spawn_child(const h_server_t *srv, int kind, const char *name, uint64_t to,
-                         uint64_t *id)
+                  uint64_t *id)
 {
     if (h_tls_mode())
         my_tls();

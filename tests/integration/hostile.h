@@ -146,7 +146,7 @@ typedef bool (*pair_pred)(const pair_t *p, const void *arg);
 
 #define pair_until(p, ms, pred, arg, what) pair_until_at(__FILE__, __LINE__, (p), (ms), (pred), (arg), (what))
 void pair_until_at(const char *file, int line, pair_t *p, int ms, pair_pred pred, const void *arg,
-                          const char *what);
+                   const char *what);
 
 bool all_delivered(const pair_t *p, const void *arg);
 
@@ -198,7 +198,7 @@ void pair_stop_(pair_t *p, h_server_t *srv);
     expect_refusal_at(__FILE__, __LINE__, (srv), (req), (len), (status))
 
 void expect_refusal_at(const char *file, int line, const h_server_t *srv, const void *req, size_t len,
-                              int status);
+                       int status);
 
 /* Push copies of req (len bytes) into h until the peer takes nothing for a
  * second; returns the bytes pushed. Fails when the connection breaks or when
@@ -221,7 +221,7 @@ typedef struct rawbuf {
  * at all or st_alt). Returns how many ended.
  */
 size_t await_raw_eof(const int *fds, rawbuf_t *rb, const bool *want, size_t n, size_t stop_at,
-                            int ms);
+                     int ms);
 
 /* The single response in rb: its status, or 0 when there are no bytes, -1 when malformed. */
 int raw_status(rawbuf_t *rb, bool *close_hdr);
@@ -231,7 +231,7 @@ enum child_kind { CHILD_MID_REQUEST, CHILD_MID_WAIT };
 /* Fork a child that signs in as name and then does its hostile part; returns
  * its pid once it is there, with its member id. */
 pid_t spawn_child(const h_server_t *srv, int kind, const char *name, uint64_t to,
-                         uint64_t *id);
+                  uint64_t *id);
 
 void kill_child(pid_t pid);
 

@@ -66,8 +66,40 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 BENCH    := $(BUILD)/pcsig-bench
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-# Run again over TLS: every scenario but those that test TLS (or plain) themselves.
-ITEST_TLS_BIN := $(filter-out %/test_tls,$(ITEST_BIN))
+# make test runs every integration test (tests/integration/test_*.c) plain,
+# and again over TLS (PCSIG_TEST_TLS=1: TLS servers, TLS clients) only those
+# where TLS changes what is tested: one line each, with the reason. Not here:
+# protocol and parser logic (the same bytes once decrypted: test_bad_input,
+# test_batch, test_errors, test_queue), what does not touch the transport
+# (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media:
+# its media is DTLS either way), tests that skip in TLS mode (test_flood,
+# test_client_wire, test_cli_tty), and test_tls, which tests TLS itself.
+ITEST_TLS :=
+ITEST_TLS += test_access         # per-address limits: the refusal comes after a handshake
+ITEST_TLS += test_biglist        # MB-sized answers written through TLS records
+ITEST_TLS += test_cli            # the CLI's --tls/--ca options end to end
+ITEST_TLS += test_client_lib     # the library's TLS connect, reads, writes, reconnects
+ITEST_TLS += test_client_tls     # untrusted CA, mutual TLS: TLS-only cases
+ITEST_TLS += test_fd_limit       # handshakes and plain text to the TLS port without fds
+ITEST_TLS += test_garbage        # garbage inside TLS records and raw to the TLS port
+ITEST_TLS += test_keepalive      # pipelined requests across TLS records (SSL_pending)
+ITEST_TLS += test_killed_clients # peers killed mid-record: TLS read and write errors
+ITEST_TLS += test_metrics        # the TLS handshake counters
+ITEST_TLS += test_oversize       # heads and bodies spanning many TLS records
+ITEST_TLS += test_scale          # the cap's refusal needs a handshake; parked TLS waits hold no worker
+ITEST_TLS += test_session        # hang-ups of parked waits seen through TLS (close_notify)
+ITEST_TLS += test_sigterm_queues # the shutdown notice and drain to stuck TLS clients
+ITEST_TLS += test_slowloris      # the handshake counts in the first request's read timeout
+ITEST_TLS += test_stuck_clients  # a TLS client that never reads (SSL_write held), half-close
+ITEST_TLS_BIN := $(ITEST_TLS:%=$(BUILD)/tests/integration/%)
+$(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test: $(notdir $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)))))
+# The browser tests (tests/browser/*.test.mjs) in two runs of about equal
+# length, each with its own Chromium: two at once is what two cores carry
+# beside the rest. A new file goes in either. Then the shell tests.
+BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
+                'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
+$(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
+TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh
 
 # ---- install ---------------------------------------------------------------
 # The conventional directory variables; each can be set on the command line.
@@ -225,6 +257,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
+# The integration tests' shared helpers (harness.c, hostile.c, client_util.c).
+$(BUILD)/tests/integration/%.o: tests/integration/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration -Iclient -c $< -o $@
+
 $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
@@ -253,12 +290,16 @@ run-tls: all certs
 	@echo '$(RUN_TLS) $(ARGS)'; $(RUN_TLS) $(ARGS); \
 	$(call RUN_HINT,port 8888 (plain HTTP; the port of \`make run\`) or 8443 (TLS),--port 8889 --tls-port 8444)
 
+# In parallel, longest first by the last run's times ($(BUILD)/test-times);
+# each run's output in $(BUILD)/test-logs.
 test: all browser-deps $(UNIT_BIN) $(ITEST_BIN)
+	@rm -rf $(BUILD)/test-logs
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
-	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
-	    tests/browser/run.sh --tls $(ITEST_TLS_BIN)
+	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_LOGS=$(BUILD)/test-logs \
+	  tests/run-tests.sh $(BROWSER_RUNS) $(TEST_SCRIPTS) \
+	    $(ITEST_BIN) $(UNIT_BIN) --tls $(ITEST_TLS_BIN)
 
 # Chromium (apt-get) and playwright-core (npm ci, pinned by
 # tests/browser/package-lock.json) when missing: installed here, before the

@@ -1,28 +1,51 @@
 #!/bin/sh
-# Runs each test binary given on the command line with a time limit, shows
-# its output, and ends with one "N passed, N failed" line over all runs.
-# Binaries after a "--tls" argument run again in TLS mode (PCSIG_TEST_TLS=1:
-# the harness starts TLS servers and speaks TLS to them).
+# Runs each test given on the command line with a time limit, shows its
+# output, and ends with one "N passed, N failed" line over all runs.
+# A test is a command line split at spaces (a binary, or a script and its
+# arguments: "tests/browser/run.sh page.test.mjs"). Tests after a "--tls"
+# argument run in TLS mode (PCSIG_TEST_TLS=1: the harness starts TLS servers
+# and speaks TLS to them); the Makefile says why each of them is there.
 #
-# Up to PCSIG_TEST_JOBS binaries (default: the number of cores) run at once:
+# Up to PCSIG_TEST_JOBS tests (default: three per core, as most of them
+# wait for a timeout or another process far more than they compute) run at
+# once:
 # the tests listen on port 0, log to files named after their own pid and make
 # their temporary files with mkstemp/mkdtemp, so two runs never share a port
-# or a path. Each run's output goes to a file of its own and is shown whole
-# when the run ends, under a "=== name [seconds]" line, so outputs never
-# interleave; the order is that of completion. PCSIG_TEST_JOBS=1 is the old
-# one-at-a-time runner.
+# or a path. Each run's output goes to a log file of its own and is shown
+# whole when the run ends, under a "=== name [seconds]" line, so outputs
+# never interleave; the order is that of completion. PCSIG_TEST_JOBS=1 is the
+# old one-at-a-time runner.
+#
+# Longest first: PCSIG_TEST_TIMES names a file of "milliseconds<TAB>name"
+# lines that each run rewrites; the next run starts the tests that took
+# longest first (and tests it has no time for before them), so that the long
+# poles do not start last and run alone at the end.
+#
+# PCSIG_TEST_LOGS: the directory for the runs' logs (build_tests_unit_test_buf.log,
+# build_tests_integration_test_access.tls.log ...),
+# kept; when unset, a temporary one, removed unless a run failed. A failed
+# run is named at the end with its log's path (and the test's own output
+# names its server's log).
+#
 # Exit status: 0 only when every run passed.
 limit=${PCSIG_TEST_TIMEOUT:-300}
-jobs=${PCSIG_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+jobs=${PCSIG_TEST_JOBS:-$((3 * $(nproc 2>/dev/null || echo 1)))}
 case $jobs in
 '' | *[!0-9]* | 0)
     echo "run-tests: PCSIG_TEST_JOBS must be a positive integer, not '$jobs'" >&2
     exit 2
     ;;
 esac
+times=${PCSIG_TEST_TIMES:-}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pcsig-run-tests-XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT
+logs=${PCSIG_TEST_LOGS:-$tmp/logs}
+mkdir -p "$logs" || exit 2
+keep_tmp=0
+cleanup() {
+    [ "$keep_tmp" -eq 1 ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
 # Asynchronous commands of a shell without job control ignore SIGINT, and
 # timeout puts each test in a process group of its own, so an interrupt
 # reaches no test by itself: stop each running timeout (which passes the
@@ -35,34 +58,20 @@ stop() {
 }
 trap 'stop 130' INT
 trap 'stop 143' TERM
-# Each finished run writes "index exit-status seconds" as one line (shorter
-# than PIPE_BUF, so lines never mix) into this FIFO; the loop below blocks
-# on it. Opened read-write so that neither side's open ever blocks.
+# Each finished run writes "index exit-status milliseconds" as one line
+# (shorter than PIPE_BUF, so lines never mix) into this FIFO; the loop below
+# blocks on it. Opened read-write so that neither side's open ever blocks.
 mkfifo "$tmp/done" || exit 2
 exec 3<>"$tmp/done"
 
-passed=0
-failed=0
-failures=""
-running=0
-
-# Shows the run that finished next and counts it.
-reap() {
-    read -r idx rc secs <&3 || exit 2
-    running=$((running - 1))
-    eval "label=\$label_$idx"
-    echo "=== $label [${secs}s]"
-    cat "$tmp/$idx.out"
-    if [ "$rc" -eq 0 ]; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1))
-        failures="$failures $label(exit $rc)"
-    fi
+now_ms() {
+    date +%s%3N
 }
 
+# The tests, numbered in command-line order, and the order to start them in.
 tls=0
 n=0
+: >"$tmp/order"
 for t in "$@"; do
     if [ "$t" = "--tls" ]; then
         tls=1
@@ -70,20 +79,63 @@ for t in "$@"; do
     fi
     n=$((n + 1))
     label=$t
-    [ $tls -eq 1 ] && label="$t (TLS)"
-    eval "label_$n=\$label"
+    # Named after the whole command line (unit and integration tests share
+    # names): build/tests/unit/test_config -> build_tests_unit_test_config.
+    log=$(printf '%s\n' "$t" | sed 's|^\./||; s/[^A-Za-z0-9._-]/_/g')
+    if [ $tls -eq 1 ]; then
+        label="$t (TLS)"
+        log="$log.tls"
+    fi
+    eval "cmd_$n=\$t; tls_$n=\$tls; label_$n=\$label; log_$n=\$logs/\$log.log"
+    est=
+    [ -n "$times" ] && [ -f "$times" ] &&
+        est=$(awk -F '\t' -v l="$label" '$2 == l { t = $1 } END { print t }' "$times")
+    echo "${est:-999999999} $n" >>"$tmp/order"
+done
+order=$(sort -k1,1nr -k2,2n "$tmp/order" | cut -d ' ' -f 2)
+
+passed=0
+failed=0
+failures=""
+running=0
+: >"$tmp/times"
+
+# Shows the run that finished next and counts it.
+reap() {
+    read -r fin rc ms <&3 || exit 2
+    running=$((running - 1))
+    eval "label=\$label_$fin; log=\$log_$fin"
+    printf '%s\t%s\n' "$ms" "$label" >>"$tmp/times"
+    secs=$(printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)))
+    echo "=== $label [${secs}s]"
+    cat "$log"
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+        return
+    fi
+    failed=$((failed + 1))
+    why="exit $rc"
+    [ "$rc" -eq 137 ] && why="killed at the ${limit}s limit (PCSIG_TEST_TIMEOUT)"
+    failures="$failures
+  $label: $why; log $log"
+}
+
+for idx in $order; do
     while [ "$running" -ge "$jobs" ]; do
         reap
     done
+    eval "cmd=\$cmd_$idx; tls=\$tls_$idx; log=\$log_$idx"
     (
-        start=$(date +%s)
-        PCSIG_TEST_TLS=$tls timeout --signal=KILL "$limit" "$t" \
-            </dev/null >"$tmp/$n.out" 2>&1 3>&- &
-        echo $! >"$tmp/$n.pid"
+        start=$(now_ms)
+        set -f # a test is split at spaces, never globbed
+        # shellcheck disable=SC2086
+        PCSIG_TEST_TLS=$tls timeout --signal=KILL "$limit" $cmd \
+            </dev/null >"$log" 2>&1 3>&- &
+        echo $! >"$tmp/$idx.pid"
         wait $!
         rc=$?
-        rm -f "$tmp/$n.pid"
-        echo "$n $rc $(($(date +%s) - start))" >&3
+        rm -f "$tmp/$idx.pid"
+        echo "$idx $rc $(($(now_ms) - start))" >&3
     ) &
     running=$((running + 1))
 done
@@ -92,6 +144,20 @@ while [ "$running" -gt 0 ]; do
 done
 wait
 
-[ -z "$failures" ] || echo "failing:$failures"
+if [ -n "$times" ]; then
+    # This run's times, and the old ones of tests it did not run.
+    cp "$tmp/times" "$tmp/times.new"
+    if [ -f "$times" ]; then
+        awk -F '\t' 'NR == FNR { seen[$2] = 1; next } !seen[$2]' "$tmp/times" "$times" \
+            >>"$tmp/times.new"
+    fi
+    mv "$tmp/times.new" "$times"
+fi
+echo "longest runs:"
+sort -k1,1nr "$tmp/times" | head -n 5 | awk -F '\t' '{ printf "  %6.1fs  %s\n", $1 / 1000, $2 }'
+if [ -n "$failures" ]; then
+    echo "failing:$failures"
+    [ -z "${PCSIG_TEST_LOGS:-}" ] && keep_tmp=1
+fi
 echo "test binaries: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

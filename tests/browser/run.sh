@@ -2,7 +2,8 @@
 # The page in a real headless Chromium: installs what it needs when missing
 # (Debian's chromium with apt-get when root; playwright-core with npm ci,
 # pinned by package-lock.json), then runs the tests with node's test runner
-# against $PCSIG_SERVER (default build/pcsig-server). Run from anywhere;
+# against $PCSIG_SERVER (default build/pcsig-server): all test files, or the
+# ones named (run.sh page.test.mjs). Run from anywhere;
 # make test and make test-browser call it, after `run.sh --install-only`
 # has done the installs outside the test runner's time limit.
 set -eu
@@ -40,4 +41,15 @@ cd "$root"
 export PCSIG_SERVER="${PCSIG_SERVER:-$root/build/pcsig-server}"
 export PCSIG_CLIENT="${PCSIG_CLIENT:-$root/build/pcsig-client}"
 export PCSIG_CHROMIUM="$chromium"
+# The files named (make test runs one file per run, so that they run in
+# parallel with each other and the rest), or all of them one after another.
+if [ $# -gt 0 ]; then
+    files=
+    for f in "$@"; do
+        [ -f "$here/$f" ] || { echo "error: no test file $here/$f" >&2; exit 2; }
+        files="$files $here/$f"
+    done
+    # shellcheck disable=SC2086
+    exec node --test --test-concurrency=1 $files
+fi
 exec node --test --test-concurrency=1 "$here"/*.test.mjs

@@ -14,7 +14,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -531,11 +533,70 @@ static void test_conn_limit_per_address(void **state)
     h_pass();
 }
 
+/* The metrics port the server wrote to path (fails the test otherwise). */
+static uint16_t read_port_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("no port file %s: errno %d", path, errno);
+    unsigned port = 0;
+    int n = fscanf(f, "%u", &port);
+    fclose(f);
+    if (n != 1 || port == 0 || port > 65535)
+        fail_msg("bad port file %s", path);
+    return (uint16_t)port;
+}
+
+/* pcsig_open_connections, scraped on the keep-alive connection m to the
+ * metrics port (exempt from the per-address limits; counted itself). */
+static long open_connections(h_conn_t *m)
+{
+    h_send_str(m, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    h_resp_t *r = h_read(m);
+    H_ASSERT_STATUS(r, 200, "OK");
+    const char *at = strstr(r->body, "\npcsig_open_connections ");
+    assert_non_null(at);
+    long open = strtol(at + strlen("\npcsig_open_connections "), NULL, 10);
+    h_resp_free(r);
+    return open;
+}
+
+/* Scrape until want connections are open (the scrape included): the server
+ * closes a finished connection, and gives its per-address slot back, on
+ * its own schedule, which can be after the client has read the answer. */
+static void await_open_connections(h_conn_t *m, long want)
+{
+    uint64_t deadline = h_now_ms() + H_TIMEOUT_MS;
+    long open;
+    while ((open = open_connections(m)) != want) {
+        if (h_now_ms() > deadline)
+            fail_msg("%ld connections open after %d ms, not %ld", open, H_TIMEOUT_MS, want);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Whether c has bytes or EOF to read now (a refusal's 429). */
+static bool readable_now(h_conn_t *c)
+{
+    if (h_pending(c))
+        return true;
+    struct pollfd p = {.fd = h_fd(c), .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
 static void test_rate_limits(void **state)
 {
     (void)state;
     h_server_t s;
-    h_server_start(&s, "--rate-limit", "2", "--max-conns-per-ip", "4", (char *)NULL);
+    char pf[] = "/tmp/pcsig-metrics-port-XXXXXX";
+    int fd = mkstemp(pf);
+    assert_true(fd >= 0);
+    close(fd);
+    h_server_start(&s, "--rate-limit", "2", "--max-conns-per-ip", "4", "--metrics-bind",
+                   "127.0.0.1:0", "--metrics-port-file", pf, (char *)NULL);
+    uint16_t mport = read_port_file(pf);
+    unlink(pf);
     /* A burst of twice the rate passes, then 429 with Retry-After. */
     int ok = 0, limited = 0;
     for (int i = 0; i < 30; i++) {
@@ -555,10 +616,30 @@ static void test_rate_limits(void **state)
     assert_true(limited > 0);
     {
         /* The fifth connection from one address is refused with 429 (over
-         * TLS on a TLS port). */
+         * TLS on a TLS port). First the four hold their slots for sure: the
+         * 30 above give theirs back on the server's schedule, and if one of
+         * the four took a 429 meanwhile, it freed no slot for the fifth to
+         * take; it is opened again. The server counts a connection open
+         * only while it holds its slot, so 4 + the scrape open = 4 slots. */
+        h_conn_t *m = h_connect_plain(mport);
+        await_open_connections(m, 1);
         h_conn_t *c[5];
         for (int i = 0; i < 4; i++)
             c[i] = h_connect(&s);
+        uint64_t deadline = h_now_ms() + H_TIMEOUT_MS;
+        while (open_connections(m) != 5) {
+            for (int i = 0; i < 4; i++) {
+                if (readable_now(c[i])) {
+                    h_close(c[i]);
+                    c[i] = h_connect(&s);
+                }
+            }
+            if (h_now_ms() > deadline)
+                fail_msg("the four connections were not all held within %d ms", H_TIMEOUT_MS);
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        h_close(m);
         c[4] = h_connect(&s);
         h_resp_t *r = h_read(c[4]);
         H_ASSERT_STATUS(r, 429, "Too Many Requests");

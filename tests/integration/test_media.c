@@ -20,7 +20,8 @@
  *
  * Every step awaits an event line on a client's stdout (JSON), never a
  * fixed delay. Skipped when the client was built without media support.
- * Runs again in TLS mode (the signaling over TLS; the media is DTLS anyway).
+ * Not re-run in TLS mode by make test: the media is DTLS either way, and the
+ * CLI's signalling over TLS is test_cli's and test_client_lib's TLS runs.
  */
 #include "harness.h"
 #include "strlit.h"

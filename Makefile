@@ -80,6 +80,7 @@ ITEST_TLS += test_biglist        # MB-sized answers written through TLS records
 ITEST_TLS += test_cli            # the CLI's --tls/--ca options end to end
 ITEST_TLS += test_client_lib     # the library's TLS connect, reads, writes, reconnects
 ITEST_TLS += test_client_tls     # untrusted CA, mutual TLS: TLS-only cases
+ITEST_TLS += test_cluster_basic  # instances over Redis: waits parked and woken through TLS
 ITEST_TLS += test_fd_limit       # handshakes and plain text to the TLS port without fds
 ITEST_TLS += test_garbage        # garbage inside TLS records and raw to the TLS port
 ITEST_TLS += test_keepalive      # pipelined requests across TLS records (SSL_pending)

@@ -32,6 +32,10 @@
 /* The modules themselves: their static functions and test hooks are what
  * these tests check (so nothing is exported only for tests). */
 #include "client_wire.c"
+#include "client_state.c"
+#include "client_io.c"
+#include "client_control.c"
+#include "client_hang.c"
 #include "pcsig_client.c"
 
 /* The whole body at once, no limit: init, feed, take. 0 or -ENOMEM. */

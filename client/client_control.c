@@ -400,8 +400,8 @@ void *cl_control_main(void *arg)
     uint64_t retry_at = 0;
 
     pthread_mutex_lock(&c->mu);
-    while (!c->closing) {
-        if (!c->signed_in) {
+    while (!cl_closing(c)) {
+        if (c->state == CL_SIGNING_IN) {
             if (c->loss != LOSS_NONE) {
                 retry_at = plan_retry_locked(c, &fails, &rng, c->loss_reason ? c->loss_reason
                                                                              : "session lost",
@@ -419,8 +419,8 @@ void *cl_control_main(void *arg)
             char *reason;
             enum signin_result r = do_sign_in(c, &ev, &reason);
             pthread_mutex_lock(&c->mu);
-            if (r == SIGNIN_OK && !c->closing) {
-                c->signed_in = true;
+            if (r == SIGNIN_OK && !cl_closing(c)) {
+                c->state = CL_SIGNED_IN;
                 c->own_id = ev->own_id;
                 c->epoch++;
                 fails = 0;
@@ -429,14 +429,13 @@ void *cl_control_main(void *arg)
                 pthread_cond_broadcast(&c->hang_cond);
             } else if (r == SIGNIN_OK) {
                 /* Disconnect came during the sign-in: sign out below. */
-                c->signed_in = true;
+                c->state = CL_FLUSHING;
                 c->own_id = ev->own_id;
                 c->epoch++;
                 pcsig_event_free(ev);
             } else if (r == SIGNIN_FATAL) {
                 log_warn("client: %s", reason ? reason : "sign-in refused");
-                c->dead = true;
-                c->closing = true;
+                c->state = CL_DEAD;
                 cl_emit_locked(c, cl_ev_reason(PCSIG_EV_DISCONNECTED, reason ? reason : "sign-in refused"));
                 pthread_cond_broadcast(&c->hang_cond);
                 cl_wake(c->hang_wake);
@@ -464,7 +463,7 @@ void *cl_control_main(void *arg)
 
     /* Closing: what was queued before the disconnect still goes out, in
      * order, within the close budget; then the sign-out. */
-    while (!c->dead && c->signed_in && c->q_head && clock_now_ms() < c->close_deadline) {
+    while (c->state == CL_FLUSHING && c->q_head && clock_now_ms() < c->close_deadline) {
         struct out_msg *m = c->q_head;
         c->q_head = m->next;
         if (!c->q_head)
@@ -485,9 +484,9 @@ void *cl_control_main(void *arg)
         struct timespec ts = clock_deadline_in((uint64_t)cl_remaining_ms(hang_until));
         pthread_cond_timedwait(&c->ctl_cond, &c->mu, &ts);
     }
-    bool was_in = c->signed_in;
+    bool was_in = c->state == CL_FLUSHING;
     uint64_t id = c->own_id;
-    c->signed_in = false;
+    cl_session_off(c);
     c->own_id = 0;
     c->epoch++;
     pthread_mutex_unlock(&c->mu);

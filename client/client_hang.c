@@ -32,7 +32,7 @@
 static void hang_pause_locked(pcsig_client_t *c, uint64_t epoch, int ms)
 {
     uint64_t until = clock_now_ms() + (uint64_t)ms;
-    while (!c->closing && c->epoch == epoch && clock_now_ms() < until) {
+    while (!cl_closing(c) && c->epoch == epoch && clock_now_ms() < until) {
         struct timespec ts = clock_deadline_in((uint64_t)cl_remaining_ms(until));
         pthread_cond_timedwait(&c->hang_cond, &c->mu, &ts);
     }
@@ -105,9 +105,9 @@ void *cl_hanging_main(void *arg)
 
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->closing && !c->signed_in)
+        while (c->state == CL_SIGNING_IN)
             pthread_cond_wait(&c->hang_cond, &c->mu);
-        if (c->closing)
+        if (cl_closing(c))
             break;
         if (c->epoch != epoch) {
             /* A new session: nothing of the old connection is ours any more. */
@@ -123,7 +123,7 @@ void *cl_hanging_main(void *arg)
             log_debug("client: %zu bytes of events not taken (cap %zu): /wait paused",
                       c->ev_bytes, c->max_event_bytes);
             c->hang_throttled = true;
-            while (!c->closing && c->epoch == epoch && c->ev_bytes > c->max_event_bytes)
+            while (!cl_closing(c) && c->epoch == epoch && c->ev_bytes > c->max_event_bytes)
                 pthread_cond_wait(&c->hang_cond, &c->mu);
             c->hang_throttled = false;
             continue;
@@ -168,7 +168,7 @@ void *cl_hanging_main(void *arg)
         }
 
         pthread_mutex_lock(&c->mu);
-        bool current = !c->closing && c->epoch == epoch;
+        bool current = !cl_closing(c) && c->epoch == epoch;
         if (!current) {
             pcsig_event_free(ev);
         } else if (rc == 0) {

@@ -116,6 +116,26 @@ enum loss_kind {
     LOSS_ID_GONE, /* the server forgot us: sign in again */
 };
 
+/*
+ * Where a client is in its life (under mu). Only these moves happen:
+ *   STOPPED -connect-> SIGNING_IN <-loss / sign-in-> SIGNED_IN
+ *   SIGNING_IN -disconnect-> CLOSING;  SIGNED_IN -disconnect-> FLUSHING
+ *   FLUSHING -sign-out or loss-> CLOSING
+ *   CLOSING -sign-in done during it-> FLUSHING (to sign out again)
+ *   SIGNING_IN or CLOSING -fatal sign-in answer-> DEAD
+ *   any -threads joined (disconnect, or connect after DEAD)-> STOPPED
+ */
+enum cl_state {
+    CL_STOPPED = 0, /* no threads (new, or joined) */
+    CL_SIGNING_IN,  /* threads run, no session: first sign-in, or backoff after a loss */
+    CL_SIGNED_IN,   /* a session: own_id and epoch are its */
+    CL_FLUSHING,    /* disconnect asked while signed in: queued messages go out, then
+                       the sign-out */
+    CL_CLOSING,     /* disconnect asked, no session (any more): the threads stop */
+    CL_DEAD,        /* a fatal error stopped the threads by themselves; DISCONNECTED is
+                       queued already; the next connect or disconnect joins them */
+};
+
 struct pcsig_client {
     /* Set by pcsig_client_new, read-only afterwards. */
     char *server;
@@ -154,13 +174,10 @@ struct pcsig_client {
     bool sync_ready; /* mutexes and conditions initialised */
 
     /* Under mu. */
-    bool running;  /* threads started and not yet joined */
-    bool closing;  /* disconnect (or a fatal error) asked the threads to stop */
-    bool dead;     /* a fatal error: DISCONNECTED already queued */
+    enum cl_state state; /* see enum cl_state */
     bool hang_closed; /* the hanging_get thread has closed its connection for good */
     const char *close_note; /* how the last run ended (static text), for DISCONNECTED */
     uint64_t close_deadline;
-    bool signed_in;
     uint64_t own_id;
     char token[40];  /* --secure-ids servers: our X-Pcsig-Token, "" if none */
     uint64_t epoch;
@@ -174,6 +191,28 @@ struct pcsig_client {
     bool hang_throttled; /* the hanging_get waits for the caller to drain */
     pthread_t ctl_thread, hang_thread;
 };
+
+/* The threads were asked to stop (disconnect or a fatal error). */
+static inline bool cl_closing(const pcsig_client_t *c)
+{
+    return c->state >= CL_FLUSHING;
+}
+
+/* A session is on (own_id is ours), also while a disconnect flushes it. */
+static inline bool cl_signed_in(const pcsig_client_t *c)
+{
+    return c->state == CL_SIGNED_IN || c->state == CL_FLUSHING;
+}
+
+/* The session ends (a loss, or the sign-out): SIGNED_IN -> SIGNING_IN,
+ * FLUSHING -> CLOSING; other states stay. Caller holds mu. */
+static inline void cl_session_off(pcsig_client_t *c)
+{
+    if (c->state == CL_SIGNED_IN)
+        c->state = CL_SIGNING_IN;
+    else if (c->state == CL_FLUSHING)
+        c->state = CL_CLOSING;
+}
 
 /* ---- client_state.c: helpers, events, the end of a session ------------------- */
 

@@ -39,7 +39,7 @@ int cio_check(struct cio *io)
     pcsig_client_t *c = io->c;
     pthread_mutex_lock(&c->mu);
     bool cancel = io->epoch != 0 && c->epoch != io->epoch;
-    if (c->closing) {
+    if (cl_closing(c)) {
         if (io->policy == IO_CANCEL_ON_CLOSE)
             cancel = true;
         else if (io->policy == IO_CLOSE_DEADLINE && c->close_deadline < io->deadline)

@@ -196,11 +196,11 @@ void cl_fail_queue_locked(pcsig_client_t *c, const char *reason)
 void cl_session_lost_locked(pcsig_client_t *c, uint64_t epoch, enum loss_kind kind,
                                 const char *reason)
 {
-    if (!c->signed_in || c->epoch != epoch)
+    if (!cl_signed_in(c) || c->epoch != epoch)
         return;
     log_debug("client: session %llu of id %llu ended: %s", (unsigned long long)epoch,
              (unsigned long long)c->own_id, reason);
-    c->signed_in = false;
+    cl_session_off(c);
     c->own_id = 0;
     c->epoch++;
     c->loss = kind;

@@ -202,15 +202,15 @@ int pcsig_client_connect(pcsig_client_t *c)
         return -EINVAL;
     pthread_mutex_lock(&c->life_mu);
     pthread_mutex_lock(&c->mu);
-    if (c->running && c->dead) {
+    if (c->state == CL_DEAD) {
         /* A fatal error stopped the threads by themselves: reap them. */
         pthread_mutex_unlock(&c->mu);
         pthread_join(c->hang_thread, NULL);
         pthread_join(c->ctl_thread, NULL);
         pthread_mutex_lock(&c->mu);
-        c->running = false;
+        c->state = CL_STOPPED;
     }
-    if (c->running) {
+    if (c->state != CL_STOPPED) {
         pthread_mutex_unlock(&c->mu);
         pthread_mutex_unlock(&c->life_mu);
         return -EALREADY;
@@ -218,15 +218,12 @@ int pcsig_client_connect(pcsig_client_t *c)
     /* A fresh start: stale wake-ups of an earlier run are dropped. */
     cl_drain(c->ctl_wake);
     cl_drain(c->hang_wake);
-    c->closing = false;
-    c->dead = false;
     c->hang_closed = false;
     c->close_note = NULL;
-    c->signed_in = false;
     c->own_id = 0;
     c->loss = LOSS_NONE;
     c->id_gone_streak = 0;
-    c->running = true;
+    c->state = CL_SIGNING_IN;
     pthread_mutex_unlock(&c->mu);
 
     int rc = pthread_create(&c->ctl_thread, NULL, cl_control_main, c);
@@ -234,7 +231,7 @@ int pcsig_client_connect(pcsig_client_t *c)
         rc = pthread_create(&c->hang_thread, NULL, cl_hanging_main, c);
         if (rc != 0) {
             pthread_mutex_lock(&c->mu);
-            c->closing = true;
+            c->state = CL_CLOSING;
             c->hang_closed = true; /* there is no hanging_get thread to wait for */
             c->close_deadline = clock_now_ms();
             pthread_cond_broadcast(&c->ctl_cond);
@@ -245,7 +242,7 @@ int pcsig_client_connect(pcsig_client_t *c)
     }
     if (rc != 0) {
         pthread_mutex_lock(&c->mu);
-        c->running = false;
+        c->state = CL_STOPPED;
         pthread_mutex_unlock(&c->mu);
     }
     pthread_mutex_unlock(&c->life_mu);
@@ -259,7 +256,7 @@ int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_ty
         (len > 0 && data == NULL))
         return -EINVAL;
     pthread_mutex_lock(&c->mu);
-    bool in = c->signed_in && !c->closing;
+    bool in = c->state == CL_SIGNED_IN;
     uint64_t own = c->own_id, epoch = c->epoch;
     pthread_mutex_unlock(&c->mu);
     if (!in)
@@ -286,7 +283,7 @@ int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_ty
     m->to = to;
 
     pthread_mutex_lock(&c->mu);
-    if (!c->signed_in || c->closing || c->epoch != epoch) {
+    if (c->state != CL_SIGNED_IN || c->epoch != epoch) {
         pthread_mutex_unlock(&c->mu);
         cl_out_msg_free(m);
         return -ENOTCONN;
@@ -306,7 +303,7 @@ int64_t pcsig_client_send(pcsig_client_t *c, uint64_t to, const char *content_ty
 uint64_t pcsig_client_id(pcsig_client_t *c)
 {
     pthread_mutex_lock(&c->mu);
-    uint64_t id = c->signed_in ? c->own_id : 0;
+    uint64_t id = cl_signed_in(c) ? c->own_id : 0;
     pthread_mutex_unlock(&c->mu);
     return id;
 }
@@ -315,13 +312,13 @@ int pcsig_client_disconnect(pcsig_client_t *c)
 {
     pthread_mutex_lock(&c->life_mu);
     pthread_mutex_lock(&c->mu);
-    if (!c->running) {
+    if (c->state == CL_STOPPED) {
         pthread_mutex_unlock(&c->mu);
         pthread_mutex_unlock(&c->life_mu);
         return 0;
     }
-    if (!c->closing) {
-        c->closing = true;
+    if (!cl_closing(c)) {
+        c->state = c->state == CL_SIGNED_IN ? CL_FLUSHING : CL_CLOSING;
         c->close_deadline = clock_now_ms() + CLIENT_CLOSE_FLUSH_MS;
     }
     pthread_cond_broadcast(&c->ctl_cond);
@@ -334,11 +331,11 @@ int pcsig_client_disconnect(pcsig_client_t *c)
     pthread_join(c->ctl_thread, NULL);
 
     pthread_mutex_lock(&c->mu);
-    c->running = false;
-    c->signed_in = false;
+    bool dead = c->state == CL_DEAD;
+    c->state = CL_STOPPED;
     c->own_id = 0;
     cl_fail_queue_locked(c, "disconnected before the message was sent");
-    if (!c->dead)
+    if (!dead)
         cl_emit_locked(c, cl_ev_reason(PCSIG_EV_DISCONNECTED,
                                  c->close_note ? c->close_note : "disconnected"));
     pthread_mutex_unlock(&c->mu);

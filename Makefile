@@ -30,9 +30,11 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-# The CLI's own files (main.c, and the media conductor with its glue) are
-# not part of the library: libpcsig-client never needs GStreamer.
-CLIENT_CLI_SRC := client/main.c client/cli_media.c client/conductor.c
+# The CLI's own files (main.c, cli_*.c, and the media conductor) are not
+# part of the library: libpcsig-client never needs GStreamer, jansson or
+# libedit (CLI_LIBS are linked into pcsig-client only).
+CLIENT_CLI_SRC := client/main.c $(wildcard client/cli_*.c) client/conductor.c
+CLI_LIBS := -ljansson -ledit
 CLIENT_LIB_SRC := $(filter-out $(CLIENT_CLI_SRC),$(wildcard client/*.c))
 CLIENT_MAIN_SRC := $(wildcard client/main.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -54,6 +56,8 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # object is not linked again.
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o
+UNIT_EXTRA_test_cli_json := $(BUILD)/client/cli_json.o
+UNIT_LIBS_test_cli_json := -ljansson
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
@@ -110,7 +114,7 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 # conductor: the dev packages to build it, and the plugins a call runs on
 # (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
 # the test sources and converters in -base).
-DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base
+DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base libjansson-dev libedit-dev
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
@@ -118,6 +122,8 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
+	[ -f /usr/include/jansson.h ] || missing="$$missing libjansson-dev"; \
+	[ -f /usr/include/editline/readline.h ] || missing="$$missing libedit-dev"; \
 	media=""; \
 	if [ "$(MEDIA)" != 0 ]; then \
 	  gst=/usr/include/gstreamer-1.0/gst; \
@@ -198,7 +204,7 @@ media_found = $(if $(filter 0,$(MEDIA)),,$(shell pkg-config --exists $(MEDIA_PKG
 # GLib's and GStreamer's headers are not ours to keep -Wextra clean: -isystem.
 MEDIA_CFLAGS = $(if $(media_found),-DPCSIG_HAVE_MEDIA $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS))))
 MEDIA_LIBS = $(if $(media_found),$(shell pkg-config --libs $(MEDIA_PKGS)))
-CLI_OBJ := $(BUILD)/client/main.o $(BUILD)/client/cli_media.o $(BUILD)/client/conductor.o
+CLI_OBJ := $(CLIENT_CLI_SRC:%.c=$(BUILD)/%.o)
 MEDIA_STAMP := $(BUILD)/media
 $(MEDIA_STAMP): FORCE | deps
 	@mkdir -p $(dir $@)
@@ -211,14 +217,14 @@ $(BUILD)/client/conductor.o: client/conductor.c $(FLAGS_STAMP) $(MEDIA_STAMP)
 	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
 
 $(BUILD)/pcsig-client: $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) $(MEDIA_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(MEDIA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(CLI_LIBS) $(MEDIA_LIBS)
 
 # Objects built through pattern rules are kept (never deleted as intermediates).
 .SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) $(UNIT_LIBS_$*) -lcmocka
 
 $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)

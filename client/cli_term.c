@@ -60,14 +60,24 @@ void cli_term_start(struct cli *cli)
 {
     if (!cli->tty)
         return;
-    if (tcgetattr(STDIN_FILENO, &cli->saved_tio) == 0)
+    if (tcgetattr(STDIN_FILENO, &cli->saved_tio) == 0) {
         cli->tty_saved = true;
+        /* libedit binds the terminal's reprint character (^R) to redraw
+         * the line, over any binding of ours: without one, ^R is free to
+         * search the history (restored at exit). */
+        struct termios t = cli->saved_tio;
+        t.c_cc[VREPRINT] = _POSIX_VDISABLE;
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
+    }
     edit_cli = cli;
     rl_readline_name = "pcsig-client"; /* for $if in ~/.editrc */
     rl_catch_signals = 0; /* ours come through the signalfd */
     using_history();
     stifle_history(CLI_HISTORY_MAX);
     rl_callback_handler_install("> ", on_edited_line);
+    /* Ctrl-R searches the history, as in readline; ~/.editrc may bind
+     * it otherwise. */
+    (void)rl_parse_and_bind("bind ^R em-inc-search-prev");
     cli->editing = true;
     logs_capture(cli);
 }

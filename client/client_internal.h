@@ -268,6 +268,7 @@ struct cio {
     uint64_t deadline; /* monotonic ms */
     tls_client_t *tls; /* used when c->use_tls (never decides it) */
     char tls_failure[CONN_ERROR_MAX + 64];
+    http_parse_state_t head; /* cio_read_head's progress through a head */
 };
 
 struct cio_reply {
@@ -293,7 +294,9 @@ ssize_t cio_read_some(struct cio *io, conn_t *conn, char *dst, size_t n);
 /* Read one complete response into in: 0 with *rep, or -errno (see there). */
 int cio_read_response(struct cio *io, conn_t *conn, buf_t *in, struct cio_reply *rep,
                       bool *got_bytes);
-/* Read until the response head is complete: its length (> 0), or -errno. */
+/* Read until the response head in `in` (empty at first) is complete: its
+ * length (> 0), or -errno; each byte is scanned a bounded number of times
+ * (io->head), however the head is split into reads. */
 long cio_read_head(struct cio *io, conn_t *conn, buf_t *in, http_response_t *resp,
                    bool *got_bytes);
 /* Errors that mean the server (not just one request) is gone. */

@@ -363,9 +363,12 @@ long cio_read_head(struct cio *io, conn_t *conn, buf_t *in, http_response_t *res
                          bool *got_bytes)
 {
     const http_limits_t lim = {.max_head = CWIRE_MAX_HEAD, .max_body = CWIRE_MAX_BODY};
+    /* Resumed where the last read stopped: a head that arrives a byte at a
+     * time is not scanned again from its start on every read. */
+    io->head = (http_parse_state_t)HTTP_PARSE_STATE_INIT;
     for (;;) {
         http_error_t err;
-        long h = http_parse_response(in->data, in->len, &lim, resp, &err);
+        long h = http_parse_response_resume(in->data, in->len, &lim, &io->head, resp, &err);
         if (h == HTTP_PARSE_ERROR)
             return -EPROTO;
         if (h != HTTP_NEED_MORE)

@@ -14,6 +14,7 @@
  *   cli_peers.c   the peer list (sorted by id)
  *   cli_exec.c    --exec: a child per message, queued per peer
  *   cli_json.c    JSON (jansson) and base64 (OpenSSL)
+ *   cli_ice.c     --ice-server URLs (the option and the conductor)
  *   cli_media.c   the media conductor's glue (issue 16)
  * Everything runs on the main thread except the log sink (cli_term.c).
  */

@@ -32,6 +32,7 @@
 
 #include "buf.h"
 #include "strlit.h"
+#include "cli_ice.h"
 #include "cli_json.h"
 #include "conductor.h"
 
@@ -731,21 +732,15 @@ static const char *media_desc(enum conductor_media m)
     return "";
 }
 
-/* "stun:host:port" or "stun://host:port" as webrtcbin wants it ("stun://"). */
-static char *ice_url(const char *u, bool *turn)
+/* An --ice-server URL as webrtcbin wants it ("stun://host:port"), or NULL
+ * (the CLI checked it already). */
+static char *ice_url(const char *url, bool *turn)
 {
-    static const char *const schemes[] = {"stun", "turns", "turn"};
-    for (size_t i = 0; i < 3; i++) {
-        size_t l = strlen(schemes[i]);
-        if (strncmp(u, schemes[i], l) == 0 && u[l] == ':') {
-            const char *rest = u + l + 1;
-            if (rest[0] == '/' && rest[1] == '/')
-                rest += 2;
-            *turn = i > 0;
-            return g_strdup_printf("%s://%s", schemes[i], rest);
-        }
-    }
-    return NULL;
+    struct cli_ice_url u;
+    if (cli_ice_parse(url, &u) != NULL)
+        return NULL;
+    *turn = u.turn;
+    return g_strdup_printf("%s://%s", u.scheme, u.rest);
 }
 
 /* A new call's pipeline, PLAYING. Returns false with *why on failure. */

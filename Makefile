@@ -58,6 +58,7 @@ UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o
 UNIT_EXTRA_test_cli_json := $(BUILD)/client/cli_json.o
 UNIT_EXTRA_test_cli_ice := $(BUILD)/client/cli_ice.o
+UNIT_EXTRA_test_cli_peers := $(BUILD)/client/cli_peers.o
 UNIT_LIBS_test_cli_json := -ljansson
 
 LIBPCSIG := $(BUILD)/libpcsig.a

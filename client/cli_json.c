@@ -215,8 +215,8 @@ int cli_b64_decode(buf_t *b, const char *p, size_t n)
      * unchecked: strict base64 is what encodes back to itself. */
     buf_t chk;
     buf_init(&chk, n + 1);
-    int rc = cli_b64_encode(&chk, b->data + mark, b->len - mark);
-    bool same = rc == 0 && chk.len == n && memcmp(chk.data, p, n) == 0;
+    int rc = b->len > mark ? cli_b64_encode(&chk, b->data + mark, b->len - mark) : 0;
+    bool same = rc == 0 && chk.len == n && (n == 0 || memcmp(chk.data, p, n) == 0);
     buf_free(&chk);
     if (!same) {
         b->len = mark;

@@ -75,8 +75,8 @@ void cli_term_start(struct cli *cli)
     using_history();
     stifle_history(CLI_HISTORY_MAX);
     rl_callback_handler_install("> ", on_edited_line);
-    /* Ctrl-R searches the history, as in readline; ~/.editrc may bind
-     * it otherwise. */
+    /* Ctrl-R searches the history, as in readline (bound after
+     * ~/.editrc was read: this one binding is ours). */
     (void)rl_parse_and_bind("bind ^R em-inc-search-prev");
     cli->editing = true;
     logs_capture(cli);

@@ -30,9 +30,11 @@ endif
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(wildcard server/*.c)
-# The CLI's own files (main.c, and the media conductor with its glue) are
-# not part of the library: libpcsig-client never needs GStreamer.
-CLIENT_CLI_SRC := client/main.c client/cli_media.c client/conductor.c
+# The CLI's own files (main.c, cli_*.c, and the media conductor) are not
+# part of the library: libpcsig-client never needs GStreamer, jansson or
+# libedit (CLI_LIBS are linked into pcsig-client only).
+CLIENT_CLI_SRC := client/main.c $(wildcard client/cli_*.c) client/conductor.c
+CLI_LIBS := -ljansson -ledit
 CLIENT_LIB_SRC := $(filter-out $(CLIENT_CLI_SRC),$(wildcard client/*.c))
 CLIENT_MAIN_SRC := $(wildcard client/main.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -56,6 +58,10 @@ UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
 UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o \
                       $(BUILD)/server/cluster_keys.o
 UNIT_EXTRA_test_config := $(BUILD)/server/cluster_keys.o
+UNIT_EXTRA_test_cli_json := $(BUILD)/client/cli_json.o
+UNIT_EXTRA_test_cli_ice := $(BUILD)/client/cli_ice.o
+UNIT_EXTRA_test_cli_peers := $(BUILD)/client/cli_peers.o
+UNIT_LIBS_test_cli_json := -ljansson
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
@@ -145,7 +151,8 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 # conductor: the dev packages to build it, and the plugins a call runs on
 # (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
 # the test sources and converters in -base).
-DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base libhiredis-dev redis-server
+DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base libjansson-dev libedit-dev \
+            libhiredis-dev redis-server
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
@@ -154,6 +161,8 @@ deps:
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
 	[ -f /usr/include/hiredis/hiredis.h ] || missing="$$missing libhiredis-dev"; \
+	[ -f /usr/include/jansson.h ] || missing="$$missing libjansson-dev"; \
+	[ -f /usr/include/editline/readline.h ] || missing="$$missing libedit-dev"; \
 	media=""; \
 	if [ "$(MEDIA)" != 0 ]; then \
 	  gst=/usr/include/gstreamer-1.0/gst; \
@@ -236,7 +245,7 @@ media_found = $(if $(filter 0,$(MEDIA)),,$(shell pkg-config --exists $(MEDIA_PKG
 # GLib's and GStreamer's headers are not ours to keep -Wextra clean: -isystem.
 MEDIA_CFLAGS = $(if $(media_found),-DPCSIG_HAVE_MEDIA $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS))))
 MEDIA_LIBS = $(if $(media_found),$(shell pkg-config --libs $(MEDIA_PKGS)))
-CLI_OBJ := $(BUILD)/client/main.o $(BUILD)/client/cli_media.o $(BUILD)/client/conductor.o
+CLI_OBJ := $(CLIENT_CLI_SRC:%.c=$(BUILD)/%.o)
 MEDIA_STAMP := $(BUILD)/media
 $(MEDIA_STAMP): FORCE | deps
 	@mkdir -p $(dir $@)
@@ -249,14 +258,14 @@ $(BUILD)/client/conductor.o: client/conductor.c $(FLAGS_STAMP) $(MEDIA_STAMP)
 	$(CC) $(CFLAGS) $(MEDIA_CFLAGS) -c $< -o $@
 
 $(BUILD)/pcsig-client: $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) $(MEDIA_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(MEDIA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LIBS) $(CLI_LIBS) $(MEDIA_LIBS)
 
 # Objects built through pattern rules are kept (never deleted as intermediates).
 .SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(UNIT_EXTRA_%) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iserver -Iclient -o $@ $< $(UNIT_EXTRA_$*) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) $(UNIT_LIBS_$*) -lcmocka
 
 # The integration tests' shared helpers (harness.c, hostile.c, client_util.c).
 $(BUILD)/tests/integration/%.o: tests/integration/%.c $(FLAGS_STAMP)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_ice.h"
 #include "cli_media.h"
 #include "strlit.h"
 
@@ -15,21 +16,8 @@
 
 const char *cli_media_check_ice(const char *url)
 {
-    static const char *const schemes[] = {"stun:", "turn:", "turns:"};
-    for (size_t i = 0; i < 3; i++) {
-        size_t l = strlen(schemes[i]);
-        if (strncmp(url, schemes[i], l) == 0) {
-            const char *rest = url + l;
-            if (rest[0] == '/' && rest[1] == '/')
-                rest += 2;
-            if (*rest == '\0')
-                return "no host after the scheme";
-            if (i > 0 && !strchr(rest, '@'))
-                return "a TURN URL needs credentials: turn:USER:PASS@HOST:PORT";
-            return NULL;
-        }
-    }
-    return "not a stun:, turn: or turns: URL";
+    struct cli_ice_url u;
+    return cli_ice_parse(url, &u);
 }
 
 #ifdef PCSIG_HAVE_MEDIA

@@ -32,7 +32,8 @@
 
 #include "buf.h"
 #include "strlit.h"
-#include "client_json.h"
+#include "cli_ice.h"
+#include "cli_json.h"
 #include "conductor.h"
 
 #define EV_MAX ((size_t)1 << 20) /* one event line */
@@ -131,7 +132,7 @@ static void ev_begin(buf_t *b, const char *name)
 static void ev_str(buf_t *b, const char *key, const char *val)
 {
     size_t mark = b->len;
-    if (buf_printf(b, ",\"%s\":", key) < 0 || cjson_append_string(b, val, strlen(val)) < 0) {
+    if (buf_printf(b, ",\"%s\":", key) < 0 || cli_json_append_string(b, val, strlen(val), false) < 0) {
         b->len = mark;
         (void)buf_printf(b, ",\"%s\":null,\"%s_error\":\"too long to show\"", key, key);
     }
@@ -288,9 +289,9 @@ static void send_sdp(struct conductor *c, uint64_t to, const char *type, const c
     buf_t b;
     buf_init(&b, (size_t)64 << 20);
     (void)buf_append_str(&b, "{\"type\":");
-    (void)cjson_append_string(&b, type, strlen(type));
+    (void)cli_json_append_string(&b, type, strlen(type), false);
     (void)buf_append_str(&b, ",\"sdp\":");
-    (void)cjson_append_string(&b, sdp, strlen(sdp));
+    (void)cli_json_append_string(&b, sdp, strlen(sdp), false);
     (void)buf_append_str(&b, "}");
     send_json(c, to, &b);
     buf_free(&b);
@@ -731,21 +732,15 @@ static const char *media_desc(enum conductor_media m)
     return "";
 }
 
-/* "stun:host:port" or "stun://host:port" as webrtcbin wants it ("stun://"). */
-static char *ice_url(const char *u, bool *turn)
+/* An --ice-server URL as webrtcbin wants it ("stun://host:port"), or NULL
+ * (the CLI checked it already). */
+static char *ice_url(const char *url, bool *turn)
 {
-    static const char *const schemes[] = {"stun", "turns", "turn"};
-    for (size_t i = 0; i < 3; i++) {
-        size_t l = strlen(schemes[i]);
-        if (strncmp(u, schemes[i], l) == 0 && u[l] == ':') {
-            const char *rest = u + l + 1;
-            if (rest[0] == '/' && rest[1] == '/')
-                rest += 2;
-            *turn = i > 0;
-            return g_strdup_printf("%s://%s", schemes[i], rest);
-        }
-    }
-    return NULL;
+    struct cli_ice_url u;
+    if (cli_ice_parse(url, &u) != NULL)
+        return NULL;
+    *turn = u.turn;
+    return g_strdup_printf("%s://%s", u.scheme, u.rest);
 }
 
 /* A new call's pipeline, PLAYING. Returns false with *why on failure. */
@@ -1134,9 +1129,9 @@ static void job_from_call(struct conductor *c, struct job *j)
         buf_init(&b, 65536);
         const char *mid = j->n < k->nmids ? k->mids[j->n] : "";
         (void)buf_append_str(&b, "{\"candidate\":");
-        (void)cjson_append_string(&b, j->text, strlen(j->text));
+        (void)cli_json_append_string(&b, j->text, strlen(j->text), false);
         (void)buf_append_str(&b, ",\"sdpMid\":");
-        (void)cjson_append_string(&b, mid, strlen(mid));
+        (void)cli_json_append_string(&b, mid, strlen(mid), false);
         (void)buf_printf(&b, ",\"sdpMLineIndex\":%llu}", (unsigned long long)j->n);
         send_json(c, k->peer, &b);
         buf_free(&b);
@@ -1480,17 +1475,18 @@ static const char *check_sdp(const char *text, size_t *mlines)
 
 bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, size_t len)
 {
-    struct cjson_object o;
+    char ebuf[JSON_ERROR_TEXT_LENGTH + 32];
     const char *perr = NULL;
     if (len == 0 || ((const char *)data)[0] != '{')
         return false;
-    if (cjson_parse_object(data, len, &o, &perr) < 0)
+    json_t *o = cli_json_parse_object(data, len, ebuf, sizeof ebuf, &perr);
+    if (!o)
         return false; /* not one of ours (chat, or JSON we do not speak) */
-    const char *type = cjson_get_string(&o, "type", NULL);
-    const struct cjson_member *cand_m = cjson_get(&o, "candidate");
+    const char *type = cli_json_get_string(o, "type", NULL);
+    const json_t *cand_m = json_object_get(o, "candidate");
     bool ours = type != NULL || cand_m != NULL;
     if (!ours) {
-        cjson_object_free(&o);
+        json_decref(o);
         return false;
     }
     pthread_mutex_lock(&c->lk);
@@ -1498,7 +1494,7 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
     pthread_mutex_unlock(&c->lk);
     if (type) {
         size_t sdplen = 0;
-        const char *sdp = cjson_get_string(&o, "sdp", &sdplen);
+        const char *sdp = cli_json_get_string(o, "sdp", &sdplen);
         size_t mlines = 0;
         const char *bad = NULL;
         bool offer = strcmp(type, "offer") == 0, answer = strcmp(type, "answer") == 0;
@@ -1538,11 +1534,14 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
             post_simple(c, J_ANSWER_SDP, from, sdp, sdplen, NULL);
         }
     } else {
-        const char *cand = cand_m->type == CJSON_STRING ? cand_m->str : NULL;
+        const char *cand = json_is_string(cand_m) ? json_string_value(cand_m) : NULL;
         uint64_t idx = 0;
-        int irc = cjson_get_u64(&o, "sdpMLineIndex", &idx);
+        const json_t *idx_m = json_object_get(o, "sdpMLineIndex");
+        int irc = json_is_integer(idx_m) && json_integer_value(idx_m) >= 0 ? 0 : -EINVAL;
+        if (irc == 0)
+            idx = (uint64_t)json_integer_value(idx_m);
         const char *bad = NULL;
-        if (!cand || memchr(cand, '\0', cand_m->str_len))
+        if (!cand || memchr(cand, '\0', json_string_length(cand_m)))
             bad = "\"candidate\" is not a string";
         else if (irc != 0 || idx >= MAX_MLINES)
             bad = "no valid \"sdpMLineIndex\"";
@@ -1562,7 +1561,7 @@ bool conductor_on_message(struct conductor *c, uint64_t from, const void *data, 
             post(c, j);
         }
     }
-    cjson_object_free(&o);
+    json_decref(o);
     return true;
 }
 

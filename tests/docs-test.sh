@@ -1,12 +1,12 @@
 #!/bin/sh
 # The documentation covers what the programs know. The lists are taken from
 # the source and the binaries, so this test cannot go stale:
-#   - every interactive command of pcsig-client (IS("word") in client/main.c)
+#   - every interactive command of pcsig-client (IS("word") in client/cli_cmd.c)
 #     is in README.md's client section and in pcsig-client.1's "Interactive
 #     commands";
 #   - every --json command (strcmp(cmd, "word")) appears as "cmd":"word" in
 #     both;
-#   - every event name (json_begin / session_ended in client/main.c) is in
+#   - every event name (the forms table and cli_ev_object in client/cli_*.c) is in
 #     README.md's "Events:" paragraph and pcsig-client.1's "Events, by
 #     their event member" list;
 #   - the start-up lines the client prints (say() literals but the help line)
@@ -22,7 +22,8 @@ set -eu
 gaps_file=$(mktemp)
 trap 'rm -f "$gaps_file"' EXIT
 cd "$(dirname "$0")/.."
-src=client/main.c
+src="client/main.c client/cli_*.c" # the CLI (named so in the messages)
+src_text() { cat client/main.c client/cli_*.c; }
 readme=README.md
 cman=man/pcsig-client.1
 sman=man/pcsig-server.1
@@ -38,13 +39,15 @@ die() {
 }
 
 # ---- the lists, from the source ------------------------------------------
-text_cmds=$(grep -o 'IS("[a-z_]*")' "$src" | sed 's/^IS("\(.*\)")$/\1/' | sort -u)
-json_cmds=$(grep -o 'strcmp(cmd, "[a-z_]*")' "$src" | sed 's/^.*"\(.*\)")$/\1/' | sort -u)
-events=$(grep -E '(json_begin|session_ended)\(' "$src" | grep -v '^static' |
-    grep -o '"[a-z_][a-z_]*"' | tr -d '"' | sort -u)
+text_cmds=$(src_text | grep -o 'IS("[a-z_]*")' | sed 's/^IS("\(.*\)")$/\1/' | sort -u)
+json_cmds=$(src_text | grep -o 'strcmp(cmd, "[a-z_]*")' | sed 's/^.*"\(.*\)")$/\1/' | sort -u)
+# An event's name: its entry in cli_render.c's table ([PCSIG_EV_X] = {"name", ...)
+# or an object made on the spot (cli_ev_object("name")).
+events=$( (src_text | grep -oE '^ *\[PCSIG_EV_[A-Z_]+\] = \{"[a-z_]+"' | grep -oE '"[a-z_]+"'
+    src_text | grep -oE 'cli_ev_object\("[a-z_]+"\)' | grep -oE '"[a-z_]+"') | tr -d '"' | sort -u)
 # say(cli, "...") and say(&cli, "..."): the fixed text before any %, minus
 # the help line (it lists the commands, checked above one by one).
-says=$(grep -o 'say(&\{0,1\}cli, "[^"%]*' "$src" | sed 's/^say(&\{0,1\}cli, "//; s/ *$//' |
+says=$(src_text | grep -o 'say(&\{0,1\}cli, "[^"%]*' | sed 's/^say(&\{0,1\}cli, "//; s/ *$//' |
     grep -v '^commands:' | sort -u)
 
 # A broken extraction must not pass as "nothing to check".

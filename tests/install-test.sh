@@ -134,6 +134,15 @@ ok
 exported=$(nm -g --defined-only "$p/lib/libpcsig-client.a" | awk 'NF == 3 { print $3 }' |
     grep -v '^pcsig_' || true)
 [ -z "$exported" ] || fail "libpcsig-client.a exports non-API symbols: $exported"
+# The CLI's libraries stay the CLI's: the archive needs no jansson or libedit
+# (its .pc file names only OpenSSL), and the installed client links them.
+needs=$(nm -u "$p/lib/libpcsig-client.a" | awk '{ print $2 }' |
+    grep -E '^(json_|rl_|el_|add_history|using_history)' || true)
+[ -z "$needs" ] || fail "libpcsig-client.a needs the CLI's libraries: $needs"
+grep -qE 'jansson|edit' "$p/lib/pkgconfig/pcsig-client.pc" && fail "pcsig-client.pc names jansson or libedit"
+if command -v ldd >/dev/null; then
+    ldd "$p/bin/pcsig-client" | grep -q libjansson || fail "pcsig-client is not linked with jansson"
+fi
 ok
 
 cat >"$tmp/app.c" <<'EOF'

@@ -25,13 +25,16 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "client_json.h"
 #include "clock.h"
 #include "net.h"
 #include "strlit.h"
 /* The modules themselves: their static functions and test hooks are what
  * these tests check (so nothing is exported only for tests). */
 #include "client_wire.c"
+#include "client_state.c"
+#include "client_io.c"
+#include "client_control.c"
+#include "client_hang.c"
 #include "pcsig_client.c"
 
 /* The whole body at once, no limit: init, feed, take. 0 or -ENOMEM. */
@@ -598,246 +601,6 @@ static void test_backoff(void **state)
     assert_true(hi - lo > 1000);
 }
 
-/* ---- JSON commands ---------------------------------------------------------------------------- */
-
-static int parse(const char *s, struct cjson_object *o, const char **err)
-{
-    return cjson_parse_object(s, strlen(s), o, err);
-}
-
-static void test_json_valid(void **state)
-{
-    (void)state;
-    struct cjson_object o;
-    const char *err = NULL;
-    assert_int_equal(parse(" {\"cmd\":\"send\", \"to\" : 2,\"data\":\"hi\","
-                           "\"content_type\":\"text/plain\",\"x\":true,\"y\":null,"
-                           "\"z\":false,\"f\":-1.5e3}\r\n", &o, &err), 0);
-    assert_int_equal(o.n, 8);
-    assert_string_equal(cjson_get_string(&o, "cmd", NULL), "send");
-    uint64_t to = 0;
-    assert_int_equal(cjson_get_u64(&o, "to", &to), 0);
-    assert_int_equal(to, 2);
-    size_t len = 0;
-    assert_string_equal(cjson_get_string(&o, "data", &len), "hi");
-    assert_int_equal(len, 2);
-    assert_int_equal(cjson_get(&o, "x")->type, CJSON_TRUE);
-    assert_int_equal(cjson_get(&o, "y")->type, CJSON_NULL);
-    assert_int_equal(cjson_get(&o, "z")->type, CJSON_FALSE);
-    assert_int_equal(cjson_get(&o, "f")->type, CJSON_NUMBER);
-    assert_string_equal(cjson_get(&o, "f")->str, "-1.5e3");
-    assert_int_equal(cjson_get_u64(&o, "f", &to), -EINVAL);
-    assert_int_equal(cjson_get_u64(&o, "data", &to), -EINVAL);
-    assert_int_equal(cjson_get_u64(&o, "nope", &to), -ENOENT);
-    assert_null(cjson_get_string(&o, "to", NULL));
-    assert_null(cjson_get(&o, "nope"));
-    cjson_object_free(&o);
-    cjson_object_free(&o); /* twice is harmless */
-
-    assert_int_equal(parse("{}", &o, &err), 0);
-    assert_int_equal(o.n, 0);
-    cjson_object_free(&o);
-
-    assert_int_equal(parse("{\"to\":18446744073709551616}", &o, &err), 0);
-    assert_int_equal(cjson_get_u64(&o, "to", &to), -ERANGE);
-    cjson_object_free(&o);
-}
-
-static void test_json_escapes(void **state)
-{
-    (void)state;
-    struct cjson_object o;
-    const char *err = NULL;
-    size_t len = 0;
-    assert_int_equal(parse("{\"d\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\"}", &o, &err), 0);
-    assert_string_equal(cjson_get_string(&o, "d", &len), "q\" b\\ s/ \b\f\n\r\t");
-    cjson_object_free(&o);
-
-    /* \u: ASCII, NUL inside a string, 2- and 3-byte forms, a surrogate pair. */
-    assert_int_equal(parse("{\"d\":\"\\u0041\\u0000\\u00e9\\u20AC\\ud83d\\ude00\"}", &o, &err), 0);
-    const char *d = cjson_get_string(&o, "d", &len);
-    static const char want[] = "A\0\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
-    assert_int_equal(len, sizeof want - 1);
-    assert_memory_equal(d, want, len);
-    cjson_object_free(&o);
-
-    /* Raw UTF-8 passes; keys are decoded too. */
-    assert_int_equal(parse("{\"k\\u00e9\":\"caf\xc3\xa9\"}", &o, &err), 0);
-    assert_string_equal(cjson_get_string(&o, "k\xc3\xa9", NULL), "caf\xc3\xa9");
-    cjson_object_free(&o);
-}
-
-static void test_json_malformed(void **state)
-{
-    (void)state;
-    static const char *const bad[] = {
-        "",
-        "   ",
-        "[]",
-        "\"cmd\"",
-        "{",
-        "{\"cmd\"",
-        "{\"cmd\":",
-        "{\"cmd\":\"x\"",
-        "{\"cmd\":\"x\",}",
-        "{,}",
-        "{\"cmd\" \"x\"}",
-        "{cmd:\"x\"}",
-        "{'cmd':'x'}",
-        "{\"cmd\":\"x\"}}",
-        "{\"cmd\":\"x\"} {}",
-        "{\"cmd\":\"x\"}x",
-        "{\"a\":1,\"a\":2}",          /* duplicate */
-        "{\"a\":{\"b\":1}}",         /* nesting */
-        "{\"a\":[1]}",
-        "{\"a\":01}",
-        "{\"a\":+1}",
-        "{\"a\":1.}",
-        "{\"a\":.5}",
-        "{\"a\":1e}",
-        "{\"a\":-}",
-        "{\"a\":NaN}",
-        "{\"a\":tru}",
-        "{\"a\":True}",
-        "{\"a\":\"\\x41\"}",
-        "{\"a\":\"\\u12\"}",
-        "{\"a\":\"\\u12g4\"}",
-        "{\"a\":\"\\ud83d\"}",       /* lone high surrogate */
-        "{\"a\":\"\\ude00\"}",       /* lone low surrogate */
-        "{\"a\":\"\\ud83d\\u0041\"}",
-        "{\"a\":\"tab\there\"}",     /* raw control character */
-        "{\"a\":\"nl\nhere\"}",
-        "{\"a\":\"\xc3\"}",           /* truncated UTF-8 */
-        "{\"a\":\"\xc0\xaf\"}",       /* overlong */
-        "{\"a\":\"\xed\xa0\x80\"}",   /* encoded surrogate */
-        "{\"a\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
-        "{\"a\":\"\xff\"}",
-        "{\"a\":\"unterminated}",
-        "{\"a\":\"x\\",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct cjson_object o = {0};
-        const char *err = NULL;
-        int rc = parse(bad[i], &o, &err);
-        if (rc != -EINVAL)
-            fail_msg("accepted bad JSON #%zu: %s", i, bad[i]);
-        assert_non_null(err);
-        assert_null(o.members);
-    }
-    /* A NUL byte inside the line is not JSON either. */
-    struct cjson_object o;
-    const char *err;
-    assert_int_equal(cjson_parse_object(STRLIT("{\"a\":1}\0"), &o, &err), -EINVAL);
-    /* Too many members. */
-    buf_t b;
-    buf_init(&b, 1 << 16);
-    buf_append_str(&b, "{");
-    for (int i = 0; i <= CJSON_MAX_MEMBERS; i++)
-        buf_printf(&b, "%s\"k%d\":1", i ? "," : "", i);
-    buf_append_str(&b, "}");
-    assert_int_equal(cjson_parse_object(b.data, b.len, &o, &err), -EINVAL);
-    buf_free(&b);
-}
-
-static void test_json_every_truncation(void **state)
-{
-    (void)state;
-    static const char ok[] = "{\"cmd\":\"send\",\"to\":12,\"data\":\"a\\u00e9\\n\",\"n\":null}";
-    for (size_t i = 0; i < sizeof ok - 1; i++) {
-        struct cjson_object o;
-        const char *err;
-        assert_int_equal(cjson_parse_object(ok, i, &o, &err), -EINVAL);
-    }
-    struct cjson_object o;
-    const char *err;
-    assert_int_equal(cjson_parse_object(ok, sizeof ok - 1, &o, &err), 0);
-    cjson_object_free(&o);
-}
-
-static void test_json_output(void **state)
-{
-    (void)state;
-    buf_t b;
-    buf_init(&b, 4096);
-    assert_int_equal(cjson_append_string(&b, STRLIT("a\"b\\c/\n\r\t\b\f")), 0);
-    assert_string_equal(str(&b), "\"a\\\"b\\\\c/\\n\\r\\t\\b\\f\"");
-    buf_reset(&b);
-    static const char ctl[] = {0, 1, 0x1f, 0x7f};
-    assert_int_equal(cjson_append_string(&b, ctl, 4), 0);
-    assert_string_equal(str(&b), "\"\\u0000\\u0001\\u001f\\u007f\"");
-    buf_reset(&b);
-    /* Valid UTF-8 kept; C1 controls and invalid bytes are not passed on. */
-    assert_int_equal(cjson_append_string(&b, STRLIT("\xc3\xa9\xe2\x82\xac\xc2\x9b\xff\xc3")), 0);
-    assert_string_equal(str(&b), "\"\xc3\xa9\xe2\x82\xac\\u009b\\ufffd\\ufffd\"");
-    buf_reset(&b);
-    assert_int_equal(cjson_append_string(&b, "", 0), 0);
-    assert_string_equal(str(&b), "\"\"");
-
-    /* Round trip: every escaped string parses back to its bytes. */
-    char all[128];
-    for (int i = 0; i < 128; i++)
-        all[i] = (char)i;
-    buf_reset(&b);
-    buf_append_str(&b, "{\"d\":");
-    assert_int_equal(cjson_append_string(&b, all, sizeof all), 0);
-    buf_append_str(&b, "}");
-    struct cjson_object o;
-    const char *err;
-    assert_int_equal(cjson_parse_object(b.data, b.len, &o, &err), 0);
-    size_t len;
-    const char *d = cjson_get_string(&o, "d", &len);
-    assert_int_equal(len, sizeof all);
-    assert_memory_equal(d, all, sizeof all);
-    cjson_object_free(&o);
-    buf_free(&b);
-
-    assert_true(cjson_utf8_valid("", 0));
-    assert_true(cjson_utf8_valid(STRLIT("plain \xc3\xa9 \xf0\x9f\x98\x80")));
-    assert_false(cjson_utf8_valid(STRLIT("\xe2\x82")));
-    assert_false(cjson_utf8_valid(STRLIT("\xf8\x88\x80\x80\x80")));
-}
-
-static void test_base64(void **state)
-{
-    (void)state;
-    static const char *const vec[][2] = {
-        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
-    };
-    buf_t b;
-    buf_init(&b, 1 << 20);
-    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
-        buf_reset(&b);
-        assert_int_equal(cjson_b64_encode(&b, vec[i][0], strlen(vec[i][0])), 0);
-        assert_string_equal(str(&b), vec[i][1]);
-        buf_reset(&b);
-        assert_int_equal(cjson_b64_decode(&b, vec[i][1], strlen(vec[i][1])), 0);
-        assert_string_equal(str(&b), vec[i][0]);
-    }
-    unsigned char all[256];
-    for (int i = 0; i < 256; i++)
-        all[i] = (unsigned char)i;
-    buf_t enc;
-    buf_init(&enc, 1 << 20);
-    assert_int_equal(cjson_b64_encode(&enc, all, sizeof all), 0);
-    buf_reset(&b);
-    assert_int_equal(cjson_b64_decode(&b, enc.data, enc.len), 0);
-    assert_int_equal(b.len, 256);
-    assert_memory_equal(b.data, all, 256);
-    buf_free(&enc);
-
-    static const char *const bad[] = {"Zg", "Zg=", "Z===", "Zh==", "Zm9=", "Zm 9v", "Zm9v\n",
-                                      "Zg==Zg==", "=Zg=", "Zm-v", "Zm9v====", "Z=g="};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        buf_reset(&b);
-        buf_append_str(&b, "keep");
-        if (cjson_b64_decode(&b, bad[i], strlen(bad[i])) != -EINVAL)
-            fail_msg("accepted bad base64 \"%s\"", bad[i]);
-        assert_int_equal(b.len, 4); /* nothing appended */
-    }
-    buf_free(&b);
-}
-
 /* ---- the library without a server ---------------------------------------------------------------- */
 
 static void test_lifecycle_offline(void **state)
@@ -1118,12 +881,6 @@ int main(void)
         cmocka_unit_test(test_peer_list_incremental),
         cmocka_unit_test(test_token_and_loopback),
         cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_json_valid),
-        cmocka_unit_test(test_json_escapes),
-        cmocka_unit_test(test_json_malformed),
-        cmocka_unit_test(test_json_every_truncation),
-        cmocka_unit_test(test_json_output),
-        cmocka_unit_test(test_base64),
         cmocka_unit_test(test_lifecycle_offline),
         cmocka_unit_test(test_disconnect_is_prompt),
         cmocka_unit_test(test_unreachable_backoff),

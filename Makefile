@@ -101,7 +101,7 @@ DIST_PC   := $(BUILD)/dist/pcsig-client.pc
 DIST_UNIT := $(BUILD)/dist/pcsig-server.service
 DIST_FILES := $(DIST_LIB) $(DIST_PC) $(DIST_UNIT)
 
-.PHONY: all run run-tls certs test test-browser browser-deps check clean deps bench fuzz install uninstall FORCE
+.PHONY: all run run-tls certs test test-cluster test-browser browser-deps check clean deps bench fuzz install uninstall FORCE
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -224,6 +224,22 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
+# ---- cluster tests (issue 17): Redis + 3 instances + haproxy, tests/cluster ----
+CTEST_SRC := $(wildcard tests/cluster/test_*.c)
+CTEST_BIN := $(CTEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
+CLUSTER_LIB_OBJ := $(BUILD)/tests/cluster/cluster.o
+CLUSTER_LAUNCH := $(BUILD)/tests/cluster/pcsig-cluster-launch
+$(CLUSTER_LAUNCH): $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ)
+$(BUILD)/tests/cluster/%: tests/cluster/%.c $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(FLAGS_STAMP) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration -Itests/cluster -o $@ $< $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
+CLUSTER_TEST_ENV = PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
+	  PCSIG_BUILD=$(BUILD)
+# Skips (saying why) when the server has no --cluster or Redis/haproxy are missing.
+test-cluster: all $(CTEST_BIN) $(CLUSTER_LAUNCH) $(ITEST_BIN)
+	@$(CLUSTER_TEST_ENV) tests/cluster/run.sh
+
 # ARGS: options for the server, e.g. make run ARGS='--bind 127.0.0.1 --port 9000'
 # (the PCSIG_* environment variables work too: PCSIG_BIND=127.0.0.1 make run).
 # When the server cannot start, a hint names the ports these rules use.
@@ -248,11 +264,12 @@ run-tls: all certs
 	@echo '$(RUN_TLS) $(ARGS)'; $(RUN_TLS) $(ARGS); \
 	$(call RUN_HINT,port 8888 (plain HTTP; the port of \`make run\`) or 8443 (TLS),--port 8889 --tls-port 8444)
 
-test: all browser-deps $(UNIT_BIN) $(ITEST_BIN)
+test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  tests/run-tests.sh $(UNIT_BIN) $(ITEST_BIN) tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh \
+	    tests/cluster/run.sh \
 	    tests/browser/run.sh --tls $(ITEST_TLS_BIN)
 
 # Chromium (apt-get) and playwright-core (npm ci, pinned by

@@ -1,0 +1,35 @@
+#!/bin/sh
+# The cluster tests (issue 17): tests/cluster's own binaries, and a set of
+# the protocol integration tests run unchanged through haproxy in front of
+# three instances sharing one Redis (PCSIG_SERVER becomes
+# pcsig-cluster-launch, which starts that cluster and names haproxy's port in
+# the ready line; PCSIG_TEST_CLUSTER=1 makes the harness add the
+# instances' /metrics samples up).
+#
+# Skips (exit 0, saying why) when the server has no --cluster (the cluster
+# branch is not merged) or redis-server/haproxy are missing (make deps).
+build=${PCSIG_BUILD:-build}
+server=${PCSIG_SERVER:-$build/pcsig-server}
+if ! "$server" --help 2>&1 | grep -q -- '--cluster'; then
+    echo "SKIP cluster tests: $server --help has no --cluster"
+    exit 0
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "SKIP cluster tests: redis-server is not installed (make deps)"
+    exit 0
+fi
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    echo "SKIP cluster tests: haproxy is not installed (make deps)"
+    exit 0
+fi
+launch=$(realpath "$build/tests/cluster/pcsig-cluster-launch") || exit 1
+server=$(realpath "$server") || exit 1
+# The protocol tests that hold for a cluster as for one server (the others
+# check one process's own figures, logs, limits or exit).
+itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch"}
+bins=""
+for t in $itests; do
+    bins="$bins $build/tests/integration/$t"
+done
+PCSIG_CLUSTER_SERVER=$server PCSIG_SERVER=$launch PCSIG_TEST_CLUSTER=1 \
+    exec tests/run-tests.sh "$build"/tests/cluster/test_* $bins

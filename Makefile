@@ -110,7 +110,8 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 # conductor: the dev packages to build it, and the plugins a call runs on
 # (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
 # the test sources and converters in -base).
-DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base
+# redis-server and haproxy: the cluster tests (tests/cluster) and tools/cluster-bench.sh.
+DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base redis-server haproxy
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
@@ -118,6 +119,8 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	media=""; \
 	if [ "$(MEDIA)" != 0 ]; then \
 	  gst=/usr/include/gstreamer-1.0/gst; \

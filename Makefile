@@ -53,7 +53,9 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # unit test_client): nothing is exported only for tests, and that module's
 # object is not linked again.
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
-UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o
+UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o \
+                      $(BUILD)/server/cluster_keys.o
+UNIT_EXTRA_test_config := $(BUILD)/server/cluster_keys.o
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server
@@ -110,8 +112,8 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 # conductor: the dev packages to build it, and the plugins a call runs on
 # (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
 # the test sources and converters in -base).
-# redis-server and haproxy: the cluster tests (tests/cluster) and tools/cluster-bench.sh.
-DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base redis-server haproxy
+# haproxy: the cluster tests (tests/cluster) and tools/cluster-bench.sh.
+DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base libhiredis-dev redis-server haproxy
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
@@ -119,8 +121,7 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v groff >/dev/null || missing="$$missing groff-base"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	[ -f /usr/include/hiredis/hiredis.h ] || missing="$$missing libhiredis-dev"; \
 	media=""; \
 	if [ "$(MEDIA)" != 0 ]; then \
 	  gst=/usr/include/gstreamer-1.0/gst; \
@@ -133,6 +134,8 @@ deps:
 	  [ -n "$$plug" ] && [ -f "$$plug/libgstvpx.so" ] || media="$$media gstreamer1.0-plugins-good"; \
 	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || media="$$media gstreamer1.0-plugins-base"; \
 	fi; \
+	[ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || media="$$media redis-server"; \
+	[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || media="$$media haproxy"; \
 	if [ -n "$$missing$$media" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing:$$missing$$media"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing$$media) || \
@@ -140,7 +143,7 @@ deps:
 	elif [ -n "$$missing" ]; then \
 	  echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing$$media" >&2; exit 1; \
 	elif [ -n "$$media" ]; then \
-	  echo "note: building pcsig-client without media support (real calls); for it: sudo apt-get install -y$$media (MEDIA=0 silences this)" >&2; \
+	  echo "note: without$$media: no media support in pcsig-client (real calls) or no --cluster tests (redis-server, haproxy); for them: sudo apt-get install -y$$media (MEDIA=0 skips GStreamer)" >&2; \
 	fi
 
 # The compiler and flags an object was built with: a stamp rewritten only
@@ -167,8 +170,9 @@ $(LIBPCSIG): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# hiredis (--cluster) is the server's alone: nothing else links it.
 $(SERVER): $(SERVER_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBPCSIG) $(LIBS) -lhiredis
 
 $(BENCH): $(BENCH_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(LIBPCSIG) $(LIBS)

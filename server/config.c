@@ -11,6 +11,7 @@
  * first and applied last.
  */
 #include "config.h"
+#include "cluster_keys.h"
 #include "strlit.h"
 
 #include <errno.h>
@@ -171,6 +172,18 @@ static const struct config_opt opts[] = {
                              "for 24 h and its HMAC-SHA1 as password; wins over\n"
                              "--ice-username/--ice-credential (default: none)",
      F_STRING(ice_secret), .nonempty = true},
+    {"cluster", "URL", "redis://HOST:PORT[/DB]: share members, queues and ids\n"
+                       "with every instance using this Redis (default: none,\n"
+                       "a single server)",
+     F_STRING(cluster), .nonempty = true},
+    {"cluster-password", "SECRET", "Redis AUTH password for --cluster (default: none)",
+     F_STRING(cluster_password), .nonempty = true},
+    {"cluster-password-file", "FILE", "the same, read from the first line of FILE\n"
+                                      "(wins over --cluster-password) (default: none)",
+     F_STRING(cluster_password_file)},
+    {"instance-name", "NAME", "this instance's name in the cluster (logs, Redis keys)\n"
+                              "(default: host:port)",
+     F_STRING(instance_name), .nonempty = true},
     {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
      .off = FIELD(log_level, enum log_level)},
     {"log-format", "FORMAT", "text or json (one object per line) (default text)",
@@ -932,6 +945,23 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
                 cfg->max_output_bytes, cfg->max_total_output_bytes);
         return CONFIG_ERROR;
     }
+    if ((cfg->cluster_password || cfg->cluster_password_file || cfg->instance_name) &&
+        !cfg->cluster) {
+        fprintf(err, "pcsig-server: --cluster-password, --cluster-password-file and "
+                     "--instance-name need --cluster\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->cluster) {
+        struct ckey_url url;
+        const char *why = "";
+        if (ckey_parse_url(cfg->cluster, &url, &why) < 0) {
+            buf_t b;
+            fprintf(err, "pcsig-server: --cluster '%s': %s (redis://HOST:PORT[/DB])\n",
+                    shown(&b, cfg->cluster, strlen(cfg->cluster)), why);
+            buf_free(&b);
+            return CONFIG_ERROR;
+        }
+    }
     return check_ice(cfg, err);
 }
 
@@ -1113,6 +1143,7 @@ int config_preflight(const struct server_config *cfg, FILE *err)
         check_readable("tls-key", cfg->tls_key, err) < 0 ||
         check_readable("tls-client-ca", cfg->tls_client_ca, err) < 0 ||
         check_readable("auth-token-file", cfg->auth_token_file, err) < 0 ||
+        check_readable("cluster-password-file", cfg->cluster_password_file, err) < 0 ||
         check_directory("web-root", cfg->web_root, err) < 0)
         return CONFIG_ERROR;
     return CONFIG_OK;

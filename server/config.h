@@ -95,6 +95,10 @@ struct server_config {
     const char *ice_username;  /* TURN credentials handed to the page */
     const char *ice_credential;
     const char *ice_secret;    /* TURN REST shared secret: time-limited credentials */
+    const char *cluster;       /* redis://HOST:PORT[/DB]: act as one with other instances */
+    const char *cluster_password;      /* Redis AUTH password */
+    const char *cluster_password_file; /* ... read from this file's first line */
+    const char *instance_name; /* this instance in the cluster; NULL: host:port */
     struct config_str *owned;  /* the storage of the strings above */
 };
 

@@ -149,6 +149,7 @@ struct member {
     uint64_t cursor;        /* the next notification log seq for this member */
     uint64_t join_seq;      /* log_next when it joined: its join's seq */
     uint8_t token[REG_TOKEN_BYTES]; /* secure_ids only */
+    bool poked;             /* --cluster: reg_poke came while not parked */
     size_t name_len;
     char name[];
 };
@@ -838,7 +839,7 @@ static void deliver_locked(registry_t *r, struct member *m, reg_item_t *it, uint
 static void broadcast_locked(registry_t *r, const struct member *subject, bool connected,
                              uint64_t now)
 {
-    if (r->count <= (connected ? 1u : 0u))
+    if (r->cfg.no_notes || r->count <= (connected ? 1u : 0u))
         return;
     buf_t entry;
     buf_init(&entry, PROTO_MAX_NAME + 32);
@@ -1142,6 +1143,9 @@ int reg_wait(registry_t *r, uint64_t id, struct reg_waiter *w, uint64_t now,
     } else if (has_pending_locked(r, m) && (*item = pop_next_locked(r, m)) != NULL) {
         seen_locked(r, m, now);
         rc = REG_WAIT_ITEM;
+    } else if (m->poked) {
+        m->poked = false;
+        rc = REG_WAIT_POLL;
     } else {
         struct reg_waiter *old = take_parked_locked(r, m, now);
         if (old)
@@ -1164,6 +1168,119 @@ void reg_unpark(registry_t *r, struct reg_waiter *w, uint64_t now)
         seen_locked(r, m, now);
     }
     unlock_and_log(r);
+}
+
+/* ---- --cluster shadows --------------------------------------------------- */
+
+int reg_adopt(registry_t *r, uint64_t id, const char *name, size_t name_len, uint64_t now)
+{
+    if (name_len > PROTO_MAX_NAME + 31)
+        name_len = PROTO_MAX_NAME + 31;
+    struct member *fresh = malloc(sizeof *fresh + PROTO_MAX_NAME + 32);
+    if (!fresh)
+        return -ENOMEM;
+    memset(fresh, 0, sizeof *fresh);
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (!m) {
+        if ((r->count + 1 > r->nbuckets && (rc = grow_locked(r)) < 0) ||
+            (rc = heap_reserve_locked(r)) < 0)
+            goto out;
+        m = fresh;
+        fresh = NULL;
+        m->id = id;
+        m->last_seen = now;
+        size_t b = bucket_of(r, m->id);
+        m->hnext = r->buckets[b];
+        r->buckets[b] = m;
+        m->prev = r->last;
+        if (r->last)
+            r->last->next = m;
+        else
+            r->first = m;
+        r->last = m;
+        r->count++;
+        r->roster_ok = false;
+        heap_push_locked(r, m);
+        m->join_seq = m->cursor = r->log_next;
+    } else {
+        seen_locked(r, m, now);
+    }
+    if (name) {
+        memcpy(m->name, name, name_len);
+        m->name_len = name_len;
+    }
+out:
+    unlock_and_log(r);
+    free(fresh);
+    return rc;
+}
+
+void reg_poke(registry_t *r, uint64_t id)
+{
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m) {
+        struct reg_waiter *w = m->parked ? take_parked_locked(r, m, clock_now_ms()) : NULL;
+        if (w)
+            w->wake(w, REG_WAKE_POLL, NULL);
+        else
+            m->poked = true;
+    }
+    unlock_and_log(r);
+}
+
+void reg_poke_all(registry_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    for (struct member *m = r->first; m; m = m->next)
+        m->poked = true;
+    struct member *m = r->parked_first;
+    while (m) {
+        struct member *next = m->pnext;
+        struct reg_waiter *w = take_parked_locked(r, m, clock_now_ms());
+        if (w) {
+            m->poked = false;
+            w->wake(w, REG_WAKE_POLL, NULL);
+        }
+        m = next;
+    }
+    unlock_and_log(r);
+}
+
+reg_item_t *reg_drop(registry_t *r, uint64_t id, uint64_t now)
+{
+    reg_item_t *own = NULL;
+    pthread_mutex_lock(&r->lock);
+    struct member *m = find_locked(r, id);
+    if (m) {
+        buf_t entry;
+        buf_init(&entry, PROTO_MAX_NAME + 32);
+        if (m->name_len && proto_entry_append(&entry, m->name, m->name_len, m->id, false) == 0) {
+            struct reg_blob *b = blob_new(STRLIT("text/plain"), true, entry.data, entry.len);
+            if (b) {
+                own = item_new(b, m->id, false);
+                blob_unref(b);
+            }
+        }
+        buf_free(&entry);
+        remove_locked(r, m, now);
+    }
+    unlock_and_log(r);
+    return own;
+}
+
+reg_item_t *reg_item_make(bool is_message, uint64_t pragma, uint64_t accepted_us,
+                          const char *ctype, size_t ctype_len, bool has_ctype,
+                          const void *body, size_t body_len)
+{
+    struct reg_blob *b = blob_new(ctype, ctype_len, has_ctype, body, body_len);
+    reg_item_t *it = b ? item_new(b, pragma, is_message) : NULL;
+    blob_unref(b);
+    if (it)
+        it->accepted_us = accepted_us;
+    return it;
 }
 
 reg_item_t *reg_take(registry_t *r, uint64_t id, size_t budget, size_t max_items, uint64_t now)
@@ -1250,6 +1367,10 @@ size_t reg_tick(registry_t *r, uint64_t now)
                 r->wait_timeouts++;
                 w->wake(w, REG_WAKE_IDLE, NULL);
             }
+        } else if (r->cfg.no_notes) {
+            /* --cluster: only a local shadow goes (no wait here for long);
+             * the member's own timeout is the cluster's (cluster.c). */
+            remove_locked(r, m, now);
         } else {
             pend_locked(r, PEND_TIMEOUT, m->id, 0);
             r->timeouts++;

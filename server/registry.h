@@ -23,6 +23,10 @@ typedef struct reg_config {
     size_t queue_max_bytes;     /* message body bytes queued per member */
     uint64_t note_lag;          /* 0: REG_NOTE_LAG (tests set a small one) */
     bool secure_ids;            /* give each member a random secret token */
+    /* --cluster: the members are kept in Redis (cluster.c) and this
+     * registry holds only local shadows (reg_adopt) to park waits on; joins
+     * and leaves are announced by the cluster, never here. */
+    bool no_notes;
 } reg_config_t;
 
 #define REG_TOKEN_BYTES 16
@@ -45,6 +49,7 @@ enum reg_wake {
     REG_WAKE_DISPLACED, /* a newer /wait for the same member: 409 */
     REG_WAKE_GONE,      /* member signed out / timed out: item = own entry ",0" */
     REG_WAKE_SHUTDOWN,  /* the server is stopping: shutdown notice */
+    REG_WAKE_POLL,      /* --cluster: something may be queued in Redis, fetch again */
 };
 
 /*
@@ -101,6 +106,7 @@ int reg_send(registry_t *r, uint64_t from, uint64_t to, const char *ctype,
 
 #define REG_WAIT_PARKED 0
 #define REG_WAIT_ITEM 1
+#define REG_WAIT_POLL 2 /* reg_poke came since the last reg_wait: fetch again */
 /*
  * A /wait for member id. Returns REG_WAIT_ITEM with the oldest queued item
  * in *item (the caller now owns it), REG_WAIT_PARKED after calling
@@ -157,6 +163,25 @@ typedef struct reg_stats {
 /* A consistent copy of the counters and gauges, taken under the lock (which
  * is held only to copy them: no formatting, no allocation). */
 void reg_get_stats(registry_t *r, reg_stats_t *out);
+
+/* ---- --cluster (cluster.c): local shadows of members kept in Redis ---- */
+
+/* Make sure member id exists here (no notification, no member cap); name
+ * (when not NULL) becomes its name. 0 or -ENOMEM. */
+int reg_adopt(registry_t *r, uint64_t id, const char *name, size_t name_len, uint64_t now);
+/* Wake member id's parked wait with REG_WAKE_POLL, or make its next
+ * reg_wait return REG_WAIT_POLL. Unknown ids are ignored. */
+void reg_poke(registry_t *r, uint64_t id);
+/* reg_poke every member (after wake-ups may have been lost). */
+void reg_poke_all(registry_t *r);
+/* Remove member id here (its parked wait, if any, gets REG_WAKE_GONE) and
+ * return its own leave line ("name,id,0") as an item the caller owns, or
+ * NULL (unknown, or out of memory). */
+reg_item_t *reg_drop(registry_t *r, uint64_t id, uint64_t now);
+/* A new item the caller owns (NULL when out of memory); data is copied. */
+reg_item_t *reg_item_make(bool is_message, uint64_t pragma, uint64_t accepted_us,
+                          const char *ctype, size_t ctype_len, bool has_ctype,
+                          const void *body, size_t body_len);
 
 /* Item accessors (an item is immutable once queued). */
 uint64_t reg_item_pragma(const reg_item_t *it); /* sender id, or recipient id for notifications */

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
@@ -97,6 +98,12 @@ static bool sign_in_authorized(const struct server *srv, const http_request_t *r
     return ok;
 }
 
+/* --cluster: Redis is unreachable; the request is refused, never lost. */
+static void answer_cluster_down(struct session *s, bool ka)
+{
+    resp_append_error(&s->out, 503, "the cluster's store (Redis) is unreachable; retry later", ka);
+}
+
 /* --secure-ids: does the request carry member id's token? Unknown members
  * pass here and are refused by their handler as before. */
 static bool token_ok(struct session *s, const http_request_t *req, uint64_t id, bool ka)
@@ -115,7 +122,12 @@ static bool token_ok(struct session *s, const http_request_t *req, uint64_t id, 
     }
     uint8_t token[REG_TOKEN_BYTES];
     size_t len = text && proto_hex_decode(text, text_len, token, sizeof token) == 0 ? sizeof token : 0;
-    int rc = reg_check_token(srv->reg, id, token, len);
+    int rc = srv->cluster ? cluster_check_token(srv->cluster, id, token, len)
+                          : reg_check_token(srv->reg, id, token, len);
+    if (rc == -EIO) {
+        answer_cluster_down(s, ka);
+        return false;
+    }
     if (rc != -EACCES)
         return true;
     resp_append_error(&s->out, 403, "missing or wrong token for this peer_id (--secure-ids)", ka);
@@ -189,13 +201,16 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
     buf_t list;
     buf_init(&list, by_room ? room : per_conn);
     uint64_t id = 0;
-    int rc = reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(), &list, &id);
+    uint8_t token[REG_TOKEN_BYTES];
+    int rc = srv->cluster ? cluster_sign_in(srv->cluster, req->query.ptr, req->query.len, &list,
+                                            &id, token)
+                          : reg_sign_in(srv->reg, req->query.ptr, req->query.len, clock_now_ms(),
+                                        &list, &id);
     if (rc == 0) {
         log_event(LOG_DEBUG, "sign_in", &(struct log_fields){.peer_id = id, .remote = s->peer},
                   "signed in");
         char extra[64] = "";
-        uint8_t token[REG_TOKEN_BYTES];
-        if (srv->cfg.secure_ids && reg_member_token(srv->reg, id, token) == 0) {
+        if (srv->cfg.secure_ids && (srv->cluster || reg_member_token(srv->reg, id, token) == 0)) {
             char hex[2 * REG_TOKEN_BYTES + 1];
             proto_hex_encode(token, sizeof token, hex);
             snprintf(extra, sizeof extra, "X-Pcsig-Token: %s\r\n", hex);
@@ -217,7 +232,10 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
         buf_free(&head);
         if (rc < 0) {
             /* The member must not stay without having learnt its id. */
-            reg_sign_out(srv->reg, id, clock_now_ms());
+            if (srv->cluster)
+                cluster_sign_out(srv->cluster, id);
+            else
+                reg_sign_out(srv->reg, id, clock_now_ms());
             log_errno(LOG_ERROR, -rc, "sign-in answer of %zu bytes", list.len);
             resp_append_error(&s->out, 503, "out of memory", false);
         }
@@ -237,6 +255,8 @@ static void handle_sign_in(struct session *s, const http_request_t *req, bool ka
         resp_append_error(&s->out, 503, "member limit reached", ka);
     } else if (rc == -ESHUTDOWN) {
         resp_append_error(&s->out, 503, "server shutting down", false);
+    } else if (rc == -EIO) {
+        answer_cluster_down(s, ka);
     } else {
         log_error("sign-in failed: out of memory");
         resp_append_error(&s->out, 503, "out of memory", false);
@@ -256,7 +276,12 @@ static void handle_message(struct session *s, const http_request_t *req, const c
     size_t len = (size_t)req->content_length;
     if (from == to) {
         /* The original echoes a message to oneself on the same connection. */
-        if (reg_touch(srv->reg, from, now) < 0) {
+        int trc = srv->cluster ? cluster_touch(srv->cluster, from) : reg_touch(srv->reg, from, now);
+        if (trc == -EIO) {
+            answer_cluster_down(s, ka);
+            return;
+        }
+        if (trc < 0) {
             answer_gone(s, ka);
             return;
         }
@@ -269,8 +294,10 @@ static void handle_message(struct session *s, const http_request_t *req, const c
         resp_append(&s->out, &r);
         return;
     }
-    int rc = reg_send(srv->reg, from, to, req->content_type.ptr, req->content_type.len,
-                      req->has_content_type, body, len, now);
+    int rc = srv->cluster ? cluster_send(srv->cluster, from, to, req->content_type.ptr,
+                                         req->content_type.len, req->has_content_type, body, len)
+                          : reg_send(srv->reg, from, to, req->content_type.ptr,
+                                     req->content_type.len, req->has_content_type, body, len, now);
     switch (rc) {
     case 0:
         answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);
@@ -281,6 +308,9 @@ static void handle_message(struct session *s, const http_request_t *req, const c
         break;
     case -ENOSPC:
         resp_append_error(&s->out, 503, "the target's queue is full; retry later", ka);
+        break;
+    case -EIO:
+        answer_cluster_down(s, ka);
         break;
     default:
         log_event(LOG_ERROR, "message_failed", &(struct log_fields){.peer_id = from, .to_id = to},
@@ -296,17 +326,20 @@ static void handle_health(struct session *s, bool ka)
 {
     struct server *srv = s->srv;
     bool draining = atomic_load(&srv->draining);
+    /* --cluster: without Redis this instance can serve nobody. */
+    bool degraded = !draining && srv->cluster && !cluster_is_up(srv->cluster);
     reg_stats_t rs;
     reg_get_stats(srv->reg, &rs);
     buf_t body;
     buf_init(&body, HEALTH_BODY_MAX);
     int rc = buf_printf(&body, "{\"status\":\"%s\",\"members\":%zu,\"connections\":%zu,"
                                "\"uptime_s\":%llu}\n",
-                        draining ? "draining" : "ok", rs.members,
+                        draining ? "draining" : degraded ? "degraded" : "ok", rs.members,
                         atomic_load(&srv->open_conns),
                         (unsigned long long)((clock_now_ms() - srv->started_ms) / 1000));
     if (rc == 0)
-        answer(s, draining ? 503 : 200, draining ? "Service Unavailable" : "OK",
+        answer(s, draining || degraded ? 503 : 200,
+               draining || degraded ? "Service Unavailable" : "OK",
                "application/json", body.data, body.len, 0, ka);
     else
         resp_append_error(&s->out, 503, "out of memory", false);
@@ -325,6 +358,8 @@ static void handle_metrics(struct session *s, bool ka)
     int rc = buf_reserve(&body, METRICS_BODY_TYPICAL);
     if (rc == 0)
         rc = metrics_format(&body, &snap);
+    if (rc == 0 && s->srv->cluster)
+        rc = cluster_metrics_append(s->srv->cluster, &body);
     if (rc == 0) {
         static const char ctype[] = "text/plain; version=0.0.4";
         answer(s, 200, "OK", ctype, body.data, body.len, 0, ka);
@@ -442,6 +477,7 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         if (!want_id(s, req, "peer_id", wait_member, ka) || !token_ok(s, req, *wait_member, ka))
             return ROUTE_RESPONDED;
         s->wait_keep_alive = ka;
+        s->cluster_gen = 0; /* --cluster: a new /wait takes a new lease */
         const http_header_t *b = http_find_header(req->headers, req->num_headers, "X-Pcsig-Batch");
         s->wait_batch = b && http_slice_eq(b->value, "1");
         return ROUTE_WAIT;
@@ -450,7 +486,11 @@ enum route_outcome router_dispatch(struct session *s, const http_request_t *req,
         uint64_t id;
         if (!want_id(s, req, "peer_id", &id, ka) || !token_ok(s, req, id, ka))
             return ROUTE_RESPONDED;
-        if (reg_sign_out(srv->reg, id, clock_now_ms()) < 0)
+        int rc = srv->cluster ? cluster_sign_out(srv->cluster, id)
+                              : reg_sign_out(srv->reg, id, clock_now_ms());
+        if (rc == -EIO)
+            answer_cluster_down(s, ka);
+        else if (rc < 0)
             router_answer_sorry(s, ka);
         else
             answer(s, 200, "OK", "text/plain", NULL, 0, 0, ka);

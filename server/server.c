@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "log.h"
 #include "procstat.h"
 #include "response.h"
@@ -603,6 +604,18 @@ static void warn_cert_validity(struct server *srv, const char *when)
         log_warn("%s: %s; clients that verify it will refuse to connect", when, why);
 }
 
+/* --cluster: the instance is named host:port unless --instance-name says. */
+static int start_cluster(struct server *srv)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host) < 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    char name[300];
+    snprintf(name, sizeof name, "%s:%u", host, (unsigned)srv->port);
+    return cluster_create(&srv->cfg, srv->reg, name, &srv->cluster);
+}
+
 int server_start(struct server *srv, const struct server_config *cfg)
 {
     memset(srv, 0, sizeof *srv);
@@ -642,6 +655,7 @@ int server_start(struct server *srv, const struct server_config *cfg)
         .queue_max_msgs = cfg->queue_max_msgs,
         .queue_max_bytes = cfg->queue_max_bytes,
         .secure_ids = cfg->secure_ids,
+        .no_notes = cfg->cluster != NULL,
     };
     int err = load_auth_tokens(srv, cfg);
     if (err < 0)
@@ -710,6 +724,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
         err = -errno;
         goto fail;
     }
+    if (cfg->cluster && (err = start_cluster(srv)) < 0)
+        goto fail;
     srv->workers = calloc((size_t)cfg->workers, sizeof *srv->workers);
     if (!srv->workers) {
         err = -ENOMEM;
@@ -877,6 +893,8 @@ void server_stop(struct server *srv)
     free(srv->auth_tokens);
     srv->auth_tokens = NULL;
     srv->nauth_tokens = 0;
+    cluster_destroy(srv->cluster); /* after the workers: none calls it now */
+    srv->cluster = NULL;
     reg_destroy(srv->reg);
     srv->reg = NULL;
     atomic_store(&srv->quit_set, false);

@@ -33,6 +33,7 @@ struct session;
 struct server {
     struct server_config cfg;
     registry_t *reg;
+    struct cluster *cluster; /* --cluster (cluster.h); NULL: a single server */
     uint16_t port; /* as bound */
 
     int listen_fds[SERVER_MAX_LISTENERS];

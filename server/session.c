@@ -19,6 +19,7 @@
 
 #include "access.h"
 #include "clock.h"
+#include "cluster.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -176,6 +177,15 @@ void session_out_sync(struct session *s)
         server_output_pressure(srv, false); /* just went over */
 }
 
+/* An undelivered chain goes back to its queue: Redis's with --cluster. */
+static void requeue(struct server *srv, uint64_t member, reg_item_t *item)
+{
+    if (srv->cluster)
+        cluster_requeue(srv->cluster, member, item);
+    else
+        reg_requeue(srv->reg, member, item, clock_now_ms());
+}
+
 /* Give back what this session still holds of the registry, close the socket. */
 static void release(struct session *s)
 {
@@ -186,11 +196,11 @@ static void release(struct session *s)
     atomic_store(&s->out_progress_ms, 0);
     if (s->inflight) {
         /* Its bytes never fully left: the item goes back to the queue head. */
-        reg_requeue(srv->reg, s->inflight_member, s->inflight, clock_now_ms());
+        requeue(srv, s->inflight_member, s->inflight);
         s->inflight = NULL;
     }
     if (s->has_wake && s->wake_item) {
-        reg_requeue(srv->reg, s->waiter.member_id, s->wake_item, clock_now_ms());
+        requeue(srv, s->waiter.member_id, s->wake_item);
         s->wake_item = NULL;
     }
     s->has_wake = false;
@@ -212,6 +222,8 @@ static enum step close_session(struct session *s)
 {
     if (s->waiting) {
         reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
+        if (s->srv->cluster)
+            cluster_release(s->srv->cluster, s->wait_member, s->cluster_gen);
         s->waiting = false;
     }
     release(s);
@@ -396,7 +408,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
             item = NULL;
         }
         if (item)
-            reg_requeue(srv->reg, own, item, clock_now_ms());
+            requeue(srv, own, item);
         if (rc < 0 || !ka)
             s->close_after_write = true;
         account_wait(s, mark);
@@ -435,7 +447,7 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
         break;
     }
     if (item)
-        reg_requeue(srv->reg, own, item, clock_now_ms());
+        requeue(srv, own, item);
     if (rc < 0 || !ka || why == REG_WAKE_GONE)
         s->close_after_write = true;
     account_wait(s, mark);
@@ -457,7 +469,8 @@ static enum step start_wait(struct session *s, uint64_t id)
     reg_item_t *item = NULL;
     /* reg_wait may publish s (on_park) and a sender may claim it at once. */
     atomic_fetch_add(&s->pins, 1);
-    int rc = reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
+    int rc = srv->cluster ? cluster_wait(srv->cluster, id, &s->cluster_gen, &s->waiter, &item)
+                          : reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
     if (rc == REG_WAIT_PARKED)
         return recheck_and_unpin(s, SESSION_PARKED);
     atomic_fetch_sub(&s->pins, 1); /* not published: still ours */
@@ -466,7 +479,17 @@ static enum step start_wait(struct session *s, uint64_t id)
         answer_wait(s, REG_WAKE_ITEM, item);
     else if (rc == -ESHUTDOWN)
         answer_wait(s, REG_WAKE_SHUTDOWN, NULL);
-    else {
+    else if (rc == CLUSTER_WAIT_GONE)
+        answer_wait(s, REG_WAKE_GONE, item);
+    else if (rc == CLUSTER_WAIT_DISPLACED)
+        answer_wait(s, REG_WAKE_DISPLACED, NULL);
+    else if (rc == -EIO) {
+        size_t mark = s->out.len;
+        if (resp_append_error(&s->out, 503, "the cluster's store (Redis) is unreachable; "
+                              "retry later", s->wait_keep_alive) < 0)
+            s->close_after_write = true;
+        account_wait(s, mark);
+    } else {
         size_t mark = s->out.len;
         if (router_answer_sorry(s, s->wait_keep_alive) < 0)
             s->close_after_write = true;
@@ -704,7 +727,16 @@ void session_run(struct session *s)
                 s->waiting = false;
                 reg_item_t *item = s->wake_item;
                 s->wake_item = NULL;
-                answer_wait(s, s->wake_why, item);
+                if (s->wake_why == REG_WAKE_POLL) {
+                    /* --cluster: fetch again from Redis (or park again). */
+                    if (start_wait(s, s->wait_member) == STEP_HANDED_OFF)
+                        return;
+                } else {
+                    if (s->srv->cluster && (s->wake_why == REG_WAKE_IDLE ||
+                                            s->wake_why == REG_WAKE_SHUTDOWN))
+                        cluster_release(s->srv->cluster, s->wait_member, s->cluster_gen);
+                    answer_wait(s, s->wake_why, item);
+                }
             } else {
                 /* Hang-up while parked: the client is gone. */
                 close_session(s);

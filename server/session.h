@@ -69,6 +69,7 @@ struct session {
     bool wait_keep_alive;    /* answer the parked /wait with keep-alive */
     bool wait_batch;         /* the /wait asked for batches (X-Pcsig-Batch: 1) */
     uint64_t wait_member;
+    uint64_t cluster_gen;    /* --cluster: the parked /wait's lease (cluster_wait) */
     reg_item_t *inflight;    /* delivered item whose bytes are in out */
     uint64_t inflight_member;
     bool close_after_write;

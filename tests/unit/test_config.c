@@ -1157,6 +1157,28 @@ static void test_web_and_ice(void **state)
                  "pcsig-server: --ice-username and --ice-credential go together");
 }
 
+/* --cluster and its companions: the URL is checked at load, the others need it. */
+static void test_cluster_options(void **state)
+{
+    (void)state;
+    struct server_config cfg;
+    load_ok(&cfg, ARGS("--cluster", "redis://127.0.0.1:6379/2", "--instance-name", "a",
+                       "--cluster-password", "pw"), NULL);
+    assert_string_equal(cfg.cluster, "redis://127.0.0.1:6379/2");
+    assert_string_equal(cfg.instance_name, "a");
+    assert_string_equal(cfg.cluster_password, "pw");
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--port", "1"), ENV("PCSIG_CLUSTER=redis://[::1]"));
+    assert_string_equal(cfg.cluster, "redis://[::1]");
+    config_free(&cfg);
+    expect_error(ARGS("--cluster", "redis://h:0"), NULL,
+                 "pcsig-server: --cluster 'redis://h:0': port is not a number from 1 to 65535 "
+                 "(redis://HOST:PORT[/DB])");
+    expect_error(ARGS("--instance-name", "a"), NULL,
+                 "pcsig-server: --cluster-password, --cluster-password-file and "
+                 "--instance-name need --cluster");
+}
+
 #define T(f) cmocka_unit_test_teardown(f, remove_tmp_files)
 
 int main(void)
@@ -1185,6 +1207,7 @@ int main(void)
         T(test_help_defaults),
         T(test_dist_example),
         T(test_web_and_ice),
+        T(test_cluster_options),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(err_text);

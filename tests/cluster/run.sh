@@ -31,5 +31,8 @@ bins=""
 for t in $itests; do
     bins="$bins $build/tests/integration/$t"
 done
+# test_quit_allowed (test_errors) checks one process's log after GET /quit:
+# through the launcher the other instances are stopped with SIGTERM.
+PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed} \
 PCSIG_CLUSTER_SERVER=$server PCSIG_SERVER=$launch PCSIG_TEST_CLUSTER=1 \
     exec tests/run-tests.sh "$build"/tests/cluster/test_* $bins

@@ -75,6 +75,7 @@
 #define COMMAND_TIMEOUT_MS 2000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define SUB_BACKOFF_MAX_MS 1000
 #define HOUSEKEEP_EVERY_MS 500
 #define ALIVE_TTL_MS 3000    /* an instance silent this long is dead */
 #define REAP_BATCH 200       /* members one housekeeping pass may time out */
@@ -165,7 +166,7 @@ static const char *const lua_body[S_COUNT] = {
      * {0, gen, name} parked, {1, gen, name, item} */
     [S_WAIT] =
         "local id = ARGV[1]; local k = P .. 'm:' .. id\n"
-        "local f = redis.call('HMGET', k, 'name', 'lease')\n"
+        "local f = redis.call('HMGET', k, 'name', 'lease', 'gen')\n"
         "if not f[1] then return {-1} end\n"
         "local gen = ARGV[3]\n"
         "if gen == '0' then\n"
@@ -173,7 +174,9 @@ static const char *const lua_body[S_COUNT] = {
         "  if f[2] then local old = lease_inst(f[2])\n"
         "    redis.call('SREM', P .. 'parked:' .. old, id)\n"
         "    redis.call('PUBLISH', P .. 'ch:' .. old, id) end\n"
-        "elseif f[2] and f[2] ~= ARGV[2] .. ' ' .. gen then return {-2} end\n"
+        /* A newer /wait took a gen since (its lease may be gone already,
+         * answered at once): this one is displaced. */
+        "elseif f[3] ~= gen or (f[2] and f[2] ~= ARGV[2] .. ' ' .. gen) then return {-2} end\n"
         "local item = redis.call('LPOP', P .. 'q:' .. id)\n"
         "if item then unqueue(k, item)\n"
         "  redis.call('HDEL', k, 'lease'); redis.call('SREM', P .. 'parked:' .. ARGV[2], id)\n"
@@ -566,7 +569,9 @@ static void *sub_main(void *arg)
         }
         if (nap(c, backoff))
             break;
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        /* Capped lower than the pool's: while unsubscribed, waits parked
+         * here hear of new items only at their next fetch. */
+        backoff = backoff * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS : backoff * 2;
     }
     return NULL;
 }

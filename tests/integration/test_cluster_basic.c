@@ -150,6 +150,31 @@ static int teardown(void **state)
     return h_teardown(state);
 }
 
+/* One command to our redis-server in RESP (a test reaching under the
+ * servers); the first line of the reply, e.g. ":1" or "+OK". */
+static void redis_cmd(const char *const *argv, size_t n, char *reply, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(redis_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[1024];
+    size_t len = (size_t)snprintf(req, sizeof req, "*%zu\r\n", n);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(req + len, sizeof req - len, "$%zu\r\n%s\r\n", strlen(argv[i]),
+                                argv[i]);
+    assert_true(len < sizeof req);
+    assert_int_equal(write(fd, req, len), (ssize_t)len);
+    size_t got = 0;
+    while (got + 1 < cap && (got < 2 || memcmp(reply + got - 2, "\r\n", 2) != 0)) {
+        ssize_t r = read(fd, reply + got, 1);
+        assert_true(r == 1);
+        got++;
+    }
+    reply[got] = '\0';
+    close(fd);
+}
+
 /* A and B on the same Redis, both connected. */
 static void start_pair(h_server_t *a, h_server_t *b, const char *member_timeout)
 {
@@ -292,6 +317,26 @@ static void test_displaced_across(void **state)
     expect_item(second, finn, "to the newer");
     h_close(first);
     h_close(second);
+
+    /* The newer /wait is answered at once from the queue (its lease is
+     * gone by the time the older one fetches again): still a 409. The item
+     * is put in the queue under the servers, so nobody is woken by it. */
+    h_conn_t *older = park(&a, erin, 1);
+    char key[64], item[64], reply[64];
+    snprintf(key, sizeof key, "pcsig:q:%llu", (unsigned long long)erin);
+    snprintf(item, sizeof item, "M %llu 0 - 6\nsilent", (unsigned long long)finn);
+    redis_cmd((const char *const[]){"RPUSH", key, item}, 3, reply, sizeof reply);
+    assert_string_equal(reply, ":1\r\n");
+    snprintf(key, sizeof key, "pcsig:m:%llu", (unsigned long long)erin);
+    redis_cmd((const char *const[]){"HINCRBY", key, "qn", "1"}, 4, reply, sizeof reply);
+    redis_cmd((const char *const[]){"HINCRBY", key, "qb", "6"}, 4, reply, sizeof reply);
+    h_resp_t *n = h_wait_once(&b, erin);
+    H_ASSERT_BODY(n, "silent");
+    h_resp_free(n);
+    r = h_read(older);
+    assert_int_equal(r->status, 409);
+    h_resp_free(r);
+    h_close(older);
     h_server_stop(&a);
     h_server_stop(&b);
     h_pass();
@@ -391,6 +436,51 @@ static void test_redis_down(void **state)
     h_pass();
 }
 
+/* --secure-ids across instances: the token handed out by A is checked by B
+ * (403 without it); --auth-token is each instance's own, the same on both. */
+static void test_secure_ids_across(void **state)
+{
+    (void)state;
+    h_server_t a, b;
+    redis_start();
+    h_server_start(&a, "--cluster", redis_url, "--instance-name", "A", "--secure-ids",
+                   "--auth-token", "sesame", NULL);
+    h_server_start(&b, "--cluster", redis_url, "--instance-name", "B", "--secure-ids",
+                   "--auth-token", "sesame", NULL);
+    h_await_metric(&a, "pcsig_cluster_up", 1, H_TIMEOUT_MS);
+    h_resp_t *r = h_request_str(&b, "GET /sign_in?nat HTTP/1.0\r\n\r\n");
+    assert_int_equal(r->status, 401);
+    h_resp_free(r);
+    r = h_request_str(&a, "GET /sign_in?nat HTTP/1.0\r\nAuthorization: Bearer sesame\r\n\r\n");
+    H_ASSERT_STATUS(r, 200, "Added");
+    uint64_t nat = (uint64_t)h_hdr_num(r, "Pragma");
+    const char *tok = h_hdr(r, "X-Pcsig-Token");
+    assert_non_null(tok);
+    assert_int_equal(strlen(tok), 32);
+    char token[40];
+    snprintf(token, sizeof token, "%s", tok);
+    h_resp_free(r);
+    char req[256];
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\n\r\n",
+             (unsigned long long)nat);
+    r = h_request_str(&b, req);
+    assert_int_equal(r->status, 403);
+    h_resp_free(r);
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\nX-Pcsig-Token: %c%s\r\n\r\n",
+             (unsigned long long)nat, token[0] == 'a' ? 'b' : 'a', token + 1);
+    r = h_request_str(&b, req);
+    assert_int_equal(r->status, 403);
+    h_resp_free(r);
+    snprintf(req, sizeof req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\nX-Pcsig-Token: %s\r\n\r\n",
+             (unsigned long long)nat, token);
+    r = h_request_str(&b, req);
+    H_ASSERT_STATUS(r, 200, "OK");
+    h_resp_free(r);
+    h_server_stop(&a);
+    h_server_stop(&b);
+    h_pass();
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -402,6 +492,7 @@ int main(void)
         T(test_displaced_across),
         T(test_instance_killed),
         T(test_redis_down),
+        T(test_secure_ids_across),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

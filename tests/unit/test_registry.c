@@ -1118,6 +1118,68 @@ static void test_woken_member_times_out_on_time(void **state)
     reg_destroy(r);
 }
 
+/* --cluster shadows: adopted with a given id and no notification; a poke
+ * before parking makes the next reg_wait return REG_WAIT_POLL (once), a poke
+ * while parked wakes it with REG_WAKE_POLL; reg_drop hands back the own
+ * leave line and answers a parked wait GONE; no shadow is timed out with a
+ * log record or counted as a member timeout. */
+static void test_cluster_shadows(void **state)
+{
+    (void)state;
+    reg_config_t c = cfg;
+    c.no_notes = true;
+    c.member_timeout_ms = 1000;
+    registry_t *r = reg_create(&c);
+    assert_int_equal(reg_adopt(r, 42, NULL, 0, 0), 0);
+    assert_int_equal(reg_adopt(r, 7, STRLIT("bob"), 0), 0);
+    assert_int_equal(reg_adopt(r, 42, STRLIT("alice"), 0), 0); /* names it, keeps it */
+    struct fake_waiter f;
+    fake_init(&f);
+    reg_item_t *it = NULL;
+    /* No join or leave was announced to anyone. */
+    reg_poke(r, 42);
+    assert_int_equal(reg_wait(r, 42, &f.w, 0, &it), REG_WAIT_POLL);
+    assert_false(f.parked);
+    assert_int_equal(reg_wait(r, 42, &f.w, 0, &it), REG_WAIT_PARKED);
+    assert_true(f.parked);
+    reg_poke(r, 999); /* unknown: ignored */
+    reg_poke(r, 42);
+    assert_int_equal(f.wakes, 1);
+    assert_int_equal(f.why, REG_WAKE_POLL);
+    assert_null(f.item);
+    /* Parked again, then the member is gone in the cluster. */
+    assert_int_equal(reg_wait(r, 42, &f.w, 0, &it), REG_WAIT_PARKED);
+    reg_poke_all(r);
+    assert_int_equal(f.wakes, 2);
+    assert_int_equal(f.why, REG_WAKE_POLL);
+    assert_int_equal(reg_wait(r, 42, &f.w, 0, &it), REG_WAIT_PARKED);
+    reg_item_t *own = reg_drop(r, 42, 0);
+    assert_non_null(own);
+    assert_body(own, "alice,42,0\n");
+    reg_item_free_chain(own);
+    assert_int_equal(f.wakes, 3);
+    assert_int_equal(f.why, REG_WAKE_GONE);
+    assert_null(reg_drop(r, 42, 0));
+    /* bob's shadow, never parked, goes after the timeout: not a member timeout. */
+    assert_int_equal(reg_tick(r, 5000), 0);
+    reg_stats_t st;
+    reg_get_stats(r, &st);
+    assert_int_equal(st.members, 0);
+    assert_int_equal(st.timeouts, 0);
+    assert_int_equal(reg_wait(r, 7, &f.w, 5000, &it), -ENOENT);
+    reg_item_free(f.item);
+    f.item = NULL;
+    /* reg_item_make: a message as the cluster decodes it. */
+    it = reg_item_make(true, 9, 1234, STRLIT("text/plain"), true, "hi", 2);
+    assert_non_null(it);
+    assert_true(reg_item_is_message(it));
+    assert_int_equal(reg_item_pragma(it), 9);
+    assert_int_equal(reg_item_accepted_us(it), 1234);
+    assert_body(it, "hi");
+    reg_item_free_chain(it);
+    reg_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1149,6 +1211,7 @@ int main(void)
         cmocka_unit_test(test_logs_after_unlocking),
         cmocka_unit_test(test_tick_visits_only_expired),
         cmocka_unit_test(test_woken_member_times_out_on_time),
+        cmocka_unit_test(test_cluster_shadows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -429,10 +429,12 @@ int hc_instance_start(hc_cluster_t *c, size_t i)
     argv[k++] = "127.0.0.1";
     argv[k++] = "--port";
     argv[k++] = "0";
-    argv[k++] = "--cluster";
-    argv[k++] = url;
-    argv[k++] = "--instance-name";
-    argv[k++] = in->name;
+    if (!c->no_redis) {
+        argv[k++] = "--cluster";
+        argv[k++] = url;
+        argv[k++] = "--instance-name";
+        argv[k++] = in->name;
+    }
     for (size_t e = 0; c->extra[e]; e++)
         argv[k++] = (char *)c->extra[e];
     argv[k] = NULL;
@@ -591,7 +593,7 @@ int hc_start(hc_cluster_t *c)
         c->dir[0] = '\0';
         return fail(c, "mkdtemp: %s", strerror(e));
     }
-    if (hc_redis_start(c) < 0)
+    if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
     for (size_t i = 0; i < c->n; i++)
         if (hc_instance_start(c, i) < 0)

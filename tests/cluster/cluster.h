@@ -58,6 +58,7 @@ typedef struct hc_cluster {
     hc_proc_t lb;
     uint16_t lb_port;
     unsigned lb_maxconn;      /* haproxy's maxconn (0: 4096) */
+    bool no_redis;            /* baseline: no Redis, instances without --cluster */
     char why[512];            /* the last failure */
 } hc_cluster_t;
 

@@ -19,10 +19,12 @@
  */
 #include "cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static char ports_path[128];
@@ -31,6 +33,39 @@ static void remove_ports(void)
 {
     if (ports_path[0])
         unlink(ports_path);
+}
+
+/* A child that outlives us by a moment: when we die, however (the harness
+ * SIGKILLs a server a failed test left running), it removes the directory
+ * and the ports file. The instances, Redis and haproxy die with us by
+ * themselves (PR_SET_PDEATHSIG, cluster.c). */
+static void start_sweeper(const char *dir)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return; /* the parent; a failed fork only loses the sweeping */
+    /* Not holding our stdout (the harness's pipe) open. */
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null >= 0)
+        dup2(null, 1);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGUSR1);
+    if (getppid() == parent) {
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, SIGUSR1);
+        int sig;
+        sigwait(&one, &sig);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (!getenv("PCSIG_TEST_KEEP") && system(cmd) != 0)
+        _exit(1);
+    unlink(ports_path);
+    _exit(0);
 }
 
 int main(int argc, char **argv)
@@ -61,6 +96,10 @@ int main(int argc, char **argv)
     static hc_cluster_t c;
     hc_init(&c, hc_server_path(), (const char *const *)argv + 1, n);
     c.err_fd = 2;
+    /* PCSIG_CLUSTER_REDIS=0: the baseline of the benchmark, instances
+     * without --cluster (only sensible with one). */
+    const char *nr = getenv("PCSIG_CLUSTER_REDIS");
+    c.no_redis = nr && strcmp(nr, "0") == 0;
     const char *mc = getenv("PCSIG_CLUSTER_LB_MAXCONN");
     if (mc && *mc)
         c.lb_maxconn = (unsigned)strtoul(mc, NULL, 10);
@@ -86,6 +125,7 @@ int main(int argc, char **argv)
         fclose(f);
     }
     atexit(remove_ports);
+    start_sweeper(c.dir);
     fprintf(stderr, "pcsig-cluster-launch: %zu instances behind haproxy port %u, redis port %u, "
             "dir %s\n", c.n, (unsigned)c.lb_port, (unsigned)c.redis_port, c.dir);
     printf("pcsig-server listening on port %u\n", (unsigned)c.lb_port);

@@ -81,6 +81,7 @@
 #define REAP_BATCH 200       /* members one housekeeping pass may time out */
 #define POOL_MAX 64          /* idle connections kept */
 #define WAIT_FETCH_MAX 64    /* fetches of one wait before it parks regardless */
+#define CLUSTER_BATCH_MAX_ITEMS 10000 /* records of one batched answer (as session.c) */
 
 /* ---- the scripts --------------------------------------------------------- */
 
@@ -162,8 +163,8 @@ static const char *const lua_body[S_COUNT] = {
         "redis.call('HINCRBY', tk, 'qn', 1); redis.call('HINCRBY', tk, 'qb', ARGV[4])\n"
         "if t[3] then redis.call('PUBLISH', P .. 'ch:' .. lease_inst(t[3]), ARGV[2]) end\n"
         "return 0\n",
-    /* id, inst, gen (0: new wait), timeout_ms -> {-1} gone, {-2} displaced,
-     * {0, gen, name} parked, {1, gen, name, item} */
+    /* id, inst, gen (0: new wait), timeout_ms, max_items, budget -> {-1} gone,
+     * {-2} displaced, {0, gen, name} parked, {1, gen, name, item, ...} */
     [S_WAIT] =
         "local id = ARGV[1]; local k = P .. 'm:' .. id\n"
         "local f = redis.call('HMGET', k, 'name', 'lease', 'gen')\n"
@@ -177,11 +178,21 @@ static const char *const lua_body[S_COUNT] = {
         /* A newer /wait took a gen since (its lease may be gone already,
          * answered at once): this one is displaced. */
         "elseif f[3] ~= gen or (f[2] and f[2] ~= ARGV[2] .. ' ' .. gen) then return {-2} end\n"
-        "local item = redis.call('LPOP', P .. 'q:' .. id)\n"
+        "local q = P .. 'q:' .. id\n"
+        "local item = redis.call('LPOP', q)\n"
         "if item then unqueue(k, item)\n"
+        /* Batched waits: more items while they fit (cost: an upper bound
+         * of what the answer's record of each takes). */
+        "  local out = {1, gen, f[1], item}\n"
+        "  local used, max, budget = #item + 64, tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+        "  while #out - 3 < max do\n"
+        "    local nx = redis.call('LINDEX', q, 0)\n"
+        "    if not nx or used + #nx + 64 > budget then break end\n"
+        "    redis.call('LPOP', q); unqueue(k, nx); used = used + #nx + 64; out[#out + 1] = nx\n"
+        "  end\n"
         "  redis.call('HDEL', k, 'lease'); redis.call('SREM', P .. 'parked:' .. ARGV[2], id)\n"
         "  redis.call('ZADD', P .. 'dl', now_ms() + tonumber(ARGV[4]), id)\n"
-        "  return {1, gen, f[1], item} end\n"
+        "  return out end\n"
         "redis.call('HSET', k, 'lease', ARGV[2] .. ' ' .. gen)\n"
         "redis.call('SADD', P .. 'parked:' .. ARGV[2], id)\n"
         "redis.call('ZREM', P .. 'dl', id)\n"
@@ -215,7 +226,8 @@ static const char *const lua_body[S_COUNT] = {
         "if not f[1] then return -1 end\n"
         "if not f[2] then redis.call('ZADD', P .. 'dl', now_ms() + tonumber(ARGV[2]), ARGV[1]) end\n"
         "return 0\n",
-    /* inst, alive_ttl_ms, timeout_ms, batch, fresh (1: our earlier life is dead) -> removed */
+    /* inst, alive_ttl_ms, timeout_ms, batch, fresh (1: our earlier life is dead)
+     * -> {members removed, 1 if our alive key was still there} */
     [S_HOUSEKEEP] =
         "local now = now_ms()\n"
         "local function bury(inst)\n"
@@ -225,6 +237,7 @@ static const char *const lua_body[S_COUNT] = {
         "      redis.call('ZADD', P .. 'dl', now + tonumber(ARGV[3]), id) end end\n"
         "  redis.call('DEL', P .. 'parked:' .. inst) end\n"
         "if ARGV[5] == '1' then bury(ARGV[1]) end\n"
+        "local was = redis.call('EXISTS', P .. 'alive:' .. ARGV[1])\n"
         "redis.call('SET', P .. 'alive:' .. ARGV[1], '1', 'PX', ARGV[2])\n"
         "redis.call('SADD', P .. 'insts', ARGV[1])\n"
         "for _, inst in ipairs(redis.call('SMEMBERS', P .. 'insts')) do\n"
@@ -236,7 +249,7 @@ static const char *const lua_body[S_COUNT] = {
         "  if redis.call('EXISTS', P .. 'm:' .. id) == 1 then remove(id, by)\n"
         "  else redis.call('ZREM', P .. 'dl', id) end end\n"
         "flush(by)\n"
-        "return #due\n",
+        "return {#due, was}\n",
 };
 
 /* ---- state ----------------------------------------------------------------- */
@@ -285,6 +298,8 @@ static void mark_up(struct cluster *c)
         atomic_fetch_add(&c->reconnects, 1);
         log_event(LOG_INFO, "cluster_up", NULL, "cluster: connected to Redis at %s:%u as "
                   "instance '%s'", c->url.host, (unsigned)c->url.port, c->inst);
+        /* Waits kept parked through the outage fetch what came meanwhile. */
+        reg_poke_all(c->reg);
     }
 }
 
@@ -394,6 +409,10 @@ static void conn_put(struct cluster *c, redisContext *ctx, bool broken)
         redisFree(drop[i]);
 }
 
+static redisReply *run_args(struct cluster *c, redisContext *ctx, enum script s, int nargs,
+                            const char *const *args, const size_t *lens, bool *broken,
+                            const char **argv, size_t *argl);
+
 /*
  * Run script s with args (NUL-terminated strings unless lens given) on ctx:
  * EVALSHA, and EVAL when Redis does not know it (first use, or a restart).
@@ -403,10 +422,35 @@ static void conn_put(struct cluster *c, redisContext *ctx, bool broken)
 static redisReply *run_on(struct cluster *c, redisContext *ctx, enum script s, int nargs,
                           const char *const *args, const size_t *lens, bool *broken)
 {
-    const char *argv[3 + 64];
-    size_t argl[3 + 64];
-    if (nargs > 64)
-        return NULL;
+    const char *argv_small[3 + 16];
+    size_t argl_small[3 + 16];
+    const char **argv = argv_small;
+    size_t *argl = argl_small;
+    if (nargs > 16) { /* a requeued batch */
+        argv = malloc((3 + (size_t)nargs) * sizeof *argv);
+        argl = malloc((3 + (size_t)nargs) * sizeof *argl);
+        if (!argv || !argl) {
+            if (argv != argv_small)
+                free(argv);
+            if (argl != argl_small)
+                free(argl);
+            *broken = false;
+            return NULL;
+        }
+    }
+    redisReply *r = run_args(c, ctx, s, nargs, args, lens, broken, argv, argl);
+    if (argv != argv_small) {
+        free(argv);
+        free(argl);
+    }
+    return r;
+}
+
+/* run_on's work, with argument arrays of 3 + nargs. */
+static redisReply *run_args(struct cluster *c, redisContext *ctx, enum script s, int nargs,
+                            const char *const *args, const size_t *lens, bool *broken,
+                            const char **argv, size_t *argl)
+{
     char sha[41];
     pthread_mutex_lock(&c->pool_lock);
     memcpy(sha, c->sha[s], sizeof sha);
@@ -436,8 +480,17 @@ static redisReply *run_on(struct cluster *c, redisContext *ctx, enum script s, i
             freeReplyObject(r);
             continue;
         }
+        if (r->type == REDIS_REPLY_ERROR &&
+            (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0 ||
+             strncmp(r->str, "MASTERDOWN", 10) == 0)) {
+            /* Up but not serving yet (loading its data after a restart): down. */
+            mark_down(c, "is not ready", r->str);
+            freeReplyObject(r);
+            *broken = false;
+            return NULL;
+        }
         if (r->type == REDIS_REPLY_ERROR) {
-            /* LOADING, BUSY, OOM, or a bug of ours: the call failed. */
+            /* OOM, or a bug of ours: the call failed. */
             log_event(LOG_ERROR, "cluster_error", NULL, "cluster: Redis refused a script: %s", r->str);
             atomic_fetch_add(&c->errors, 1);
             freeReplyObject(r);
@@ -590,8 +643,21 @@ static void *hk_main(void *arg)
         const char *args[] = {c->inst, ttl, timeout, batch, fresh ? "1" : "0"};
         redisReply *r = run(c, S_HOUSEKEEP, 5, args, NULL);
         if (r) {
+            long long n = 0, was = 1;
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                n = reply_int(r->element[0]);
+                was = reply_int(r->element[1]);
+            }
+            /* Our alive key had expired (Redis was away, or we stalled, for
+             * longer than its TTL): another instance may have taken our
+             * leases as dead. Every wait parked here fetches again, which
+             * takes its lease back (or learns it was displaced). */
+            if (!fresh && was == 0) {
+                log_event(LOG_WARN, "cluster_stale", NULL, "cluster: this instance was taken "
+                          "for dead; its parked waits take their leases back");
+                reg_poke_all(c->reg);
+            }
             fresh = false;
-            long long n = reply_int(r);
             if (n > 0) {
                 atomic_fetch_add(&c->timeouts, (uint64_t)n);
                 log_event(LOG_DEBUG, "cluster_timeouts", NULL, "cluster: %lld member(s) timed out", n);
@@ -911,23 +977,27 @@ int cluster_send(struct cluster *c, uint64_t from, uint64_t to, const char *ctyp
 
 /* The item of a wait script's answer as a registry item; NULL when out of
  * memory or not decodable (logged: a bug or a foreign writer). */
-static reg_item_t *item_of(const redisReply *s)
+static reg_item_t *item_of(const redisReply *s, uint64_t recipient)
 {
     struct ckey_item it;
     if (s->type != REDIS_REPLY_STRING || ckey_item_decode(s->str, s->len, &it) < 0) {
         log_event(LOG_ERROR, "cluster_error", NULL, "cluster: undecodable item dropped");
         return NULL;
     }
-    return reg_item_make(it.is_message, it.pragma, it.accepted_us, it.ctype, it.ctype_len,
-                         it.has_ctype, it.body, it.body_len);
+    /* A notification is answered with the recipient's own id (protocol.md
+     * Part A); the stored pragma is its subject. */
+    return reg_item_make(it.is_message, it.is_message ? it.pragma : recipient, it.accepted_us,
+                         it.ctype, it.ctype_len, it.has_ctype, it.body, it.body_len);
 }
 
-int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waiter *w,
-                 reg_item_t **item)
+int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, bool batch,
+                 struct reg_waiter *w, reg_item_t **item)
 {
-    char ids[24], timeout[24];
+    char ids[24], timeout[24], maxn[24], budget[24];
     u64_str(ids, id);
     u64_str(timeout, c->cfg->member_timeout_ms);
+    u64_str(maxn, batch ? CLUSTER_BATCH_MAX_ITEMS : 1);
+    u64_str(budget, c->cfg->max_body);
     /* The shadow exists before the fetch, so a poke between the fetch and
      * the park is remembered (see DESIGN). */
     if (reg_adopt(c->reg, id, NULL, 0, clock_now_ms()) < 0)
@@ -935,8 +1005,14 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waite
     for (int round = 0;; round++) {
         char g[24];
         u64_str(g, *gen);
-        const char *args[] = {ids, c->inst, g, timeout};
-        redisReply *r = run(c, S_WAIT, 4, args, NULL);
+        const char *args[] = {ids, c->inst, g, timeout, maxn, budget};
+        redisReply *r = run(c, S_WAIT, 6, args, NULL);
+        if (!r && *gen != 0) {
+            /* A parked wait woken to fetch while Redis is away stays parked
+             * (its lease is in Redis as it was); mark_up wakes it again. */
+            int rc = reg_wait(c->reg, id, w, clock_now_ms(), item);
+            return rc == REG_WAIT_POLL ? -EIO : rc;
+        }
         if (!r)
             return -EIO;
         if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -968,11 +1044,18 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waite
         proto_parse_u64(r->element[1]->str, r->element[1]->len, &newgen);
         *gen = newgen;
         reg_adopt(c->reg, id, r->element[2]->str, r->element[2]->len, clock_now_ms());
-        if (code == 1 && r->elements == 4) {
-            *item = item_of(r->element[3]);
+        if (code == 1 && r->elements >= 4) {
+            /* Chained oldest first, built from the newest. */
+            reg_item_t *chain = NULL;
+            for (size_t i = r->elements; i-- > 3;) {
+                reg_item_t *it = item_of(r->element[i], id);
+                if (it)
+                    chain = reg_chain_append(it, chain);
+            }
             freeReplyObject(r);
-            if (!*item)
-                continue; /* dropped: fetch the next */
+            if (!chain)
+                continue; /* undecodable (dropped): fetch the next */
+            *item = chain;
             return REG_WAIT_ITEM;
         }
         freeReplyObject(r);
@@ -1010,34 +1093,43 @@ void cluster_release(struct cluster *c, uint64_t id, uint64_t gen)
 
 void cluster_requeue(struct cluster *c, uint64_t id, reg_item_t *chain)
 {
-    const char *args[64];
-    size_t lens[64];
-    buf_t enc[63];
-    int n = 0;
+    size_t n = 0;
+    for (reg_item_t *it = chain; it; it = reg_item_next(it))
+        n++;
+    const char **args = calloc(n + 1, sizeof *args);
+    size_t *lens = calloc(n + 1, sizeof *lens);
+    buf_t *enc = calloc(n ? n : 1, sizeof *enc);
     char ids[24];
     u64_str(ids, id);
-    args[0] = ids;
-    lens[0] = strlen(ids);
-    for (reg_item_t *it = chain; it && n < 63; it = reg_item_next(it)) {
-        struct ckey_item k = {.is_message = reg_item_is_message(it), .pragma = reg_item_pragma(it),
-                              .accepted_us = reg_item_accepted_us(it)};
-        k.has_ctype = reg_item_content_type(it, &k.ctype, &k.ctype_len);
-        k.body = reg_item_body(it, &k.body_len);
-        buf_init(&enc[n], SIZE_MAX);
-        if (ckey_item_encode(&enc[n], &k) < 0) {
-            buf_free(&enc[n]);
-            break;
+    size_t k = 0;
+    if (args && lens && enc) {
+        args[0] = ids;
+        lens[0] = strlen(ids);
+        for (reg_item_t *it = chain; it; it = reg_item_next(it)) {
+            struct ckey_item e = {.is_message = reg_item_is_message(it),
+                                  .pragma = reg_item_pragma(it),
+                                  .accepted_us = reg_item_accepted_us(it)};
+            e.has_ctype = reg_item_content_type(it, &e.ctype, &e.ctype_len);
+            e.body = reg_item_body(it, &e.body_len);
+            buf_init(&enc[k], SIZE_MAX);
+            if (ckey_item_encode(&enc[k], &e) < 0) {
+                buf_free(&enc[k]);
+                break;
+            }
+            args[1 + k] = enc[k].data;
+            lens[1 + k] = enc[k].len;
+            k++;
         }
-        args[1 + n] = enc[n].data;
-        lens[1 + n] = enc[n].len;
-        n++;
     }
-    redisReply *r = n ? run(c, S_REQUEUE, 1 + n, args, lens) : NULL;
+    redisReply *r = k == n && n ? run(c, S_REQUEUE, (int)(1 + n), args, lens) : NULL;
     if (!r && n)
         log_event(LOG_ERROR, "cluster_lost", &(struct log_fields){.peer_id = id},
-                  "cluster: %d undelivered item(s) could not be put back in Redis", n);
+                  "cluster: %zu undelivered item(s) could not be put back in Redis", n);
     freeReplyObject(r);
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < k; i++)
         buf_free(&enc[i]);
+    free(enc);
+    free(lens);
+    free(args);
     reg_item_free_chain(chain);
 }

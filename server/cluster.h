@@ -52,13 +52,15 @@ int cluster_send(struct cluster *c, uint64_t from, uint64_t to, const char *ctyp
                  size_t ctype_len, bool has_ctype, const void *body, size_t body_len);
 /*
  * A /wait for member id: *gen 0 for a new /wait (set to its lease), its
- * lease for a fetch again after REG_WAKE_POLL. Returns REG_WAIT_ITEM (*item
+ * lease for a fetch again after REG_WAKE_POLL; batch: it asked for batched
+ * answers (then *item may be a chain of the items that fit in
+ * --max-body-bytes). Returns REG_WAIT_ITEM (*item
  * is the caller's; the wait is over), REG_WAIT_PARKED (w parked locally),
  * CLUSTER_WAIT_GONE (*item: own leave line, may be NULL),
  * CLUSTER_WAIT_DISPLACED, -ENOENT, -ESHUTDOWN, -EIO, -ENOMEM.
  */
-int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, struct reg_waiter *w,
-                 reg_item_t **item);
+int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, bool batch,
+                 struct reg_waiter *w, reg_item_t **item);
 /* The wait with lease gen ended without an item (idle, hang-up, shutdown):
  * the member's timeout clock starts, unless a newer wait holds it. */
 void cluster_release(struct cluster *c, uint64_t id, uint64_t gen);

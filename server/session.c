@@ -394,13 +394,16 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
                      .has_ctype = true, .ctype = "text/plain", .ctype_len = 10};
     int rc;
     if (why == REG_WAKE_ITEM && item && s->wait_batch) {
-        /* Whatever queued up meanwhile rides along, up to the body limit. */
-        size_t cost = reg_item_cost(item);
-        size_t budget = srv->cfg.max_body > cost ? srv->cfg.max_body - cost : 0;
-        reg_item_t *more = reg_take(srv->reg, own, budget, SESSION_BATCH_MAX_ITEMS - 1,
-                                    clock_now_ms());
-        /* item was handed over alone: chain the rest behind it. */
-        item = reg_chain_append(item, more);
+        /* Whatever queued up meanwhile rides along, up to the body limit
+         * (--cluster: the fetch from Redis brought it along already). */
+        if (!srv->cluster) {
+            size_t cost = reg_item_cost(item);
+            size_t budget = srv->cfg.max_body > cost ? srv->cfg.max_body - cost : 0;
+            reg_item_t *more = reg_take(srv->reg, own, budget, SESSION_BATCH_MAX_ITEMS - 1,
+                                        clock_now_ms());
+            /* item was handed over alone: chain the rest behind it. */
+            item = reg_chain_append(item, more);
+        }
         rc = append_batch(s, item, ka);
         if (rc == 0) {
             s->inflight = item;
@@ -469,7 +472,8 @@ static enum step start_wait(struct session *s, uint64_t id)
     reg_item_t *item = NULL;
     /* reg_wait may publish s (on_park) and a sender may claim it at once. */
     atomic_fetch_add(&s->pins, 1);
-    int rc = srv->cluster ? cluster_wait(srv->cluster, id, &s->cluster_gen, &s->waiter, &item)
+    int rc = srv->cluster ? cluster_wait(srv->cluster, id, &s->cluster_gen, s->wait_batch,
+                                         &s->waiter, &item)
                           : reg_wait(srv->reg, id, &s->waiter, clock_now_ms(), &item);
     if (rc == REG_WAIT_PARKED)
         return recheck_and_unpin(s, SESSION_PARKED);

@@ -2,10 +2,11 @@
 # cluster-bench: what --cluster costs (issue 17 item 5; figures in
 # BENCHMARKS.md "Several instances over Redis").
 #
-#   tools/cluster-bench.sh [--instances "1 2 3"] [--peers N] [--messages M]
+#   tools/cluster-bench.sh [--instances "0 1 2 3"] [--peers N] [--messages M]
 #                          [--join-peers J] [--no-join]
 #
-# For each instance count: Redis, that many pcsig-server --cluster instances
+# For each instance count (0: the baseline, one instance without --cluster
+# and no Redis, behind the same haproxy): Redis, that many pcsig-server --cluster instances
 # and haproxy in round robin in front (build/tests/cluster/pcsig-cluster-launch,
 # the cluster of the tests), then build/pcsig-bench through haproxy, stock
 # client style (a new connection per request), 8 messages in flight per
@@ -31,7 +32,7 @@ build=${BUILD:-build}
 server=$build/pcsig-server
 launch=$build/tests/cluster/pcsig-cluster-launch
 bench=$build/pcsig-bench
-instances="1 2 3"
+instances="0 1 2 3"
 peers=100
 messages=20000
 join_peers=5000
@@ -65,10 +66,12 @@ trap 'exit 130' INT TERM
 
 # start_cluster N [server options]: sets lb, rport, ipids, hpid, rpid
 start_cluster() {
-    local n=$1
+    local n=$1 redis=1
     shift
+    # 0: the baseline, one instance without --cluster (no Redis) behind haproxy
+    [ "$n" = 0 ] && { n=1; redis=0; }
     : >"$tmp/out"
-    PCSIG_CLUSTER_INSTANCES=$n PCSIG_CLUSTER_SERVER=$server PCSIG_CLUSTER_LB_MAXCONN=${LB_MAXCONN:-9000} \
+    PCSIG_CLUSTER_REDIS=$redis PCSIG_CLUSTER_INSTANCES=$n PCSIG_CLUSTER_SERVER=$server PCSIG_CLUSTER_LB_MAXCONN=${LB_MAXCONN:-9000} \
         "$launch" --log-level warn --max-connections 20000 "$@" >"$tmp/out" 2>"$tmp/err" &
     lpid=$!
     local i
@@ -86,7 +89,7 @@ start_cluster() {
     hpid=$(awk '/^haproxy/ {print $3}' "$ports")
 }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { if [ "$1" = 0 ]; then echo 0; else awk '{print $14 + $15}' "/proc/$1/stat"; fi; }
 # all pids' ticks on one line: instances..., haproxy, redis
 snapshot() {
     local p out=""
@@ -95,6 +98,7 @@ snapshot() {
 }
 # Redis: "evalsha_calls all_calls"
 rstats() {
+    [ "$rpid" = 0 ] && { echo "0 0"; return; }
     redis-cli -p "$rport" INFO commandstats | tr -d '\r' | awk -F'[:=,]' '
         /^cmdstat_/ { all += $3; if ($1 ~ /evalsha|cmdstat_eval$/) ev += $3 }
         END { printf "%d %d\n", ev, all }'
@@ -103,6 +107,8 @@ rstats() {
 echo "# cluster-bench $(date -u +%Y-%m-%dT%H:%MZ) peers=$peers messages=$messages, stock style, --inflight 8, $(nproc) cores"
 small=$((messages / 10))
 for n in $instances; do
+    ni=$n
+    [ "$n" = 0 ] && ni=1
     start_cluster "$n"
     s0=$(snapshot); r0=$(rstats)
     "$bench" --server 127.0.0.1 --port "$lb" --peers "$peers" --messages "$small" --inflight 8 \
@@ -111,11 +117,15 @@ for n in $instances; do
     "$bench" --server 127.0.0.1 --port "$lb" --peers "$peers" --messages "$messages" --inflight 8 \
         --quiet --timeout 600 >"$tmp/b2" 2>&1 || { echo "bench failed:"; cat "$tmp/b2"; }
     s2=$(snapshot); r2=$(rstats)
-    echo "## $n instance(s) behind haproxy"
+    if [ "$n" = 0 ]; then
+        echo "## baseline: 1 instance without --cluster behind haproxy"
+    else
+        echo "## $n instance(s) behind haproxy"
+    fi
     grep '^peers=' "$tmp/b2"
     dm=$((messages - small))
     # per message: (run2 - run1 deltas) / dm, in microseconds of CPU
-    echo "$s0|$s1|$s2" | awk -F'|' -v dm="$dm" -v tck="$tck" -v n="$n" '{
+    echo "$s0|$s1|$s2" | awk -F'|' -v dm="$dm" -v tck="$tck" -v n="$ni" '{
         split($1, a, " "); split($2, b, " "); split($3, c, " ");
         line = "cpu_us_per_msg:"; tot = 0
         for (i = 1; i <= n + 2; i++) {
@@ -128,9 +138,11 @@ for n in $instances; do
         split($1, a, " "); split($2, b, " "); split($3, c, " ");
         printf "redis_per_msg: evalsha=%.2f all_cmds=%.2f\n",
             ((c[1] - b[1]) - (b[1] - a[1])) / dm, ((c[2] - b[2]) - (b[2] - a[2])) / dm }'
-    redis-cli -p "$rport" INFO commandstats | tr -d '\r' | grep '^cmdstat_' |
-        sed 's/,usec_per_call.*//' | tr '\n' ' '
-    echo
+    if [ "$rpid" != 0 ]; then
+        redis-cli -p "$rport" INFO commandstats | tr -d '\r' | grep '^cmdstat_' |
+            sed 's/,usec_per_call.*//' | tr '\n' ' '
+        echo
+    fi
     stop_cluster
 done
 
@@ -141,12 +153,13 @@ if [ "$do_join" = 1 ]; then
     m0=$(redis-cli -p "$rport" INFO memory | tr -d '\r' | sed -n 's/^used_memory:\(.*\)/\1/p')
     s0=$(snapshot)
     t0=$(date +%s.%N)
-    curl -s --parallel --parallel-max 16 -o /dev/null -w '%{stderr}%{http_code}\n' \
+    curl -s --no-progress-meter --parallel --parallel-max 16 -w '%{stderr}%{http_code}\n' \
         "http://127.0.0.1:$lb/sign_in?j[1-$join_peers]" >/dev/null 2>"$tmp/codes"
     t1=$(date +%s.%N)
     s1=$(snapshot)
     m1=$(redis-cli -p "$rport" INFO memory | tr -d '\r' | sed -n 's/^used_memory:\(.*\)/\1/p')
     ok=$(grep -c "^200" "$tmp/codes")
+    # curl prints 000 for a request that got no answer
     grep -v "^200" "$tmp/codes" | sort | uniq -c | sed "s/^/not_200: /"
     echo "signed_in=$ok/$join_peers wall_s=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")"
     echo "$s0|$s1" | awk -F'|' -v tck="$tck" -v n="$ok" '{

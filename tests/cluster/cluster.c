@@ -415,7 +415,8 @@ int hc_redis_stop(hc_cluster_t *c)
 
 /* ---- instances ------------------------------------------------------------ */
 
-int hc_instance_start(hc_cluster_t *c, size_t i)
+/* Spawn instance i (hc_instance_ready awaits it). */
+static int instance_spawn(hc_cluster_t *c, size_t i)
 {
     hc_instance_t *in = &c->inst[i];
     if (!in->name[0])
@@ -445,6 +446,13 @@ int hc_instance_start(hc_cluster_t *c, size_t i)
     if (rc < 0)
         return fail(c, "cannot run %s: %s", c->server, strerror(-rc));
     in->port = 0;
+    return 0;
+}
+
+/* Await instance i's ready line and its /health 200. */
+static int instance_ready(hc_cluster_t *c, size_t i)
+{
+    hc_instance_t *in = &c->inst[i];
 
     /* Its ready line: "pcsig-server listening on port N". */
     char line[256];
@@ -500,6 +508,11 @@ int hc_instance_signal(hc_cluster_t *c, size_t i, int sig)
 bool hc_instance_gone(hc_cluster_t *c, size_t i)
 {
     return !proc_running(&c->inst[i].p);
+}
+
+int hc_instance_start(hc_cluster_t *c, size_t i)
+{
+    return instance_spawn(c, i) < 0 ? -1 : instance_ready(c, i);
 }
 
 /* ---- haproxy ------------------------------------------------------------- */
@@ -595,8 +608,12 @@ int hc_start(hc_cluster_t *c)
     }
     if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
+    /* All spawned before any is awaited: they start side by side. */
     for (size_t i = 0; i < c->n; i++)
-        if (hc_instance_start(c, i) < 0)
+        if (instance_spawn(c, i) < 0)
+            return -1;
+    for (size_t i = 0; i < c->n; i++)
+        if (instance_ready(c, i) < 0)
             return -1;
     return hc_lb_start(c);
 }

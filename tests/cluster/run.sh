@@ -25,9 +25,8 @@ fi
 launch=$(realpath "$build/tests/cluster/pcsig-cluster-launch") || exit 1
 server=$(realpath "$server") || exit 1
 # The protocol tests that hold for a cluster as for one server (the others
-# check one process's own figures, logs, limits or exit; test_batch: batched
-# waits carry one item per answer in cluster mode, docs/cluster.md).
-itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_keepalive test_errors"}
+# check one process's own figures, logs, limits or exit).
+itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
 bins=""
 for t in $itests; do
     bins="$bins $build/tests/integration/$t"
@@ -36,4 +35,4 @@ done
 # through the launcher the other instances are stopped with SIGTERM.
 PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed} \
 PCSIG_CLUSTER_SERVER=$server PCSIG_SERVER=$launch PCSIG_TEST_CLUSTER=1 \
-    exec tests/run-tests.sh "$build"/tests/cluster/test_* $bins
+    exec tests/run-tests.sh "$build/tests/cluster/test_cluster" $bins

@@ -153,6 +153,12 @@ static void test_cross_instance(void **state)
         expect_wait(via[(k + 1) % 3], bob, alice, m);
     }
 
+    /* An empty body (its queued byte count goes down by 0). */
+    h_send_ok(&A, alice, bob, "", 0, "text/plain");
+    expect_wait(&B, bob, alice, "");
+    h_send_ok(&B, alice, bob, "after-empty", strlen("after-empty"), "text/plain");
+    expect_wait(&Cc, bob, alice, "after-empty");
+
     /* A parked wait delivered to from another instance. */
     h_conn_t *w = park(&B, bob);
     h_wait_parked(&B, 1, H_TIMEOUT_MS);

@@ -608,11 +608,15 @@ int hc_start(hc_cluster_t *c)
     }
     if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
-    /* All spawned before any is awaited: they start side by side. */
-    for (size_t i = 0; i < c->n; i++)
+    /* The first alone (options it refuses are said once, as by one
+     * server: the tests of bad options count the lines), then the others
+     * side by side. */
+    if (c->n > 0 && hc_instance_start(c, 0) < 0)
+        return -1;
+    for (size_t i = 1; i < c->n; i++)
         if (instance_spawn(c, i) < 0)
             return -1;
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 1; i < c->n; i++)
         if (instance_ready(c, i) < 0)
             return -1;
     return hc_lb_start(c);

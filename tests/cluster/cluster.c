@@ -428,8 +428,10 @@ static int instance_spawn(hc_cluster_t *c, size_t i)
     argv[k++] = (char *)c->server;
     argv[k++] = "--bind";
     argv[k++] = "127.0.0.1";
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)in->want_port);
     argv[k++] = "--port";
-    argv[k++] = "0";
+    argv[k++] = port;
     if (!c->no_redis) {
         argv[k++] = "--cluster";
         argv[k++] = url;
@@ -543,56 +545,83 @@ int hc_write_haproxy_cfg(const char *path, uint16_t lb_port, const uint16_t *por
             "\n"
             "backend pcsig_instances\n"
             "    balance roundrobin\n"
-            "    default-server check inter 1s fall 2 rise 1\n",
+            "    default-server check inter 1s downinter 100ms fall 2 rise 1\n",
             maxconn ? maxconn : 4096, (unsigned)lb_port);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "    server i%zu 127.0.0.1:%u\n", i, (unsigned)ports[i]);
     return fclose(f) == 0 ? 0 : -1;
 }
 
-int hc_lb_start(hc_cluster_t *c)
+/* Write the configuration naming ports[0..n) on a new free port and spawn
+ * haproxy (not awaited). */
+static int lb_spawn(hc_cluster_t *c, const uint16_t *ports, size_t n)
 {
     char cfg[200];
     snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", c->dir);
-    uint16_t ports[HC_MAX_INSTANCES];
+    c->lb_port = free_port();
+    if (hc_write_haproxy_cfg(cfg, c->lb_port, ports, n, c->lb_maxconn) < 0)
+        return fail(c, "cannot write %s", cfg);
+    char *argv[] = {tool_path("haproxy", "/usr/sbin/haproxy"), "-f", cfg, "-db", NULL};
+    /* Its own file even when the instances share err_fd: its warnings
+     * (servers up and down) are no instance's output. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/haproxy.log", c->dir);
+    int lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int rc = proc_spawn(&c->lb, argv, NULL, lfd);
+    if (lfd >= 0)
+        close(lfd);
+    if (rc < 0)
+        return fail(c, "cannot run haproxy: %s", strerror(-rc));
+    return 0;
+}
+
+/* Ready: /health through it answered 200 n times in a row (round robin:
+ * once by every instance). 1 ready, 0 haproxy exited (most likely its
+ * port was taken meanwhile), -1 failed. */
+static int lb_ready(hc_cluster_t *c, size_t n)
+{
+    uint64_t deadline = now_ms() + HC_READY_MS;
+    int pause = 1;
+    size_t ok = 0;
+    while (ms_left(deadline) > 0 && proc_running(&c->lb) && ok < n) {
+        if (hc_http_get(c->lb_port, "/health", NULL, 0, 2000) == 200) {
+            ok++;
+        } else {
+            ok = 0;
+            backoff(&pause);
+        }
+    }
+    if (ok >= n)
+        return 1;
+    if (!proc_running(&c->lb))
+        return 0;
+    proc_stop(&c->lb, SIGKILL);
+    return fail(c, "haproxy on port %u: no /health 200 from every instance within %d ms",
+                (unsigned)c->lb_port, HC_READY_MS);
+}
+
+/* The running instances' ports. */
+static size_t running_ports(hc_cluster_t *c, uint16_t *ports)
+{
     size_t n = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->inst[i].p.pid > 0)
             ports[n++] = c->inst[i].port;
+    return n;
+}
+
+int hc_lb_start(hc_cluster_t *c)
+{
+    uint16_t ports[HC_MAX_INSTANCES];
+    size_t n = running_ports(c, ports);
     for (int attempt = 0; attempt < HC_PORT_TRIES; attempt++) {
-        c->lb_port = free_port();
-        if (hc_write_haproxy_cfg(cfg, c->lb_port, ports, n, c->lb_maxconn) < 0)
-            return fail(c, "cannot write %s", cfg);
-        char *argv[] = {tool_path("haproxy", "/usr/sbin/haproxy"), "-f", cfg, "-db", NULL};
-        int lfd = log_fd_for(c, "haproxy");
-        int rc = proc_spawn(&c->lb, argv, NULL, lfd);
-        if (lfd >= 0)
-            close(lfd);
-        if (rc < 0)
-            return fail(c, "cannot run haproxy: %s", strerror(-rc));
-        /* Ready: /health through it answered 200 n times in a row (round
-         * robin: once by every instance). */
-        uint64_t deadline = now_ms() + HC_READY_MS;
-        int pause = 1;
-        size_t ok = 0;
-        while (ms_left(deadline) > 0 && proc_running(&c->lb) && ok < n) {
-            if (hc_http_get(c->lb_port, "/health", NULL, 0, 2000) == 200) {
-                ok++;
-            } else {
-                ok = 0;
-                backoff(&pause);
-            }
-        }
-        if (ok >= n)
-            return 0;
-        if (proc_running(&c->lb)) {
-            proc_stop(&c->lb, SIGKILL);
-            return fail(c, "haproxy on port %u: no /health 200 from every instance within %d ms",
-                        (unsigned)c->lb_port, HC_READY_MS);
-        }
-        /* Exited: most likely its port was taken meanwhile. */
+        if (lb_spawn(c, ports, n) < 0)
+            return -1;
+        int r = lb_ready(c, n);
+        if (r != 0)
+            return r > 0 ? 0 : -1;
     }
-    return fail(c, "haproxy did not start in %d tries (config %s)", HC_PORT_TRIES, cfg);
+    return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
 }
 
 /* ---- the whole ------------------------------------------------------------ */
@@ -606,6 +635,22 @@ int hc_start(hc_cluster_t *c)
         c->dir[0] = '\0';
         return fail(c, "mkdtemp: %s", strerror(e));
     }
+    /* Every start is slow on a loaded machine (the processes' own start-up):
+     * haproxy starts first, on ports chosen now for the instances, and
+     * comes up while Redis and the instances do. */
+    uint16_t ports[HC_MAX_INSTANCES];
+    for (size_t i = 0; i < c->n; i++) {
+        bool dup;
+        do {
+            c->inst[i].want_port = free_port();
+            dup = c->inst[i].want_port == 0;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = c->inst[j].want_port == c->inst[i].want_port;
+        } while (dup);
+        ports[i] = c->inst[i].want_port;
+    }
+    if (lb_spawn(c, ports, c->n) < 0)
+        return -1;
     if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
     /* The first alone (options it refuses are said once, as by one
@@ -619,7 +664,17 @@ int hc_start(hc_cluster_t *c)
     for (size_t i = 1; i < c->n; i++)
         if (instance_ready(c, i) < 0)
             return -1;
-    return hc_lb_start(c);
+    bool moved = false; /* an instance told to listen elsewhere (a --port in extra) */
+    for (size_t i = 0; i < c->n; i++)
+        moved = moved || c->inst[i].port != c->inst[i].want_port;
+    if (moved) {
+        proc_stop(&c->lb, SIGTERM);
+        return hc_lb_start(c);
+    }
+    int r = lb_ready(c, c->n);
+    if (r == 0) /* haproxy lost its port meanwhile: again, on a new one */
+        return hc_lb_start(c);
+    return r > 0 ? 0 : -1;
 }
 
 static void remove_dir(const char *dir)

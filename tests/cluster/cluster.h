@@ -43,6 +43,7 @@ typedef struct hc_instance {
     hc_proc_t p;
     int out_fd;     /* its stdout (the ready line) */
     uint16_t port;  /* 0 until ready */
+    uint16_t want_port; /* the --port it is given (0: any; hc_start picks one) */
     char name[32];  /* --instance-name */
 } hc_instance_t;
 
@@ -88,7 +89,8 @@ int hc_redis_stop(hc_cluster_t *c);
 /* One command (inline syntax) to Redis; the raw RESP answer in out. */
 int hc_redis_cmd(hc_cluster_t *c, const char *cmd, char *out, size_t cap);
 
-/* Instance i: start (a new port each time) and await ready + /health 200. */
+/* Instance i: start (on want_port, else any free port) and await its ready
+ * line and /health 200. */
 int hc_instance_start(hc_cluster_t *c, size_t i);
 /* Send sig and reap (SIGKILL: kill -9, no goodbye). */
 int hc_instance_signal(hc_cluster_t *c, size_t i, int sig);

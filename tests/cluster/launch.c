@@ -93,8 +93,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "pcsig-cluster-launch: more than %d options\n", HC_MAX_EXTRA);
         return 2;
     }
+    /* "--port 0" (the harness's "any port") is dropped: each instance gets
+     * the port haproxy was configured with. Any other --port is passed on
+     * (a bad one must be refused as by one server). */
+    static const char *extra[HC_MAX_EXTRA + 1];
+    size_t ne = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port=0") == 0)
+            continue;
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc && strcmp(argv[i + 1], "0") == 0) {
+            i++;
+            continue;
+        }
+        extra[ne++] = argv[i];
+    }
+    extra[ne] = NULL;
     static hc_cluster_t c;
-    hc_init(&c, hc_server_path(), (const char *const *)argv + 1, n);
+    hc_init(&c, hc_server_path(), extra, n);
     c.err_fd = 2;
     /* PCSIG_CLUSTER_REDIS=0: the baseline of the benchmark, instances
      * without --cluster (only sensible with one). */

@@ -269,7 +269,7 @@ struct cluster {
     size_t npool;
     uint64_t next_try_ms;   /* no new connection before (while down); pool_lock */
     uint64_t backoff_ms;    /* pool_lock */
-    atomic_bool up;
+    atomic_int state;       /* CL_UNKNOWN (start), CL_DOWN, CL_UP */
     atomic_uint_least64_t reconnects; /* down -> up transitions */
     atomic_uint_least64_t errors;     /* failed Redis calls */
     atomic_uint_least64_t timeouts;   /* members timed out by our housekeeper */
@@ -284,18 +284,22 @@ struct cluster {
 
 /* ---- connections --------------------------------------------------------- */
 
+enum { CL_UNKNOWN, CL_DOWN, CL_UP };
+
 static void mark_down(struct cluster *c, const char *what, const char *why)
 {
     atomic_fetch_add(&c->errors, 1);
-    if (atomic_exchange(&c->up, false))
+    if (atomic_exchange(&c->state, CL_DOWN) != CL_DOWN) /* logged once per outage */
         log_event(LOG_WARN, "cluster_down", NULL, "cluster: Redis at %s:%u %s: %s; answering 503 "
                   "until it is back", c->url.host, (unsigned)c->url.port, what, why);
 }
 
 static void mark_up(struct cluster *c)
 {
-    if (!atomic_exchange(&c->up, true)) {
-        atomic_fetch_add(&c->reconnects, 1);
+    int was = atomic_exchange(&c->state, CL_UP);
+    if (was != CL_UP) {
+        if (was == CL_DOWN)
+            atomic_fetch_add(&c->reconnects, 1);
         log_event(LOG_INFO, "cluster_up", NULL, "cluster: connected to Redis at %s:%u as "
                   "instance '%s'", c->url.host, (unsigned)c->url.port, c->inst);
         /* Waits kept parked through the outage fetch what came meanwhile. */
@@ -366,11 +370,12 @@ static redisContext *conn_get(struct cluster *c)
         return ctx;
     }
     uint64_t now = clock_now_ms();
-    if (!atomic_load(&c->up) && now < c->next_try_ms) {
+    bool up = atomic_load(&c->state) == CL_UP;
+    if (!up && now < c->next_try_ms) {
         pthread_mutex_unlock(&c->pool_lock);
         return NULL;
     }
-    if (!atomic_load(&c->up)) /* one try per backoff period, whoever makes it */
+    if (!up) /* one try per backoff period, whoever makes it */
         c->next_try_ms = now + c->backoff_ms;
     pthread_mutex_unlock(&c->pool_lock);
     redisContext *ctx = conn_open(c);
@@ -652,6 +657,11 @@ static void *hk_main(void *arg)
              * longer than its TTL): another instance may have taken our
              * leases as dead. Every wait parked here fetches again, which
              * takes its lease back (or learns it was displaced). */
+            if (fresh && was == 1)
+                log_event(LOG_WARN, "cluster_name", NULL, "cluster: instance name '%s' was "
+                          "alive in Redis at start: another instance with this name (names "
+                          "must be unique), or this one restarted within %u ms", c->inst,
+                          (unsigned)ALIVE_TTL_MS);
             if (!fresh && was == 0) {
                 log_event(LOG_WARN, "cluster_stale", NULL, "cluster: this instance was taken "
                           "for dead; its parked waits take their leases back");
@@ -726,7 +736,7 @@ int cluster_create(const struct server_config *cfg, registry_t *reg, const char 
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->stop_cond, &ca);
     pthread_condattr_destroy(&ca);
-    atomic_init(&c->up, false);
+    atomic_init(&c->state, CL_UNKNOWN);
     atomic_init(&c->reconnects, 0);
     atomic_init(&c->errors, 0);
     atomic_init(&c->timeouts, 0);
@@ -809,7 +819,7 @@ void cluster_destroy(struct cluster *c)
 
 bool cluster_is_up(struct cluster *c)
 {
-    return atomic_load(&c->up);
+    return atomic_load(&c->state) == CL_UP;
 }
 
 int cluster_metrics_append(struct cluster *c, buf_t *out)
@@ -817,13 +827,13 @@ int cluster_metrics_append(struct cluster *c, buf_t *out)
     return buf_printf(out,
                       "# HELP pcsig_cluster_up 1 while the last exchange with the cluster's Redis succeeded\n"
                       "# TYPE pcsig_cluster_up gauge\npcsig_cluster_up %d\n"
-                      "# HELP pcsig_cluster_reconnects_total Times the connection to Redis came (back) up\n"
+                      "# HELP pcsig_cluster_reconnects_total Times Redis was reached again after an outage\n"
                       "# TYPE pcsig_cluster_reconnects_total counter\npcsig_cluster_reconnects_total %llu\n"
                       "# HELP pcsig_cluster_errors_total Redis calls that failed\n"
                       "# TYPE pcsig_cluster_errors_total counter\npcsig_cluster_errors_total %llu\n"
                       "# HELP pcsig_cluster_timeouts_total Members this instance timed out cluster-wide\n"
                       "# TYPE pcsig_cluster_timeouts_total counter\npcsig_cluster_timeouts_total %llu\n",
-                      atomic_load(&c->up) ? 1 : 0,
+                      atomic_load(&c->state) == CL_UP ? 1 : 0,
                       (unsigned long long)atomic_load(&c->reconnects),
                       (unsigned long long)atomic_load(&c->errors),
                       (unsigned long long)atomic_load(&c->timeouts));
@@ -1003,6 +1013,8 @@ int cluster_wait(struct cluster *c, uint64_t id, uint64_t *gen, bool batch,
     if (reg_adopt(c->reg, id, NULL, 0, clock_now_ms()) < 0)
         return -ENOMEM;
     for (int round = 0;; round++) {
+        if (round > 2 * WAIT_FETCH_MAX)
+            return -EIO; /* never spin: something keeps undoing our shadow */
         char g[24];
         u64_str(g, *gen);
         const char *args[] = {ids, c->inst, g, timeout, maxn, budget};

@@ -626,7 +626,7 @@ int hc_lb_start(hc_cluster_t *c)
 
 /* ---- the whole ------------------------------------------------------------ */
 
-int hc_start(hc_cluster_t *c)
+int hc_make_dir(hc_cluster_t *c)
 {
     const char *tmp = getenv("TMPDIR");
     snprintf(c->dir, sizeof c->dir, "%s/pcsig-cluster-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -635,6 +635,13 @@ int hc_start(hc_cluster_t *c)
         c->dir[0] = '\0';
         return fail(c, "mkdtemp: %s", strerror(e));
     }
+    return 0;
+}
+
+int hc_start(hc_cluster_t *c)
+{
+    if (!c->dir[0] && hc_make_dir(c) < 0)
+        return -1;
     /* Every start is slow on a loaded machine (the processes' own start-up):
      * haproxy starts first, on ports chosen now for the instances, and
      * comes up while Redis and the instances do. */

@@ -75,6 +75,9 @@ bool hc_available(const char *server, char *why, size_t cap);
  * (NULL-terminated, kept by pointer), n instances. */
 void hc_init(hc_cluster_t *c, const char *server, const char *const *extra, size_t n);
 
+/* The temporary directory alone (hc_start makes it when dir is ""). */
+int hc_make_dir(hc_cluster_t *c);
+
 /* The whole cluster: directory, Redis, every instance, haproxy. */
 int hc_start(hc_cluster_t *c);
 /* Everything stopped (SIGTERM, SIGKILL after a while) and reaped, the

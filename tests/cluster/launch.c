@@ -45,10 +45,12 @@ static void start_sweeper(const char *dir)
     pid_t pid = fork();
     if (pid != 0)
         return; /* the parent; a failed fork only loses the sweeping */
-    /* Not holding our stdout (the harness's pipe) open. */
+    /* Not holding our stdout and stderr (the harness's pipes) open. */
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (null >= 0)
+    if (null >= 0) {
         dup2(null, 1);
+        dup2(null, 2);
+    }
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
@@ -118,6 +120,14 @@ int main(int argc, char **argv)
     const char *mc = getenv("PCSIG_CLUSTER_LB_MAXCONN");
     if (mc && *mc)
         c.lb_maxconn = (unsigned)strtoul(mc, NULL, 10);
+    /* The directory and the sweeper first: a launcher killed while it
+     * starts the cluster leaves nothing behind either. */
+    snprintf(ports_path, sizeof ports_path, "/tmp/pcsig-cluster-launch-%d.ports", (int)getpid());
+    if (hc_make_dir(&c) < 0) {
+        fprintf(stderr, "pcsig-cluster-launch: %s\n", c.why);
+        return 1;
+    }
+    start_sweeper(c.dir);
     if (hc_start(&c) < 0) {
         int code = 1;
         for (size_t i = 0; i < c.n; i++)
@@ -130,7 +140,6 @@ int main(int argc, char **argv)
         hc_stop(&c);
         return code;
     }
-    snprintf(ports_path, sizeof ports_path, "/tmp/pcsig-cluster-launch-%d.ports", (int)getpid());
     FILE *f = fopen(ports_path, "w");
     if (f) {
         for (size_t i = 0; i < c.n; i++)
@@ -140,7 +149,6 @@ int main(int argc, char **argv)
         fclose(f);
     }
     atexit(remove_ports);
-    start_sweeper(c.dir);
     fprintf(stderr, "pcsig-cluster-launch: %zu instances behind haproxy port %u, redis port %u, "
             "dir %s\n", c.n, (unsigned)c.lb_port, (unsigned)c.redis_port, c.dir);
     printf("pcsig-server listening on port %u\n", (unsigned)c.lb_port);

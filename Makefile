@@ -106,7 +106,7 @@ $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test
 BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
                 'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
 $(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
-TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh
+TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh tests/cluster/run.sh
 
 # ---- install ---------------------------------------------------------------
 # The conventional directory variables; each can be set on the command line.
@@ -142,7 +142,7 @@ DIST_PC   := $(BUILD)/dist/pcsig-client.pc
 DIST_UNIT := $(BUILD)/dist/pcsig-server.service
 DIST_FILES := $(DIST_LIB) $(DIST_PC) $(DIST_UNIT)
 
-.PHONY: all run run-tls certs test test-browser browser-deps check clean deps bench fuzz install uninstall FORCE
+.PHONY: all run run-tls certs test test-cluster test-browser browser-deps check clean deps bench fuzz install uninstall FORCE
 all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 
 # ---- build dependencies: installed when we can, else the exact command ----
@@ -151,8 +151,9 @@ all: deps $(SERVER) $(LIBCLIENT) $(CLIENT) $(BENCH) $(DIST_FILES)
 # conductor: the dev packages to build it, and the plugins a call runs on
 # (webrtcbin, dtls, srtp, sctp in -bad; ICE in -nice; VP8 in -good; Opus,
 # the test sources and converters in -base).
+# haproxy: the cluster tests (tests/cluster) and tools/cluster-bench.sh.
 DEB_DEPS := libcmocka-dev libssl-dev openssl pkg-config groff-base libjansson-dev libedit-dev \
-            libhiredis-dev redis-server
+            libhiredis-dev redis-server haproxy
 deps:
 	@missing=""; \
 	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
@@ -176,6 +177,7 @@ deps:
 	  [ -n "$$plug" ] && [ -f "$$plug/libgstopus.so" ] || media="$$media gstreamer1.0-plugins-base"; \
 	fi; \
 	[ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || media="$$media redis-server"; \
+	[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || media="$$media haproxy"; \
 	if [ -n "$$missing$$media" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing:$$missing$$media"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing$$media) || \
@@ -183,7 +185,7 @@ deps:
 	elif [ -n "$$missing" ]; then \
 	  echo "error: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing$$media" >&2; exit 1; \
 	elif [ -n "$$media" ]; then \
-	  echo "note: without$$media: no media support in pcsig-client (real calls) or no --cluster tests (redis-server); for them: sudo apt-get install -y$$media (MEDIA=0 skips GStreamer)" >&2; \
+	  echo "note: without$$media: no media support in pcsig-client (real calls) or no --cluster tests (redis-server, haproxy); for them: sudo apt-get install -y$$media (MEDIA=0 skips GStreamer)" >&2; \
 	fi
 
 # The compiler and flags an object was built with: a stamp rewritten only
@@ -276,6 +278,22 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIBCLIENT) 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Iclient -o $@ $< $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 
+# ---- cluster tests (issue 17): Redis + 3 instances + haproxy, tests/cluster ----
+CTEST_SRC := $(wildcard tests/cluster/test_*.c)
+CTEST_BIN := $(CTEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
+CLUSTER_LIB_OBJ := $(BUILD)/tests/cluster/cluster.o
+CLUSTER_LAUNCH := $(BUILD)/tests/cluster/pcsig-cluster-launch
+$(CLUSTER_LAUNCH): $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ)
+$(BUILD)/tests/cluster/%: tests/cluster/%.c $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(FLAGS_STAMP) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration -Itests/cluster -o $@ $< $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
+CLUSTER_TEST_ENV = PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
+	  PCSIG_BUILD=$(BUILD)
+# Skips (saying why) when the server has no --cluster or Redis/haproxy are missing.
+test-cluster: all $(CTEST_BIN) $(CLUSTER_LAUNCH) $(ITEST_BIN)
+	@$(CLUSTER_TEST_ENV) tests/cluster/run.sh
+
 # ARGS: options for the server, e.g. make run ARGS='--bind 127.0.0.1 --port 9000'
 # (the PCSIG_* environment variables work too: PCSIG_BIND=127.0.0.1 make run).
 # When the server cannot start, a hint names the ports these rules use.
@@ -302,7 +320,7 @@ run-tls: all certs
 
 # In parallel, longest first by the last run's times ($(BUILD)/test-times);
 # each run's output in $(BUILD)/test-logs.
-test: all browser-deps $(UNIT_BIN) $(ITEST_BIN)
+test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
 	@rm -rf $(BUILD)/test-logs
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \

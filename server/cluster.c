@@ -120,7 +120,7 @@ static const char lua_prelude[] =
     "  broadcast(id, (f[1] or '') .. ',' .. id .. ',0\\n', by, false) end\n"
     "local function unqueue(k, item) if string.sub(item, 1, 1) == 'M' then\n"
     "  local bl = string.match(item, '^M %d+ %d+ [%d%-]+ (%d+)\\n')\n"
-    "  redis.call('HINCRBY', k, 'qn', -1); redis.call('HINCRBY', k, 'qb', -tonumber(bl)) end end\n";
+    "  redis.call('HINCRBY', k, 'qn', -1); redis.call('HINCRBY', k, 'qb', 0 - tonumber(bl)) end end\n";
 
 enum script {
     S_SIGN_IN,

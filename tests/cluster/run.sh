@@ -1,0 +1,48 @@
+#!/bin/sh
+# The cluster tests (issue 17): tests/cluster's own binaries, and a set of
+# the protocol integration tests run unchanged through haproxy in front of
+# three instances sharing one Redis (PCSIG_SERVER becomes
+# pcsig-cluster-launch, which starts that cluster and names haproxy's port in
+# the ready line; PCSIG_TEST_CLUSTER=1 makes the harness add the
+# instances' /metrics samples up).
+#
+# Skips (exit 0, saying why) when the server has no --cluster (the cluster
+# branch is not merged) or redis-server/haproxy are missing (make deps).
+build=${PCSIG_BUILD:-build}
+server=${PCSIG_SERVER:-$build/pcsig-server}
+if ! "$server" --help 2>&1 | grep -q -- '--cluster'; then
+    echo "SKIP cluster tests: $server --help has no --cluster"
+    exit 0
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "SKIP cluster tests: redis-server is not installed (make deps)"
+    exit 0
+fi
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+    echo "SKIP cluster tests: haproxy is not installed (make deps)"
+    exit 0
+fi
+launch=$(realpath "$build/tests/cluster/pcsig-cluster-launch") || exit 1
+server=$(realpath "$server") || exit 1
+# The protocol tests that hold for a cluster as for one server (the others
+# check one process's own figures, logs, limits or exit).
+itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
+bins=""
+for t in $itests; do
+    bins="$bins $build/tests/integration/$t"
+done
+# test_quit_allowed (test_errors) checks one process's log after GET /quit:
+# through the launcher the other instances are stopped with SIGTERM.
+# The runs here share names with make test's own runs of these binaries:
+# their logs and times are kept apart.
+if [ -n "${PCSIG_TEST_LOGS:-}" ]; then
+    PCSIG_TEST_LOGS=$PCSIG_TEST_LOGS/cluster
+    export PCSIG_TEST_LOGS
+fi
+if [ -n "${PCSIG_TEST_TIMES:-}" ]; then
+    PCSIG_TEST_TIMES=$PCSIG_TEST_TIMES.cluster
+    export PCSIG_TEST_TIMES
+fi
+PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed} \
+PCSIG_CLUSTER_SERVER=$server PCSIG_SERVER=$launch PCSIG_TEST_CLUSTER=1 \
+    exec tests/run-tests.sh "$build/tests/cluster/test_cluster" $bins

@@ -285,9 +285,9 @@ CLUSTER_LIB_OBJ := $(BUILD)/tests/cluster/cluster.o
 CLUSTER_LAUNCH := $(BUILD)/tests/cluster/pcsig-cluster-launch
 $(CLUSTER_LAUNCH): $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ)
-$(BUILD)/tests/cluster/%: tests/cluster/%.c $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(FLAGS_STAMP) | deps
+$(BUILD)/tests/cluster/%: tests/cluster/%.c $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration -Itests/cluster -o $@ $< $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests/integration -Itests/cluster -o $@ $< $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka
 CLUSTER_TEST_ENV = PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BUILD=$(BUILD)
 # Skips (saying why) when the server has no --cluster or Redis/haproxy are missing.

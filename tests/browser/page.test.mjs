@@ -53,7 +53,10 @@ test('a server restart: the pages sign in again by themselves', async () => {
     await a.waitForSelector(`#peers button[data-peer-id="${await peerId(b)}"]`);
     await srv.stop();
     // Down long enough for a few sign-in attempts to fail first.
-    await a.waitForSelector('#status[data-state="reconnecting"][data-attempts="2"]');
+    // Polled at an interval: a count that moves on is never missed.
+    await pageUntil(a, (n) => { const s = document.querySelector('#status');
+      return s.dataset.state === 'reconnecting' && Number(s.dataset.attempts || 0) >= n; },
+    2, 30000, 'failed sign-in attempts while the server is down');
     srv = await startServer([], { port });
     await a.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });
     await b.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });

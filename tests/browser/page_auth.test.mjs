@@ -71,7 +71,10 @@ test('--auth-token-file: 401 messages, sign-in and chat with the token, restarts
 
     // A restart with the same tokens: both sign in again with the token.
     await srv.stop();
-    await a.waitForSelector('#status[data-state="reconnecting"][data-attempts="1"]');
+    // Polled at an interval: a count that moves on is never missed.
+    await pageUntil(a, (n) => { const s = document.querySelector('#status');
+      return s.dataset.state === 'reconnecting' && Number(s.dataset.attempts || 0) >= n; },
+    1, 30000, 'failed sign-in attempts while the server is down');
     srv = await startServer(['--auth-token-file', tokens], { port });
     await a.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });
     await b.waitForSelector('#status[data-state="signed-in"]', { timeout: 20000 });

@@ -27,9 +27,11 @@
 #include "web.h"
 
 #define POLLER_BATCH 256
+#define GRAVE_POKE_AT 64 /* closed sessions that wake the poller to free them */
 #define REAPER_PERIOD_MS 250
 #define REAPER_DRAIN_PERIOD_MS 50
 #define ACCEPT_BACKOFF_MS 100
+#define ACCEPT_BATCH 64 /* connections accepted (and served) between two polls */
 /* poll() failing --accept-give-up seconds without a break (it only fails
  * for want of memory or from a bug) means the acceptor is deaf for good:
  * stop the server with an error exit, so that a supervisor restarts it. */
@@ -89,7 +91,7 @@ static void *worker_main(void *arg)
             srv->wq_tail = NULL;
         atomic_fetch_sub_explicit(&srv->wq_depth, 1, memory_order_relaxed);
         pthread_mutex_unlock(&srv->wq_lock);
-        session_run(s);
+        session_run_here(s);
     }
 }
 
@@ -97,12 +99,14 @@ static void *worker_main(void *arg)
 
 void server_bury(struct server *srv, struct session *s)
 {
+    /* The poller frees the dead at its next pass anyway (at least once a
+     * second): wake it only when enough have piled up, not for each one. */
     pthread_mutex_lock(&srv->grave_lock);
-    bool was_empty = srv->grave == NULL;
     s->grave_next = srv->grave;
     srv->grave = s;
+    bool poke = ++srv->grave_count == GRAVE_POKE_AT;
     pthread_mutex_unlock(&srv->grave_lock);
-    if (was_empty)
+    if (poke)
         eventfd_poke(srv->poller_wake_fd);
 }
 
@@ -111,6 +115,7 @@ static void free_graveyard(struct server *srv)
     pthread_mutex_lock(&srv->grave_lock);
     struct session *s = srv->grave;
     srv->grave = NULL;
+    srv->grave_count = 0;
     pthread_mutex_unlock(&srv->grave_lock);
     struct session *later = NULL;
     while (s) {
@@ -153,7 +158,11 @@ static void *poller_main(void *arg)
                 eventfd_drain(srv->poller_wake_fd);
                 continue;
             }
-            if (session_claim(s, SESSION_WAKE_IO, true))
+            if (!session_claim(s, SESSION_WAKE_IO, true))
+                continue;
+            if (session_first_plain_request(s))
+                session_run_here(s); /* see session_first_plain_request */
+            else
                 server_schedule(srv, s);
         }
         /* Only now, with no event of this batch left in hand, free the dead. */
@@ -272,6 +281,7 @@ static void arm_new(struct server *srv, struct session *s)
     atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
     atomic_store(&s->state, SESSION_ARMED);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    s->in_epoll = s->was_in_epoll = true; /* before the add publishes it */
     if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
         log_errno(LOG_ERROR, errno, "epoll_ctl add");
         /* Nobody else can have seen it yet: take it back and close it. */
@@ -315,10 +325,7 @@ static void refuse_conn(struct server *srv, int fd, struct sockaddr_storage *ss,
 static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, bool tls,
                        bool metrics_only)
 {
-    /* Small answers go out at once: without this, the first answer after a
-     * TLS 1.3 handshake waits ~40 ms for the client's delayed ACK. */
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* TCP_NODELAY comes from the listener (set_listeners_nodelay). */
     if (atomic_load(&srv->open_conns) >= srv->cfg.max_connections) {
         /* Counted before the client can see the answer, so a scrape that
          * follows the refusal always includes it. */
@@ -350,7 +357,16 @@ static void accept_one(struct server *srv, int fd, struct sockaddr_storage *ss, 
     s->metrics_only = metrics_only;
     atomic_fetch_add(&srv->open_conns, 1);
     metrics_count_connection(&srv->metrics);
-    arm_new(srv, s);
+    if (tls) {
+        /* A handshake takes round trips: the poller waits for them, never
+         * this thread. */
+        arm_new(srv, s);
+        return;
+    }
+    /* Plain: the request is usually in the socket already (the client
+     * sent it right after connecting). Read, parse, route and answer it
+     * here; the session enters epoll only if it must wait (see in_epoll). */
+    session_run_here(s);
 }
 
 /*
@@ -413,8 +429,9 @@ static void *acceptor_main(void *arg)
         for (int i = 1; i < n; i++) {
             if (!pfds[i].revents)
                 continue;
-            /* Drain the whole backlog on every wake-up. */
-            for (;;) {
+            /* Drain the backlog, but look at the stop request between
+             * batches: each connection may now be served right here. */
+            for (int k = 0; k < ACCEPT_BATCH; k++) {
                 struct sockaddr_storage ss;
                 socklen_t sl = sizeof ss;
                 int fd = accept4(pfds[i].fd, (struct sockaddr *)&ss, &sl,
@@ -462,6 +479,18 @@ static size_t raise_fd_limit(void)
     }
     log_info("open-file limit %llu", (unsigned long long)rl.rlim_cur);
     return rl.rlim_cur == RLIM_INFINITY ? 1000000 : (size_t)rl.rlim_cur;
+}
+
+/* Small answers go out at once: without TCP_NODELAY, the first answer
+ * after a TLS 1.3 handshake waits ~40 ms for the client's delayed ACK. Set
+ * on the listeners, every accepted socket inherits it (Linux copies it on
+ * accept): one setsockopt() per listener instead of one per connection. */
+static void set_listeners_nodelay(struct server *srv)
+{
+    int one = 1;
+    for (int i = 0; i < srv->nlisten; i++)
+        if (setsockopt(srv->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+            log_errno(LOG_WARN, errno, "setsockopt(TCP_NODELAY) on a listener");
 }
 
 static int write_port_file(const char *path, uint16_t port)
@@ -697,6 +726,7 @@ int server_start(struct server *srv, const struct server_config *cfg)
     }
     if (cfg->metrics_bind && (err = listen_metrics(srv, cfg->metrics_bind)) < 0)
         goto fail;
+    set_listeners_nodelay(srv);
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     srv->acceptor_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     srv->poller_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -70,6 +70,7 @@ struct server {
     /* Closed sessions waiting for the poller to free them. Guarded by grave_lock. */
     pthread_mutex_t grave_lock;
     struct session *grave;
+    size_t grave_count; /* since the poller last emptied it */
 
     /* Reaper wake-up and stop. Guarded by reaper_lock. */
     pthread_mutex_t reaper_lock;

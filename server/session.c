@@ -489,6 +489,12 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 static enum step start_wait(struct session *s, uint64_t id)
 {
     struct server *srv = s->srv;
+    /* A parked wait holds no big buffer (as arm() does for the others): a
+     * sign-in's member list may have just gone out of this one. */
+    if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
+        buf_free(&s->in);
+    if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
+        buf_free(&s->out);
     s->waiting = true;
     s->wait_member = id;
     atomic_store(&s->deadline_ms, 0);

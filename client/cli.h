@@ -124,8 +124,6 @@ struct cli {
 
 /* ---- cli_render.c ------------------------------------------------------------------ */
 
-/* The text of an errno value, whichever strerror_r the C library has. */
-const char *cli_err_text(int err, char *tmp, size_t n);
 /* Write b as one line (adding '\n') and flush, keeping the prompt intact;
  * a closed stdout ends us. */
 void cli_out_line(struct cli *cli, buf_t *b);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "log.h"
 #include "proto.h"
 #include "strlit.h"
 
@@ -164,7 +165,7 @@ void cli_do_connect(struct cli *cli)
     int rc = pcsig_client_connect(cli->client);
     if (rc < 0) {
         char tmp[128];
-        cli_error(cli, "cannot connect", cli_err_text(-rc, tmp, sizeof tmp));
+        cli_error(cli, "cannot connect", log_strerror(-rc, tmp, sizeof tmp));
         return;
     }
     cli->connected = true;

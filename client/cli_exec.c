@@ -99,7 +99,7 @@ static pid_t run_exec(struct cli *cli, const struct exec_job *ev)
     free(ctype);
     if (rc != 0) {
         char tmp[128];
-        cli_error(cli, "--exec: cannot run /bin/sh", cli_err_text(rc, tmp, sizeof tmp));
+        cli_error(cli, "--exec: cannot run /bin/sh", log_strerror(rc, tmp, sizeof tmp));
         return 0;
     }
     return pid;

@@ -93,7 +93,7 @@ static char *read_token_file(const char *path)
     if (!f) {
         char tmp[128];
         fprintf(stderr, "pcsig-client: cannot read --auth-token-file %s: %s\n", path,
-                cli_err_text(errno, tmp, sizeof tmp));
+                log_strerror(errno, tmp, sizeof tmp));
         return NULL;
     }
     char *t = calloc(1, CLI_TOKEN_FILE_MAX + 1);

@@ -14,17 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *cli_err_text(int err, char *tmp, size_t n)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, tmp, n);
-#else
-    if (strerror_r(err, tmp, n) != 0)
-        snprintf(tmp, n, "error %d", err);
-    return tmp;
-#endif
-}
-
 void cli_out_line(struct cli *cli, buf_t *b)
 {
     bool prompt = cli->tty && !cli->json;

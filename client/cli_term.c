@@ -200,7 +200,7 @@ static void logs_capture(struct cli *cli)
         /* Then the records go to stderr as they are: garbled, but not lost. */
         char tmp[128];
         fprintf(stderr, "pcsig-client: cannot queue log records: %s\n",
-                cli_err_text(err, tmp, sizeof tmp));
+                log_strerror(err, tmp, sizeof tmp));
         if (lq->efd >= 0)
             close(lq->efd);
         lq->efd = -1;

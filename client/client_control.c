@@ -337,6 +337,21 @@ static void send_one(pcsig_client_t *c, struct out_msg *m, uint64_t epoch)
     buf_free(&in);
 }
 
+/* Take the queue's first message and send it, c->mu held on entry and on
+ * return but not while sending (the sender must not block queueing). */
+static void send_next_locked(pcsig_client_t *c)
+{
+    struct out_msg *m = c->q_head;
+    c->q_head = m->next;
+    if (!c->q_head)
+        c->q_tail = NULL;
+    uint64_t epoch = c->epoch;
+    pthread_mutex_unlock(&c->mu);
+    send_one(c, m, epoch);
+    cl_out_msg_free(m);
+    pthread_mutex_lock(&c->mu);
+}
+
 /* True when the server confirmed the sign-out (200). */
 static bool sign_out(pcsig_client_t *c, uint64_t id)
 {
@@ -357,7 +372,7 @@ static bool sign_out(pcsig_client_t *c, uint64_t id)
     if (rc < 0) {
         char tmp[128];
         log_debug("client: sign-out of %llu failed: %s", (unsigned long long)id,
-                  cl_err_text(-rc, tmp, sizeof tmp));
+                  log_strerror(-rc, tmp, sizeof tmp));
     } else if (rep.resp.status != 200) {
         log_debug("client: sign-out of %llu answered %d", (unsigned long long)id,
                   rep.resp.status);
@@ -447,15 +462,7 @@ void *cl_control_main(void *arg)
             continue;
         }
         if (c->q_head) {
-            struct out_msg *m = c->q_head;
-            c->q_head = m->next;
-            if (!c->q_head)
-                c->q_tail = NULL;
-            uint64_t epoch = c->epoch;
-            pthread_mutex_unlock(&c->mu);
-            send_one(c, m, epoch);
-            cl_out_msg_free(m);
-            pthread_mutex_lock(&c->mu);
+            send_next_locked(c);
             continue;
         }
         pthread_cond_wait(&c->ctl_cond, &c->mu);
@@ -463,17 +470,8 @@ void *cl_control_main(void *arg)
 
     /* Closing: what was queued before the disconnect still goes out, in
      * order, within the close budget; then the sign-out. */
-    while (c->state == CL_FLUSHING && c->q_head && clock_now_ms() < c->close_deadline) {
-        struct out_msg *m = c->q_head;
-        c->q_head = m->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        uint64_t epoch = c->epoch;
-        pthread_mutex_unlock(&c->mu);
-        send_one(c, m, epoch);
-        cl_out_msg_free(m);
-        pthread_mutex_lock(&c->mu);
-    }
+    while (c->state == CL_FLUSHING && c->q_head && clock_now_ms() < c->close_deadline)
+        send_next_locked(c);
     cl_fail_queue_locked(c, "disconnected before the message was sent");
     /* The stock client closes its hanging GET before it signs out (the
      * original server may otherwise answer the parked wait after the

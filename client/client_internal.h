@@ -216,8 +216,6 @@ static inline void cl_session_off(pcsig_client_t *c)
 
 /* ---- client_state.c: helpers, events, the end of a session ------------------- */
 
-/* The text of an errno value, whichever strerror_r the C library has. */
-const char *cl_err_text(int err, char *tmp, size_t n);
 /* A heap copy of s[0..n) plus a NUL (of s up to its NUL); NULL when out of
  * memory. Caller frees. */
 char *cl_dup_n(const char *s, size_t n);

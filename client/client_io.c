@@ -321,7 +321,7 @@ char *cio_reason(const struct cio *io, const char *what, bool connecting, int rc
         p = buf_printf(&b, "%s: malformed answer from the server", what);
     else
         p = buf_printf(&b, "%s%s: %s", what, connecting ? ": connect" : "",
-                       cl_err_text(rc < 0 ? -rc : rc, tmp, sizeof tmp));
+                       log_strerror(rc < 0 ? -rc : rc, tmp, sizeof tmp));
     if (p < 0 || buf_append(&b, "", 1) < 0) {
         buf_free(&b);
         return NULL;

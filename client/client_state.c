@@ -30,18 +30,6 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-/* The text of an errno value, whichever strerror_r the C library has. */
-const char *cl_err_text(int err, char *tmp, size_t n)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-    return strerror_r(err, tmp, n);
-#else
-    if (strerror_r(err, tmp, n) != 0)
-        snprintf(tmp, n, "error %d", err);
-    return tmp;
-#endif
-}
-
 /* A heap copy of s[0..n) plus a NUL; NULL when out of memory. Caller frees. */
 char *cl_dup_n(const char *s, size_t n)
 {

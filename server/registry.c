@@ -496,6 +496,23 @@ static int grow_locked(registry_t *r)
     return 0;
 }
 
+/* Make m (id set, room reserved in the table and the heap) a member: found
+ * by id, last in join order, on the deadline heap. */
+static void link_member_locked(registry_t *r, struct member *m)
+{
+    size_t b = bucket_of(r, m->id);
+    m->hnext = r->buckets[b];
+    r->buckets[b] = m;
+    m->prev = r->last;
+    if (r->last)
+        r->last->next = m;
+    else
+        r->first = m;
+    r->last = m;
+    r->count++;
+    heap_push_locked(r, m);
+}
+
 static void unlink_locked(registry_t *r, struct member *m)
 {
     struct member **pp = &r->buckets[bucket_of(r, m->id)];
@@ -1023,17 +1040,7 @@ int reg_sign_in(registry_t *r, const char *raw_name, size_t name_len, uint64_t n
         goto out;
     }
     r->next_id++;
-    size_t b = bucket_of(r, m->id);
-    m->hnext = r->buckets[b];
-    r->buckets[b] = m;
-    m->prev = r->last;
-    if (r->last)
-        r->last->next = m;
-    else
-        r->first = m;
-    r->last = m;
-    r->count++;
-    heap_push_locked(r, m);
+    link_member_locked(r, m);
     /* The newcomer's line ends the roster (or the roster is rebuilt later). */
     if (r->roster_ok && proto_entry_append(&r->roster, m->name, m->name_len, m->id, true) < 0)
         r->roster_ok = false;
@@ -1191,18 +1198,8 @@ int reg_adopt(registry_t *r, uint64_t id, const char *name, size_t name_len, uin
         fresh = NULL;
         m->id = id;
         m->last_seen = now;
-        size_t b = bucket_of(r, m->id);
-        m->hnext = r->buckets[b];
-        r->buckets[b] = m;
-        m->prev = r->last;
-        if (r->last)
-            r->last->next = m;
-        else
-            r->first = m;
-        r->last = m;
-        r->count++;
+        link_member_locked(r, m);
         r->roster_ok = false;
-        heap_push_locked(r, m);
         m->join_seq = m->cursor = r->log_next;
     } else {
         seen_locked(r, m, now);

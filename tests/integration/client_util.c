@@ -487,3 +487,59 @@ char *cli_all_stderr(h_proc_t *p)
     assert_int_equal(buf_append(&b, "", 1), 0);
     return b.data;
 }
+
+/* Spawn the CLI with stdin, stdout and stderr on a new pseudo-terminal;
+ * p->out_fd is the master (in_fd and err_fd are copies of it). */
+h_proc_t *cli_spawn_pty(const char *const *args)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(m >= 0);
+    assert_int_equal(grantpt(m), 0);
+    assert_int_equal(unlockpt(m), 0);
+    char slave[128];
+    assert_int_equal(ptsname_r(m, slave, sizeof slave), 0);
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = (char *)client_path();
+    for (; *args && n < 15; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, slave, O_RDWR | O_NOCTTY, 0);
+    posix_spawn_file_actions_adddup2(&fa, 0, 1);
+    posix_spawn_file_actions_adddup2(&fa, 0, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
+    h_proc_t *p =
+        h_proc_adopt(pid, fcntl(m, F_DUPFD_CLOEXEC, 3), m, fcntl(m, F_DUPFD_CLOEXEC, 3));
+    assert_true(p->in_fd >= 0 && p->err_fd >= 0);
+    return p;
+}
+
+size_t pty_await_(h_proc_t *p, size_t from, const char *needle)
+{
+    uint64_t deadline = h_now_ms() + T_EVENT_MS;
+    size_t nl = strlen(needle);
+    for (;;) {
+        if (p->len >= from + nl) {
+            const char *at = memmem(p->buf + from, p->len - from, needle, nl);
+            if (at)
+                return (size_t)(at - p->buf);
+        }
+        uint64_t now = h_now_ms();
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
+        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1 ||
+            p->len == sizeof p->buf)
+            fail_msg("the terminal never showed \"%s\"; it shows:\n%.*s", needle, (int)p->len,
+                     p->buf);
+        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
+        if (r <= 0)
+            fail_msg("the terminal closed before \"%s\"; it shows:\n%.*s", needle, (int)p->len,
+                     p->buf);
+        p->len += (size_t)r;
+    }
+}

@@ -133,4 +133,14 @@ void certs_cleanup(void);
 /* All of a CLI's stderr until it closes (the CLI exited). */
 char *cli_all_stderr(h_proc_t *p);
 
+
+/* Spawn the CLI (client_path) with args and stdin, stdout and stderr on a
+ * new pseudo-terminal; p->out_fd is the master (in_fd and err_fd are copies
+ * of it). */
+h_proc_t *cli_spawn_pty(const char *const *args);
+/* Read the terminal until what it showed since offset `from` contains
+ * needle; returns needle's offset in p->buf (nothing is consumed). */
+#define pty_await(p, from, needle) (h_at(__FILE__, __LINE__), pty_await_((p), (from), (needle)))
+size_t pty_await_(h_proc_t *p, size_t from, const char *needle);
+
 #endif

@@ -19,75 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "client_util.h"
 #include "strlit.h"
 
-extern char **environ;
-
-#define T_EVENT_MS 10000 /* one thing the terminal should show */
-
-static const char *client_path(void)
-{
-    const char *p = getenv("PCSIG_CLIENT");
-    return p && *p ? p : "build/pcsig-client";
-}
-
-/* The CLI with stdin, stdout and stderr on a new pseudo-terminal. */
-static h_proc_t *spawn_on_pty(const char *const *args)
-{
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    assert_true(m >= 0);
-    assert_int_equal(grantpt(m), 0);
-    assert_int_equal(unlockpt(m), 0);
-    char slave[128];
-    assert_int_equal(ptsname_r(m, slave, sizeof slave), 0);
-    char *argv[16];
-    size_t n = 0;
-    argv[n++] = (char *)client_path();
-    for (; *args && n < 15; args++)
-        argv[n++] = (char *)*args;
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, slave, O_RDWR | O_NOCTTY, 0);
-    posix_spawn_file_actions_adddup2(&fa, 0, 1);
-    posix_spawn_file_actions_adddup2(&fa, 0, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        fail_msg("cannot run %s (error %d); set PCSIG_CLIENT", argv[0], rc);
-    h_proc_t *p =
-        h_proc_adopt(pid, fcntl(m, F_DUPFD_CLOEXEC, 3), m, fcntl(m, F_DUPFD_CLOEXEC, 3));
-    assert_true(p->in_fd >= 0 && p->err_fd >= 0);
-    return p;
-}
 
 /* Read the terminal until what it showed since `from` contains needle;
  * returns the offset just after it. */
-#define await_shown(p, from, needle) (h_at(__FILE__, __LINE__), await_shown_((p), (from), (needle)))
-static size_t await_shown_(h_proc_t *p, size_t from, const char *needle)
-{
-    uint64_t deadline = h_now_ms() + T_EVENT_MS;
-    size_t nl = strlen(needle);
-    for (;;) {
-        if (p->len >= from + nl) {
-            const char *at = memmem(p->buf + from, p->len - from, needle, nl);
-            if (at)
-                return (size_t)(at - p->buf) + nl;
-        }
-        uint64_t now = h_now_ms();
-        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
-        if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) != 1 ||
-            p->len == sizeof p->buf)
-            fail_msg("the terminal never showed \"%s\"; since then it shows:\n%.*s", needle,
-                     (int)(p->len - from), p->buf + from);
-        ssize_t r = read(p->out_fd, p->buf + p->len, sizeof p->buf - p->len);
-        if (r <= 0)
-            fail_msg("the terminal closed before \"%s\"", needle);
-        p->len += (size_t)r;
-    }
-}
+#define await_shown(p, from, needle) (pty_await((p), (from), (needle)) + strlen(needle))
 
 static void type(h_proc_t *p, const char *keys)
 {
@@ -103,7 +41,7 @@ static size_t start(h_server_t *s, h_proc_t **pp, const char *name)
     snprintf(port, sizeof port, "%u", (unsigned)s->port);
     const char *args[] = {"--server", "127.0.0.1", "--port", port, "--name", name,
                           "--autoconnect", NULL};
-    *pp = spawn_on_pty(args);
+    *pp = cli_spawn_pty(args);
     char want[128];
     snprintf(want, sizeof want, "signed in to 127.0.0.1:%s as 1; 0 peer(s)\r\n", port);
     return await_shown(*pp, 0, want);

@@ -283,8 +283,8 @@ CTEST_SRC := $(wildcard tests/cluster/test_*.c)
 CTEST_BIN := $(CTEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 CLUSTER_LIB_OBJ := $(BUILD)/tests/cluster/cluster.o
 CLUSTER_LAUNCH := $(BUILD)/tests/cluster/pcsig-cluster-launch
-$(CLUSTER_LAUNCH): $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ)
+$(CLUSTER_LAUNCH): $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(LIBPCSIG) $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/tests/cluster/launch.o $(CLUSTER_LIB_OBJ) $(LIBPCSIG) $(LIBS)
 $(BUILD)/tests/cluster/%: tests/cluster/%.c $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration -Itests/cluster -o $@ $< $(CLUSTER_LIB_OBJ) $(HARNESS_OBJ) $(LIBCLIENT) $(LIBPCSIG) $(LDFLAGS) $(LIBS) -lcmocka

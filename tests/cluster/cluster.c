@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define HC_STOP_MS 10000
 
 static uint64_t now_ms(void)
@@ -372,8 +374,10 @@ int hc_redis_start(hc_cluster_t *c)
                         "--save", "", "--appendonly", "no", "--dir", c->dir,
                         "--logfile", logf, "--daemonize", "no", NULL};
         int rc = proc_spawn(&c->redis, argv, NULL, -1);
-        if (rc < 0)
-            return fail(c, "cannot run redis-server: %s", strerror(-rc));
+        if (rc < 0) {
+            char why[128];
+            return fail(c, "cannot run redis-server: %s", log_strerror(-rc, why, sizeof why));
+        }
         uint64_t deadline = now_ms() + HC_READY_MS;
         int pause = 1;
         while (ms_left(deadline) > 0 && proc_running(&c->redis)) {
@@ -445,8 +449,10 @@ static int instance_spawn(hc_cluster_t *c, size_t i)
     int rc = proc_spawn(&in->p, argv, &in->out_fd, lfd);
     if (lfd >= 0)
         close(lfd);
-    if (rc < 0)
-        return fail(c, "cannot run %s: %s", c->server, strerror(-rc));
+    if (rc < 0) {
+        char why[128];
+        return fail(c, "cannot run %s: %s", c->server, log_strerror(-rc, why, sizeof why));
+    }
     in->port = 0;
     return 0;
 }
@@ -570,8 +576,10 @@ static int lb_spawn(hc_cluster_t *c, const uint16_t *ports, size_t n)
     int rc = proc_spawn(&c->lb, argv, NULL, lfd);
     if (lfd >= 0)
         close(lfd);
-    if (rc < 0)
-        return fail(c, "cannot run haproxy: %s", strerror(-rc));
+    if (rc < 0) {
+        char why[128];
+        return fail(c, "cannot run haproxy: %s", log_strerror(-rc, why, sizeof why));
+    }
     return 0;
 }
 
@@ -633,7 +641,8 @@ int hc_make_dir(hc_cluster_t *c)
     if (!mkdtemp(c->dir)) {
         int e = errno;
         c->dir[0] = '\0';
-        return fail(c, "mkdtemp: %s", strerror(e));
+        char why[128];
+        return fail(c, "mkdtemp: %s", log_strerror(e, why, sizeof why));
     }
     return 0;
 }

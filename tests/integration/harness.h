@@ -47,6 +47,9 @@
 /* Generous defaults: CI may be a loaded 2-core box running ASan. */
 #define H_TIMEOUT_MS 10000       /* one response, one connect, one send */
 #define H_START_TIMEOUT_MS 10000 /* the ready line */
+/* H_START_TIMEOUT_MS, or PCSIG_TEST_START_MS when set (a launcher of several
+ * servers takes longer). */
+int h_start_timeout_ms(void);
 #define H_STOP_TIMEOUT_MS 20000  /* SIGTERM to exit */
 #define H_SILENCE_MS 300         /* "nothing arrives" windows */
 

@@ -59,13 +59,18 @@ static const struct conn_ops plain_ops = {
 
 conn_t *conn_plain_new(int fd)
 {
+    if (net_set_nonblocking(fd, 1) < 0)
+        return NULL;
+    return conn_plain_adopt(fd);
+}
+
+conn_t *conn_plain_adopt(int fd)
+{
+    if (fd < 0)
+        return NULL;
     conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    if (net_set_nonblocking(fd, 1) < 0) {
-        free(c);
-        return NULL;
-    }
     c->ops = &plain_ops;
     c->fd = fd;
     c->want = POLLIN;

@@ -38,6 +38,9 @@ struct conn {
 /* Wrap a connected socket (made non-blocking here). Takes ownership of fd on
  * success; returns NULL (fd untouched) when out of memory. */
 conn_t *conn_plain_new(int fd);
+/* The same for a socket that is non-blocking already (accept4 with
+ * SOCK_NONBLOCK): no fcntl() calls, two fewer system calls per connection. */
+conn_t *conn_plain_adopt(int fd);
 
 /* >0 bytes read, 0 orderly EOF, -EAGAIN, or -errno. */
 ssize_t conn_read(conn_t *c, void *p, size_t n);

@@ -25,8 +25,10 @@ int net_set_nonblocking(int fd, int on)
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0)
         return -errno;
-    flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-    return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+    int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    if (want == flags)
+        return 0;
+    return fcntl(fd, F_SETFL, want) < 0 ? -errno : 0;
 }
 
 int net_local_port(int fd)

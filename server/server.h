@@ -2,7 +2,9 @@
  * server: the process-wide state of pcsig-server, in one named place, and
  * the threads that run it:
  *
- *   acceptor   accepts, enforces --max-connections, hands sockets to the poller
+ *   acceptor   accepts, enforces --max-connections; serves a plain
+ *              connection's first request itself, shares bursts with the
+ *              workers, hands TLS and what must wait to the poller
  *   poller     epoll: turns "readable/writable/hung up" into work items
  *   workers    read, parse, route and write; never block on a socket
  *   reaper     member and wait timeouts, request/idle deadlines
@@ -71,6 +73,7 @@ struct server {
     /* Closed sessions waiting for the poller to free them. Guarded by grave_lock. */
     pthread_mutex_t grave_lock;
     struct session *grave;
+    size_t grave_count; /* since the poller last emptied it */
 
     /* Reaper wake-up and stop. Guarded by reaper_lock. */
     pthread_mutex_t reaper_lock;
@@ -111,6 +114,8 @@ void server_stop(struct server *srv);
 
 /* Queue a session for a worker (the caller won its claim). Thread-safe. */
 void server_schedule(struct server *srv, struct session *s);
+/* Queue n sessions at once (one lock, at most one wake-up per worker). */
+void server_schedule_many(struct server *srv, struct session **v, size_t n);
 /* Hand a closed session to the poller for freeing. Thread-safe. */
 void server_bury(struct server *srv, struct session *s);
 /* SIGHUP: re-read the TLS certificate and key (the old ones stay on failure). */

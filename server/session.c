@@ -56,12 +56,37 @@ static bool waiter_claim(struct reg_waiter *w)
     return atomic_compare_exchange_strong(&from_waiter(w)->state, &expected, SESSION_RUNNING);
 }
 
+/*
+ * Sessions woken on this thread while it runs another (session_run_here):
+ * a message posted on the thread that accepted it wakes the receiver's
+ * parked /wait, and this thread answers it next, without a hand-off to a
+ * worker (a futex wake and a context switch). Only a few: past that (a
+ * broadcast waking hundreds), they go to the work queue for every worker.
+ */
+#ifndef SESSION_LOCAL_MAX
+#define SESSION_LOCAL_MAX 4
+#endif
+static _Thread_local bool local_on;
+static _Thread_local unsigned local_n;
+static _Thread_local struct session *local_head, *local_tail;
+
 static void waiter_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *item)
 {
     struct session *s = from_waiter(w);
     s->has_wake = true;
     s->wake_why = why;
     s->wake_item = item;
+    if (local_on && local_n < SESSION_LOCAL_MAX) {
+        /* Ours now (the registry claimed it for us): run after the current one. */
+        s->wq_next = NULL;
+        if (local_tail)
+            local_tail->wq_next = s;
+        else
+            local_head = s;
+        local_tail = s;
+        local_n++;
+        return;
+    }
     server_schedule(s->srv, s);
 }
 
@@ -70,7 +95,8 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->conn = tls ? tls_server_wrap(srv->tls, fd) : conn_plain_new(fd);
+    s->conn = tls ? tls_server_wrap(srv->tls, fd) : conn_plain_adopt(fd); /* accept4: SOCK_NONBLOCK */
+    s->tls = tls;
     s->accepted_ms = clock_now_ms();
     if (!s->conn) {
         free(s);
@@ -205,7 +231,8 @@ static void release(struct session *s)
     }
     s->has_wake = false;
     if (s->conn) {
-        epoll_ctl(srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
+        /* No EPOLL_CTL_DEL: closing the only descriptor of the socket takes
+         * it out of the epoll set (the server never duplicates one). */
         conn_close(s->conn);
         s->conn = NULL;
         if (s->refusal)
@@ -228,6 +255,12 @@ static enum step close_session(struct session *s)
     }
     release(s);
     unlink_session(s);
+    if (!s->was_in_epoll && !session_pinned(s)) {
+        /* Never in epoll, so no event in the poller's hands points to it,
+         * and unlinked, so the reaper cannot reach it: free it now. */
+        session_free(s);
+        return STEP_HANDED_OFF;
+    }
     server_bury(s->srv, s);
     return STEP_HANDED_OFF;
 }
@@ -266,6 +299,17 @@ void session_free(struct session *s)
     free(s);
 }
 
+/* Register with epoll, or change what we wait for: a session served at
+ * once on the accepting thread enters epoll only when it must wait. */
+static int session_epoll(struct session *s, struct epoll_event *ev)
+{
+    int op = s->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(s->srv->epfd, op, conn_fd(s->conn), ev) < 0)
+        return -1;
+    s->in_epoll = s->was_in_epoll = true;
+    return 0;
+}
+
 /*
  * Give the session to the poller until events (EPOLLIN/EPOLLOUT) or the
  * deadline. If a wake-up raced with us, take it straight back.
@@ -285,7 +329,7 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
         deadline = s->accepted_ms + s->srv->cfg.read_timeout_ms;
     atomic_store(&s->deadline_ms, deadline);
     struct epoll_event ev = {.events = events | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
-    if (epoll_ctl(s->srv->epfd, EPOLL_CTL_MOD, conn_fd(s->conn), &ev) < 0) {
+    if (session_epoll(s, &ev) < 0) {
         log_errno(LOG_ERROR, errno, "epoll_ctl for %s", s->peer);
         return close_session(s);
     }
@@ -465,7 +509,7 @@ static enum step start_wait(struct session *s, uint64_t id)
     atomic_store(&s->deadline_ms, 0);
     /* Watch for hang-up while parked; armed before parking, while we own it. */
     struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, conn_fd(s->conn), &ev) < 0) {
+    if (session_epoll(s, &ev) < 0) {
         s->waiting = false;
         return close_session(s);
     }
@@ -740,6 +784,13 @@ void session_run(struct session *s)
                                             s->wake_why == REG_WAKE_SHUTDOWN))
                         cluster_release(s->srv->cluster, s->wait_member, s->cluster_gen);
                     answer_wait(s, s->wake_why, item);
+                    if (s->close_after_write && s->in_epoll) {
+                        /* Out of epoll before the answer goes: the client hangs
+                         * up as soon as it has read it, and that hang-up would
+                         * wake the poller for nothing before our close. */
+                        epoll_ctl(s->srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
+                        s->in_epoll = false;
+                    }
                 }
             } else {
                 /* Hang-up while parked: the client is gone. */
@@ -752,4 +803,24 @@ void session_run(struct session *s)
         if (pump(s) == STEP_HANDED_OFF)
             return;
     }
+}
+
+void session_run_here(struct session *s)
+{
+    local_on = true;
+    session_run(s);
+    while (local_head) {
+        struct session *next = local_head;
+        local_head = next->wq_next;
+        if (!local_head)
+            local_tail = NULL;
+        local_n--;
+        session_run(next);
+    }
+    local_on = false;
+}
+
+bool session_first_plain_request(const struct session *s)
+{
+    return !s->first_request_done && !s->tls && !s->refusal && s->conn;
 }

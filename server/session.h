@@ -94,6 +94,15 @@ struct session {
      * closes; counted in srv->tls_refusals, not in open_conns. Set before
      * the session is published; read-only after. */
     bool refusal;
+    bool tls; /* accepted on a TLS listener; set before publication */
+    /* Registered with the server's epoll set. A plain connection is served
+     * first on the thread that accepted it, and enters epoll only when it
+     * must wait (a partial request, a parked /wait, keep-alive, a slow
+     * reader). Written by the RUNNING owner (or before publication). */
+    bool in_epoll;
+    /* Was ever in it: an event may still be in the poller's hands, so it is
+     * freed through the graveyard, never at once. */
+    bool was_in_epoll;
 
     struct session *wq_next;           /* work queue; guarded by wq_lock */
     struct session *prev, *next;       /* all sessions; guarded by sessions_lock */
@@ -115,6 +124,18 @@ struct session *session_new_refusal(struct server *srv, int fd, const struct soc
 /* Run the state machine until the session must wait again or is closed.
  * Called only by a worker that owns the session (RUNNING). */
 void session_run(struct session *s);
+
+/* Run s (RUNNING, ours) on this thread, then the few parked /waits that
+ * what it did woke (a message it relayed), instead of handing them to a
+ * worker; the rest of what it woke goes to the work queue as usual. */
+void session_run_here(struct session *s);
+
+/* True when s (claimed by the caller) is a plain connection whose first
+ * request has not been read yet: it was accepted before its request came
+ * in. The poller serves those itself, as the acceptor would have: reading a
+ * request is cheap, and a hand-off to a worker costs more than the request.
+ * TLS handshakes and everything after the first request go to workers. */
+bool session_first_plain_request(const struct session *s);
 
 /* Record why and try to take the session from ARMED (or also PARKED when
  * parked_too). True when the caller won and must server_schedule() it. */

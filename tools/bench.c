@@ -118,6 +118,12 @@ static void usage(FILE *f)
         "  --churn R              while relaying, sign transient members (churn<k>) in\n"
         "                         and out, R cycles a second; every peer must see each\n"
         "                         join and leave once (the details line counts them)\n"
+        "  --join-interval MS     peer i signs in MS x i after the first (default 0: as\n"
+        "                         fast as --signin-concurrency allows); join_s is then\n"
+        "                         the time until every join was seen (quiet)\n"
+        "  --server-pid PID       an external server's pid: its CPU time while the\n"
+        "                         messages are relayed is reported per message\n"
+        "                         (relay_cpu_us_per_msg; spawned servers always)\n"
         "  --seed N               random seed (default 1)\n"
         "  --quiet                no progress lines on stderr\n"
         "  --tls                  every connection speaks TLS (a client context per thread:\n"
@@ -172,6 +178,7 @@ enum {
     OPT_SERVER = 256, OPT_PORT, OPT_SPAWN, OPT_PEERS, OPT_MESSAGES, OPT_SENDERS, OPT_INFLIGHT,
     OPT_RATE, OPT_SIZE, OPT_KEEPALIVE, OPT_LOOPS, OPT_SRC, OPT_SIGNIN_CONC, OPT_TIMEOUT,
     OPT_DRAIN, OPT_SIGN_OUT, OPT_NO_SIGN_OUT, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_CHURN,
+    OPT_JOIN_INTERVAL, OPT_SERVER_PID,
     OPT_TLS, OPT_CA, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY, OPT_HANDSHAKES, OPT_HS_PARALLEL,
     OPT_BATCH,
 };
@@ -200,6 +207,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"seed", required_argument, NULL, OPT_SEED},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"churn", required_argument, NULL, OPT_CHURN},
+        {"join-interval", required_argument, NULL, OPT_JOIN_INTERVAL},
+        {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"tls", no_argument, NULL, OPT_TLS},
         {"ca", required_argument, NULL, OPT_CA},
         {"tls-name", required_argument, NULL, OPT_TLS_NAME},
@@ -298,6 +307,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case OPT_CHURN:
             rc = opt_double("--churn", optarg, 0.001, 100000, &o->churn_rate);
+            break;
+        case OPT_JOIN_INTERVAL:
+            rc = opt_double("--join-interval", optarg, 0, 60000, &o->join_interval_ms);
+            break;
+        case OPT_SERVER_PID:
+            if ((rc = opt_u64("--server-pid", optarg, 1, INT32_MAX, &v)) == 0)
+                o->server_pid = (int)v;
             break;
         case OPT_HELP: usage(stdout); exit(0);
         default:
@@ -909,7 +925,13 @@ int main(int argc, char **argv)
                           ? (double)(atomic_load(&b->t_signed_in_ns) - b->t0_ns) / 1e9
                           : -1;
 
-    /* 2. Relay the messages; then wait for what is still in flight. */
+    /* 2. Relay the messages; then wait for what is still in flight. The
+     * server's CPU time over this phase alone, per message, excludes the
+     * joins (N(N-1)/2 deliveries that would swamp a short run). */
+    pid_t cpu_pid = sp.pid > 0 ? sp.pid : (pid_t)b->o.server_pid;
+    struct proc_stats relay0 = {0};
+    if (cpu_pid > 0)
+        relay0 = read_proc_stats(cpu_pid);
     uint64_t t_send0 = bench_now_ns();
     if (ok && b->o.messages > 0) {
         atomic_store(&b->phase, PH_RUN);
@@ -945,6 +967,9 @@ int main(int argc, char **argv)
     struct proc_stats ps = {0};
     if (sp.pid > 0 && server_alive(&sp))
         ps = read_proc_stats(sp.pid);
+    struct proc_stats relay1 = {0};
+    if (cpu_pid > 0 && (sp.pid <= 0 || server_alive(&sp)))
+        relay1 = sp.pid > 0 ? ps : read_proc_stats(cpu_pid);
     if (b->o.sign_out && !r.fatal && !r.timed_out && !atomic_load(&b->stop)) {
         r.phase_name = "sign-out";
         atomic_store(&b->phase, PH_SIGNOUT);
@@ -1019,6 +1044,9 @@ int main(int argc, char **argv)
     if (ps.ok)
         printf(" server_rss_mb=%.1f server_cpu_s=%.2f server_threads=%ld", ps.rss_mb, ps.cpu_s,
                ps.threads);
+    if (relay0.ok && relay1.ok && delivered)
+        printf(" relay_cpu_us_per_msg=%.1f",
+               (relay1.cpu_s - relay0.cpu_s) * 1e6 / (double)delivered);
     printf("\n");
     fflush(stdout);
 

@@ -80,6 +80,8 @@ struct bench_opts {
     uint64_t handshakes;    /* --handshakes N: the handshake mode; 0: off */
     unsigned hs_parallel;   /* --hs-parallel: connections at a time in that mode */
     double churn_rate;      /* --churn: sign-in/sign-out cycles a second; 0: off */
+    double join_interval_ms; /* --join-interval: peer i signs in at i x this; 0: at once */
+    int server_pid;         /* --server-pid: an external server's pid, for its CPU time */
 };
 
 /* Latency histogram in microseconds: exact below 128 us, then 64 linear

@@ -743,6 +743,14 @@ static void begin_signout(struct bench_loop *l)
         atomic_store(&l->signout_done, true);
 }
 
+/* --join-interval: peer i is due i intervals after the start. */
+static bool signin_due(const struct bench *b, uint32_t i)
+{
+    if (b->o.join_interval_ms <= 0)
+        return true;
+    return bench_now_ns() >= b->t0_ns + (uint64_t)((double)i * b->o.join_interval_ms * 1e6);
+}
+
 static void *loop_main(void *arg)
 {
     struct bench_loop *l = arg;
@@ -753,7 +761,8 @@ static void *loop_main(void *arg)
     while (!atomic_load(&b->stop)) {
         int phase = atomic_load(&b->phase);
         if (phase <= PH_RUN) {
-            while (l->next_signin < b->o.peers && l->signin_inflight < b->o.signin_conc) {
+            while (l->next_signin < b->o.peers && l->signin_inflight < b->o.signin_conc &&
+                   signin_due(b, l->next_signin)) {
                 struct bench_peer *p = &b->peers[l->next_signin];
                 l->next_signin += b->o.loops;
                 l->signin_inflight++;
@@ -776,7 +785,9 @@ static void *loop_main(void *arg)
         }
         if (l->nretry)
             run_retries(l);
-        int n = epoll_wait(l->epfd, evs, LOOP_EVENTS, LOOP_TICK_MS);
+        /* Paced sign-ins: come back in time for the next one. */
+        int tick = b->o.join_interval_ms > 0 && l->next_signin < b->o.peers ? 1 : LOOP_TICK_MS;
+        int n = epoll_wait(l->epfd, evs, LOOP_EVENTS, tick);
         if (n < 0 && errno != EINTR) {
             log_errno(LOG_ERROR, errno, "epoll_wait");
             atomic_store(&b->stop, true);

@@ -1,7 +1,8 @@
 /*
  * acceptor: accepts, enforces --max-connections and the per-address
  * limits, and serves a plain connection's first request on the spot
- * (session_run_here); TLS, and whatever must wait, go to the poller.
+ * (session_run_here), except with --cluster; TLS, and whatever must wait,
+ * go to the poller.
  * poll() failing --accept-give-up seconds without a break (it only fails
  * for want of memory or from a bug) means the acceptor is deaf for good:
  * it stops the server with an error exit, so that a supervisor restarts it.
@@ -141,7 +142,11 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
 static void serve_or_share(struct server *srv, struct session **held, size_t n)
 {
     size_t keep = n;
-    if (n >= SHARE_BURST && atomic_load_explicit(&srv->wq_depth, memory_order_relaxed) == 0)
+    /* --cluster: a request is a Redis round trip (or several); served here
+     * it would stop this thread from accepting until Redis answered. */
+    if (srv->cluster)
+        keep = 0;
+    else if (n >= SHARE_BURST && atomic_load_explicit(&srv->wq_depth, memory_order_relaxed) == 0)
         keep = (n + (size_t)srv->cfg.workers) / ((size_t)srv->cfg.workers + 1);
     if (keep < n)
         server_schedule_many(srv, held + keep, n - keep);

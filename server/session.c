@@ -822,5 +822,6 @@ void session_run_here(struct session *s)
 
 bool session_first_plain_request(const struct session *s)
 {
-    return !s->first_request_done && !s->tls && !s->refusal && s->conn;
+    /* --cluster: never, the poller would wait on Redis (see serve_or_share). */
+    return !s->first_request_done && !s->tls && !s->refusal && s->conn && !s->srv->cluster;
 }

@@ -90,7 +90,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
         /* Counted before the client can see the answer, so a scrape that
          * follows the refusal always includes it. */
         metrics_count_refused(&srv->metrics, MET_REFUSED_MAX_CONNECTIONS);
-        refuse_conn(srv, fd, ss, tls, resp_busy_bytes, resp_busy_len);
+        refuse_conn(srv, fd, ss, tls, srv->busy_answer.data, srv->busy_answer.len);
         return NULL;
     }
     rl_key_t key;
@@ -101,7 +101,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
     bool per_ip = !metrics_only;
     if (per_ip && !rl_conn_open(srv->rl, &key)) {
         metrics_count_refused(&srv->metrics, MET_REFUSED_PER_IP);
-        refuse_conn(srv, fd, ss, tls, resp_per_ip_bytes, resp_per_ip_len);
+        refuse_conn(srv, fd, ss, tls, srv->per_ip_answer.data, srv->per_ip_answer.len);
         return NULL;
     }
     struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);

@@ -7,6 +7,7 @@
 #include "session.h"
 #include "strlit.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
@@ -37,6 +38,15 @@
  * connection before the client has read the answer. */
 #define SESSION_LINGER_MS 2000
 
+/*
+ * The ownership protocol (session.h), checked where it matters: only the
+ * RUNNING owner gets past these points. One relaxed load each, in every
+ * build without NDEBUG (the default); a failure is a race in the protocol,
+ * never a client's doing.
+ */
+#define ASSERT_RUNNING(s)                                                                     \
+    assert(atomic_load_explicit(&(s)->state, memory_order_relaxed) == SESSION_RUNNING)
+
 /* What a step of the state machine left us with. */
 enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
 
@@ -47,6 +57,8 @@ static struct session *from_waiter(struct reg_waiter *w)
 
 static void waiter_on_park(struct reg_waiter *w)
 {
+    /* Parked by its owner, inside reg_wait: nobody else could have it. */
+    ASSERT_RUNNING(from_waiter(w));
     atomic_store(&from_waiter(w)->state, SESSION_PARKED);
 }
 
@@ -73,6 +85,8 @@ static _Thread_local struct session *local_head, *local_tail;
 static void waiter_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *item)
 {
     struct session *s = from_waiter(w);
+    ASSERT_RUNNING(s); /* the registry claimed it for us (waiter_claim) */
+    assert(!s->has_wake);
     s->has_wake = true;
     s->wake_why = why;
     s->wake_item = item;
@@ -247,6 +261,7 @@ static void release(struct session *s)
 
 static enum step close_session(struct session *s)
 {
+    ASSERT_RUNNING(s);
     if (s->waiting) {
         reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
         if (s->srv->cluster)
@@ -294,6 +309,8 @@ void session_free(struct session *s)
 {
     if (!s)
         return;
+    /* No worker between publishing it and its re-check (see pins). */
+    assert(atomic_load(&s->pins) == 0);
     buf_free(&s->in);
     buf_free(&s->out);
     free(s);
@@ -316,6 +333,7 @@ static int session_epoll(struct session *s, struct epoll_event *ev)
  */
 static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
 {
+    ASSERT_RUNNING(s);
     if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
         buf_free(&s->in);
     if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
@@ -442,6 +460,7 @@ static int append_batch(struct session *s, const reg_item_t *chain, bool ka)
 /* Write the answer to this session's /wait. */
 static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 {
+    ASSERT_RUNNING(s);
     struct server *srv = s->srv;
     /* A member that is gone has nothing more to wait for on this connection. */
     bool ka = s->wait_keep_alive && !atomic_load(&srv->draining) && why != REG_WAKE_GONE;
@@ -505,6 +524,8 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 static enum step start_wait(struct session *s, uint64_t id)
 {
     struct server *srv = s->srv;
+    ASSERT_RUNNING(s);
+    assert(!s->waiting);
     s->waiting = true;
     s->wait_member = id;
     atomic_store(&s->deadline_ms, 0);
@@ -615,6 +636,7 @@ static enum step pump(struct session *s)
     struct server *srv = s->srv;
     const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
     for (;;) {
+        ASSERT_RUNNING(s);
         /* What was written is dropped from out once per pass, not after
          * each write: a big answer going out in socket-sized pieces would
          * otherwise be moved down once per piece. */
@@ -795,6 +817,7 @@ static bool handle_timeout(struct session *s)
 void session_run(struct session *s)
 {
     for (;;) {
+        ASSERT_RUNNING(s);
         unsigned bits = atomic_exchange(&s->wake_bits, 0);
         if ((bits & SESSION_WAKE_EVICT) && !s->waiting && s->out.len &&
             atomic_load(&s->out_progress_ms)) {

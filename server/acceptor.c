@@ -22,9 +22,6 @@
 
 #define ACCEPT_BACKOFF_MS 100
 #define ACCEPT_BATCH 64 /* connections accepted (and served) between two polls */
-/* Connections in one drain of the backlog from which the workers get a
- * share: below it, a hand-off (a futex wake-up) costs more than serving. */
-#define SHARE_BURST 8
 /* TLS connections refused at the connection cap or the per-address limit
  * are answered through TLS, which costs a handshake (and a socket held up to
  * the read timeout): at most this many at once, past it they are closed at
@@ -125,33 +122,28 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
     }
     /* Plain: the request is usually in the socket already (the client
      * sent it right after connecting). It is read, parsed, routed and
-     * answered without a trip through epoll (see serve_or_share); the
+     * answered without a trip through epoll (see serve_held); the
      * session enters epoll only if it must wait (see in_epoll). */
     return s;
 }
 
 /*
- * The n plain connections one drain of the backlog accepted. Alone, a
- * connection is served on this thread: the common case of one request at a
- * time, or a few, cost no hand-off at all. A burst (SHARE_BURST or more,
- * such as the waits of every member re-polling after a join) is shared: this thread keeps its
- * part and queues the rest for the workers in one go (one lock, at most one
- * wake-up per worker, no epoll round trip), so that every core serves
- * requests, unless the workers are behind already.
+ * The n plain connections one drain of the backlog accepted, served here
+ * one after the other: the common case of one request at a time costs no
+ * hand-off at all. (Sharing a burst with the workers through the work
+ * queue was tried and lost members in a 10,000-peer join: BENCHMARKS.md.)
+ * With --cluster none is served here: a request is a Redis round trip (or
+ * several), which would stop this thread from accepting until Redis
+ * answered; the workers take them all.
  */
-static void serve_or_share(struct server *srv, struct session **held, size_t n)
+static void serve_held(struct server *srv, struct session **held, size_t n)
 {
-    size_t keep = n;
-    /* --cluster: a request is a Redis round trip (or several); served here
-     * it would stop this thread from accepting until Redis answered. */
-    if (srv->cluster)
-        keep = 0;
-    else if (n >= SHARE_BURST && atomic_load_explicit(&srv->wq_depth, memory_order_relaxed) == 0)
-        keep = (n + (size_t)srv->cfg.workers) / ((size_t)srv->cfg.workers + 1);
-    if (keep < n)
-        server_schedule_many(srv, held + keep, n - keep);
-    for (size_t i = 0; i < keep; i++)
-        session_run_here(held[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (srv->cluster)
+            server_schedule(srv, held[i]);
+        else
+            session_run_here(held[i]);
+    }
 }
 
 /*
@@ -216,7 +208,7 @@ void *acceptor_main(void *arg)
                 continue;
             /* Drain the backlog, but look at the stop request between
              * batches: each connection may now be served right here. */
-            /* Accepted, served once the backlog is drained (serve_or_share). */
+            /* Accepted, served once the backlog is drained (serve_held). */
             struct session *held[ACCEPT_BATCH];
             size_t nheld = 0;
             for (int k = 0; k < ACCEPT_BATCH; k++) {
@@ -247,7 +239,7 @@ void *acceptor_main(void *arg)
                 log_errno(LOG_ERROR, errno, "accept");
                 break;
             }
-            serve_or_share(srv, held, nheld);
+            serve_held(srv, held, nheld);
         }
     }
     return NULL;

@@ -3,8 +3,8 @@
  * the threads that run it:
  *
  *   acceptor   accepts, enforces --max-connections; serves a plain
- *              connection's first request itself, shares bursts with the
- *              workers, hands TLS and what must wait to the poller
+ *              connection's first request itself, hands TLS and what
+ *              must wait to the poller
  *   poller     epoll: turns "readable/writable/hung up" into work items
  *   workers    read, parse, route and write; never block on a socket
  *   reaper     member and wait timeouts, request/idle deadlines
@@ -117,8 +117,6 @@ void server_stop(struct server *srv);
 
 /* Queue a session for a worker (the caller won its claim). Thread-safe. */
 void server_schedule(struct server *srv, struct session *s);
-/* Queue n sessions at once (one lock, at most one wake-up per worker). */
-void server_schedule_many(struct server *srv, struct session **v, size_t n);
 /* Hand a closed session to the poller for freeing. Thread-safe. */
 void server_bury(struct server *srv, struct session *s);
 /* SIGHUP: re-read the TLS certificate and key (the old ones stay on failure). */

@@ -526,6 +526,12 @@ static enum step start_wait(struct session *s, uint64_t id)
     struct server *srv = s->srv;
     ASSERT_RUNNING(s);
     assert(!s->waiting);
+    /* A parked wait holds no big buffer (as arm() does for the others): a
+     * sign-in's member list may have just gone out of this one. */
+    if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
+        buf_free(&s->in);
+    if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
+        buf_free(&s->out);
     s->waiting = true;
     s->wait_member = id;
     atomic_store(&s->deadline_ms, 0);
@@ -883,6 +889,6 @@ void session_run_here(struct session *s)
 
 bool session_first_plain_request(const struct session *s)
 {
-    /* --cluster: never, the poller would wait on Redis (see serve_or_share). */
+    /* --cluster: never, the poller would wait on Redis (see serve_held). */
     return !s->first_request_done && !s->tls && !s->refusal && s->conn && !s->srv->cluster;
 }

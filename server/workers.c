@@ -24,28 +24,6 @@ void server_schedule(struct server *srv, struct session *s)
     pthread_mutex_unlock(&srv->wq_lock);
 }
 
-void server_schedule_many(struct server *srv, struct session **v, size_t n)
-{
-    if (n == 0)
-        return;
-    pthread_mutex_lock(&srv->wq_lock);
-    for (size_t i = 0; i < n; i++) {
-        struct session *s = v[i];
-        s->wq_next = NULL;
-        if (srv->wq_tail)
-            srv->wq_tail->wq_next = s;
-        else
-            srv->wq_head = s;
-        srv->wq_tail = s;
-    }
-    atomic_fetch_add_explicit(&srv->wq_depth, n, memory_order_relaxed);
-    if (n == 1)
-        pthread_cond_signal(&srv->wq_cond);
-    else
-        pthread_cond_broadcast(&srv->wq_cond);
-    pthread_mutex_unlock(&srv->wq_lock);
-}
-
 void *worker_main(void *arg)
 {
     struct server *srv = arg;

@@ -55,6 +55,7 @@ HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
 # unit test_client): nothing is exported only for tests, and that module's
 # object is not linked again.
 UNIT_EXTRA_test_sdnotify := $(BUILD)/server/sdnotify.o
+UNIT_EXTRA_test_response := $(BUILD)/server/response.o
 UNIT_EXTRA_test_web := $(BUILD)/server/response.o $(BUILD)/server/config.o $(BUILD)/gen/web_assets.o \
                       $(BUILD)/server/cluster_keys.o
 UNIT_EXTRA_test_config := $(BUILD)/server/cluster_keys.o

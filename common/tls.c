@@ -32,6 +32,8 @@ struct tls_server {
     pthread_mutex_t lock; /* guards ctx and opts */
     SSL_CTX *ctx;
     char *cert_file, *key_file, *client_ca_file;
+    char *plain_http_answer; /* see tls_server_options; NULL: close unanswered */
+    size_t plain_http_answer_len;
     /* Handshake results, for metrics: bumped by whichever thread runs the
      * connection, read by a scrape; relaxed, as no other data hangs on them. */
     atomic_ulong full, resumed, failed;
@@ -61,15 +63,6 @@ struct tls_conn {
     bool checked_first_byte;
     bool failure_counted; /* a connection's failed handshake counts once */
 };
-
-#define PLAIN_HTTP_REFUSAL_BODY "this port speaks TLS: use https://\n"
-static const char plain_http_refusal[] =
-    "HTTP/1.1 400 Bad Request\r\n"
-    "Connection: close\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 35\r\n"
-    "\r\n" PLAIN_HTTP_REFUSAL_BODY;
-_Static_assert(sizeof PLAIN_HTTP_REFUSAL_BODY - 1 == 35, "Content-Length of the refusal");
 
 static void set_err(char *err, size_t len, const char *what)
 {
@@ -117,7 +110,8 @@ static ssize_t decode_result(struct tls_conn *tc, int ret)
     }
 }
 
-/* A client that speaks plain HTTP to the TLS port gets a readable 400. */
+/* A client that speaks plain HTTP to the TLS port gets the server's
+ * readable answer (tls_server_options.plain_http_answer). */
 static ssize_t refuse_plain_http(struct tls_conn *tc)
 {
     unsigned char first;
@@ -131,9 +125,11 @@ static ssize_t refuse_plain_http(struct tls_conn *tc)
     tc->checked_first_byte = true;
     if (first == 0x16) /* a TLS handshake record */
         return 1;
-    ssize_t w = send(tc->base.fd, plain_http_refusal, sizeof plain_http_refusal - 1,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)w;
+    if (tc->server->plain_http_answer) {
+        ssize_t w = send(tc->base.fd, tc->server->plain_http_answer,
+                         tc->server->plain_http_answer_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+    }
     snprintf(tc->base.error, sizeof tc->base.error, "plain HTTP on the TLS port");
     return -EPROTO;
 }
@@ -336,7 +332,12 @@ int tls_server_new(const struct tls_server_options *o, tls_server_t **out, char 
     t->cert_file = dup_or_null(o->cert_file);
     t->key_file = dup_or_null(o->key_file);
     t->client_ca_file = dup_or_null(o->client_ca_file);
-    if (!t->cert_file || !t->key_file || (o->client_ca_file && !t->client_ca_file)) {
+    if (o->plain_http_answer &&
+        (t->plain_http_answer = malloc(o->plain_http_answer_len ? o->plain_http_answer_len : 1)))
+        memcpy(t->plain_http_answer, o->plain_http_answer, o->plain_http_answer_len);
+    t->plain_http_answer_len = o->plain_http_answer_len;
+    if (!t->cert_file || !t->key_file || (o->client_ca_file && !t->client_ca_file) ||
+        (o->plain_http_answer && !t->plain_http_answer)) {
         tls_server_free(t);
         return -ENOMEM;
     }
@@ -413,6 +414,7 @@ void tls_server_free(tls_server_t *t)
     free(t->cert_file);
     free(t->key_file);
     free(t->client_ca_file);
+    free(t->plain_http_answer);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

@@ -26,6 +26,11 @@ struct tls_server_options {
     const char *cert_file;      /* PEM chain */
     const char *key_file;       /* PEM private key */
     const char *client_ca_file; /* non-NULL: require and verify client certificates */
+    /* Sent (copied at tls_server_new) to a client that speaks plain HTTP to
+     * the TLS port before closing; NULL: close without a word. The server
+     * decides its bytes (response.c), not this layer. */
+    const char *plain_http_answer;
+    size_t plain_http_answer_len;
 };
 
 /* Returns 0 and *out, or -errno with the reason in err. */

@@ -1,7 +1,8 @@
 /*
  * acceptor: accepts, enforces --max-connections and the per-address
  * limits, and serves a plain connection's first request on the spot
- * (session_run_here); TLS, and whatever must wait, go to the poller.
+ * (session_run_here), except with --cluster; TLS, and whatever must wait,
+ * go to the poller.
  * poll() failing --accept-give-up seconds without a break (it only fails
  * for want of memory or from a bug) means the acceptor is deaf for good:
  * it stops the server with an error exit, so that a supervisor restarts it.
@@ -86,7 +87,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
         /* Counted before the client can see the answer, so a scrape that
          * follows the refusal always includes it. */
         metrics_count_refused(&srv->metrics, MET_REFUSED_MAX_CONNECTIONS);
-        refuse_conn(srv, fd, ss, tls, resp_busy_bytes, resp_busy_len);
+        refuse_conn(srv, fd, ss, tls, srv->busy_answer.data, srv->busy_answer.len);
         return NULL;
     }
     rl_key_t key;
@@ -97,7 +98,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
     bool per_ip = !metrics_only;
     if (per_ip && !rl_conn_open(srv->rl, &key)) {
         metrics_count_refused(&srv->metrics, MET_REFUSED_PER_IP);
-        refuse_conn(srv, fd, ss, tls, resp_per_ip_bytes, resp_per_ip_len);
+        refuse_conn(srv, fd, ss, tls, srv->per_ip_answer.data, srv->per_ip_answer.len);
         return NULL;
     }
     struct session *s = session_new(srv, fd, (struct sockaddr *)ss, tls);
@@ -133,11 +134,18 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
  * one after the other: the common case of one request at a time costs no
  * hand-off at all. (Sharing a burst with the workers through the work
  * queue was tried and lost members in a 10,000-peer join: BENCHMARKS.md.)
+ * With --cluster none is served here: a request is a Redis round trip (or
+ * several), which would stop this thread from accepting until Redis
+ * answered; the workers take them all.
  */
-static void serve_held(struct session **held, size_t n)
+static void serve_held(struct server *srv, struct session **held, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        session_run_here(held[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (srv->cluster)
+            server_schedule(srv, held[i]);
+        else
+            session_run_here(held[i]);
+    }
 }
 
 /*
@@ -233,7 +241,7 @@ void *acceptor_main(void *arg)
                 log_errno(LOG_ERROR, errno, "accept");
                 break;
             }
-            serve_held(held, nheld);
+            serve_held(srv, held, nheld);
         }
     }
     return NULL;

@@ -229,6 +229,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->quit_claimed, false);
     atomic_init(&srv->quit_set, false);
     buf_init(&srv->quit_why, 0);
+    buf_init(&srv->busy_answer, 4096);
+    buf_init(&srv->per_ip_answer, 4096);
     atomic_init(&srv->wq_depth, 0);
     atomic_init(&srv->out_held, 0);
     atomic_init(&srv->out_pressure, false);
@@ -266,11 +268,24 @@ int server_start(struct server *srv, const struct server_config *cfg)
         err = -ENOMEM;
         goto fail;
     }
+    if (resp_append_outcome(&srv->busy_answer, OUTCOME_BUSY, false, 0) < 0 ||
+        resp_append_outcome(&srv->per_ip_answer, OUTCOME_PER_IP, false, 0) < 0) {
+        err = -ENOMEM;
+        goto fail;
+    }
     if (cfg->tls_cert) {
         char why[256] = "";
+        buf_t plain;
+        buf_init(&plain, 4096);
         struct tls_server_options to = {.cert_file = cfg->tls_cert, .key_file = cfg->tls_key,
                                         .client_ca_file = cfg->tls_client_ca};
-        if ((err = tls_server_new(&to, &srv->tls, why, sizeof why)) < 0) {
+        if (resp_append_outcome(&plain, OUTCOME_PLAIN_HTTP_ON_TLS, false, 0) == 0) {
+            to.plain_http_answer = plain.data;
+            to.plain_http_answer_len = plain.len;
+        }
+        err = tls_server_new(&to, &srv->tls, why, sizeof why);
+        buf_free(&plain);
+        if (err < 0) {
             log_error("TLS: %s", why);
             goto fail;
         }
@@ -493,6 +508,8 @@ void server_stop(struct server *srv)
     srv->reg = NULL;
     atomic_store(&srv->quit_set, false);
     buf_free(&srv->quit_why);
+    buf_free(&srv->busy_answer);
+    buf_free(&srv->per_ip_answer);
     if (srv->epfd >= 0)
         close(srv->epfd);
     if (srv->acceptor_wake_fd >= 0)

@@ -90,6 +90,9 @@ struct server {
     atomic_bool quit_claimed;
     atomic_bool quit_set;
     buf_t quit_why; /* NUL-terminated text */
+    /* The acceptor's refusals (OUTCOME_BUSY, OUTCOME_PER_IP), whole answers
+     * built once at start from response.c's table; read-only after. */
+    buf_t busy_answer, per_ip_answer;
     atomic_size_t wq_depth;  /* sessions in the work queue (a gauge for scrapes) */
     /* Answer bytes held in sessions' out buffers, every session together
      * (--max-total-output-bytes bounds it); see session_out_sync. */

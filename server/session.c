@@ -7,6 +7,7 @@
 #include "session.h"
 #include "strlit.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
@@ -37,6 +38,15 @@
  * connection before the client has read the answer. */
 #define SESSION_LINGER_MS 2000
 
+/*
+ * The ownership protocol (session.h), checked where it matters: only the
+ * RUNNING owner gets past these points. One relaxed load each, in every
+ * build without NDEBUG (the default); a failure is a race in the protocol,
+ * never a client's doing.
+ */
+#define ASSERT_RUNNING(s)                                                                     \
+    assert(atomic_load_explicit(&(s)->state, memory_order_relaxed) == SESSION_RUNNING)
+
 /* What a step of the state machine left us with. */
 enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
 
@@ -47,6 +57,8 @@ static struct session *from_waiter(struct reg_waiter *w)
 
 static void waiter_on_park(struct reg_waiter *w)
 {
+    /* Parked by its owner, inside reg_wait: nobody else could have it. */
+    ASSERT_RUNNING(from_waiter(w));
     atomic_store(&from_waiter(w)->state, SESSION_PARKED);
 }
 
@@ -73,6 +85,8 @@ static _Thread_local struct session *local_head, *local_tail;
 static void waiter_wake(struct reg_waiter *w, enum reg_wake why, reg_item_t *item)
 {
     struct session *s = from_waiter(w);
+    ASSERT_RUNNING(s); /* the registry claimed it for us (waiter_claim) */
+    assert(!s->has_wake);
     s->has_wake = true;
     s->wake_why = why;
     s->wake_item = item;
@@ -247,6 +261,7 @@ static void release(struct session *s)
 
 static enum step close_session(struct session *s)
 {
+    ASSERT_RUNNING(s);
     if (s->waiting) {
         reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
         if (s->srv->cluster)
@@ -294,6 +309,8 @@ void session_free(struct session *s)
 {
     if (!s)
         return;
+    /* No worker between publishing it and its re-check (see pins). */
+    assert(atomic_load(&s->pins) == 0);
     buf_free(&s->in);
     buf_free(&s->out);
     free(s);
@@ -316,6 +333,7 @@ static int session_epoll(struct session *s, struct epoll_event *ev)
  */
 static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
 {
+    ASSERT_RUNNING(s);
     if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
         buf_free(&s->in);
     if (s->out.len == 0 && s->out.cap > SESSION_KEEP_CAP)
@@ -340,12 +358,13 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
 
 #define SESSION_BATCH_MAX_ITEMS 10000
 
-/* A request's answer was queued in out from mark: count it, maybe log it.
- * path/query are the request's (untrusted) slices, NULL when it did not parse. */
-static void account(struct session *s, size_t mark, int method, const char *path, size_t path_len,
-                    const char *query, size_t query_len, uint64_t peer_id, uint64_t started_us)
+/* A request's answer (of status, as appended) was queued in out from mark:
+ * count it, maybe log it. path/query are the request's (untrusted) slices,
+ * NULL when it did not parse. */
+static void account(struct session *s, int status, size_t mark, int method, const char *path,
+                    size_t path_len, const char *query, size_t query_len, uint64_t peer_id,
+                    uint64_t started_us)
 {
-    int status = resp_status_at(&s->out, mark);
     if (!status)
         return; /* nothing was queued: the connection closes unanswered */
     struct access_entry e = {
@@ -359,9 +378,21 @@ static void account(struct session *s, size_t mark, int method, const char *path
 /* The answer to this session's /wait starts at mark in out. Its path is
  * "/wait" exactly (the router parks nothing else), so no request bytes
  * need to outlive the parse for the log. */
-static void account_wait(struct session *s, size_t mark)
+static void account_wait(struct session *s, int status, size_t mark)
 {
-    account(s, mark, s->wait_method, STRLIT("/wait"), NULL, 0, s->wait_member, s->wait_started_us);
+    account(s, status, mark, s->wait_method, STRLIT("/wait"), NULL, 0, s->wait_member,
+            s->wait_started_us);
+}
+
+/* Answer this session's /wait with outcome o; see account_wait. */
+static void answer_wait_outcome(struct session *s, enum outcome o, bool ka)
+{
+    size_t mark = s->out.len;
+    const struct answer *a = outcome_answer(o);
+    int rc = resp_append_outcome(&s->out, o, ka, s->wait_member);
+    if (rc < 0 || a->close || !ka)
+        s->close_after_write = true;
+    account_wait(s, rc == 0 ? a->status : 0, mark);
 }
 
 /* Every byte of these items reached the kernel: the messages among them
@@ -429,6 +460,7 @@ static int append_batch(struct session *s, const reg_item_t *chain, bool ka)
 /* Write the answer to this session's /wait. */
 static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
 {
+    ASSERT_RUNNING(s);
     struct server *srv = s->srv;
     /* A member that is gone has nothing more to wait for on this connection. */
     bool ka = s->wait_keep_alive && !atomic_load(&srv->draining) && why != REG_WAKE_GONE;
@@ -458,52 +490,42 @@ static void answer_wait(struct session *s, enum reg_wake why, reg_item_t *item)
             requeue(srv, own, item);
         if (rc < 0 || !ka)
             s->close_after_write = true;
-        account_wait(s, mark);
+        account_wait(s, rc == 0 ? 200 : 0, mark);
         return;
     }
-    switch (why) {
-    case REG_WAKE_ITEM:
-    case REG_WAKE_GONE:
-        if (!item) {
-            rc = resp_append(&s->out, &r);
-            break;
-        }
-        r.has_ctype = reg_item_content_type(item, &r.ctype, &r.ctype_len);
-        r.body = reg_item_body(item, &r.body_len);
-        r.pragma = reg_item_pragma(item);
-        rc = resp_append(&s->out, &r);
-        if (rc == 0) {
-            s->inflight = item;
-            s->inflight_member = own;
-            item = NULL;
-        }
-        break;
-    case REG_WAKE_IDLE:
-        rc = resp_append(&s->out, &r);
-        break;
-    case REG_WAKE_DISPLACED:
-        rc = resp_append_error(&s->out, 409, "a newer /wait for this peer replaced this one", ka);
-        break;
-    case REG_WAKE_SHUTDOWN:
-    default:
-        r.body = "Server shutting down";
-        r.body_len = strlen(r.body);
-        r.keep_alive = false;
-        ka = false;
-        rc = resp_append(&s->out, &r);
-        break;
+    if (why != REG_WAKE_ITEM && why != REG_WAKE_GONE) {
+        answer_wait_outcome(s, outcome_of_wake(why), ka);
+        return;
+    }
+    /* A message, or the member's own leave line when it is gone. */
+    if (!item) {
+        answer_wait_outcome(s, OUTCOME_WAIT_IDLE, ka);
+        if (why == REG_WAKE_GONE)
+            s->close_after_write = true;
+        return;
+    }
+    r.has_ctype = reg_item_content_type(item, &r.ctype, &r.ctype_len);
+    r.body = reg_item_body(item, &r.body_len);
+    r.pragma = reg_item_pragma(item);
+    rc = resp_append(&s->out, &r);
+    if (rc == 0) {
+        s->inflight = item;
+        s->inflight_member = own;
+        item = NULL;
     }
     if (item)
         requeue(srv, own, item);
     if (rc < 0 || !ka || why == REG_WAKE_GONE)
         s->close_after_write = true;
-    account_wait(s, mark);
+    account_wait(s, rc == 0 ? r.status : 0, mark);
 }
 
 /* Park the /wait of member id, or answer it at once from the queue. */
 static enum step start_wait(struct session *s, uint64_t id)
 {
     struct server *srv = s->srv;
+    ASSERT_RUNNING(s);
+    assert(!s->waiting);
     /* A parked wait holds no big buffer (as arm() does for the others): a
      * sign-in's member list may have just gone out of this one. */
     if (s->in.len == 0 && s->in.cap > SESSION_KEEP_CAP)
@@ -537,35 +559,81 @@ static enum step start_wait(struct session *s, uint64_t id)
         answer_wait(s, REG_WAKE_GONE, item);
     else if (rc == CLUSTER_WAIT_DISPLACED)
         answer_wait(s, REG_WAKE_DISPLACED, NULL);
-    else if (rc == -EIO) {
-        size_t mark = s->out.len;
-        if (resp_append_error(&s->out, 503, "the cluster's store (Redis) is unreachable; "
-                              "retry later", s->wait_keep_alive) < 0)
-            s->close_after_write = true;
-        account_wait(s, mark);
-    } else {
-        size_t mark = s->out.len;
-        if (router_answer_sorry(s, s->wait_keep_alive) < 0)
-            s->close_after_write = true;
-        account_wait(s, mark);
-    }
+    else /* -EIO: Redis unreachable; -ENOENT: not signed in */
+        answer_wait_outcome(s, rc == -EIO ? OUTCOME_STORE_DOWN : OUTCOME_SORRY,
+                            s->wait_keep_alive);
     return STEP_RECLAIMED;
 }
 
-static void refuse(struct session *s, int status, const char *why)
+/* Refuse the request in `in` (parse_status: the parser's status and why;
+ * 0: outcome o's answer), close after the answer, lingering. */
+static void refuse(struct session *s, enum outcome o, int parse_status, const char *parse_why)
 {
+    const struct answer *a = outcome_answer(o);
+    int status = parse_status ? parse_status : a->status;
     log_event(LOG_DEBUG, "request_refused",
-              &(struct log_fields){.remote = s->peer, .status = status}, "%s", why);
+              &(struct log_fields){.remote = s->peer, .status = status}, "%s",
+              parse_status ? parse_why : a->body);
     s->first_request_done = true;
     buf_reset(&s->out);
-    resp_append_error(&s->out, status, why, false);
+    int rc = parse_status ? resp_append_parse_error(&s->out, parse_status, parse_why)
+                          : resp_append_outcome(&s->out, o, false, 0);
     /* The request did not parse: no method or path to report. */
-    account(s, 0, 0, NULL, 0, NULL, 0, 0, s->request_started_us);
+    account(s, rc == 0 ? status : 0, 0, 0, NULL, 0, NULL, 0, 0, s->request_started_us);
     s->close_after_write = true;
     s->linger = true;
     buf_reset(&s->in);
     s->parse = (http_parse_state_t)HTTP_PARSE_STATE_INIT;
     s->head_len = 0;
+}
+
+static void snapshot(void *srv, struct metrics_snapshot *out)
+{
+    server_metrics_snapshot(srv, out);
+}
+
+/*
+ * Route a complete request (router.c decides; this applies its result to
+ * the session, the one writer of session fields). Every request is
+ * answered: res->status is the answer's, also when the router could build
+ * none and the 500 of OUTCOME_NO_ANSWER went out instead.
+ */
+static void dispatch(struct session *s, const http_request_t *req, const char *body,
+                     struct route_result *res)
+{
+    struct server *srv = s->srv;
+    const struct route_env env = {
+        .cfg = &srv->cfg, .reg = srv->reg, .cluster = srv->cluster, .web = srv->web,
+        .rl = srv->rl, .metrics = &srv->metrics, .auth_tokens = srv->auth_tokens,
+        .nauth_tokens = srv->nauth_tokens, .draining = atomic_load(&srv->draining),
+        .open_conns = atomic_load(&srv->open_conns), .started_ms = srv->started_ms,
+        .out_held = atomic_load(&srv->out_held), .snapshot = snapshot, .snapshot_ctx = srv,
+    };
+    const struct route_request rq = {.req = req, .body = body, .peer = s->peer,
+                                     .rl_key = &s->rl_key, .metrics_only = s->metrics_only};
+    router_route(&env, &rq, &s->out, res);
+    if (res->close)
+        s->close_after_write = true;
+    if (res->linger)
+        s->linger = true;
+    if (res->make_room)
+        server_output_pressure(srv, true);
+    session_out_sync(s); /* a sign-in's list may be big */
+    if (res->kind == ROUTE_WAIT) {
+        s->wait_keep_alive = res->wait_keep_alive;
+        s->wait_batch = res->wait_batch;
+        s->cluster_gen = 0; /* --cluster: a new /wait takes a new lease */
+        return;
+    }
+    if (res->kind == ROUTE_QUIT)
+        server_request_quit(srv, "GET /quit", s->peer);
+    if (res->status == 0) {
+        log_event(LOG_ERROR, "answer_failed", &(struct log_fields){.remote = s->peer},
+                  "no answer could be built; answering 500");
+        if (resp_append_outcome(&s->out, OUTCOME_NO_ANSWER, false, 0) == 0)
+            res->status = outcome_answer(OUTCOME_NO_ANSWER)->status;
+        s->close_after_write = true;
+    }
 }
 
 /* Flush, parse, dispatch, read; until we must wait or the session closes. */
@@ -574,6 +642,7 @@ static enum step pump(struct session *s)
     struct server *srv = s->srv;
     const http_limits_t lim = {.max_head = srv->cfg.max_head, .max_body = srv->cfg.max_body};
     for (;;) {
+        ASSERT_RUNNING(s);
         /* What was written is dropped from out once per pass, not after
          * each write: a big answer going out in socket-sized pieces would
          * otherwise be moved down once per piece. */
@@ -630,7 +699,7 @@ static enum step pump(struct session *s)
             long head = http_parse_request_resume(s->in.data, s->in.len, &lim, &s->parse, &req,
                                                   &err);
             if (head < 0) {
-                refuse(s, err.status, err.reason);
+                refuse(s, OUTCOME_NO_ANSWER, err.status, err.reason);
                 continue;
             }
             if (head > 0) {
@@ -639,21 +708,12 @@ static enum step pump(struct session *s)
             }
             if (head > 0 && s->in.len - (size_t)head >= req.content_length) {
                 s->head_len = 0;
-                uint64_t wait_member = 0;
                 size_t mark = s->out.len;
                 s->first_request_done = true;
-                enum route_outcome o =
-                    router_dispatch(s, &req, s->in.data + head, &wait_member);
-                if (o == ROUTE_RESPONDED && s->out.len == mark) {
-                    /* Every request is answered: a handler that could not
-                     * build its answer must not leave the client waiting. */
-                    log_event(LOG_ERROR, "answer_failed", &(struct log_fields){.remote = s->peer},
-                              "no answer could be built; answering 500");
-                    resp_append_error(&s->out, 500, "the answer could not be built", false);
-                    s->close_after_write = true;
-                }
-                if (o == ROUTE_RESPONDED) {
-                    account(s, mark, (int)req.method, req.path.ptr, req.path.len,
+                struct route_result res;
+                dispatch(s, &req, s->in.data + head, &res);
+                if (res.kind != ROUTE_WAIT) {
+                    account(s, res.status, mark, (int)req.method, req.path.ptr, req.path.len,
                             req.query.ptr, req.query.len, 0, s->request_started_us);
                 } else {
                     s->wait_started_us = s->request_started_us;
@@ -664,19 +724,19 @@ static enum step pump(struct session *s)
                 uint64_t now_us = s->in.len ? clock_now_us() : 0;
                 s->request_started_us = now_us;
                 s->request_started_ms = now_us / 1000;
-                if (o == ROUTE_WAIT && start_wait(s, wait_member) == STEP_HANDED_OFF)
+                if (res.kind == ROUTE_WAIT && start_wait(s, res.wait_member) == STEP_HANDED_OFF)
                     return STEP_HANDED_OFF;
                 continue;
             }
         }
 
         if (buf_room(&s->in) == 0) {
-            refuse(s, 431, "request too large");
+            refuse(s, OUTCOME_HEAD_TOO_LARGE, 0, NULL);
             continue;
         }
         size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
         if (buf_reserve(&s->in, want) < 0) {
-            refuse(s, 503, "out of memory");
+            refuse(s, OUTCOME_NO_MEMORY, 0, NULL);
             continue;
         }
         ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
@@ -753,7 +813,7 @@ static bool handle_timeout(struct session *s)
     if (s->out.len == 0 && s->in.len > 0 && !s->close_after_write) {
         log_event(LOG_DEBUG, "request_timeout", &(struct log_fields){.remote = s->peer},
                   "request not completed in time");
-        refuse(s, 408, "request not completed within the read timeout");
+        refuse(s, OUTCOME_REQUEST_TIMEOUT, 0, NULL);
         return true;
     }
     close_session(s);
@@ -763,6 +823,7 @@ static bool handle_timeout(struct session *s)
 void session_run(struct session *s)
 {
     for (;;) {
+        ASSERT_RUNNING(s);
         unsigned bits = atomic_exchange(&s->wake_bits, 0);
         if ((bits & SESSION_WAKE_EVICT) && !s->waiting && s->out.len &&
             atomic_load(&s->out_progress_ms)) {
@@ -828,6 +889,6 @@ void session_run_here(struct session *s)
 
 bool session_first_plain_request(const struct session *s)
 {
-    /* --cluster: a request waits on Redis; never on the poller's thread. */
+    /* --cluster: never, the poller would wait on Redis (see serve_held). */
     return !s->first_request_done && !s->tls && !s->refusal && s->conn && !s->srv->cluster;
 }

@@ -5,7 +5,10 @@
  *   - the poller (state ARMED: registered in epoll, waiting for I/O),
  *   - the registry (state PARKED: a hanging GET; also watched for hang-up),
  *   - a worker (state RUNNING: in the work queue or being run).
- * Only the RUNNING owner touches its buffers and socket. Anyone who wants
+ * Only the RUNNING owner touches its buffers and socket, and only session.c
+ * writes a session's fields (the router returns a route_result that
+ * session.c applies); session.c asserts the state where only the owner may
+ * be. Anyone who wants
  * it (poller event, registry delivery, reaper deadline) first records why in
  * wake_bits and then claims it with a compare-and-swap from ARMED or PARKED
  * to RUNNING; the winner queues it for a worker, and a worker that is about

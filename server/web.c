@@ -240,9 +240,17 @@ static int web_config_json(const struct server_config *cfg, unsigned long long n
     return rc ? rc : buf_append_str(out, "]}\n");
 }
 
+/* The 503 of a failed answer: its status, or -1 when even that failed. */
+static int no_memory(buf_t *out)
+{
+    if (resp_append_outcome(out, OUTCOME_NO_MEMORY, false, 0) < 0)
+        return -1;
+    return outcome_answer(OUTCOME_NO_MEMORY)->status;
+}
+
 /* One 200 or 304 answer for a file with its ETag (a HEAD: the same head,
  * no body). */
-static void answer_file(buf_t *out, const http_request_t *req, const char *path, size_t plen,
+static int answer_file(buf_t *out, const http_request_t *req, const char *path, size_t plen,
                         const void *body, size_t len, const char *etag, bool ka)
 {
     buf_t extra;
@@ -262,9 +270,9 @@ static void answer_file(buf_t *out, const http_request_t *req, const char *path,
         };
         rc = resp_append(out, &r);
     }
-    if (rc < 0)
-        resp_append_error(out, 503, "out of memory", false);
+    int status = rc == 0 ? (not_modified ? 304 : 200) : no_memory(out);
     buf_free(&extra);
+    return status;
 }
 
 /*
@@ -310,17 +318,18 @@ static void etag_of_stat(const struct stat *st, char out[WEB_ETAG_LEN + 1])
     etag_of((const unsigned char *)id, sizeof id, out);
 }
 
-/* A file of --web-root: true when answered (200/304), false for "not ours". */
-static bool answer_from_root(const struct web *w, const http_request_t *req, const char *path,
-                             size_t plen, buf_t *out, bool ka)
+/* A file of --web-root: the status answered (200/304, or the 503 of a
+ * failed answer; -1 if none), or 0 for "not ours". */
+static int answer_from_root(const struct web *w, const http_request_t *req, const char *path,
+                            size_t plen, buf_t *out, bool ka)
 {
     if (!web_path_ok(path, plen))
-        return false;
+        return 0;
     int fd = open_beneath(w->root_fd, path, plen);
     if (fd < 0)
-        return false;
+        return 0;
     struct stat st;
-    bool served = false;
+    int served = 0;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WEB_MAX_FILE) {
         char etag[WEB_ETAG_LEN + 1];
         etag_of_stat(&st, etag);
@@ -329,18 +338,15 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
         if (req->method == HTTP_METHOD_HEAD ||
             (inm && web_etag_matches(inm->value.ptr, inm->value.len, etag))) {
             /* No body goes out: the length is the file's size. */
-            answer_file(out, req, path, plen, NULL, (size_t)st.st_size, etag, ka);
-            served = true;
+            served = answer_file(out, req, path, plen, NULL, (size_t)st.st_size, etag, ka);
         } else {
             buf_t data;
             buf_init(&data, WEB_MAX_FILE);
             int rc = buf_read_fd(&data, fd);
-            if (rc == 0) {
-                answer_file(out, req, path, plen, data.data, data.len, etag, ka);
-                served = true;
-            } else {
+            if (rc == 0)
+                served = answer_file(out, req, path, plen, data.data, data.len, etag, ka);
+            else
                 log_errno(LOG_WARN, -rc, "--web-root: reading %.*s", (int)plen, path);
-            }
             buf_free(&data);
         }
     }
@@ -348,7 +354,7 @@ static bool answer_from_root(const struct web *w, const http_request_t *req, con
     return served;
 }
 
-static void answer_config(const struct web *w, buf_t *out, bool head, bool ka)
+static int answer_config(const struct web *w, buf_t *out, bool head, bool ka)
 {
     buf_t body;
     buf_init(&body, WEB_CONFIG_MAX); /* config.c keeps the ICE options within it */
@@ -361,12 +367,11 @@ static void answer_config(const struct web *w, buf_t *out, bool head, bool ka)
         };
         rc = resp_append(out, &r);
     }
-    if (rc < 0)
-        resp_append_error(out, 503, "out of memory", false);
     buf_free(&body);
+    return rc == 0 ? 200 : no_memory(out);
 }
 
-bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool ka)
+int web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool ka)
 {
     const char *path = req->path.ptr;
     size_t plen = req->path.len;
@@ -383,25 +388,17 @@ bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool
     }
     bool ours = config || found < web_embedded_count || (w->root_fd >= 0 && web_path_ok(path, plen));
     if (!ours)
-        return false;
+        return 0;
     bool head = req->method == HTTP_METHOD_HEAD;
     if (req->method != HTTP_METHOD_GET && !head) {
-        static const char why[] = "use GET or HEAD\n";
-        struct resp r = {
-            .status = 405, .reason = "Method Not Allowed", .has_ctype = true,
-            .ctype = "text/plain", .ctype_len = 10, .body = why, .body_len = sizeof why - 1,
-            .keep_alive = ka, .extra = "Allow: GET, HEAD\r\n",
-        };
-        resp_append(out, &r);
-        return true;
+        if (resp_append_outcome(out, OUTCOME_WEB_USE_GET, ka, 0) < 0)
+            return -1;
+        return outcome_answer(OUTCOME_WEB_USE_GET)->status;
     }
-    if (config) {
-        answer_config(w, out, head, ka);
-        return true;
-    }
+    if (config)
+        return answer_config(w, out, head, ka);
     if (w->root_fd >= 0)
         return answer_from_root(w, req, path, plen, out, ka);
     const struct web_embedded *f = &web_embedded_files[found];
-    answer_file(out, req, path, plen, f->data, f->len, w->etags[found], ka);
-    return true;
+    return answer_file(out, req, path, plen, f->data, f->len, w->etags[found], ka);
 }

@@ -53,10 +53,12 @@ int web_create(const struct server_config *cfg, struct web **out);
 void web_free(struct web *w); /* NULL-safe */
 
 /*
- * Answer req into out when its path is one of the page's: true. False when
- * the path is not the page's (nothing written; the router's 404 follows).
+ * Answer req into out when its path is one of the page's: the status of
+ * the answer appended (200, 304, 405, or 503 when it could not be built),
+ * or -1 when not even that could be. 0 when the path is not the page's
+ * (nothing written; the router's 404 follows).
  * Thread-safe: w is read-only after web_create.
  */
-bool web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool keep_alive);
+int web_answer(const struct web *w, const http_request_t *req, buf_t *out, bool keep_alive);
 
 #endif

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -558,6 +559,49 @@ static void test_secure_ids_across(void **state)
     h_pass();
 }
 
+/* --cluster: a request is never served on the accepting thread, where a
+ * Redis round trip would hold up every connection behind it. With Redis
+ * stopped (SIGSTOP: calls hang until their timeout), a sign-in hangs in a
+ * worker, and a /health on a new connection (no Redis call) is accepted,
+ * read and answered meanwhile: before the sign-in is. (TLS connections never were served
+ * there: the plain mode is what this checks.) */
+static void test_accept_not_blocked_by_redis(void **state)
+{
+    (void)state;
+    if (h_tls_mode()) {
+        h_pass();
+        return;
+    }
+    h_server_t a, b;
+    start_pair(&a, &b, "30");
+    h_server_stop(&b);
+    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    h_conn_t *slow = h_connect(&a);
+    h_sendf(slow, "GET /sign_in?x HTTP/1.0\r\n\r\n");
+    h_await_read_by_server(slow, H_TIMEOUT_MS);
+    /* In two parts: the first must be read (the connection accepted: no
+     * thread that accepts is stuck), the rest then comes through the
+     * poller (which must not be stuck either). */
+    h_conn_t *quick = h_connect(&a);
+    h_sendf(quick, "GET /health HTTP/1.0\r\n");
+    h_await_read_by_server(quick, H_TIMEOUT_MS);
+    h_sendf(quick, "\r\n");
+    h_resp_t *r = h_read(quick);
+    assert_true(r->status == 200 || r->status == 503);
+    h_close(quick);
+    h_resp_free(r);
+    /* The sign-in is still waiting on Redis: nothing came back on it. */
+    struct pollfd p = {.fd = h_fd(slow), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    assert_int_equal(kill(redis_pid, SIGCONT), 0);
+    r = h_read(slow);
+    assert_true(r->status == 200 || r->status == 503);
+    h_resp_free(r);
+    h_close(slow);
+    h_server_stop(&a);
+    h_pass();
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -576,6 +620,7 @@ int main(void)
         T(test_redis_down),
         T(test_stale_instance),
         T(test_secure_ids_across),
+        T(test_accept_not_blocked_by_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,7 +133,7 @@ static bool answer(const struct web *w, const char *reqtext, buf_t *out)
     long n = http_parse_request(reqtext, strlen(reqtext), &lim, &req, &err);
     assert_true(n > 0);
     buf_reset(out);
-    return web_answer(w, &req, out, true);
+    return web_answer(w, &req, out, true) != 0;
 }
 
 static void test_answer_builtin(void **state)

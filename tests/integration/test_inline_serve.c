@@ -155,6 +155,31 @@ static void test_request_after_accept(void **state)
         h_close(late);
     }
     assert_int_equal(h_metric(&s, "pcsig_members"), 5);
+
+    /* A /wait that comes late parks (from the poller's thread), and a
+     * message that comes late on another connection wakes it. */
+    uint64_t a = h_sign_in(&s, "lwa"), b = h_sign_in(&s, "lwb");
+    h_resp_t *j = h_wait_once(&s, a); /* lwb joined */
+    h_resp_free(j);
+    h_conn_t *wc = h_connect(&s);
+    h_conn_t *mc = h_connect(&s);
+    h_resp_t *hr = h_request_str(&s, "GET /health HTTP/1.0\r\n\r\n");
+    h_resp_free(hr);
+    h_sendf(wc, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", a);
+    h_wait_parked(&s, 1, H_TIMEOUT_MS);
+    h_sendf(mc, "POST /message?peer_id=%" PRIu64 "&to=%" PRIu64 " HTTP/1.0\r\n"
+                "Content-Length: 4\r\n\r\nlate", b, a);
+    h_resp_t *ack = h_read(mc);
+    H_ASSERT_STATUS(ack, 200, "OK");
+    h_resp_free(ack);
+    h_resp_t *got = h_read(wc);
+    H_ASSERT_STATUS(got, 200, "OK");
+    H_ASSERT_PRAGMA(got, b);
+    H_ASSERT_BODY(got, "late");
+    h_resp_free(got);
+    h_expect_eof(wc, H_TIMEOUT_MS);
+    h_close(wc);
+    h_close(mc);
     assert_int_equal(h_server_stop(&s), 0);
     h_pass();
 }

@@ -26,8 +26,10 @@
 #define BIG_BODY (256 * 1024)
 /* Per parked peer, RSS may grow by at most this: the session and its
  * small buffers, far below the BIG_BODY answer that went out of it (the
- * code before 9a889c2 kept that answer's buffer: >= BIG_BODY each). */
+ * code before 9a889c2 kept that answer's buffer: +272 KiB each). Measured
+ * on main: under 4 KiB; under ASan (redzones, shadow) about 40 KiB. */
 #define BIG_BOUND_PER_PEER (64 * 1024)
+#define BIG_BOUND_PER_PEER_SANITIZED (128 * 1024)
 
 /*
  * Every member gets one BIG_BODY message queued; then each, on its own
@@ -96,10 +98,12 @@ static void test_parked_wait_releases_big_buffers(void **state)
     double per_peer = (rss1 - rss0) / BIG_PEERS;
     print_message("RSS %.1f MiB -> %.1f MiB with %d parked waits: %+.1f KiB per parked peer\n",
                   rss0 / 1048576.0, rss1 / 1048576.0, BIG_PEERS, per_peer / 1024.0);
-    if (per_peer > BIG_BOUND_PER_PEER)
+    const char *san = getenv("PCSIG_SANITIZE"); /* set by make test */
+    int bound = san && *san ? BIG_BOUND_PER_PEER_SANITIZED : BIG_BOUND_PER_PEER;
+    if (per_peer > bound)
         fail_msg("RSS grew by %.1f KiB per parked /wait (bound %d KiB): parked waits keep "
                  "the %d KiB answers that went out before them",
-                 per_peer / 1024.0, BIG_BOUND_PER_PEER / 1024, BIG_BODY / 1024);
+                 per_peer / 1024.0, bound / 1024, BIG_BODY / 1024);
 
     /* Still served: each parked wait gets its next message. */
     for (size_t i = 1; i <= BIG_PEERS; i++) {

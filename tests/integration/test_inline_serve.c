@@ -319,9 +319,8 @@ static void test_pipelined_first_segment(void **state)
  * the work queue). Each receiver re-waits after each message and must get
  * all of its messages exactly once, in order, and nothing more.
  */
-static void test_burst_wakes_parked_waits(void **state)
+static void burst(bool keep_alive)
 {
-    (void)state;
     h_server_t s;
     h_server_start(&s, NULL);
     uint64_t ids[BURST_RECEIVERS + 1];
@@ -332,10 +331,12 @@ static void test_burst_wakes_parked_waits(void **state)
     }
     h_drain_joins(&s, ids, BURST_RECEIVERS + 1);
 
+    const char *proto = keep_alive ? "1.1" : "1.0";
     h_conn_t *rc[BURST_RECEIVERS + 1] = {0};
     for (size_t i = 1; i <= BURST_RECEIVERS; i++) {
         rc[i] = h_connect(&s);
-        h_sendf(rc[i], "GET /wait?peer_id=%" PRIu64 " HTTP/1.1\r\nHost: x\r\n\r\n", ids[i]);
+        h_sendf(rc[i], "GET /wait?peer_id=%" PRIu64 " HTTP/%s\r\nHost: x\r\n\r\n", ids[i],
+                proto);
     }
     h_wait_parked(&s, BURST_RECEIVERS, H_TIMEOUT_MS);
 
@@ -398,8 +399,17 @@ static void test_burst_wakes_parked_waits(void **state)
                 got[i]++;
                 if (got[i] == BURST_MSGS)
                     done++;
-                h_sendf(rc[i], "GET /wait?peer_id=%" PRIu64 " HTTP/1.1\r\nHost: x\r\n\r\n",
-                        ids[i]);
+                if (!keep_alive) {
+                    /* HTTP/1.0: the server closes; the next wait comes on
+                     * a new connection (served on accept or parked). */
+                    h_expect_eof(rc[i], H_TIMEOUT_MS);
+                    h_close(rc[i]);
+                    rc[i] = h_connect(&s);
+                }
+                h_sendf(rc[i], "GET /wait?peer_id=%" PRIu64 " HTTP/%s\r\nHost: x\r\n\r\n",
+                        ids[i], proto);
+                if (!keep_alive)
+                    break;
             }
         }
     }
@@ -414,6 +424,73 @@ static void test_burst_wakes_parked_waits(void **state)
         h_close(rc[i]);
     }
     h_close(sc);
+    assert_int_equal(h_server_stop(&s), 0);
+}
+
+static void test_burst_wakes_parked_waits(void **state)
+{
+    (void)state;
+    burst(true);
+    h_pass();
+}
+
+/* The same with HTTP/1.0 waits: each woken wait's session closes after its
+ * answer, and each next wait is a new connection. */
+static void test_burst_wakes_closing_waits(void **state)
+{
+    (void)state;
+    burst(false);
+    h_pass();
+}
+
+/*
+ * A /wait pipelined with requests behind it in one segment: the wait parks
+ * with those bytes held, and they are answered after the wait's answer, in
+ * order, once a message wakes it.
+ */
+static void test_requests_behind_parked_wait(void **state)
+{
+    (void)state;
+    h_server_t s;
+    h_server_start(&s, NULL);
+    uint64_t ids[2] = {h_sign_in(&s, "front"), h_sign_in(&s, "back")};
+    h_drain_joins(&s, ids, 2);
+    h_conn_t *c = h_connect(&s);
+    h_sendf(c, "GET /wait?peer_id=%" PRIu64 " HTTP/1.1\r\nHost: x\r\n\r\n"
+               "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+               "POST /message?peer_id=%" PRIu64 "&to=%" PRIu64 " HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: 4\r\n\r\nback"
+               "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n",
+            ids[0], ids[0], ids[1], ids[0]);
+    h_wait_parked(&s, 1, H_TIMEOUT_MS);
+    h_expect_silence(c, 50);
+    h_send_ok(&s, ids[1], ids[0], "first", 5, "text/plain");
+    h_resp_t *r = h_read(c);
+    H_ASSERT_STATUS(r, 200, "OK");
+    H_ASSERT_PRAGMA(r, ids[1]);
+    H_ASSERT_BODY(r, "first");
+    h_resp_free(r);
+    r = h_read(c); /* /health */
+    H_ASSERT_STATUS(r, 200, "OK");
+    assert_non_null(strstr(r->body, "ok"));
+    h_resp_free(r);
+    r = h_read(c); /* the ack of the message to back */
+    H_ASSERT_STATUS(r, 200, "OK");
+    assert_int_equal(r->body_len, 0);
+    h_resp_free(r);
+    h_wait_parked(&s, 1, H_TIMEOUT_MS); /* the second wait */
+    h_send_ok(&s, ids[1], ids[0], "second", 6, "text/plain");
+    r = h_read(c);
+    H_ASSERT_STATUS(r, 200, "OK");
+    H_ASSERT_BODY(r, "second");
+    h_resp_free(r);
+    h_expect_eof(c, H_TIMEOUT_MS);
+    h_close(c);
+    r = h_wait_once(&s, ids[1]);
+    H_ASSERT_STATUS(r, 200, "OK");
+    H_ASSERT_PRAGMA(r, ids[0]);
+    H_ASSERT_BODY(r, "back");
+    h_resp_free(r);
     assert_int_equal(h_server_stop(&s), 0);
     h_pass();
 }
@@ -548,6 +625,8 @@ int main(void)
         H_TEST(test_keepalive_after_inline),
         H_TEST(test_pipelined_first_segment),
         H_TEST(test_burst_wakes_parked_waits),
+        H_TEST(test_burst_wakes_closing_waits),
+        H_TEST(test_requests_behind_parked_wait),
         H_TEST(test_client_closes_after_sending),
         H_TEST(test_many_epoll_sessions_close),
     };

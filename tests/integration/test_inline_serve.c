@@ -13,12 +13,15 @@
  */
 #include "harness.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 /* ---- a parked /wait releases its big buffers (commit 9a889c2) ---------- */
 
@@ -617,6 +620,95 @@ static void test_many_epoll_sessions_close(void **state)
     h_pass();
 }
 
+/* More than the server's socket takes (tcp_wmem's maximum is commonly
+ * 4 MiB): most of it must stay held by the server. */
+#define SLOW_BODY (12 * 1024 * 1024)
+
+/*
+ * A slow reader on the inline path: a /wait whose answer (a 12 MiB message)
+ * is far more than the socket takes, from a client with a small receive
+ * buffer that does not read. Whoever served it (the accepting thread) must
+ * not block on it: other clients are served meanwhile, parked waits woken;
+ * then the slow client reads, and gets every byte.
+ */
+static void test_slow_reader_first_request(void **state)
+{
+    (void)state;
+    if (h_tls_mode())
+        skip(); /* raw plain socket with a small receive buffer */
+    h_server_t s;
+    h_server_start(&s, "--max-body-bytes", "16777216", NULL);
+    uint64_t ids[3] = {h_sign_in(&s, "sl0"), h_sign_in(&s, "sl1"), h_sign_in(&s, "sl2")};
+    h_drain_joins(&s, ids, 3);
+    char *body = malloc(SLOW_BODY);
+    assert_non_null(body);
+    for (size_t i = 0; i < SLOW_BODY; i++)
+        body[i] = (char)('a' + i % 23);
+    h_send_ok(&s, ids[0], ids[1], body, SLOW_BODY, "application/octet-stream");
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int rcvbuf = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(s.port)};
+    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
+    char req[128];
+    int rl = snprintf(req, sizeof req, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", ids[1]);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(send(fd, req, (size_t)rl, MSG_NOSIGNAL), rl);
+    /* Until the answer is stuck in the server's hands (held output). */
+    h_await_metric(&s, "pcsig_open_connections", 2, H_TIMEOUT_MS);
+    uint64_t deadline = h_now_ms() + H_TIMEOUT_MS;
+    while (h_metric(&s, "pcsig_output_held_bytes") <= 0)
+        if (h_ms_left(deadline) == 0)
+            fail_msg("the 12 MiB answer was never held for the slow reader");
+
+    /* Meanwhile: new connections served, a parked wait woken. */
+    for (int i = 0; i < 5; i++) {
+        h_resp_t *r = h_request_str(&s, "GET /health HTTP/1.0\r\n\r\n");
+        H_ASSERT_STATUS(r, 200, "OK");
+        h_resp_free(r);
+    }
+    h_conn_t *w = h_connect(&s);
+    h_sendf(w, "GET /wait?peer_id=%" PRIu64 " HTTP/1.0\r\n\r\n", ids[2]);
+    h_wait_parked(&s, 1, H_TIMEOUT_MS);
+    h_send_ok(&s, ids[0], ids[2], "quick", 5, "text/plain");
+    h_resp_t *r = h_read(w);
+    H_ASSERT_BODY(r, "quick");
+    h_resp_free(r);
+    h_close(w);
+
+    /* The slow reader reads now: the whole answer, byte for byte. */
+    size_t cap = SLOW_BODY + 4096, got = 0;
+    char *in = malloc(cap);
+    assert_non_null(in);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int left = h_ms_left(deadline + 2 * H_TIMEOUT_MS);
+        if (left == 0 || poll(&p, 1, left) != 1)
+            fail_msg("the slow reader's answer stopped after %zu bytes", got);
+        ssize_t n = recv(fd, in + got, cap - got, 0);
+        if (n < 0)
+            fail_msg("recv: %s", strerror(errno));
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        assert_true(got < cap);
+    }
+    close(fd);
+    const char *end = memmem(in, got, "\r\n\r\n", 4);
+    assert_non_null(end);
+    size_t head = (size_t)(end - in) + 4;
+    assert_memory_equal(in, "HTTP/1.1 200 OK\r\n", 17);
+    assert_int_equal(got - head, SLOW_BODY);
+    assert_memory_equal(in + head, body, SLOW_BODY);
+    free(in);
+    free(body);
+    h_await_metric(&s, "pcsig_output_held_bytes", 0, H_TIMEOUT_MS);
+    assert_int_equal(h_server_stop(&s), 0);
+    h_pass();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +722,7 @@ int main(void)
         H_TEST(test_requests_behind_parked_wait),
         H_TEST(test_client_closes_after_sending),
         H_TEST(test_many_epoll_sessions_close),
+        H_TEST(test_slow_reader_first_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

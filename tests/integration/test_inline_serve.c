@@ -12,6 +12,7 @@
  * wait is on a condition with a timeout.
  */
 #include "harness.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -691,8 +692,10 @@ static void test_slow_reader_first_request(void **state)
         if (left == 0 || poll(&p, 1, left) != 1)
             fail_msg("the slow reader's answer stopped after %zu bytes", got);
         ssize_t n = recv(fd, in + got, cap - got, 0);
-        if (n < 0)
-            fail_msg("recv: %s", strerror(errno));
+        if (n < 0) {
+            char why[128];
+            fail_msg("recv: %s", log_strerror(errno, why, sizeof why));
+        }
         if (n == 0)
             break;
         got += (size_t)n;

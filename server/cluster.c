@@ -266,7 +266,7 @@ struct cluster {
 
     pthread_mutex_t pool_lock;
     redisContext *pool[POOL_MAX]; /* idle connections; guarded by pool_lock */
-    size_t npool;
+    size_t npool;                 /* pool_lock */
     uint64_t next_try_ms;   /* no new connection before (while down); pool_lock */
     uint64_t backoff_ms;    /* pool_lock */
     atomic_int state;       /* CL_UNKNOWN (start), CL_DOWN, CL_UP */
@@ -274,6 +274,8 @@ struct cluster {
     atomic_uint_least64_t errors;     /* failed Redis calls */
     atomic_uint_least64_t timeouts;   /* members timed out by our housekeeper */
 
+    /* The subscriber and housekeeper threads: started by cluster_start and
+     * joined by cluster_stop, both on the lifecycle thread (no lock). */
     pthread_t sub, hk;
     bool sub_started, hk_started;
     pthread_mutex_t stop_lock;

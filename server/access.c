@@ -1,7 +1,7 @@
 /*
  * access: request accounting (see access.h). The 1-in-N choice is a relaxed
- * atomic sequence in struct server, so workers never contend on a lock for
- * it, and N = 1 logs every request exactly once.
+ * atomic sequence in struct access_log, so workers never contend on a lock
+ * for it, and N = 1 logs every request exactly once.
  */
 #include "access.h"
 
@@ -12,7 +12,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
-#include "server.h"
 
 static const char *method_name(int method)
 {
@@ -36,15 +35,22 @@ static uint64_t query_peer_id(const char *q, size_t n)
     return id;
 }
 
-void access_record(struct server *srv, const struct access_entry *e)
+void access_init(struct access_log *al, struct metrics *m, uint64_t every)
 {
-    metrics_count_request(&srv->metrics,
+    al->metrics = m;
+    al->every = every;
+    atomic_init(&al->seq, 0);
+}
+
+void access_record(struct access_log *al, const struct access_entry *e)
+{
+    metrics_count_request(al->metrics,
                           metrics_path_of(e->method == HTTP_METHOD_OPTIONS, e->path, e->path_len),
                           e->status);
-    uint64_t every = srv->cfg.access_log_every;
+    uint64_t every = al->every;
     if (every == 0)
         return;
-    uint64_t seq = atomic_fetch_add_explicit(&srv->access_seq, 1, memory_order_relaxed);
+    uint64_t seq = atomic_fetch_add_explicit(&al->seq, 1, memory_order_relaxed);
     if (seq % every != 0)
         return;
     uint64_t now = clock_now_us();

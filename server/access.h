@@ -7,10 +7,20 @@
 #ifndef PCSIG_ACCESS_H
 #define PCSIG_ACCESS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
+struct metrics;
+
+/* What access_record needs of the server, and nothing more: where requests
+ * are counted, N of --access-log N, and the 1-in-N sequence (a relaxed
+ * atomic, so workers never contend on a lock for it). */
+struct access_log {
+    struct metrics *metrics; /* not owned */
+    uint64_t every;          /* 0: count only, log nothing */
+    atomic_uint_least64_t seq;
+};
 
 struct access_entry {
     const char *remote;   /* the client's address (trusted text) */
@@ -25,8 +35,11 @@ struct access_entry {
     uint64_t started_us;  /* clock_now_us() at the request's first byte, 0: now */
 };
 
+/* Count in m; log one request in every (0: none). */
+void access_init(struct access_log *al, struct metrics *m, uint64_t every);
+
 /* Count the answered request and maybe log it. Thread-safe, never fails;
  * reads nothing of e after it returns. */
-void access_record(struct server *srv, const struct access_entry *e);
+void access_record(struct access_log *al, const struct access_entry *e);
 
 #endif

@@ -234,8 +234,8 @@ int server_start(struct server *srv, const struct server_config *cfg)
     atomic_init(&srv->wq_depth, 0);
     atomic_init(&srv->out_held, 0);
     atomic_init(&srv->out_pressure, false);
-    atomic_init(&srv->access_seq, 0);
     metrics_init(&srv->metrics);
+    access_init(&srv->access, &srv->metrics, cfg->access_log_every);
     srv->started_ms = clock_now_ms();
     srv->started_unix_s = clock_wall_s();
 

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "access.h"
 #include "buf.h"
 #include "config.h"
 #include "metrics.h"
@@ -102,9 +103,9 @@ struct server {
     atomic_bool out_pressure;
 
     /* Observability: counters bumped by every thread (relaxed atomics), the
-     * --access-log sampling sequence, and when we started. */
+     * --access-log sampling (counting in metrics), and when we started. */
     struct metrics metrics;
-    atomic_uint_least64_t access_seq;
+    struct access_log access;
     uint64_t started_ms;      /* clock_now_ms() at start */
     uint64_t started_unix_s;  /* wall clock at start */
 };

@@ -372,7 +372,7 @@ static void account(struct session *s, int status, size_t mark, int method, cons
         .query = query, .query_len = query_len, .peer_id = peer_id, .status = status,
         .bytes = s->out.len - mark, .started_us = started_us,
     };
-    access_record(s->srv, &e);
+    access_record(&s->srv->access, &e);
 }
 
 /* The answer to this session's /wait starts at mark in out. Its path is

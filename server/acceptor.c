@@ -10,7 +10,6 @@
 #include "server_threads.h"
 
 #include <poll.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -28,24 +27,6 @@
  * once. It stays within the 64 descriptors that the default
  * --max-connections leaves free below the open-file limit. */
 #define TLS_REFUSALS_MAX 32
-
-/* Hand a new session to the poller: it runs once the client sends (for TLS,
- * its ClientHello), or is closed by the reaper after the read timeout. */
-static void arm_new(struct server *srv, struct session *s)
-{
-    atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
-    atomic_store(&s->state, SESSION_ARMED);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
-    s->in_epoll = s->was_in_epoll = true; /* before the add publishes it */
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
-        log_errno(LOG_ERROR, errno, "epoll_ctl add");
-        /* Nobody else can have seen it yet: take it back and close it. */
-        if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
-            atomic_store(&s->deadline_ms, 1);
-            server_schedule(srv, s);
-        }
-    }
-}
 
 /*
  * Refuse a new connection with a canned answer (503 or 429). Plain: written
@@ -74,7 +55,7 @@ static void refuse_conn(struct server *srv, int fd, struct sockaddr_storage *ss,
         atomic_fetch_sub(&srv->tls_refusals, 1);
         return;
     }
-    arm_new(srv, s);
+    session_arm_new(s);
 }
 
 /* A new connection: refused, or handed to the poller (TLS), or returned to
@@ -109,9 +90,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
         close(fd);
         return NULL;
     }
-    s->rl_counted = per_ip;
-    /* Before the state store in arm_new publishes the session to other threads. */
-    s->metrics_only = metrics_only;
+    session_accepted(s, metrics_only, per_ip);
     atomic_fetch_add(&srv->open_conns, 1);
     metrics_count_connection(&srv->metrics);
     if (tls || srv->cluster) {
@@ -119,7 +98,7 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
          * this thread. With --cluster a request waits on Redis round trips:
          * the workers serve it (session_first_plain_request), so accepting
          * never waits on Redis. */
-        arm_new(srv, s);
+        session_arm_new(s);
         return NULL;
     }
     /* Plain: the request is usually in the socket already (the client

@@ -358,6 +358,29 @@ static enum step arm(struct session *s, uint32_t events, uint64_t deadline)
 
 #define SESSION_BATCH_MAX_ITEMS 10000
 
+void session_accepted(struct session *s, bool metrics_only, bool rl_counted)
+{
+    s->metrics_only = metrics_only;
+    s->rl_counted = rl_counted;
+}
+
+void session_arm_new(struct session *s)
+{
+    struct server *srv = s->srv;
+    atomic_store(&s->deadline_ms, clock_now_ms() + srv->cfg.read_timeout_ms);
+    atomic_store(&s->state, SESSION_ARMED);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
+    s->in_epoll = s->was_in_epoll = true; /* before the add publishes it */
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
+        log_errno(LOG_ERROR, errno, "epoll_ctl add");
+        /* Nobody else can have seen it yet: take it back and close it. */
+        if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
+            atomic_store(&s->deadline_ms, 1);
+            server_schedule(srv, s);
+        }
+    }
+}
+
 /* A request's answer (of status, as appended) was queued in out from mark:
  * count it, maybe log it. path/query are the request's (untrusted) slices,
  * NULL when it did not parse. */

@@ -107,9 +107,12 @@ struct session {
      * freed through the graveyard, never at once. */
     bool was_in_epoll;
 
-    struct session *wq_next;           /* work queue; guarded by wq_lock */
-    struct session *prev, *next;       /* all sessions; guarded by sessions_lock */
-    struct session *grave_next;        /* graveyard; guarded by grave_lock */
+    /* The links of the lists that hold it: not the session's state, and
+     * the one exception to "only session.c writes": each is written by the
+     * list's own module, under the list's lock (tools/check-layers.sh). */
+    struct session *wq_next; /* work queue (workers.c; wq_lock), or session_run_here's own */
+    struct session *prev, *next; /* all sessions (session.c); sessions_lock */
+    struct session *grave_next; /* graveyard (poller.c); grave_lock */
 };
 
 /* A session for an accepted socket (takes ownership of fd on success) in
@@ -123,6 +126,16 @@ struct session *session_new(struct server *srv, int fd, const struct sockaddr *p
  * fails: NULL (fd closed) when out of memory. */
 struct session *session_new_refusal(struct server *srv, int fd, const struct sockaddr *peer,
                                     const char *answer, size_t len);
+
+/* What the acceptor knows of a new session (s from session_new, not yet
+ * published): accepted on the --metrics-bind listener (/health and /metrics
+ * only), and counted in rl_conn_open (uncounted when it closes). */
+void session_accepted(struct session *s, bool metrics_only, bool rl_counted);
+
+/* Hand a new session (ours, not in epoll) to the poller: it runs once the
+ * client sends (for TLS, its ClientHello), or is closed by the reaper after
+ * the read timeout. Publishes s: the caller must not touch it after. */
+void session_arm_new(struct session *s);
 
 /* Run the state machine until the session must wait again or is closed.
  * Called only by a worker that owns the session (RUNNING). */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -57,10 +58,11 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    static struct server srv; /* the server's state: one named place */
-    int err = server_start(&srv, &cfg);
+    struct server *srv = server_new(); /* the server's state: one named place */
+    int err = srv ? server_start(srv, &cfg) : -ENOMEM;
     if (err < 0) {
         report_start_failure(err);
+        server_free(srv);
         config_free(&cfg);
         return 1;
     }
@@ -72,20 +74,22 @@ int main(int argc, char **argv)
             continue;
         if (sig == SIGHUP) {
             sdnotify_reloading();
-            server_reload(&srv);
+            server_reload(srv);
             sdnotify_send("READY=1");
             continue;
         }
         /* Our own SIGTERM (GET /quit, an acceptor that gave up) says why;
          * one from elsewhere is named as the signal it is. */
         const char *why = si.si_code == SI_USER && si.si_pid == getpid()
-                              ? server_quit_reason(&srv) : NULL;
+                              ? server_quit_reason(srv) : NULL;
         log_info("%s: draining", why ? why : sig == SIGINT ? "SIGINT" : "SIGTERM");
         sdnotify_send("STOPPING=1");
         break;
     }
-    server_stop(&srv);
+    server_stop(srv);
     log_info("stopped");
+    bool failed = server_failed(srv); /* the acceptor gave up: let a supervisor restart us */
+    server_free(srv);
     config_free(&cfg);
-    return atomic_load(&srv.failed) ? 1 : 0; /* the acceptor gave up: let a supervisor restart us */
+    return failed ? 1 : 0;
 }

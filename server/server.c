@@ -209,6 +209,21 @@ static int start_cluster(struct server *srv)
     return cluster_create(&srv->cfg, srv->reg, name, &srv->cluster);
 }
 
+struct server *server_new(void)
+{
+    return calloc(1, sizeof(struct server));
+}
+
+bool server_failed(struct server *srv)
+{
+    return atomic_load(&srv->failed);
+}
+
+void server_free(struct server *srv)
+{
+    free(srv);
+}
+
 int server_start(struct server *srv, const struct server_config *cfg)
 {
     memset(srv, 0, sizeof *srv);

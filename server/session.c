@@ -27,7 +27,7 @@
 #include "net.h"
 #include "response.h"
 #include "router.h"
-#include "server.h"
+#include "server_threads.h"
 #include "tls.h"
 
 #define SESSION_READ_CHUNK 16384

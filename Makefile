@@ -322,6 +322,7 @@ run-tls: all certs
 # In parallel, longest first by the last run's times ($(BUILD)/test-times);
 # each run's output in $(BUILD)/test-logs.
 test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
+	@tools/check-layers.sh
 	@rm -rf $(BUILD)/test-logs
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) \

@@ -3,9 +3,11 @@
 #
 #  1. struct server (server_threads.h) and struct session (session.h) are
 #     private to the server core: the files that run the threads and the
-#     sessions they run. server.h (the lifecycle) is for the core and main.c.
-#     No other file of common/, server/, client/ or tools/ includes them
-#     (tests may: a unit harness reaches into what it tests).
+#     sessions they run. server.h (the lifecycle, struct server left
+#     incomplete) is for the core and main.c. No other file of common/,
+#     server/, client/ or tools/ includes them, and no other server/ file
+#     names the types (main.c: a struct server *). Tests may: a unit
+#     harness reaches into what it tests.
 #  2. Only session.c writes a session's fields. The one exception is a
 #     list's link, written by the list's own module under the list's lock:
 #     wq_next by workers.c, grave_next by poller.c.
@@ -56,6 +58,22 @@ if [ -n "$bad" ]; then
     echo "check-layers: the server core's private headers included outside it ($CORE;"
     echo "server.h also by main.c):"
     echo "$bad"
+    fail=1
+fi
+
+# ... nor do they name the types, as a hand-written declaration would ...
+outside=$(for f in server/*.[ch]; do
+              case " $CORE server_threads.h session.h server.h " in
+              *" ${f#server/} "*) ;;
+              *) echo "$f" ;;
+              esac
+          done)
+# shellcheck disable=SC2086 # one file a word
+named=$(strip $outside | grep -E ':[0-9]+:.*struct[[:space:]]+(server|session)([^A-Za-z0-9_]|$)' |
+        grep -vE '^server/main\.c:[0-9]+:.*struct[[:space:]]+server[[:space:]]*\*')
+if [ -n "$named" ]; then
+    echo "check-layers: struct server or struct session named outside the server core:"
+    echo "$named"
     fail=1
 fi
 

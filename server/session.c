@@ -50,6 +50,21 @@
 /* What a step of the state machine left us with. */
 enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
 
+/*
+ * How a session reaches the poller: epoll itself in the server. The unit
+ * harness (tests/unit/test_session_own.c, which includes this file) puts a
+ * fake poller here that records what a session asks for and acts at the
+ * moments where other threads may interleave: at ctl, and in the window
+ * after a session was handed over and before its owner's re-check.
+ */
+struct session_poller_ops {
+    int (*ctl)(int epfd, int op, int fd, struct epoll_event *ev);
+    /* s is published (ARMED or PARKED) and pinned (NULL: nothing to do). */
+    void (*handed_over)(struct session *s);
+};
+static const struct session_poller_ops epoll_ops = {.ctl = epoll_ctl};
+static const struct session_poller_ops *poller_ops = &epoll_ops;
+
 static struct session *from_waiter(struct reg_waiter *w)
 {
     return (struct session *)((char *)w - offsetof(struct session, waiter));
@@ -298,6 +313,8 @@ bool session_pinned(struct session *s)
  */
 static enum step recheck_and_unpin(struct session *s, int published)
 {
+    if (poller_ops->handed_over)
+        poller_ops->handed_over(s);
     int expected = published;
     bool reclaimed = atomic_load(&s->wake_bits) &&
                      atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
@@ -321,7 +338,7 @@ void session_free(struct session *s)
 static int session_epoll(struct session *s, struct epoll_event *ev)
 {
     int op = s->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(s->srv->epfd, op, conn_fd(s->conn), ev) < 0)
+    if (poller_ops->ctl(s->srv->epfd, op, conn_fd(s->conn), ev) < 0)
         return -1;
     s->in_epoll = s->was_in_epoll = true;
     return 0;
@@ -855,7 +872,7 @@ void session_run(struct session *s)
                         /* Out of epoll before the answer goes: the client hangs
                          * up as soon as it has read it, and that hang-up would
                          * wake the poller for nothing before our close. */
-                        epoll_ctl(s->srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
+                        poller_ops->ctl(s->srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
                         s->in_epoll = false;
                     }
                 }

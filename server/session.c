@@ -315,8 +315,13 @@ static enum step recheck_and_unpin(struct session *s, int published)
 {
     if (poller_ops->handed_over)
         poller_ops->handed_over(s);
+    /* Only the poller claims a parked session (a hang-up). The reaper's
+     * bits are for armed ones, and may be left from before the park by a
+     * claim that lost (an old deadline passed while the /wait was read):
+     * no reason to take back, and then close, a wait just parked. */
+    unsigned why = published == SESSION_PARKED ? SESSION_WAKE_IO : ~0u;
     int expected = published;
-    bool reclaimed = atomic_load(&s->wake_bits) &&
+    bool reclaimed = (atomic_load(&s->wake_bits) & why) &&
                      atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
     atomic_fetch_sub(&s->pins, 1);
     return reclaimed ? STEP_RECLAIMED : STEP_HANDED_OFF;

@@ -8,8 +8,8 @@
  * runs on the test's thread, except what "another thread" does inside one
  * of the protocol's windows: that runs on a thread started and joined on
  * the spot, so each race happens in one fixed order:
- *   - a wake during park (a message, a wait timeout, a sign-out)
- *     between the park and the owner's re-check,
+ *   - a wake during park (a message, a wait timeout, a sign-out, a stale
+ *     reaper claim) between the park and the owner's re-check,
  *   - a hang-up during a wake (the client goes while its answer is queued
  *     or written), the wake's item then requeued, never lost,
  *   - a displacing /wait during a delivery to the older one,
@@ -838,6 +838,42 @@ static void test_sign_out_during_park(void **state)
     assert_null(srv.grave);
 }
 
+/* The reaper finds A's (old, idle) deadline passed while A is being served
+ * its /wait: its claim loses but leaves a timeout bit. That bit is no
+ * reason to take back the parked wait: it stays parked, is not closed, and
+ * gets the next message. */
+static void reaper_sweeps_late(void)
+{
+    sweep_sessions(&srv, clock_now_ms() + srv.cfg.idle_timeout_ms + 1);
+}
+
+static void reaper_on_other_thread(struct fake_conn *fc)
+{
+    (void)fc;
+    on_other_thread(reaper_sweeps_late);
+}
+
+static void test_stale_reaper_claim_during_wait(void **state)
+{
+    (void)state;
+    idb = sign_in("b", &b); /* first: A has no join to hear of */
+    ida = sign_in("a", &a);
+    say_wait(a, ida);
+    assert_int_equal(poll_once(), 1);
+    a->at_read = reaper_on_other_thread;
+    run_queue(); /* A, then B (its deadline passed too, for the sweep) */
+    assert_true(atomic_load(&a->s->wake_bits) & SESSION_WAKE_TIMEOUT);
+    settle(); /* B's own stale claim: served, nothing to do */
+    assert_int_equal(a->destroyed, 0);
+    assert_int_equal(state_of(a), SESSION_PARKED);
+    assert_int_equal(parked(), 1);
+    assert_int_equal(answers(a), 1);
+    b_sends();
+    settle();
+    assert_int_equal(answers(a), 2);
+    assert_true(wrote(a, "hello"));
+}
+
 /* Readiness comes between the owner's epoll_ctl and its publication (ARMED):
  * the poller's claim loses and the one-shot event is spent, so the owner's
  * re-check must take the session back and serve the request. */
@@ -923,6 +959,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_displaced_while_hanging_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_timeout_during_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_out_during_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_reaper_claim_during_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_before_publication, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_parked, setup, teardown),
     };

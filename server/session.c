@@ -748,6 +748,8 @@ static enum step pump(struct session *s)
                 s->request_started_ms = now_us / 1000;
                 if (res.kind == ROUTE_WAIT && start_wait(s, res.wait_member) == STEP_HANDED_OFF)
                     return STEP_HANDED_OFF;
+                if (s->waiting)
+                    return STEP_RECLAIMED; /* taken back from its park: session_run sees why */
                 continue;
             }
         }
@@ -821,6 +823,32 @@ static bool request_waiting(struct session *s)
     return head < 0 || (head > 0 && s->in.len - (size_t)head >= req.content_length);
 }
 
+/*
+ * A parked /wait was claimed with no answer for it: only the poller does
+ * that, for a hang-up, or for an event it held from before the park. Read
+ * what the client sent meanwhile (kept in in, served after the answer):
+ * true at EOF or an error, or when in is full and nothing more can be seen.
+ */
+static bool parked_hung_up(struct session *s)
+{
+    while (buf_room(&s->in)) {
+        size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
+        if (buf_reserve(&s->in, want) < 0)
+            return true;
+        ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
+        if (n == -EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+        if (s->in.len == 0) {
+            s->request_started_us = clock_now_us();
+            s->request_started_ms = s->request_started_us / 1000;
+        }
+        s->in.len += (size_t)n;
+    }
+    return true;
+}
+
 /* The reaper woke us: a deadline passed, or the server is draining. */
 static bool handle_timeout(struct session *s)
 {
@@ -881,14 +909,23 @@ void session_run(struct session *s)
                         s->in_epoll = false;
                     }
                 }
-            } else {
+            } else if (parked_hung_up(s)) {
                 /* Hang-up while parked: the client is gone. */
                 close_session(s);
                 return;
+            } else {
+                /* Still there: the poller's event was taken in hand before
+                 * this /wait parked (the reaper served it meanwhile). */
+                reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
+                s->waiting = false;
+                if (start_wait(s, s->wait_member) == STEP_HANDED_OFF)
+                    return;
             }
         } else if ((bits & SESSION_WAKE_TIMEOUT) && !handle_timeout(s)) {
             return;
         }
+        if (s->waiting)
+            continue; /* taken back from its park (start_wait): see why */
         if (pump(s) == STEP_HANDED_OFF)
             return;
     }

@@ -13,7 +13,8 @@
  *   - a hang-up during a wake (the client goes while its answer is queued
  *     or written), the wake's item then requeued, never lost,
  *   - a displacing /wait during a delivery to the older one,
- *   - readiness between epoll_ctl and the owner's publication (arm),
+ *   - readiness or a hang-up between epoll_ctl and the owner's
+ *     publication (arm, park), and a poller event held from before a park,
  *   - a stop with parked, queued and idle sessions.
  * Checked throughout: only the RUNNING owner reads, writes or re-arms a
  * session (the fakes assert it), a session is published pinned, every
@@ -235,18 +236,23 @@ static uint32_t ready_events(int i)
 
 /*
  * One pass of poller_main: collect the ready sessions (one-shot: each is
- * disabled as it is reported), claim and hand out each, then free the
- * graveyard. Returns how many were reported.
+ * disabled as it is reported; epoll_wait), claim and hand out each, then
+ * free the graveyard. Returns how many were reported. A test may act
+ * between the two halves: the events are then in the poller's hands.
  */
-static int poll_once(void)
+static int poll_collect(struct session **batch)
 {
-    struct session *batch[MAX_CONNS];
     int n = 0;
     for (int i = 0; i < nconns; i++)
         if (ready_events(i)) {
             entries[i].enabled = false;
             batch[n++] = entries[i].s;
         }
+    return n;
+}
+
+static void poll_dispatch(struct session **batch, int n)
+{
     for (int i = 0; i < n; i++) {
         struct session *s = batch[i];
         if (!session_claim(s, SESSION_WAKE_IO, true))
@@ -257,6 +263,13 @@ static int poll_once(void)
             server_schedule(s->srv, s);
     }
     server_free_graveyard(&srv);
+}
+
+static int poll_once(void)
+{
+    struct session *batch[MAX_CONNS];
+    int n = poll_collect(batch);
+    poll_dispatch(batch, n);
     return n;
 }
 
@@ -874,6 +887,64 @@ static void test_stale_reaper_claim_during_wait(void **state)
     assert_true(wrote(a, "hello"));
 }
 
+/* The poller has A's readiness (its /wait) in hand when the reaper, A's
+ * old deadline passed, claims A first; a worker serves the /wait and parks
+ * it. The poller's event, now stale, must not close the parked wait as a
+ * hang-up: A stays parked and gets the next message. */
+static void test_stale_event_during_park(void **state)
+{
+    (void)state;
+    idb = sign_in("b", &b);
+    ida = sign_in("a", &a);
+    say_wait(a, ida);
+    struct session *batch[MAX_CONNS];
+    assert_int_equal(poll_collect(batch), 1); /* in the poller's hands */
+    sweep_sessions(&srv, clock_now_ms() + srv.cfg.idle_timeout_ms + 1);
+    run_queue(); /* A (and B, claimed too): the /wait parks */
+    assert_int_equal(state_of(a), SESSION_PARKED);
+    poll_dispatch(batch, 1);
+    settle();
+    assert_int_equal(a->destroyed, 0);
+    assert_int_equal(state_of(a), SESSION_PARKED);
+    assert_int_equal(answers(a), 1);
+    b_sends();
+    settle();
+    assert_int_equal(answers(a), 2);
+    assert_true(wrote(a, "hello"));
+}
+
+/* A's client hangs up between the owner's epoll_ctl for the parked wait
+ * and the park: the poller's claim loses (A is RUNNING) and leaves its bit,
+ * the re-check after the park takes A back, and A closes, unanswered, its
+ * wait no longer in the registry. */
+static void hangup_seen(void)
+{
+    a->hup = true;
+    assert_int_equal(poll_once(), 1);
+    assert_true(atomic_load(&a->s->wake_bits) & SESSION_WAKE_IO);
+}
+
+static void hangup_on_other_thread(struct session *s)
+{
+    (void)s;
+    on_other_thread(hangup_seen);
+}
+
+static void test_hangup_before_park(void **state)
+{
+    (void)state;
+    ida = sign_in("a", &a);
+    say_wait(a, ida);
+    assert_int_equal(poll_once(), 1);
+    ctl_target = a->s;
+    at_ctl = hangup_on_other_thread;
+    assert_int_equal(run_queue(), 1);
+    assert_null(at_ctl);
+    assert_int_equal(a->destroyed, 1);
+    assert_int_equal(answers(a), 1);
+    assert_int_equal(parked(), 0);
+}
+
 /* Readiness comes between the owner's epoll_ctl and its publication (ARMED):
  * the poller's claim loses and the one-shot event is spent, so the owner's
  * re-check must take the session back and serve the request. */
@@ -960,6 +1031,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wait_timeout_during_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_out_during_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_reaper_claim_during_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_event_during_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hangup_before_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_before_publication, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_parked, setup, teardown),
     };

@@ -584,6 +584,15 @@ static void test_message_during_park(void **state)
     assert_int_equal(state_of(b), SESSION_ARMED);
     assert_int_equal(parked(), 0);
     assert_int_equal(queued_msgs(), 0);
+    /* And again, the plain way: one answer per wake. */
+    say_wait(a, ida);
+    settle();
+    assert_int_equal(state_of(a), SESSION_PARKED);
+    b_sends();
+    settle();
+    assert_int_equal(answers(a), 3);
+    assert_int_equal(answers(b), 3);
+    assert_int_equal(queued_msgs(), 0);
 }
 
 static void a_hangs_up(struct fake_conn *fc)
@@ -913,6 +922,31 @@ static void test_stale_event_during_park(void **state)
     assert_true(wrote(a, "hello"));
 }
 
+/* The poller holds A's hang-up in hand while A, signed out from another
+ * connection, is answered and closed: the event must still point to a
+ * session (the graveyard's, freed only after the poller's batch), and the
+ * late claim must lose. */
+static void test_event_in_hand_for_closed_session(void **state)
+{
+    (void)state;
+    ida = sign_in("a", &a);
+    say_wait(a, ida);
+    settle();
+    assert_int_equal(state_of(a), SESSION_PARKED);
+    a->hup = true;
+    struct session *batch[MAX_CONNS];
+    assert_int_equal(poll_collect(batch), 1); /* A's hang-up, in hand */
+    a2 = client();
+    say(a2, "GET /sign_out?peer_id=%llu HTTP/1.1\r\nHost: x\r\n\r\n", (unsigned long long)ida);
+    session_run_here(a2->s); /* wakes A (gone), which runs next and closes */
+    assert_int_equal(a->destroyed, 1);
+    assert_int_equal(answers(a), 2);
+    assert_ptr_equal(srv.grave, a->s);
+    poll_dispatch(batch, 1); /* the late claim loses; then the graveyard */
+    assert_null(srv.grave);
+    assert_null(srv.wq_head);
+}
+
 /* A's client hangs up between the owner's epoll_ctl for the parked wait
  * and the park: the poller's claim loses (A is RUNNING) and leaves its bit,
  * the re-check after the park takes A back, and A closes, unanswered, its
@@ -1033,6 +1067,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_reaper_claim_during_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_event_during_park, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hangup_before_park, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_in_hand_for_closed_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_before_publication, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_parked, setup, teardown),
     };

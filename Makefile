@@ -63,6 +63,13 @@ UNIT_EXTRA_test_cli_json := $(BUILD)/client/cli_json.o
 UNIT_EXTRA_test_cli_ice := $(BUILD)/client/cli_ice.o
 UNIT_EXTRA_test_cli_peers := $(BUILD)/client/cli_peers.o
 UNIT_LIBS_test_cli_json := -ljansson
+# The session ownership harness includes session.c and reaper.c; it links
+# the queue, the graveyard and what a request reaches (server.c's two
+# functions it needs are stubs in the test: no threads, no sockets).
+UNIT_EXTRA_test_session_own := $(addprefix $(BUILD)/server/,workers.o poller.o registry.o \
+                               router.o response.o access.o metrics.o ratelimit.o cluster.o \
+                               cluster_keys.o web.o config.o) $(BUILD)/gen/web_assets.o
+UNIT_LIBS_test_session_own := -lhiredis
 
 LIBPCSIG := $(BUILD)/libpcsig.a
 SERVER   := $(BUILD)/pcsig-server

@@ -50,6 +50,21 @@
 /* What a step of the state machine left us with. */
 enum step { STEP_HANDED_OFF, STEP_RECLAIMED };
 
+/*
+ * How a session reaches the poller: epoll itself in the server. The unit
+ * harness (tests/unit/test_session_own.c, which includes this file) puts a
+ * fake poller here that records what a session asks for and acts at the
+ * moments where other threads may interleave: at ctl, and in the window
+ * after a session was handed over and before its owner's re-check.
+ */
+struct session_poller_ops {
+    int (*ctl)(int epfd, int op, int fd, struct epoll_event *ev);
+    /* s is published (ARMED or PARKED) and pinned (NULL: nothing to do). */
+    void (*handed_over)(struct session *s);
+};
+static const struct session_poller_ops epoll_ops = {.ctl = epoll_ctl};
+static const struct session_poller_ops *poller_ops = &epoll_ops;
+
 static struct session *from_waiter(struct reg_waiter *w)
 {
     return (struct session *)((char *)w - offsetof(struct session, waiter));
@@ -298,8 +313,15 @@ bool session_pinned(struct session *s)
  */
 static enum step recheck_and_unpin(struct session *s, int published)
 {
+    if (poller_ops->handed_over)
+        poller_ops->handed_over(s);
+    /* Only the poller claims a parked session (a hang-up). The reaper's
+     * bits are for armed ones, and may be left from before the park by a
+     * claim that lost (an old deadline passed while the /wait was read):
+     * no reason to take back, and then close, a wait just parked. */
+    unsigned why = published == SESSION_PARKED ? SESSION_WAKE_IO : ~0u;
     int expected = published;
-    bool reclaimed = atomic_load(&s->wake_bits) &&
+    bool reclaimed = (atomic_load(&s->wake_bits) & why) &&
                      atomic_compare_exchange_strong(&s->state, &expected, SESSION_RUNNING);
     atomic_fetch_sub(&s->pins, 1);
     return reclaimed ? STEP_RECLAIMED : STEP_HANDED_OFF;
@@ -321,7 +343,7 @@ void session_free(struct session *s)
 static int session_epoll(struct session *s, struct epoll_event *ev)
 {
     int op = s->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(s->srv->epfd, op, conn_fd(s->conn), ev) < 0)
+    if (poller_ops->ctl(s->srv->epfd, op, conn_fd(s->conn), ev) < 0)
         return -1;
     s->in_epoll = s->was_in_epoll = true;
     return 0;
@@ -749,6 +771,8 @@ static enum step pump(struct session *s)
                 s->request_started_ms = now_us / 1000;
                 if (res.kind == ROUTE_WAIT && start_wait(s, res.wait_member) == STEP_HANDED_OFF)
                     return STEP_HANDED_OFF;
+                if (s->waiting)
+                    return STEP_RECLAIMED; /* taken back from its park: session_run sees why */
                 continue;
             }
         }
@@ -822,6 +846,32 @@ static bool request_waiting(struct session *s)
     return head < 0 || (head > 0 && s->in.len - (size_t)head >= req.content_length);
 }
 
+/*
+ * A parked /wait was claimed with no answer for it: only the poller does
+ * that, for a hang-up, or for an event it held from before the park. Read
+ * what the client sent meanwhile (kept in in, served after the answer):
+ * true at EOF or an error, or when in is full and nothing more can be seen.
+ */
+static bool parked_hung_up(struct session *s)
+{
+    while (buf_room(&s->in)) {
+        size_t want = buf_room(&s->in) < SESSION_READ_CHUNK ? buf_room(&s->in) : SESSION_READ_CHUNK;
+        if (buf_reserve(&s->in, want) < 0)
+            return true;
+        ssize_t n = conn_read(s->conn, s->in.data + s->in.len, want);
+        if (n == -EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+        if (s->in.len == 0) {
+            s->request_started_us = clock_now_us();
+            s->request_started_ms = s->request_started_us / 1000;
+        }
+        s->in.len += (size_t)n;
+    }
+    return true;
+}
+
 /* The reaper woke us: a deadline passed, or the server is draining. */
 static bool handle_timeout(struct session *s)
 {
@@ -878,18 +928,27 @@ void session_run(struct session *s)
                         /* Out of epoll before the answer goes: the client hangs
                          * up as soon as it has read it, and that hang-up would
                          * wake the poller for nothing before our close. */
-                        epoll_ctl(s->srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
+                        poller_ops->ctl(s->srv->epfd, EPOLL_CTL_DEL, conn_fd(s->conn), NULL);
                         s->in_epoll = false;
                     }
                 }
-            } else {
+            } else if (parked_hung_up(s)) {
                 /* Hang-up while parked: the client is gone. */
                 close_session(s);
                 return;
+            } else {
+                /* Still there: the poller's event was taken in hand before
+                 * this /wait parked (the reaper served it meanwhile). */
+                reg_unpark(s->srv->reg, &s->waiter, clock_now_ms());
+                s->waiting = false;
+                if (start_wait(s, s->wait_member) == STEP_HANDED_OFF)
+                    return;
             }
         } else if ((bits & SESSION_WAKE_TIMEOUT) && !handle_timeout(s)) {
             return;
         }
+        if (s->waiting)
+            continue; /* taken back from its park (start_wait): see why */
         if (pump(s) == STEP_HANDED_OFF)
             return;
     }

@@ -12,12 +12,17 @@
  * it (poller event, registry delivery, reaper deadline) first records why in
  * wake_bits and then claims it with a compare-and-swap from ARMED or PARKED
  * to RUNNING; the winner queues it for a worker, and a worker that is about
- * to give it up re-checks wake_bits so that no wake-up is lost.
+ * to give it up re-checks wake_bits so that no wake-up is lost. A PARKED
+ * session is claimed only by the registry (with its answer) and by the
+ * poller (a hang-up, which the session confirms by reading: an event the
+ * poller held from before the park is none); a reaper's bit left from
+ * before the park does not take it back.
  * Sessions are freed only by the poller between two epoll batches (the
  * "graveyard"), so an event still in hand never points to freed memory.
  * A worker that gives a session up and then re-checks wake_bits holds a pin
  * across that window: by then another thread may have claimed, run and
  * closed it, and the graveyard keeps a pinned session for a later pass.
+ * tests/unit/test_session_own.c plays these races in a fixed order.
  */
 #ifndef PCSIG_SESSION_H
 #define PCSIG_SESSION_H

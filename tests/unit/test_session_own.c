@@ -479,6 +479,7 @@ static int setup(void **state)
     pthread_mutex_init(&srv.reaper_lock, NULL);
     pthread_cond_init(&srv.reaper_cond, NULL);
     metrics_init(&srv.metrics);
+    access_init(&srv.access, &srv.metrics, 0);
     srv.started_ms = clock_now_ms();
     nconns = 0;
     handovers = 0;

@@ -18,9 +18,9 @@
 #
 # Longest first: PCSIG_TEST_TIMES names a file of "milliseconds<TAB>name<TAB>
 # cpu-milliseconds" lines (wall time, and the CPU time of the test and the
-# processes it waited for) that each run rewrites; the next run starts the tests that took
-# longest first (and tests it has no time for before them), so that the long
-# poles do not start last and run alone at the end.
+# processes it waited for) that each run rewrites; the next run starts the
+# tests that took longest first (and tests it has no time for before them),
+# so that the long poles do not start last and run alone at the end.
 #
 # PCSIG_TEST_LOGS: the directory for the runs' logs (build_tests_unit_test_buf.log,
 # build_tests_integration_test_access.tls.log ...),

@@ -107,7 +107,7 @@ $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test
 BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
                 'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
 $(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
-TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh
+TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh tools/check-banned.sh
 # The cluster tests one run each (not one run of a runner of their own):
 # scheduled with the rest.
 TEST_SCRIPTS += $(foreach t,$(shell tests/cluster/run.sh --list),'tests/cluster/run.sh $(t)')

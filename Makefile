@@ -326,8 +326,9 @@ run-tls: all certs
 # each run's output in $(BUILD)/test-logs.
 test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
 	@rm -rf $(BUILD)/test-logs
+	@certs/gen-certs.sh --force $(BUILD)/test-certs >/dev/null # once for every TLS run
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
-	  PCSIG_BENCH=$(abspath $(BENCH)) \
+	  PCSIG_BENCH=$(abspath $(BENCH)) PCSIG_TEST_CERTS=$(abspath $(BUILD)/test-certs) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_LOGS=$(BUILD)/test-logs \
 	  tests/run-tests.sh $(BROWSER_RUNS) $(TEST_SCRIPTS) \

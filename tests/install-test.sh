@@ -127,7 +127,7 @@ for b in pcsig-server pcsig-client; do
     sed 's/\\-/-/g' "$page" | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$tmp/documented"
     [ -s "$tmp/opts" ] || fail "$b --help lists no option"
     missing=$(comm -23 "$tmp/opts" "$tmp/documented")
-    [ -z "$missing" ] || fail "$b.1 does not document $(echo $missing) (listed by $b --help)"
+    [ -z "$missing" ] || fail "$b.1 does not document $(printf '%s\n' "$missing" | tr '\n' ' ')(listed by $b --help)"
 done
 ok
 

@@ -21,7 +21,7 @@ server=${PCSIG_SERVER:-$build/pcsig-server}
 itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
 # --list: the names a run without names runs (for the Makefile).
 if [ "${1:-}" = "--list" ]; then
-    echo test_cluster $itests
+    echo "test_cluster $itests"
     exit 0
 fi
 if ! "$server" --help 2>&1 | grep -q -- '--cluster'; then

@@ -114,7 +114,10 @@ $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test
 BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
                 'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
 $(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
-TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh tests/cluster/run.sh
+TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh tools/check-banned.sh
+# The cluster tests one run each (not one run of a runner of their own):
+# scheduled with the rest.
+TEST_SCRIPTS += $(foreach t,$(shell tests/cluster/run.sh --list),'tests/cluster/run.sh $(t)')
 
 # ---- install ---------------------------------------------------------------
 # The conventional directory variables; each can be set on the command line.
@@ -331,8 +334,9 @@ run-tls: all certs
 test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
 	@tools/check-layers.sh
 	@rm -rf $(BUILD)/test-logs
+	@certs/gen-certs.sh --force $(BUILD)/test-certs >/dev/null # once for every TLS run
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
-	  PCSIG_BENCH=$(abspath $(BENCH)) \
+	  PCSIG_BENCH=$(abspath $(BENCH)) PCSIG_TEST_CERTS=$(abspath $(BUILD)/test-certs) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
 	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_LOGS=$(BUILD)/test-logs \
 	  tests/run-tests.sh $(BROWSER_RUNS) $(TEST_SCRIPTS) \

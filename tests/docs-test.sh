@@ -20,7 +20,7 @@
 # Run by `make test`; standalone: tests/docs-test.sh from the top directory.
 set -eu
 gaps_file=$(mktemp)
-trap 'rm -f "$gaps_file"' EXIT
+trap 'rm -f "$gaps_file" "$gaps_file.opts" "$gaps_file.page"' EXIT
 cd "$(dirname "$0")/.."
 src="client/main.c client/cli_*.c" # the CLI (named so in the messages)
 src_text() { cat client/main.c client/cli_*.c; }
@@ -101,10 +101,13 @@ check_opts() { # binary man-page
         echo "docs-test: skip: no binary to ask for --help ($2 not checked against it)"
         return 0
     }
-    page=$(man_text "$2")
-    for o in $("$1" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
-        printf '%s\n' "$page" | grep -qE -- "$o([^a-z0-9-]|\$)" ||
-            gap "option $o ($(basename "$1") --help) not in $2"
+    # The page's --words against those of --help, whole words both (--port
+    # is not found in --port-file), in one pass rather than a grep each.
+    "$1" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$gaps_file.opts"
+    man_text "$2" | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$gaps_file.page"
+    [ -s "$gaps_file.opts" ] || gap "$(basename "$1") --help lists no option"
+    for o in $(comm -23 "$gaps_file.opts" "$gaps_file.page"); do
+        gap "option $o ($(basename "$1") --help) not in $2"
     done
 }
 check_opts "${PCSIG_SERVER:-build/pcsig-server}" "$sman"

@@ -16,10 +16,11 @@
 # never interleave; the order is that of completion. PCSIG_TEST_JOBS=1 is the
 # old one-at-a-time runner.
 #
-# Longest first: PCSIG_TEST_TIMES names a file of "milliseconds<TAB>name"
-# lines that each run rewrites; the next run starts the tests that took
-# longest first (and tests it has no time for before them), so that the long
-# poles do not start last and run alone at the end.
+# Longest first: PCSIG_TEST_TIMES names a file of "milliseconds<TAB>name<TAB>
+# cpu-milliseconds" lines (wall time, and the CPU time of the test and the
+# processes it waited for) that each run rewrites; the next run starts the
+# tests that took longest first (and tests it has no time for before them),
+# so that the long poles do not start last and run alone at the end.
 #
 # PCSIG_TEST_LOGS: the directory for the runs' logs (build_tests_unit_test_buf.log,
 # build_tests_integration_test_access.tls.log ...),
@@ -62,9 +63,9 @@ stop() {
 }
 trap 'stop 130' INT
 trap 'stop 143' TERM
-# Each finished run writes "index exit-status milliseconds" as one line
-# (shorter than PIPE_BUF, so lines never mix) into this FIFO; the loop below
-# blocks on it. Opened read-write so that neither side's open ever blocks.
+# Each finished run writes "index exit-status milliseconds cpu-milliseconds"
+# as one line (shorter than PIPE_BUF, so lines never mix) into this FIFO; the
+# loop below blocks on it. Opened read-write so that neither side's open ever blocks.
 mkfifo "$tmp/done" || exit 2
 exec 3<>"$tmp/done"
 
@@ -104,14 +105,18 @@ failures=""
 running=0
 : >"$tmp/times"
 
+# 12345 (milliseconds) -> 12.3
+secs() {
+    printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100))
+}
+
 # Shows the run that finished next and counts it.
 reap() {
-    read -r fin rc ms <&3 || exit 2
+    read -r fin rc ms cpu <&3 || exit 2
     running=$((running - 1))
     eval "label=\$label_$fin; log=\$log_$fin"
-    printf '%s\t%s\n' "$ms" "$label" >>"$tmp/times"
-    secs=$(printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)))
-    echo "=== $label [${secs}s]"
+    printf '%s\t%s\t%s\n' "$ms" "$label" "$cpu" >>"$tmp/times"
+    echo "=== $label [$(secs "$ms")s, cpu $(secs "$cpu")s]"
     cat "$log"
     if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
@@ -139,7 +144,15 @@ for idx in $order; do
         wait $!
         rc=$?
         rm -f "$tmp/$idx.pid"
-        echo "$idx $rc $(($(now_ms) - start))" >&3
+        end=$(now_ms)
+        # The CPU time (user + system) of the test and of the processes it
+        # waited for (its servers and clients): "times" shows this
+        # subshell's children's second (run here: in a $(...) it would
+        # show the substitution's own, none).
+        times >"$tmp/$idx.cpu"
+        cpu=$(awk 'function s(x) { sub(/s$/, "", x); split(x, a, "m"); return a[1] * 60 + a[2] }
+            NR == 2 { printf "%d", (s($1) + s($2)) * 1000 }' "$tmp/$idx.cpu")
+        echo "$idx $rc $((end - start)) ${cpu:-0}" >&3
     ) &
     running=$((running + 1))
 done
@@ -157,8 +170,9 @@ if [ -n "$times" ]; then
     fi
     mv "$tmp/times.new" "$times"
 fi
-echo "longest runs:"
-sort -k1,1nr "$tmp/times" | head -n 5 | awk -F '\t' '{ printf "  %6.1fs  %s\n", $1 / 1000, $2 }'
+echo "longest runs (wall, cpu):"
+sort -k1,1nr "$tmp/times" | head -n 5 | awk -F '\t' '{ printf "  %6.1fs %6.1fs  %s\n", $1 / 1000, $3 / 1000, $2 }'
+awk -F '\t' '{ w += $1; c += $3 } END { printf "all runs: %.1fs wall summed, %.1fs cpu\n", w / 1000, c / 1000 }' "$tmp/times"
 if [ -n "$failures" ]; then
     echo "failing:$failures"
     [ -z "${PCSIG_TEST_LOGS:-}" ] && keep_tmp=1

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -228,6 +229,23 @@ static uint16_t free_port(void)
     return port;
 }
 
+/* A free port none of c's parts has chosen yet: the instances' ports are
+ * chosen before any of them listens (haproxy starts first), and the kernel
+ * may hand one of them out again for Redis or haproxy (seen: Redis took
+ * instance i2's port, which then could not listen). 0 when none is found. */
+static uint16_t free_port_apart(const hc_cluster_t *c)
+{
+    for (int tries = 0; tries < 20; tries++) {
+        uint16_t p = free_port();
+        bool taken = p == 0 || p == c->redis_port || p == c->lb_port;
+        for (size_t i = 0; i < c->n && !taken; i++)
+            taken = p == c->inst[i].want_port || p == c->inst[i].port;
+        if (!taken)
+            return p;
+    }
+    return 0;
+}
+
 /* A connected socket to 127.0.0.1:port, or -1. */
 static int connect_to(uint16_t port, int timeout_ms)
 {
@@ -366,7 +384,7 @@ int hc_redis_start(hc_cluster_t *c)
     bool fixed = c->redis_port != 0; /* a restart keeps its port */
     for (int attempt = 0; attempt < HC_PORT_TRIES; attempt++) {
         if (!fixed)
-            c->redis_port = free_port();
+            c->redis_port = free_port_apart(c);
         char port[8], logf[200];
         snprintf(port, sizeof port, "%u", (unsigned)c->redis_port);
         snprintf(logf, sizeof logf, "%s/redis.log", c->dir);
@@ -564,7 +582,7 @@ static int lb_spawn(hc_cluster_t *c, const uint16_t *ports, size_t n)
 {
     char cfg[200];
     snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", c->dir);
-    c->lb_port = free_port();
+    c->lb_port = free_port_apart(c);
     if (hc_write_haproxy_cfg(cfg, c->lb_port, ports, n, c->lb_maxconn) < 0)
         return fail(c, "cannot write %s", cfg);
     char *argv[] = {tool_path("haproxy", "/usr/sbin/haproxy"), "-f", cfg, "-db", NULL};
@@ -693,11 +711,23 @@ int hc_start(hc_cluster_t *c)
     return r > 0 ? 0 : -1;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* In this process (not "rm -rf" through a shell: two processes more for
+ * every cluster a test starts). */
+int hc_remove_dir(const char *dir)
+{
+    return nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) == 0 || errno == ENOENT ? 0 : -1;
+}
+
 static void remove_dir(const char *dir)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (hc_remove_dir(dir) != 0)
         fprintf(stderr, "cluster: could not remove %s\n", dir);
 }
 

@@ -77,6 +77,8 @@ void hc_init(hc_cluster_t *c, const char *server, const char *const *extra, size
 
 /* The temporary directory alone (hc_start makes it when dir is ""). */
 int hc_make_dir(hc_cluster_t *c);
+/* Remove dir and everything under it; 0, or -1 with errno. */
+int hc_remove_dir(const char *dir);
 
 /* The whole cluster: directory, Redis, every instance, haproxy. */
 int hc_start(hc_cluster_t *c);

@@ -62,9 +62,7 @@ static void start_sweeper(const char *dir)
         int sig;
         sigwait(&one, &sig);
     }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (!getenv("PCSIG_TEST_KEEP") && system(cmd) != 0)
+    if (!getenv("PCSIG_TEST_KEEP") && hc_remove_dir(dir) != 0)
         _exit(1);
     unlink(ports_path);
     _exit(0);

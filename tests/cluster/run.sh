@@ -8,8 +8,22 @@
 #
 # Skips (exit 0, saying why) when the server has no --cluster (the cluster
 # branch is not merged) or redis-server/haproxy are missing (make deps).
+#
+# With names (tests/cluster/run.sh test_cluster test_queue), only those run;
+# with one name, that test alone, as this process (no runner of its own):
+# make test lists each as a run of its own, so that its runner schedules
+# them beside the rest (longest first, its jobs per core) instead of a
+# second runner's jobs on top of its own.
 build=${PCSIG_BUILD:-build}
 server=${PCSIG_SERVER:-$build/pcsig-server}
+# The protocol tests that hold for a cluster as for one server (the others
+# check one process's own figures, logs, limits or exit).
+itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
+# --list: the names a run without names runs (for the Makefile).
+if [ "${1:-}" = "--list" ]; then
+    echo "test_cluster $itests"
+    exit 0
+fi
 if ! "$server" --help 2>&1 | grep -q -- '--cluster'; then
     echo "SKIP cluster tests: $server --help has no --cluster"
     exit 0
@@ -24,15 +38,24 @@ if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
 fi
 launch=$(realpath "$build/tests/cluster/pcsig-cluster-launch") || exit 1
 server=$(realpath "$server") || exit 1
-# The protocol tests that hold for a cluster as for one server (the others
-# check one process's own figures, logs, limits or exit).
-itests=${PCSIG_CLUSTER_ITESTS:-"test_session test_queue test_batch test_keepalive test_errors"}
+if [ $# -gt 0 ]; then
+    itests=""
+    ctests=""
+    for t in "$@"; do
+        case $t in
+        test_cluster*) ctests="$ctests $t" ;;
+        *) itests="$itests $t" ;;
+        esac
+    done
+else
+    ctests=test_cluster
+fi
 # Under the sanitizers (make check) only the cluster's own tests run: the
 # protocol suites through haproxy run the same server code as in make test,
 # and three sanitized instances per test, several tests at once, took
 # longer than the time limits on two cores. test_cluster_basic (the
 # integration set) also runs the cluster code sanitized.
-if [ -n "${PCSIG_SANITIZE:-}" ] && [ -z "${PCSIG_CLUSTER_ITESTS:-}" ]; then
+if [ -n "${PCSIG_SANITIZE:-}" ] && [ -z "${PCSIG_CLUSTER_ITESTS:-}" ] && [ -n "$itests" ]; then
     echo "cluster: sanitized build ($PCSIG_SANITIZE): test_cluster only; the protocol suites through haproxy run in make test"
     itests=""
 fi
@@ -40,9 +63,17 @@ fi
 PCSIG_TEST_START_MS=${PCSIG_TEST_START_MS:-60000}
 export PCSIG_TEST_START_MS
 bins=""
+for t in $ctests; do
+    bins="$bins $build/tests/cluster/$t"
+done
 for t in $itests; do
     bins="$bins $build/tests/integration/$t"
 done
+# shellcheck disable=SC2086 # one word a binary
+set -- $bins
+if [ $# -eq 0 ]; then
+    exit 0
+fi
 # test_quit_allowed (test_errors) checks one process's log after GET /quit:
 # through the launcher the other instances are stopped with SIGTERM.
 # The runs here share names with make test's own runs of these binaries:
@@ -55,6 +86,12 @@ if [ -n "${PCSIG_TEST_TIMES:-}" ]; then
     PCSIG_TEST_TIMES=$PCSIG_TEST_TIMES.cluster
     export PCSIG_TEST_TIMES
 fi
-PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed} \
-PCSIG_CLUSTER_SERVER=$server PCSIG_SERVER=$launch PCSIG_TEST_CLUSTER=1 \
-    exec tests/run-tests.sh "$build/tests/cluster/test_cluster" $bins
+PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed}
+PCSIG_CLUSTER_SERVER=$server
+PCSIG_SERVER=$launch
+PCSIG_TEST_CLUSTER=1
+export PCSIG_TEST_SKIP PCSIG_CLUSTER_SERVER PCSIG_SERVER PCSIG_TEST_CLUSTER
+if [ $# -eq 1 ]; then
+    exec "$1"
+fi
+exec tests/run-tests.sh "$@"

@@ -64,7 +64,7 @@ static unsigned log_counter;
 /* TLS mode: one development CA and server certificate per test process. */
 static tls_client_t *tls_client;
 static char tls_dir[64];
-static char tls_cert_path[128], tls_key_path[128];
+static char tls_cert_path[192], tls_key_path[192];
 
 bool h_tls_mode(void)
 {
@@ -72,7 +72,7 @@ bool h_tls_mode(void)
     return e && e[0] && strcmp(e, "0") != 0;
 }
 
-static char tls_ca_path[128];
+static char tls_ca_path[192];
 
 const char *h_tls_ca(void)
 {
@@ -281,21 +281,34 @@ static void server_reaped(h_server_t *s, int code)
         servers[s->slot] = *s;
 }
 
+/* The certificates: PCSIG_TEST_CERTS names a directory certs/gen-certs.sh
+ * wrote (make test writes one for all its runs: a run of its own is about a
+ * quarter second of openssl's CPU, times every TLS run), only read here;
+ * else they are generated into a directory of our own, removed at exit. */
 static void tls_prepare(void)
 {
     if (tls_client)
         return;
-    snprintf(tls_dir, sizeof tls_dir, "/tmp/pcsig-harness-tls-XXXXXX");
-    if (!mkdtemp(tls_dir))
-        H_FAIL("mkdtemp: errno %d", errno);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "certs/gen-certs.sh --force '%s' >/dev/null", tls_dir);
-    if (system(cmd) != 0)
-        H_FAIL("certs/gen-certs.sh failed (run the tests from the repository root)%s", "");
-    snprintf(tls_cert_path, sizeof tls_cert_path, "%s/server.pem", tls_dir);
-    snprintf(tls_key_path, sizeof tls_key_path, "%s/server.key", tls_dir);
-    char ca[128], why[256] = "";
-    snprintf(ca, sizeof ca, "%s/ca.pem", tls_dir);
+    const char *shared = getenv("PCSIG_TEST_CERTS");
+    char certs[128];
+    if (shared && *shared) {
+        if (strlen(shared) >= sizeof certs)
+            H_FAIL("PCSIG_TEST_CERTS: longer than %zu bytes", sizeof certs - 1);
+        snprintf(certs, sizeof certs, "%s", shared);
+    } else {
+        snprintf(tls_dir, sizeof tls_dir, "/tmp/pcsig-harness-tls-XXXXXX");
+        if (!mkdtemp(tls_dir))
+            H_FAIL("mkdtemp: errno %d", errno);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "certs/gen-certs.sh --force '%s' >/dev/null", tls_dir);
+        if (system(cmd) != 0)
+            H_FAIL("certs/gen-certs.sh failed (run the tests from the repository root)%s", "");
+        snprintf(certs, sizeof certs, "%s", tls_dir);
+    }
+    snprintf(tls_cert_path, sizeof tls_cert_path, "%s/server.pem", certs);
+    snprintf(tls_key_path, sizeof tls_key_path, "%s/server.key", certs);
+    char ca[160], why[256] = "";
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
     snprintf(tls_ca_path, sizeof tls_ca_path, "%s", ca);
     struct tls_client_options o = {.ca_file = ca};
     if (tls_client_new(&o, &tls_client, why, sizeof why) < 0)

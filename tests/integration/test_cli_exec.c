@@ -120,7 +120,7 @@ static void test_cli_exec_bounded(void **state)
                           "--exec", cmd, "--exec-max", "3", NULL};
     h_proc_t *p = cli_spawn(args);
     cli_expect(p, "{\"event\":\"signed_in\",\"id\":1,\"peers\":[]}");
-    enum { SENDERS = 6, EACH = 8 };
+    enum { SENDERS = 6, EACH = 4 }; /* six peers with children due at once: past --exec-max 3 */
     pcsig_client_t *snd[SENDERS];
     for (int i = 0; i < SENDERS; i++) {
         char name[16];

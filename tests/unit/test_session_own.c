@@ -400,8 +400,11 @@ static bool wrote(const struct fake_conn *fc, const char *text)
 static int last_status(const struct fake_conn *fc)
 {
     for (size_t i = fc->out.len; i-- > 0;)
-        if (i + 12 <= fc->out.len && memcmp(fc->out.data + i, "HTTP/1.1 ", 9) == 0)
-            return atoi(fc->out.data + i + 9);
+        if (i + 12 <= fc->out.len && memcmp(fc->out.data + i, "HTTP/1.1 ", 9) == 0) {
+            uint64_t status;
+            assert_int_equal(proto_parse_u64(fc->out.data + i + 9, 3, &status), 0);
+            return (int)status;
+        }
     return 0;
 }
 

@@ -32,6 +32,7 @@
 #include <pthread.h>
 
 /* The modules themselves: their static functions and seams are used here. */
+#include "proto.h"
 #include "session.c"
 #include "reaper.c"
 

@@ -695,6 +695,24 @@ static bool http_header_line_done(const unsigned char *p, size_t n, bool is_requ
 }
 
 /*
+ * True when b[from..len) holds the LF of a CR LF CR LF, i.e. the head ends
+ * in what has arrived. memchr jumps from LF to LF, which a head has few of.
+ */
+static bool http_blank_line_in(const unsigned char *b, size_t from, size_t len)
+{
+    while (from < len) {
+        const unsigned char *lf = memchr(b + from, '\n', len - from);
+        if (lf == NULL)
+            return false;
+        size_t at = (size_t)(lf - b);
+        if (at >= 3 && b[at - 1] == '\r' && b[at - 2] == '\n' && b[at - 3] == '\r')
+            return true;
+        from = at + 1;
+    }
+    return false;
+}
+
+/*
  * True when the plain parser would answer HTTP_NEED_MORE for b[0..len),
  * found by looking only at bytes st has not seen; false when it is not
  * sure (the plain parser then runs). scratch is the caller's req or resp.
@@ -707,6 +725,13 @@ static bool http_resume_more(const unsigned char *b, size_t len, size_t max_head
         return false; /* the plain call judges the limit */
     if (len < st->scanned || st->line > st->scanned)
         http_state_restart(st); /* not the bytes st describes */
+
+    /* A head that arrived whole (a request in one read: the common case)
+     * goes to the plain call at once; the scan below would only find its
+     * end after reading every byte that the plain call then reads again. */
+    st->examined += len - st->scanned;
+    if (http_blank_line_in(b, st->scanned, len))
+        return false;
 
     /* The byte scan, looking back instead of ahead so it can resume. */
     for (size_t i = st->scanned; i < len; i++) {

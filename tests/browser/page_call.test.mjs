@@ -17,7 +17,7 @@ import {
 } from './lib.mjs';
 import { browser, certs, usePageBrowser, openPage, peerId, selectPeer, chatLines } from './page_lib.mjs';
 
-usePageBrowser();
+usePageBrowser({ tls: true });
 
 // A calls B (B accepts), chat over the data channel both ways, media both
 // ways, screenshot (optional), then A hangs up and both see it end.

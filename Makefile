@@ -78,9 +78,10 @@ ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # where TLS changes what is tested: one line each, with the reason. Not here:
 # protocol and parser logic (the same bytes once decrypted: test_bad_input,
 # test_batch, test_errors, test_queue), what does not touch the transport
-# (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media:
-# its media is DTLS either way), tests that skip in TLS mode (test_flood,
-# test_client_wire, test_cli_tty), and test_tls, which tests TLS itself.
+# (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media and
+# test_media_signaling: their media is DTLS either way), tests that skip in
+# TLS mode (test_flood, test_client_wire, test_cli_tty), and test_tls, which
+# tests TLS itself.
 ITEST_TLS :=
 ITEST_TLS += test_access         # per-address limits: the refusal comes after a handshake
 ITEST_TLS += test_biglist        # MB-sized answers written through TLS records

@@ -85,9 +85,10 @@ ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # where TLS changes what is tested: one line each, with the reason. Not here:
 # protocol and parser logic (the same bytes once decrypted: test_bad_input,
 # test_batch, test_errors, test_queue), what does not touch the transport
-# (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media:
-# its media is DTLS either way), tests that skip in TLS mode (test_flood,
-# test_client_wire, test_cli_tty), and test_tls, which tests TLS itself.
+# (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media and
+# test_media_signaling: their media is DTLS either way), tests that skip in
+# TLS mode (test_flood, test_client_wire, test_cli_tty), and test_tls, which
+# tests TLS itself.
 ITEST_TLS :=
 ITEST_TLS += test_access         # per-address limits: the refusal comes after a handshake
 ITEST_TLS += test_biglist        # MB-sized answers written through TLS records
@@ -108,12 +109,11 @@ ITEST_TLS += test_slowloris      # the handshake counts in the first request's r
 ITEST_TLS += test_stuck_clients  # a TLS client that never reads (SSL_write held), half-close
 ITEST_TLS_BIN := $(ITEST_TLS:%=$(BUILD)/tests/integration/%)
 $(if $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)),$(error ITEST_TLS: no such test: $(notdir $(filter-out $(ITEST_BIN),$(ITEST_TLS_BIN)))))
-# The browser tests (tests/browser/*.test.mjs) in two runs of about equal
-# length, each with its own Chromium: two at once is what two cores carry
-# beside the rest. A new file goes in either. Then the shell tests.
-BROWSER_RUNS := 'tests/browser/run.sh page_call.test.mjs native.test.mjs assets.test.mjs' \
-                'tests/browser/run.sh page.test.mjs page_auth.test.mjs'
-$(foreach f,$(notdir $(wildcard tests/browser/*.test.mjs)),$(if $(findstring $(f),$(BROWSER_RUNS)),,$(error BROWSER_RUNS: $(f) is in no run)))
+# The browser tests (tests/browser/*.test.mjs): one run per file, each
+# with its own Chromium, so that the runner spreads them over its slots
+# beside the rest (in two runs of several files each, those two were the
+# last to end). Then the shell tests.
+BROWSER_RUNS := $(foreach f,$(sort $(notdir $(wildcard tests/browser/*.test.mjs))),'tests/browser/run.sh $(f)')
 TEST_SCRIPTS := tests/bench-smoke.sh tests/install-test.sh tests/docs-test.sh tools/check-banned.sh
 # The cluster tests one run each (not one run of a runner of their own):
 # scheduled with the rest.

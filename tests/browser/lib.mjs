@@ -80,20 +80,32 @@ export function devCerts() {
 // microphone granted without a prompt, host addresses in ICE candidates
 // (no mDNS here), and TLS trust for exactly our development key. The fake
 // camera at 10 frames a second: the tests check that media flows, and
-// encoding 30 frames a second cost each call a fifth more CPU.
+// encoding 30 frames a second cost each call a fifth more CPU. Each page is
+// a window of its own in this headless mode, and each window also built
+// the omnibox's WebUI popups (two renderers nobody sees): without them a
+// page costs about a third less CPU and opens sooner (unknown feature names
+// are ignored, so an older Chromium takes these flags too).
+const DISABLED_FEATURES = [
+  'WebRtcHideLocalIpsWithMdns',
+  'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup', 'WebUIOmniboxFullPopup', 'PreloadTopChromeWebUI',
+];
 export function chromiumArgs(spki) {
   return [
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--use-fake-device-for-media-stream=fps=10', '--use-fake-ui-for-media-stream',
     '--autoplay-policy=no-user-gesture-required',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    `--disable-features=${DISABLED_FEATURES.join(',')}`,
     ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
   ];
 }
 
-// Await a (possibly async) condition inside the page; a timeout fails.
+// Await a condition inside the page, polled every 100 ms; a timeout fails.
+// The condition must be synchronous: waitForFunction takes the Promise an
+// async one returns for a true value at once (awaitMediaRising below polls
+// its async condition itself).
 export async function pageUntil(page, fn, arg, timeoutMs = 20000, what = 'condition') {
+  if (fn.constructor.name === 'AsyncFunction') throw new Error(`pageUntil(${what}): an async condition is always true`);
   try {
     await page.waitForFunction(fn, arg, { polling: 100, timeout: timeoutMs });
   } catch (e) {
@@ -107,32 +119,31 @@ export async function awaitChat(page, text, timeoutMs = 30000) {
     .some((e) => e.textContent === t), text, { timeout: timeoutMs });
 }
 
-// The inbound video and audio counters of the page's call.
-function inboundOf(page) {
-  return page.evaluate(async () => {
-    const r = await window.pcsig.pc.getStats();
-    const o = { videoBytes: 0, frames: 0, audioBytes: 0 };
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { o.videoBytes += s.bytesReceived || 0; o.frames += s.framesDecoded || 0; }
-      if (s.kind === 'audio') o.audioBytes += s.bytesReceived || 0;
-    });
-    return o;
-  });
-}
-
 // Media flows into the page: inbound video bytes, decoded frames (by more
-// than 10) and audio bytes each rise past their values now.
+// than 10) and audio bytes each rise past their values now. Polled inside
+// the page every 100 ms (getStats is async, so not through pageUntil).
 export async function awaitMediaRising(page, timeoutMs = 20000) {
-  const t0 = await inboundOf(page);
-  await pageUntil(page, async (b) => {
-    const r = await window.pcsig.pc.getStats();
-    let vb = 0, fr = 0, ab = 0;
-    r.forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') { vb += s.bytesReceived || 0; fr += s.framesDecoded || 0; }
-      if (s.kind === 'audio') ab += s.bytesReceived || 0;
-    });
-    return vb > b.videoBytes && fr > b.frames + 10 && ab > b.audioBytes;
-  }, t0, timeoutMs, 'the page\'s inbound video and audio to rise');
+  const r = await page.evaluate(async (ms) => {
+    const inbound = async () => {
+      const stats = await window.pcsig.pc.getStats();
+      const o = { videoBytes: 0, frames: 0, audioBytes: 0 };
+      stats.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        if (s.kind === 'video') { o.videoBytes += s.bytesReceived || 0; o.frames += s.framesDecoded || 0; }
+        if (s.kind === 'audio') o.audioBytes += s.bytesReceived || 0;
+      });
+      return o;
+    };
+    const t0 = await inbound();
+    const end = Date.now() + ms;
+    for (;;) {
+      const now = await inbound();
+      if (now.videoBytes > t0.videoBytes && now.frames > t0.frames + 10 && now.audioBytes > t0.audioBytes) return null;
+      if (Date.now() > end) return { t0, now };
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }, timeoutMs);
+  if (r) {
+    throw new Error(`timed out waiting for the page's inbound video and audio to rise: from ${JSON.stringify(r.t0)} to ${JSON.stringify(r.now)}`);
+  }
 }

@@ -108,7 +108,11 @@ async function checkCall(page, native, nativeId) {
   const connected = await native.event((e) => e.event === 'call' && e.state === 'connected', 'native call connected');
   await native.event((e) => e.event === 'dc_open', 'native dc_open');
 
-  await awaitMediaRising(page, EVENT_TIMEOUT_MS);
+  // Media both ways, awaited at once (each takes a second or so of frames).
+  await Promise.all([
+    awaitMediaRising(page, EVENT_TIMEOUT_MS),
+    native.framesAbove(0).then((seen) => native.framesAbove(seen.video_frames_received + 5)),
+  ]);
   // What the two negotiated: VP8 and Opus, the native side's test media.
   const codecs = await page.evaluate(async () => {
     const r = await window.pcsig.pc.getStats();
@@ -120,8 +124,6 @@ async function checkCall(page, native, nativeId) {
     return [...out].sort();
   });
   assert.deepEqual(codecs, ['audio/opus', 'video/vp8']);
-  const seen = await native.framesAbove(0);
-  await native.framesAbove(seen.video_frames_received + 5);
 
   await page.waitForSelector('#dc-input:not([disabled])');
   await page.fill('#dc-input', 'from the page over the data channel');

@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { statSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import {
   startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin, awaitChat,
@@ -16,7 +17,7 @@ import {
 } from './lib.mjs';
 import { browser, certs, usePageBrowser, openPage, peerId, selectPeer, chatLines } from './page_lib.mjs';
 
-usePageBrowser();
+usePageBrowser({ tls: true });
 
 // A calls B (B accepts), chat over the data channel both ways, media both
 // ways, screenshot (optional), then A hangs up and both see it end.
@@ -45,9 +46,9 @@ async function callScenario(base, { screenshot } = {}) {
     await b.click('#dc-send');
     await awaitChat(a, 'pong');
 
-    // Media really flows both ways: A's fake camera to B, B's canvas to A.
-    await awaitMediaRising(a);
-    await awaitMediaRising(b);
+    // Media really flows both ways: A's fake camera to B, B's canvas to A
+    // (both awaited at once: each needs a second of frames).
+    await Promise.all([awaitMediaRising(a), awaitMediaRising(b)]);
     // The page's own stats show it too.
     await pageUntil(a, () => /kbit\/s/.test(document.getElementById('stat-bitrate').textContent) &&
       document.getElementById('stat-codec').textContent !== '-', null, 10000, 'stats shown');
@@ -75,32 +76,78 @@ async function callScenario(base, { screenshot } = {}) {
   }
 }
 
-// A screenshot that is not blank: a real size, and pixel values spread wide
-// (decoded by Chromium itself in a blank page).
+// A screenshot that is not blank: a real size, and pixel values spread wide.
 async function checkNonBlank(path) {
   const png = readFileSync(path);
   assert.ok(statSync(path).size > 20000, `screenshot ${path} is suspiciously small`);
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const stddev = await page.evaluate(async (b64) => {
-    const img = new Image();
-    img.src = 'data:image/png;base64,' + b64;
-    await img.decode();
-    const c = document.createElement('canvas');
-    c.width = img.width; c.height = img.height;
-    const g = c.getContext('2d');
-    g.drawImage(img, 0, 0);
-    const d = g.getImageData(0, 0, c.width, c.height).data;
-    let sum = 0, sq = 0, n = 0;
-    for (let i = 0; i < d.length; i += 4) {
-      const y = (d[i] + d[i + 1] + d[i + 2]) / 3;
-      sum += y; sq += y * y; n++;
-    }
-    const mean = sum / n;
-    return Math.sqrt(sq / n - mean * mean);
-  }, png.toString('base64'));
-  await context.close();
+  const { width, height, channels, pixels } = decodePng(png);
+  let sum = 0, sq = 0;
+  for (let i = 0; i < pixels.length; i += channels) {
+    const y = (pixels[i] + pixels[i + 1] + pixels[i + 2]) / 3;
+    sum += y; sq += y * y;
+  }
+  const n = width * height;
+  const mean = sum / n;
+  const stddev = Math.sqrt(sq / n - mean * mean);
   assert.ok(stddev > 20, `screenshot looks blank (stddev ${stddev})`);
+}
+
+// The pixels of an 8-bit RGB or RGBA PNG without interlacing (what
+// Chromium's screenshots are), decoded here: decoding it in a page of its
+// own cost a whole browser window. {width, height, channels, pixels}.
+function decodePng(png) {
+  assert.equal(png.subarray(0, 8).toString('hex'), '89504e470d0a1a0a', 'not a PNG');
+  let width = 0, height = 0, channels = 0;
+  const idat = [];
+  for (let at = 8; at < png.length;) {
+    const len = png.readUInt32BE(at);
+    const type = png.toString('latin1', at + 4, at + 8);
+    const data = png.subarray(at + 8, at + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      const [depth, colour, , , interlace] = data.subarray(8, 13);
+      assert.ok(depth === 8 && (colour === 2 || colour === 6) && interlace === 0,
+        `PNG depth ${depth} colour type ${colour} interlace ${interlace}: not decoded here`);
+      channels = colour === 6 ? 4 : 3;
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    } else if (type === 'IEND') {
+      break;
+    }
+    at += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  assert.equal(raw.length, height * (stride + 1), 'PNG data of the wrong size');
+  const pixels = Buffer.alloc(height * stride);
+  // Undo each row's filter (none, sub, up, average, Paeth) against the
+  // pixel to the left (a), above (b) and above-left (c).
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const row = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const out = y * stride;
+    for (let x = 0; x < stride; x++) {
+      const a = x >= channels ? pixels[out + x - channels] : 0;
+      const b = y > 0 ? pixels[out - stride + x] : 0;
+      const c = x >= channels && y > 0 ? pixels[out - stride + x - channels] : 0;
+      let p;
+      switch (filter) {
+      case 0: p = 0; break;
+      case 1: p = a; break;
+      case 2: p = b; break;
+      case 3: p = (a + b) >> 1; break;
+      case 4: {
+        const e = a + b - c, ea = Math.abs(e - a), eb = Math.abs(e - b), ec = Math.abs(e - c);
+        p = ea <= eb && ea <= ec ? a : eb <= ec ? b : c;
+        break;
+      }
+      default: throw new Error(`PNG row ${y}: unknown filter ${filter}`);
+      }
+      pixels[out + x] = (row[x] + p) & 0xff;
+    }
+  }
+  return { width, height, channels, pixels };
 }
 
 test('a call: connected, data channel both ways, media both ways, BYE ends it (plain)', async () => {

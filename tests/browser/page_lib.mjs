@@ -9,12 +9,13 @@ import { devCerts, chromiumArgs, chromiumBin } from './lib.mjs';
 
 export let browser, certs;
 
-// The browser (trusting a fresh development CA's server key) for the tests
-// of the calling file.
-export function usePageBrowser() {
+// The browser for the tests of the calling file; with tls, trusting a fresh
+// development CA's server key (certs: its files). Only the files that
+// need one make the CA: it costs a second or so.
+export function usePageBrowser({ tls = false } = {}) {
   before(async () => {
-    certs = devCerts();
-    browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(certs.spki) });
+    certs = tls ? devCerts() : null;
+    browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(certs?.spki) });
   });
   after(async () => { await browser?.close(); });
 }

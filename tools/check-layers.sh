@@ -23,29 +23,9 @@ cd "$(dirname "$0")/.." || exit 2
 CORE='acceptor.c poller.c workers.c reaper.c server.c session.c'
 fail=0
 
-# Blank comments, string and character literals, keeping every newline.
+# Comments and literals blanked (FILE:LINE:TEXT): see strip-c.awk.
 strip() {
-    awk '
-BEGIN { incomment = 0 }
-{
-    out = ""; i = 1; n = length($0)
-    while (i <= n) {
-        c = substr($0, i, 1); d = substr($0, i, 2)
-        if (incomment) {
-            if (d == "*/") { incomment = 0; i += 2 } else i++
-            continue
-        }
-        if (d == "/*") { incomment = 1; i += 2; out = out " "; continue }
-        if (d == "//") break
-        if (c == "\"" || c == "\047") {
-            q = c; i++
-            while (i <= n && substr($0, i, 1) != q) { if (substr($0, i, 1) == "\\") i++; i++ }
-            i++; out = out q q; continue
-        }
-        out = out c; i++
-    }
-    printf "%s:%d:%s\n", FILENAME, FNR, out
-}' "$@"
+    awk -f "$(dirname "$0")/strip-c.awk" "$@"
 }
 
 # ---- 1. who includes the core's headers -------------------------------------

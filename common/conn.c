@@ -32,7 +32,7 @@ static ssize_t plain_read(conn_t *c, void *p, size_t n)
 static ssize_t plain_write(conn_t *c, const void *p, size_t n)
 {
     for (;;) {
-        ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL | (c->closing ? MSG_MORE : 0));
         if (r >= 0)
             return r;
         if (errno == EINTR)

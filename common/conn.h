@@ -32,6 +32,12 @@ struct conn {
     bool secure;      /* TLS */
     bool established; /* plain: always; TLS: the handshake completed */
     bool resumed;     /* TLS: the handshake resumed an earlier session */
+    /* Set by the owner when the socket is closed (or shut down for writing)
+     * right after what it writes now: plain writes then carry MSG_MORE, so
+     * the last piece of the answer waits in the socket and leaves with the
+     * FIN in one segment (one wake-up of the client, not two). Nothing is
+     * held past that close: a piece is held only until the next push. */
+    bool closing;
     char error[CONN_ERROR_MAX]; /* why the last call failed, "" if unknown */
 };
 

@@ -693,6 +693,7 @@ static enum step pump(struct session *s)
          * otherwise be moved down once per piece. */
         size_t sent = 0;
         ssize_t w = 0;
+        s->conn->closing = s->close_after_write; /* the answer and the FIN in one segment */
         while (sent < s->out.len) {
             w = conn_write(s->conn, s->out.data + sent, s->out.len - sent);
             if (w <= 0)

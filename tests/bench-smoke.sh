@@ -18,3 +18,7 @@ set -e
 # each churn member join and leave exactly once, and no message may suffer.
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 4000 --churn 50 --timeout 120 --drain 100
 "$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 50 --messages 4000 --churn 50 --keepalive --batch --inflight 16 --timeout 120 --drain 100
+# --stepwise-join (the side-by-side mode against the original): one join at
+# a time, /wait connections two at a time behind OPTIONS probes; every join
+# and message must still arrive.
+"$PCSIG_BENCH" --spawn-server "$PCSIG_SERVER" --peers 30 --messages 1000 --stepwise-join 2 --timeout 120 --drain 100

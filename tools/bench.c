@@ -25,6 +25,14 @@
  * extension of pcsig-server): each record is checked as a single answer
  * would be, and any flaw in the framing fails the run as unexpected.
  *
+ * --stepwise-join C joins one peer at a time (each sign-in waits until every
+ * earlier peer has seen the last join and sent its next /wait) and opens at
+ * most C new /wait connections at a time per loop while joining: a server
+ * with a 5-deep listen backlog (the original) is not flooded by every
+ * member re-polling at once, and no member goes long without a parked
+ * /wait (the original times out a member after 30 s without one). The
+ * relay is measured exactly as without it.
+ *
  * --churn R signs transient members in and out (R cycles a second) while
  * the messages are relayed (bench_churn.c); every steady peer must see each
  * of them join and leave exactly once, or the run fails.
@@ -121,6 +129,14 @@ static void usage(FILE *f)
         "  --join-interval MS     peer i signs in MS x i after the first (default 0: as\n"
         "                         fast as --signin-concurrency allows); join_s is then\n"
         "                         the time until every join was seen (quiet)\n"
+        "  --stepwise-join C      one join at a time, for servers with a short listen\n"
+        "                         backlog (the original's is 5): peer i signs in once\n"
+        "                         every earlier peer has seen peer i-1 join and sent its\n"
+        "                         next /wait; while joining, each loop opens at most C\n"
+        "                         new /wait connections at a time (the rest queue in\n"
+        "                         the bench), then an OPTIONS request whose answer\n"
+        "                         shows the server accepted them; the relay that\n"
+        "                         follows is unchanged\n"
         "  --server-pid PID       an external server's pid: its CPU time while the\n"
         "                         messages are relayed is reported per message\n"
         "                         (relay_cpu_us_per_msg; spawned servers always)\n"
@@ -178,7 +194,7 @@ enum {
     OPT_SERVER = 256, OPT_PORT, OPT_SPAWN, OPT_PEERS, OPT_MESSAGES, OPT_SENDERS, OPT_INFLIGHT,
     OPT_RATE, OPT_SIZE, OPT_KEEPALIVE, OPT_LOOPS, OPT_SRC, OPT_SIGNIN_CONC, OPT_TIMEOUT,
     OPT_DRAIN, OPT_SIGN_OUT, OPT_NO_SIGN_OUT, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_CHURN,
-    OPT_JOIN_INTERVAL, OPT_SERVER_PID,
+    OPT_JOIN_INTERVAL, OPT_SERVER_PID, OPT_STEPWISE,
     OPT_TLS, OPT_CA, OPT_TLS_NAME, OPT_TLS_CERT, OPT_TLS_KEY, OPT_HANDSHAKES, OPT_HS_PARALLEL,
     OPT_BATCH,
 };
@@ -208,6 +224,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"churn", required_argument, NULL, OPT_CHURN},
         {"join-interval", required_argument, NULL, OPT_JOIN_INTERVAL},
+        {"stepwise-join", required_argument, NULL, OPT_STEPWISE},
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"tls", no_argument, NULL, OPT_TLS},
         {"ca", required_argument, NULL, OPT_CA},
@@ -311,6 +328,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         case OPT_JOIN_INTERVAL:
             rc = opt_double("--join-interval", optarg, 0, 60000, &o->join_interval_ms);
             break;
+        case OPT_STEPWISE:
+            if ((rc = opt_u64("--stepwise-join", optarg, 1, 100000, &v)) == 0)
+                o->stepwise = (unsigned)v;
+            break;
         case OPT_SERVER_PID:
             if ((rc = opt_u64("--server-pid", optarg, 1, INT32_MAX, &v)) == 0)
                 o->server_pid = (int)v;
@@ -333,6 +354,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     if (o->churn_rate > 0 && (o->messages == 0 || o->handshakes)) {
         fprintf(stderr, "pcsig-bench: --churn runs while messages are relayed: it needs "
                         "--messages > 0 and no --handshakes\n");
+        return -1;
+    }
+    if (o->stepwise && o->join_interval_ms > 0) {
+        fprintf(stderr, "pcsig-bench: --stepwise-join paces the sign-ins itself: "
+                        "not with --join-interval\n");
         return -1;
     }
     o->server_args = argv + optind;
@@ -726,7 +752,8 @@ static bool joined(struct run *r)
     uint64_t in = atomic_load(&b->signed_in), failed = atomic_load(&b->signin_failed);
     if (failed)
         return true; /* nothing more to wait for */
-    return in == b->o.peers && atomic_load(&b->joins) >= b->join_target;
+    return in == b->o.peers && atomic_load(&b->joins) >= b->join_target &&
+           (!b->o.stepwise || atomic_load(&b->waits_unsent) == 0);
 }
 
 static bool all_settled(struct run *r)

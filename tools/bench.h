@@ -81,6 +81,8 @@ struct bench_opts {
     unsigned hs_parallel;   /* --hs-parallel: connections at a time in that mode */
     double churn_rate;      /* --churn: sign-in/sign-out cycles a second; 0: off */
     double join_interval_ms; /* --join-interval: peer i signs in at i x this; 0: at once */
+    unsigned stepwise;      /* --stepwise-join C: one join at a time, new /wait
+                             * connections C at a time per loop; 0: off */
     int server_pid;         /* --server-pid: an external server's pid, for its CPU time */
 };
 
@@ -124,6 +126,7 @@ struct bench_peer {
     bool dead;            /* the server no longer knows it */
     struct pconn *wait;   /* its /wait connection (keep-alive: its only one) */
     uint64_t retry_at_ms; /* re-poll due at this time when nonzero */
+    bool deferred;        /* --stepwise-join: waiting for a /wait slot */
 };
 
 struct bench_loop;
@@ -152,6 +155,10 @@ struct bench {
     atomic_uint_fast64_t joins, leaves, idle_answers, gone, unexpected, wait_errors;
     atomic_uint_fast64_t delivered, dups, reordered, corrupt;
     atomic_uint_fast64_t t_signed_in_ns, t_joined_ns;
+    /* --stepwise-join: peers whose next /wait is not yet written (waiting
+     * for a connection slot, connecting or writing); the next sign-in and
+     * the relay wait for 0 */
+    atomic_uint_fast64_t waits_unsent;
     atomic_uint src_rr;
 
     /* --churn: cycles' sign-ins and sign-outs that succeeded, cycles that

@@ -38,7 +38,7 @@
 #define LOOP_KEEP_CAP 8192 /* input buffers above this are released after an answer */
 #define LOOP_LOG_MAX 5     /* detailed reports of each kind of anomaly, per loop */
 
-enum pc_kind { PK_SIGNIN, PK_WAIT, PK_SIGNOUT };
+enum pc_kind { PK_SIGNIN, PK_WAIT, PK_SIGNOUT, PK_PROBE };
 enum pc_state { PS_CONNECTING, PS_WRITING, PS_READING };
 
 struct pconn {
@@ -52,6 +52,8 @@ struct pconn {
     buf_t in;
     long head_len;  /* > 0 once the answer's head has arrived */
     uint64_t clen;
+    bool gated;     /* --stepwise-join: holds one of the loop's C slots until written */
+    size_t covers;  /* PK_PROBE: the written /waits whose acceptance its answer shows */
 };
 
 struct bench_loop {
@@ -70,6 +72,15 @@ struct bench_loop {
     struct pconn *conns;
     uint32_t *retry;        /* peers with a pending re-poll or retry */
     size_t nretry, cap_retry;
+    /* --stepwise-join: /wait connections holding a slot (connecting or
+     * writing), those written since the last probe, whether a probe is out,
+     * and the peers waiting for a slot (a ring of peer indices; a peer is in
+     * it at most once) */
+    unsigned wait_opening;
+    size_t since_probe;
+    bool probing;
+    uint32_t *deferred;
+    size_t ndeferred, deferred_head, cap_deferred;
     struct bench_hist hist;
     uint64_t last_delivery_ns;
     uint64_t batch_answers, batch_records, batch_max; /* --batch */
@@ -78,8 +89,34 @@ struct bench_loop {
 
 /* ---- connections -------------------------------------------------------- */
 
+/* A gated /wait connection was written (it stays unsettled until a probe's
+ * answer shows the server took it) or is gone: its slot is free. */
+static void pc_ungate(struct bench_loop *l, struct pconn *c, bool written)
+{
+    if (!c->gated)
+        return;
+    c->gated = false;
+    l->wait_opening--;
+    if (written)
+        l->since_probe++;
+    else
+        atomic_fetch_sub(&l->b->waits_unsent, 1);
+}
+
+/* A probe answered (or failed): the /waits written before it are settled. */
+static void pc_probe_done(struct bench_loop *l, struct pconn *c)
+{
+    if (c->kind != PK_PROBE || !l->probing)
+        return;
+    l->probing = false;
+    atomic_fetch_sub(&l->b->waits_unsent, c->covers + 1);
+    c->covers = 0;
+}
+
 static void pc_free(struct bench_loop *l, struct pconn *c)
 {
+    pc_ungate(l, c, false);
+    pc_probe_done(l, c);
     if (c->peer && c->peer->wait == c)
         c->peer->wait = NULL;
     bench_close(&c->bc); /* also leaves the epoll set */
@@ -114,8 +151,10 @@ static int pc_format(struct bench_loop *l, struct pconn *c, enum pc_kind kind)
     else if (kind == PK_WAIT)
         n = snprintf(c->req, sizeof c->req, "GET /wait?peer_id=%llu HTTP/1.0\r\n%s\r\n", id,
                      b->o.batch ? "X-Pcsig-Batch: 1\r\n" : "");
-    else
+    else if (kind == PK_SIGNOUT)
         n = snprintf(c->req, sizeof c->req, "GET /sign_out?peer_id=%llu HTTP/1.0\r\n\r\n", id);
+    else /* the original answers OPTIONS at once, as pcsig-server does */
+        n = snprintf(c->req, sizeof c->req, "OPTIONS /sign_in HTTP/1.0\r\n\r\n");
     if (n < 0 || (size_t)n >= sizeof c->req)
         return -E2BIG;
     c->kind = kind;
@@ -192,7 +231,8 @@ static void note_error(struct bench_loop *l, const struct pconn *c, const char *
         log_errno(LOG_WARN, err < 0 ? err : 0,
                   "peer %" PRIu32 " (id %" PRIu64 "): %s on its %s connection",
                   c->peer->index, c->peer->id, what,
-                  c->kind == PK_SIGNIN ? "sign-in" : c->kind == PK_WAIT ? "/wait" : "sign-out");
+                  c->kind == PK_SIGNIN ? "sign-in" : c->kind == PK_WAIT ? "/wait"
+                  : c->kind == PK_PROBE ? "probe" : "sign-out");
 }
 
 static void pc_start_wait(struct bench_loop *l, struct bench_peer *p, struct pconn *reuse);
@@ -222,6 +262,8 @@ static void pc_broken(struct bench_loop *l, struct pconn *c, int err, bool befor
     case PK_SIGNOUT:
         l->signout_inflight--; /* best effort */
         break;
+    case PK_PROBE: /* pacing only: pc_free settled what it covered */
+        break;
     }
 }
 
@@ -240,8 +282,10 @@ static bool pc_flush(struct bench_loop *l, struct pconn *c)
         pc_broken(l, c, rc, pc_before_request(c));
         return false;
     }
-    if (rc > 0)
+    if (rc > 0) {
         c->state = PS_READING;
+        pc_ungate(l, c, true);
+    }
     return true;
 }
 
@@ -514,6 +558,10 @@ static bool on_signin_answer(struct bench_loop *l, struct pconn *c, const http_r
     if (proto_entry_parse(body, blen, &e) <= 0 || e.id != id)
         note_unexpected(l, c, r, body, blen, "sign-in list does not start with our entry");
     p->id = id;
+    /* --stepwise-join: the next sign-in also waits for this peer's first
+     * /wait (pc_complete sends it and drops this count). */
+    if (b->o.stepwise)
+        atomic_fetch_add(&b->waits_unsent, 1);
     uint64_t n = atomic_fetch_add(&b->signed_in, 1) + 1;
     if (n == b->o.peers) {
         atomic_store(&b->t_signed_in_ns, bench_now_ns());
@@ -540,6 +588,7 @@ static bool pc_complete(struct bench_loop *l, struct pconn *c)
     size_t blen = (size_t)c->clen;
     bool keep = b->o.keepalive && !r.connection_close;
     int phase = atomic_load(&b->phase);
+    bool first_wait = c->kind == PK_SIGNIN && b->o.stepwise; /* see on_signin_answer */
 
     switch (c->kind) {
     case PK_SIGNIN:
@@ -559,18 +608,25 @@ static bool pc_complete(struct bench_loop *l, struct pconn *c)
         atomic_fetch_add(&b->signed_out, 1);
         pc_free(l, c);
         return false;
+    case PK_PROBE:
+        pc_free(l, c);
+        return false;
     }
     /* Poll again: on this connection with keep-alive, else on a new one. */
     if (keep && c->in.len == (size_t)head + blen) {
         if (c->in.cap > LOOP_KEEP_CAP)
             buf_free(&c->in);
         pc_start_wait(l, p, c);
+        if (first_wait)
+            atomic_fetch_sub(&b->waits_unsent, 1);
         return p->wait == c && c->state == PS_READING;
     }
     if (keep)
         note_error(l, c, "bytes after the answer", 0);
     pc_free(l, c);
     pc_start_wait(l, p, NULL);
+    if (first_wait)
+        atomic_fetch_sub(&b->waits_unsent, 1);
     return false;
 }
 
@@ -650,6 +706,67 @@ static void pc_event(struct bench_loop *l, struct pconn *c, uint32_t events)
 
 /* ---- per-peer actions --------------------------------------------------- */
 
+/* --stepwise-join: p's next /wait waits for one of the loop's slots. */
+static void defer_wait(struct bench_loop *l, struct bench_peer *p)
+{
+    if (p->deferred)
+        return;
+    if (l->ndeferred == l->cap_deferred) { /* cannot happen: room for every own peer */
+        log_error("the deferred /wait ring is full");
+        atomic_store(&l->b->stop, true);
+        return;
+    }
+    l->deferred[(l->deferred_head + l->ndeferred) % l->cap_deferred] = p->index;
+    l->ndeferred++;
+    p->deferred = true;
+    atomic_fetch_add(&l->b->waits_unsent, 1);
+}
+
+/* --stepwise-join: once the /waits written since the last probe fill the
+ * slots, or the last of them is out, an OPTIONS request that is answered at
+ * once: the server accepts connections in order, so its answer shows that
+ * every /wait written before it was accepted (and, with a single-threaded
+ * server, read and parked). Until then no new /wait connection opens, so
+ * at most C + 1 of this loop's connections wait in the listen backlog. */
+static void maybe_probe(struct bench_loop *l)
+{
+    if (l->probing || l->since_probe == 0 || l->wait_opening > 0 ||
+        (l->since_probe < l->b->o.stepwise && l->ndeferred > 0))
+        return;
+    int err = 0;
+    struct pconn *c = pc_open(l, &l->b->peers[l->idx], PK_PROBE, &err);
+    if (!c) { /* pacing only: count what it would have covered as settled */
+        if (l->logged_errors++ < LOOP_LOG_MAX)
+            log_errno(LOG_WARN, err, "cannot open a probe connection");
+        atomic_fetch_sub(&l->b->waits_unsent, l->since_probe);
+        l->since_probe = 0;
+        return;
+    }
+    atomic_fetch_add(&l->b->waits_unsent, 1); /* the probe itself */
+    c->covers = l->since_probe;
+    l->since_probe = 0;
+    l->probing = true;
+}
+
+/* Open the deferred /waits there are slots for (all of them once joined). */
+static void run_deferred(struct bench_loop *l)
+{
+    struct bench *b = l->b;
+    maybe_probe(l);
+    while (l->ndeferred > 0 &&
+           (atomic_load(&b->phase) != PH_JOIN ||
+            (!l->probing && l->wait_opening + l->since_probe < b->o.stepwise))) {
+        struct bench_peer *p = &b->peers[l->deferred[l->deferred_head]];
+        l->deferred_head = (l->deferred_head + 1) % l->cap_deferred;
+        l->ndeferred--;
+        p->deferred = false;
+        atomic_fetch_sub(&b->waits_unsent, 1);
+        if (!p->wait && !p->dead && p->retry_at_ms == 0)
+            pc_start_wait(l, p, NULL);
+    }
+    maybe_probe(l);
+}
+
 /* Send the next /wait of p, on reuse (its keep-alive connection) or a new one. */
 static void pc_start_wait(struct bench_loop *l, struct bench_peer *p, struct pconn *reuse)
 {
@@ -669,7 +786,17 @@ static void pc_start_wait(struct bench_loop *l, struct bench_peer *p, struct pco
         pc_flush(l, reuse);
         return;
     }
+    bool gate = l->b->o.stepwise && atomic_load(&l->b->phase) == PH_JOIN;
+    if (gate && (l->probing || l->wait_opening + l->since_probe >= l->b->o.stepwise)) {
+        defer_wait(l, p);
+        return;
+    }
     struct pconn *c = pc_open(l, p, PK_WAIT, &err);
+    if (c && gate) {
+        c->gated = true;
+        l->wait_opening++;
+        atomic_fetch_add(&l->b->waits_unsent, 1);
+    }
     if (!c) {
         atomic_fetch_add(&l->b->wait_errors, 1);
         if (l->logged_errors++ < LOOP_LOG_MAX)
@@ -743,9 +870,15 @@ static void begin_signout(struct bench_loop *l)
         atomic_store(&l->signout_done, true);
 }
 
-/* --join-interval: peer i is due i intervals after the start. */
+/* --join-interval: peer i is due i intervals after the start. --stepwise-join:
+ * when peers 0..i-1 are signed in, have seen each other join and have sent
+ * their next /wait. */
 static bool signin_due(const struct bench *b, uint32_t i)
 {
+    if (b->o.stepwise)
+        return atomic_load(&b->signed_in) == i &&
+               atomic_load(&b->joins) == (uint64_t)i * (i ? i - 1 : 0) / 2 &&
+               atomic_load(&b->waits_unsent) == 0;
     if (b->o.join_interval_ms <= 0)
         return true;
     return bench_now_ns() >= b->t0_ns + (uint64_t)((double)i * b->o.join_interval_ms * 1e6);
@@ -785,8 +918,11 @@ static void *loop_main(void *arg)
         }
         if (l->nretry)
             run_retries(l);
+        if (b->o.stepwise)
+            run_deferred(l);
         /* Paced sign-ins: come back in time for the next one. */
-        int tick = b->o.join_interval_ms > 0 && l->next_signin < b->o.peers ? 1 : LOOP_TICK_MS;
+        int tick = (b->o.join_interval_ms > 0 || b->o.stepwise) && l->next_signin < b->o.peers
+                       ? 1 : LOOP_TICK_MS;
         int n = epoll_wait(l->epfd, evs, LOOP_EVENTS, tick);
         if (n < 0 && errno != EINTR) {
             log_errno(LOG_ERROR, errno, "epoll_wait");
@@ -795,6 +931,8 @@ static void *loop_main(void *arg)
         }
         for (int i = 0; i < n; i++)
             pc_event(l, evs[i].data.ptr, evs[i].events);
+        if (b->o.stepwise)
+            run_deferred(l); /* slots freed by these events */
     }
     while (l->conns)
         pc_free(l, l->conns);
@@ -812,6 +950,12 @@ int bench_loops_start(struct bench *b)
         l->idx = i;
         l->next_signin = i;
         atomic_init(&l->signout_done, false);
+        if (b->o.stepwise) {
+            l->cap_deferred = b->o.peers / b->o.loops + 2;
+            l->deferred = calloc(l->cap_deferred, sizeof *l->deferred);
+            if (!l->deferred)
+                return -ENOMEM;
+        }
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (l->epfd < 0)
             return -errno;
@@ -853,6 +997,8 @@ void bench_loops_join(struct bench *b, struct bench_hist *lat, uint64_t *last_de
         l->tls = NULL;
         free(l->retry);
         l->retry = NULL;
+        free(l->deferred);
+        l->deferred = NULL;
     }
 }
 

@@ -960,7 +960,8 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
         return CONFIG_ERROR;
     }
     if (cfg->cluster_lease_ms < 1000) {
-        /* Under two heartbeats a lease: one late heartbeat would bury a live instance. */
+        /* A lease of under two heartbeats (0.5 s each): one late heartbeat would
+         * have a live instance taken for dead. */
         fprintf(err, "pcsig-server: --cluster-lease must be at least 1 (seconds)\n");
         return CONFIG_ERROR;
     }

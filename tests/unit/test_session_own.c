@@ -32,6 +32,7 @@
 #include <pthread.h>
 
 /* The modules themselves: their static functions and seams are used here. */
+#include "proto.h"
 #include "session.c"
 #include "reaper.c"
 
@@ -400,8 +401,11 @@ static bool wrote(const struct fake_conn *fc, const char *text)
 static int last_status(const struct fake_conn *fc)
 {
     for (size_t i = fc->out.len; i-- > 0;)
-        if (i + 12 <= fc->out.len && memcmp(fc->out.data + i, "HTTP/1.1 ", 9) == 0)
-            return atoi(fc->out.data + i + 9);
+        if (i + 12 <= fc->out.len && memcmp(fc->out.data + i, "HTTP/1.1 ", 9) == 0) {
+            uint64_t status;
+            assert_int_equal(proto_parse_u64(fc->out.data + i + 9, 3, &status), 0);
+            return (int)status;
+        }
     return 0;
 }
 

@@ -47,7 +47,9 @@
  * connection, marks the cluster down (/health 503 "degraded", metric
  * pcsig_cluster_up 0) and the request gets 503; new connections are tried
  * with exponential backoff (100 ms to 5 s) by requests and by the
- * housekeeper (every 500 ms). After the subscriber reconnects every local
+ * housekeeper (every 500 ms; an instance whose alive key, refreshed
+ * then, lapses for --cluster-lease is dead). --cluster-timeout bounds
+ * each Redis command. After the subscriber reconnects every local
  * wait fetches again (pokes sent meanwhile were lost).
  * Threads: workers use a pool of connections (one per call, under
  * pool_lock only to take or return one); the subscriber and the
@@ -72,12 +74,10 @@
 #include "proto.h"
 
 #define CONNECT_TIMEOUT_MS 500
-#define COMMAND_TIMEOUT_MS 2000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SUB_BACKOFF_MAX_MS 1000
 #define HOUSEKEEP_EVERY_MS 500
-#define ALIVE_TTL_MS 3000    /* an instance silent this long is dead */
 #define REAP_BATCH 200       /* members one housekeeping pass may time out */
 #define POOL_MAX 64          /* idle connections kept */
 #define WAIT_FETCH_MAX 64    /* fetches of one wait before it parks regardless */
@@ -309,9 +309,9 @@ static void mark_up(struct cluster *c)
     }
 }
 
-static struct timeval tv_ms(unsigned ms)
+static struct timeval tv_ms(uint64_t ms)
 {
-    return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
 
 /* A reply that is an error, or none: the connection is not to be trusted. */
@@ -331,7 +331,7 @@ static redisContext *conn_open(struct cluster *c)
             redisFree(ctx);
         return NULL;
     }
-    redisSetTimeout(ctx, tv_ms(COMMAND_TIMEOUT_MS));
+    redisSetTimeout(ctx, tv_ms(c->cfg->cluster_timeout_ms)); /* --cluster-timeout */
     redisEnableKeepAlive(ctx);
     if (c->password) {
         const char *argv[] = {"AUTH", c->password};
@@ -643,7 +643,7 @@ static void *hk_main(void *arg)
     log_set_thread_role("cluster-hk");
     bool fresh = true;
     char ttl[24], timeout[24], batch[24];
-    snprintf(ttl, sizeof ttl, "%u", (unsigned)ALIVE_TTL_MS);
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)c->cfg->cluster_lease_ms); /* --cluster-lease */
     snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)c->cfg->member_timeout_ms);
     snprintf(batch, sizeof batch, "%u", (unsigned)REAP_BATCH);
     do {
@@ -662,8 +662,8 @@ static void *hk_main(void *arg)
             if (fresh && was == 1)
                 log_event(LOG_WARN, "cluster_name", NULL, "cluster: instance name '%s' was "
                           "alive in Redis at start: another instance with this name (names "
-                          "must be unique), or this one restarted within %u ms", c->inst,
-                          (unsigned)ALIVE_TTL_MS);
+                          "must be unique), or this one restarted within %llu ms", c->inst,
+                          (unsigned long long)c->cfg->cluster_lease_ms);
             if (!fresh && was == 0) {
                 log_event(LOG_WARN, "cluster_stale", NULL, "cluster: this instance was taken "
                           "for dead; its parked waits take their leases back");

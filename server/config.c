@@ -184,6 +184,13 @@ static const struct config_opt opts[] = {
     {"instance-name", "NAME", "this instance's name in the cluster (logs, Redis keys)\n"
                               "(default: host:port)",
      F_STRING(instance_name), .nonempty = true},
+    {"cluster-timeout", "SEC", "give up on a Redis command after SEC: the request gets\n"
+                               "503 (default 2)",
+     F_SECONDS(cluster_timeout_ms)},
+    {"cluster-lease", "SEC", "an instance whose heartbeat (every 0.5 s) stops for SEC\n"
+                             "is taken for dead: its parked members' clocks start;\n"
+                             "at least 1 (default 3)",
+     F_SECONDS(cluster_lease_ms)},
     {"log-level", "LEVEL", "error, warn, info or debug (default info)", .kind = OPT_LOG_LEVEL,
      .off = FIELD(log_level, enum log_level)},
     {"log-format", "FORMAT", "text or json (one object per line) (default text)",
@@ -844,6 +851,8 @@ static void config_defaults(struct server_config *cfg)
         .idle_timeout_ms = 60000,
         .shutdown_grace_ms = 5000,
         .accept_give_up_ms = 10000,
+        .cluster_timeout_ms = 2000,
+        .cluster_lease_ms = 3000,
         .max_head = 16 * 1024,
         .max_body = 4 * 1024 * 1024,
         .queue_max_msgs = 1000,
@@ -948,6 +957,12 @@ static int check_combinations(const struct server_config *cfg, FILE *err)
         !cfg->cluster) {
         fprintf(err, "pcsig-server: --cluster-password, --cluster-password-file and "
                      "--instance-name need --cluster\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->cluster_lease_ms < 1000) {
+        /* A lease of under two heartbeats (0.5 s each): one late heartbeat would
+         * have a live instance taken for dead. */
+        fprintf(err, "pcsig-server: --cluster-lease must be at least 1 (seconds)\n");
         return CONFIG_ERROR;
     }
     if (cfg->cluster) {

@@ -99,6 +99,8 @@ struct server_config {
     const char *cluster_password;      /* Redis AUTH password */
     const char *cluster_password_file; /* ... read from this file's first line */
     const char *instance_name; /* this instance in the cluster; NULL: host:port */
+    uint64_t cluster_timeout_ms; /* a Redis command unanswered this long fails (503) */
+    uint64_t cluster_lease_ms;   /* an instance silent this long is taken for dead */
     struct config_str *owned;  /* the storage of the strings above */
 };
 

@@ -1193,6 +1193,19 @@ static void test_cluster_options(void **state)
     expect_error(ARGS("--instance-name", "a"), NULL,
                  "pcsig-server: --cluster-password, --cluster-password-file and "
                  "--instance-name need --cluster");
+    /* The Redis command timeout and the instance lease: 2 s and 3 s unless
+     * told; a lease must span at least two 0.5 s heartbeats. */
+    load_ok(&cfg, ARGS("--cluster", "redis://h"), NULL);
+    assert_int_equal(cfg.cluster_timeout_ms, 2000);
+    assert_int_equal(cfg.cluster_lease_ms, 3000);
+    config_free(&cfg);
+    load_ok(&cfg, ARGS("--cluster", "redis://h", "--cluster-timeout", "0.25", "--cluster-lease",
+                       "1"), NULL);
+    assert_int_equal(cfg.cluster_timeout_ms, 250);
+    assert_int_equal(cfg.cluster_lease_ms, 1000);
+    config_free(&cfg);
+    expect_error(ARGS("--cluster", "redis://h", "--cluster-lease", "0.9"), NULL,
+                 "pcsig-server: --cluster-lease must be at least 1 (seconds)");
 }
 
 #define T(f) cmocka_unit_test_teardown(f, remove_tmp_files)

@@ -669,22 +669,14 @@ int hc_start(hc_cluster_t *c)
 {
     if (!c->dir[0] && hc_make_dir(c) < 0)
         return -1;
-    /* Every start is slow on a loaded machine (the processes' own start-up):
-     * haproxy starts first, on ports chosen now for the instances, and
-     * comes up while Redis and the instances do. */
-    uint16_t ports[HC_MAX_INSTANCES];
-    for (size_t i = 0; i < c->n; i++) {
-        bool dup;
-        do {
-            c->inst[i].want_port = free_port();
-            dup = c->inst[i].want_port == 0;
-            for (size_t j = 0; j < i && !dup; j++)
-                dup = c->inst[j].want_port == c->inst[i].want_port;
-        } while (dup);
-        ports[i] = c->inst[i].want_port;
-    }
-    if (lb_spawn(c, ports, c->n) < 0)
-        return -1;
+    /* The instances listen on ports of their own choosing (--port 0) and
+     * haproxy starts once they are ready, on the ports they report. A port
+     * chosen here for an instance could be taken by any process binding
+     * port 0 before the instance listens (seen in CI: 'cannot listen ...:
+     * Address already in use', the cluster run failed); haproxy's and
+     * Redis's own ports are tried again when that happens to them. */
+    for (size_t i = 0; i < c->n; i++)
+        c->inst[i].want_port = 0;
     if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
     /* The first alone (options it refuses are said once, as by one
@@ -698,17 +690,10 @@ int hc_start(hc_cluster_t *c)
     for (size_t i = 1; i < c->n; i++)
         if (instance_ready(c, i) < 0)
             return -1;
-    bool moved = false; /* an instance told to listen elsewhere (a --port in extra) */
+    /* A restarted instance comes back on the port haproxy knows. */
     for (size_t i = 0; i < c->n; i++)
-        moved = moved || c->inst[i].port != c->inst[i].want_port;
-    if (moved) {
-        proc_stop(&c->lb, SIGTERM);
-        return hc_lb_start(c);
-    }
-    int r = lb_ready(c, c->n);
-    if (r == 0) /* haproxy lost its port meanwhile: again, on a new one */
-        return hc_lb_start(c);
-    return r > 0 ? 0 : -1;
+        c->inst[i].want_port = c->inst[i].port;
+    return hc_lb_start(c);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -43,7 +43,7 @@ typedef struct hc_instance {
     hc_proc_t p;
     int out_fd;     /* its stdout (the ready line) */
     uint16_t port;  /* 0 until ready */
-    uint16_t want_port; /* the --port it is given (0: any; hc_start picks one) */
+    uint16_t want_port; /* the --port it is given (0: any; hc_start starts with 0, then keeps the port for restarts) */
     char name[32];  /* --instance-name */
 } hc_instance_t;
 

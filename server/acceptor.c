@@ -113,18 +113,13 @@ static struct session *accept_one(struct server *srv, int fd, struct sockaddr_st
  * one after the other: the common case of one request at a time costs no
  * hand-off at all. (Sharing a burst with the workers through the work
  * queue was tried and lost members in a 10,000-peer join: BENCHMARKS.md.)
- * With --cluster none is served here: a request is a Redis round trip (or
- * several), which would stop this thread from accepting until Redis
- * answered; the workers take them all.
+ * With --cluster none is held (accept_one hands every one to the poller):
+ * a request there waits on Redis, which would stop this thread accepting.
  */
-static void serve_held(struct server *srv, struct session **held, size_t n)
+static void serve_held(struct session **held, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (srv->cluster)
-            server_schedule(srv, held[i]);
-        else
-            session_run_here(held[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        session_run_here(held[i]);
 }
 
 /*
@@ -220,7 +215,7 @@ void *acceptor_main(void *arg)
                 log_errno(LOG_ERROR, errno, "accept");
                 break;
             }
-            serve_held(srv, held, nheld);
+            serve_held(held, nheld);
         }
     }
     return NULL;

@@ -393,7 +393,7 @@ void session_arm_new(struct session *s)
     atomic_store(&s->state, SESSION_ARMED);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = s};
     s->in_epoll = s->was_in_epoll = true; /* before the add publishes it */
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
+    if (poller_ops->ctl(srv->epfd, EPOLL_CTL_ADD, conn_fd(s->conn), &ev) < 0) {
         log_errno(LOG_ERROR, errno, "epoll_ctl add");
         /* Nobody else can have seen it yet: take it back and close it. */
         if (session_claim(s, SESSION_WAKE_TIMEOUT, false)) {
@@ -972,6 +972,6 @@ void session_run_here(struct session *s)
 
 bool session_first_plain_request(const struct session *s)
 {
-    /* --cluster: never, the poller would wait on Redis (see serve_held). */
+    /* --cluster: never, the poller would wait on Redis (see accept_one). */
     return !s->first_request_done && !s->tls && !s->refusal && s->conn && !s->srv->cluster;
 }

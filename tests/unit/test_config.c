@@ -1206,6 +1206,8 @@ static void test_cluster_options(void **state)
     config_free(&cfg);
     expect_error(ARGS("--cluster", "redis://h", "--cluster-lease", "0.9"), NULL,
                  "pcsig-server: --cluster-lease must be at least 1 (seconds)");
+    expect_error(ARGS("--cluster", "redis://h", "--cluster-timeout", "0"), NULL,
+                 "pcsig-server: bad value '0' for --cluster-timeout (see --help)");
 }
 
 #define T(f) cmocka_unit_test_teardown(f, remove_tmp_files)

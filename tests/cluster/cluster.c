@@ -19,7 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -352,16 +354,21 @@ static char *tool_path(const char *name, const char *fallback)
     return (char *)(access(fallback, X_OK) == 0 ? fallback : name);
 }
 
+void hc_set_extra(hc_cluster_t *c, const char *const *extra)
+{
+    size_t k = 0;
+    for (; extra && extra[k] && k < HC_MAX_EXTRA; k++)
+        c->extra[k] = extra[k];
+    c->extra[k] = NULL;
+}
+
 void hc_init(hc_cluster_t *c, const char *server, const char *const *extra, size_t n)
 {
     memset(c, 0, sizeof *c);
     c->server = server;
     c->err_fd = -1;
     c->redis.pidfd = c->lb.pidfd = -1;
-    size_t k = 0;
-    for (; extra && extra[k] && k < HC_MAX_EXTRA; k++)
-        c->extra[k] = extra[k];
-    c->extra[k] = NULL;
+    hc_set_extra(c, extra);
     c->n = n > HC_MAX_INSTANCES ? HC_MAX_INSTANCES : n;
     for (size_t i = 0; i < HC_MAX_INSTANCES; i++) {
         c->inst[i].p.pidfd = -1;
@@ -544,16 +551,21 @@ int hc_instance_start(hc_cluster_t *c, size_t i)
 /* ---- haproxy ------------------------------------------------------------- */
 
 int hc_write_haproxy_cfg(const char *path, uint16_t lb_port, const uint16_t *ports, size_t n,
-                         unsigned maxconn)
+                         unsigned maxconn, const char *admin_sock)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    /* The configuration README.md ("Running several instances") shows. */
+    /* The configuration README.md ("Running several instances") shows,
+     * and an admin socket for hc_instances_start. */
     fprintf(f,
             "global\n"
             "    maxconn %u\n"
-            "    nbthread 1\n"
+            "    nbthread 1\n",
+            maxconn ? maxconn : 4096);
+    if (admin_sock)
+        fprintf(f, "    stats socket %s level admin\n", admin_sock);
+    fprintf(f,
             "\n"
             "defaults\n"
             "    mode tcp\n"
@@ -570,7 +582,7 @@ int hc_write_haproxy_cfg(const char *path, uint16_t lb_port, const uint16_t *por
             "backend pcsig_instances\n"
             "    balance roundrobin\n"
             "    default-server check inter 1s downinter 100ms fall 2 rise 1\n",
-            maxconn ? maxconn : 4096, (unsigned)lb_port);
+            (unsigned)lb_port);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "    server i%zu 127.0.0.1:%u\n", i, (unsigned)ports[i]);
     return fclose(f) == 0 ? 0 : -1;
@@ -583,7 +595,8 @@ static int lb_spawn(hc_cluster_t *c, const uint16_t *ports, size_t n)
     char cfg[200];
     snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", c->dir);
     c->lb_port = free_port_apart(c);
-    if (hc_write_haproxy_cfg(cfg, c->lb_port, ports, n, c->lb_maxconn) < 0)
+    snprintf(c->lb_sock, sizeof c->lb_sock, "%s/haproxy.sock", c->dir);
+    if (hc_write_haproxy_cfg(cfg, c->lb_port, ports, n, c->lb_maxconn, c->lb_sock) < 0)
         return fail(c, "cannot write %s", cfg);
     char *argv[] = {tool_path("haproxy", "/usr/sbin/haproxy"), "-f", cfg, "-db", NULL};
     /* Its own file even when the instances share err_fd: its warnings
@@ -650,6 +663,216 @@ int hc_lb_start(hc_cluster_t *c)
     return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
 }
 
+/* One line of commands (';' between them) to haproxy's admin socket; its
+ * answer in out (NUL-terminated). 0, or -1 when it does not answer. */
+static int lb_cmd(hc_cluster_t *c, const char *cmd, char *out, size_t cap)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (snprintf(a.sun_path, sizeof a.sun_path, "%s", c->lb_sock) >= (int)sizeof a.sun_path)
+        return fail(c, "haproxy admin socket path too long: %s", c->lb_sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return fail(c, "cannot reach haproxy's admin socket %s", c->lb_sock);
+    }
+    char req[1024];
+    int n = snprintf(req, sizeof req, "%s\n", cmd);
+    ssize_t got = exchange(fd, req, (size_t)n, out, cap, now_ms() + 5000);
+    close(fd);
+    return got < 0 ? fail(c, "haproxy: no answer to \"%s\"", cmd) : 0;
+}
+
+/* True when haproxy's "show servers state" has every one of the n servers
+ * on its instance's port and running (srv_op_state 2). */
+static bool lb_all_up(hc_cluster_t *c)
+{
+    static char out[1 << 14];
+    if (lb_cmd(c, "show servers state pcsig_instances", out, sizeof out) < 0)
+        return false;
+    size_t up = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        /* be_id be_name srv_id srv_name srv_addr srv_op_state ... srv_port
+         * (the 19th field) */
+        char f[20][64];
+        size_t nf = 0;
+        for (char *t = line; nf < 20 && *t;) {
+            size_t k = strcspn(t, " ");
+            snprintf(f[nf++], sizeof f[0], "%.*s", (int)k, t);
+            t += k + (t[k] == ' ');
+        }
+        size_t i;
+        if (nf < 19 || line[0] == '#' || sscanf(f[3], "i%zu", &i) != 1 || i >= c->n)
+            continue;
+        if (strcmp(f[5], "2") == 0 && strtoul(f[18], NULL, 10) == c->inst[i].port)
+            up++;
+    }
+    return up == c->n;
+}
+
+/* Point haproxy's servers at the instances' new ports and mark them up at
+ * once (each answered its /health already: the health checks carry on
+ * from there), then await "show servers state" saying so. */
+static int lb_point(hc_cluster_t *c)
+{
+    char cmd[1024], out[2048];
+    size_t len = 0;
+    for (size_t i = 0; i < c->n && len < sizeof cmd; i++)
+        len += (size_t)snprintf(cmd + len, sizeof cmd - len,
+                                "%sset server pcsig_instances/i%zu addr 127.0.0.1 port %u;"
+                                "set server pcsig_instances/i%zu health up",
+                                i ? ";" : "", i, (unsigned)c->inst[i].port, i);
+    if (len >= sizeof cmd)
+        return fail(c, "haproxy: too many servers for one command line");
+    if (lb_cmd(c, cmd, out, sizeof out) < 0)
+        return -1;
+    uint64_t deadline = now_ms() + HC_READY_MS;
+    int pause = 1;
+    while (!lb_all_up(c)) {
+        if (ms_left(deadline) == 0)
+            return fail(c, "haproxy: servers not up on the instances' ports within %d ms "
+                        "(its answer: %s)", HC_READY_MS, out);
+        backoff(&pause);
+    }
+    return 0;
+}
+
+/* Await haproxy answering on its admin socket (it listens on its frontend
+ * port before it serves anything): 1 ready, 0 it exited (its port was
+ * most likely taken meanwhile), -1 failed. */
+static int lb_base_ready(hc_cluster_t *c)
+{
+    uint64_t deadline = now_ms() + HC_READY_MS;
+    int pause = 1;
+    char out[256];
+    while (proc_running(&c->lb)) {
+        if (lb_cmd(c, "show info", out, sizeof out) == 0 && strstr(out, "Name:"))
+            return 1;
+        if (ms_left(deadline) == 0) {
+            proc_stop(&c->lb, SIGKILL);
+            return fail(c, "haproxy's admin socket did not answer within %d ms", HC_READY_MS);
+        }
+        backoff(&pause);
+    }
+    return 0;
+}
+
+int hc_base_start(hc_cluster_t *c)
+{
+    if (!c->dir[0] && hc_make_dir(c) < 0)
+        return -1;
+    if (!c->no_redis && hc_redis_start(c) < 0)
+        return -1;
+    /* Port 1 (nothing listens there) until the instances are known. */
+    uint16_t nowhere[HC_MAX_INSTANCES];
+    for (size_t i = 0; i < c->n; i++)
+        nowhere[i] = 1;
+    for (int attempt = 0; attempt < HC_PORT_TRIES; attempt++) {
+        if (lb_spawn(c, nowhere, c->n) < 0)
+            return -1;
+        int r = lb_base_ready(c);
+        if (r != 0)
+            return r > 0 ? 0 : -1;
+    }
+    return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
+}
+
+/* Start every instance: the first alone (options it refuses are said
+ * once, as by one server: the tests of bad options count the lines), then
+ * the others side by side. Each listens on a port of its own choosing
+ * (--port 0) unless it was started before: a port chosen here could be
+ * taken by any process binding port 0 before the instance listens (seen
+ * in CI: 'cannot listen ...: Address already in use'). */
+static int instances_up(hc_cluster_t *c)
+{
+    if (c->n > 0 && hc_instance_start(c, 0) < 0)
+        return -1;
+    for (size_t i = 1; i < c->n; i++)
+        if (instance_spawn(c, i) < 0)
+            return -1;
+    for (size_t i = 1; i < c->n; i++)
+        if (instance_ready(c, i) < 0)
+            return -1;
+    /* A restarted instance comes back on the port haproxy knows. */
+    for (size_t i = 0; i < c->n; i++)
+        c->inst[i].want_port = c->inst[i].port;
+    return 0;
+}
+
+int hc_instances_start(hc_cluster_t *c)
+{
+    if (!c->no_redis) {
+        /* A test that stopped our Redis and failed before starting it
+         * again: back on its port (with what it saved). */
+        if (!c->shared && !proc_running(&c->redis) && hc_redis_start(c) < 0)
+            return -1;
+        char out[64];
+        if (hc_redis_cmd(c, "FLUSHALL", out, sizeof out) < 0)
+            return -1;
+        if (strncmp(out, "+OK", 3) != 0)
+            return fail(c, "redis: FLUSHALL answered \"%.20s\"", out);
+    }
+    for (size_t i = 0; i < c->n; i++)
+        c->inst[i].want_port = 0;
+    if (instances_up(c) < 0)
+        return -1;
+    return lb_point(c);
+}
+
+void hc_instances_stop(hc_cluster_t *c)
+{
+    /* All signalled before any is awaited. */
+    for (size_t i = 0; i < c->n; i++)
+        if (c->inst[i].p.pid > 0)
+            kill(c->inst[i].p.pid, SIGTERM);
+    for (size_t i = 0; i < c->n; i++)
+        hc_instance_signal(c, i, SIGTERM);
+}
+
+int hc_base_publish(hc_cluster_t *c)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/base", c->dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return fail(c, "cannot write %s", path);
+    fprintf(f, "%u %d %u %d %zu %d\n", (unsigned)c->redis_port, (int)c->redis.pid,
+            (unsigned)c->lb_port, (int)c->lb.pid, c->n, (int)c->no_redis);
+    return fclose(f) == 0 ? 0 : fail(c, "cannot write %s", path);
+}
+
+int hc_base_attach(hc_cluster_t *c, const char *dir, int *lock_fd)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/base", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(c, "no base in %s", dir);
+    unsigned rport, lport;
+    int rpid, lpid, no_redis;
+    size_t n;
+    int got = fscanf(f, "%u %d %u %d %zu %d", &rport, &rpid, &lport, &lpid, &n, &no_redis);
+    fclose(f);
+    if (got != 6 || n != c->n || (no_redis != 0) != c->no_redis)
+        return fail(c, "base %s is for another cluster", dir);
+    /* One launcher at a time: a test with two servers at once gets a
+     * cluster of its own for the second. Not inherited by the instances. */
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return fail(c, "base %s is in use", dir);
+    }
+    snprintf(c->dir, sizeof c->dir, "%s", dir);
+    snprintf(c->lb_sock, sizeof c->lb_sock, "%s/haproxy.sock", dir);
+    c->redis_port = (uint16_t)rport;
+    c->lb_port = (uint16_t)lport;
+    c->shared = true;
+    *lock_fd = fd;
+    return 0;
+}
+
 /* ---- the whole ------------------------------------------------------------ */
 
 int hc_make_dir(hc_cluster_t *c)
@@ -679,20 +902,8 @@ int hc_start(hc_cluster_t *c)
         c->inst[i].want_port = 0;
     if (!c->no_redis && hc_redis_start(c) < 0)
         return -1;
-    /* The first alone (options it refuses are said once, as by one
-     * server: the tests of bad options count the lines), then the others
-     * side by side. */
-    if (c->n > 0 && hc_instance_start(c, 0) < 0)
+    if (instances_up(c) < 0)
         return -1;
-    for (size_t i = 1; i < c->n; i++)
-        if (instance_spawn(c, i) < 0)
-            return -1;
-    for (size_t i = 1; i < c->n; i++)
-        if (instance_ready(c, i) < 0)
-            return -1;
-    /* A restarted instance comes back on the port haproxy knows. */
-    for (size_t i = 0; i < c->n; i++)
-        c->inst[i].want_port = c->inst[i].port;
     return hc_lb_start(c);
 }
 
@@ -718,14 +929,14 @@ static void remove_dir(const char *dir)
 
 void hc_stop(hc_cluster_t *c)
 {
+    if (c->shared) { /* Redis, haproxy and the directory are the base's */
+        hc_instances_stop(c);
+        c->dir[0] = '\0';
+        return;
+    }
     proc_stop(&c->lb, SIGTERM);
-    /* The instances first (they may write to Redis on the way out), all
-     * signalled before any is awaited. */
-    for (size_t i = 0; i < c->n; i++)
-        if (c->inst[i].p.pid > 0)
-            kill(c->inst[i].p.pid, SIGTERM);
-    for (size_t i = 0; i < c->n; i++)
-        hc_instance_signal(c, i, SIGTERM);
+    /* The instances first (they may write to Redis on the way out). */
+    hc_instances_stop(c);
     if (c->redis.pid > 0)
         proc_stop(&c->redis, SIGTERM);
     if (c->dir[0] && !getenv("PCSIG_TEST_KEEP"))

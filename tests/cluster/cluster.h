@@ -15,6 +15,13 @@
  *  - Free ports: bind port 0, read the port, close; the process that then
  *    fails to bind it (a collision with another test) is started again on
  *    a new port (up to HC_PORT_TRIES times).
+ *  - Redis and haproxy outlive the instances when a test wants it: starting
+ *    them is most of a cluster's start (about 0.1 s of CPU, against a few
+ *    ms an instance), so a file of tests starts them once (hc_base_start)
+ *    and each test only its instances (hc_instances_start: Redis emptied
+ *    with FLUSHALL, haproxy pointed at the new ports through its admin
+ *    socket). pcsig-cluster-launch --base does the same for a test
+ *    program's launchers.
  *
  * No cmocka here: every function returns 0 or -1 with a reason in c->why,
  * so the same code serves the cmocka tests, the launcher
@@ -60,6 +67,9 @@ typedef struct hc_cluster {
     uint16_t lb_port;
     unsigned lb_maxconn;      /* haproxy's maxconn (0: 4096) */
     bool no_redis;            /* baseline: no Redis, instances without --cluster */
+    bool shared;              /* Redis and haproxy are another process's (a base):
+                                 reached by port, left running by hc_stop */
+    char lb_sock[144];        /* haproxy's admin socket (dir/haproxy.sock) */
     char why[512];            /* the last failure */
 } hc_cluster_t;
 
@@ -75,6 +85,10 @@ bool hc_available(const char *server, char *why, size_t cap);
  * (NULL-terminated, kept by pointer), n instances. */
 void hc_init(hc_cluster_t *c, const char *server, const char *const *extra, size_t n);
 
+/* Replace the extra instance options (as hc_init takes them): for the
+ * next instances started. */
+void hc_set_extra(hc_cluster_t *c, const char *const *extra);
+
 /* The temporary directory alone (hc_start makes it when dir is ""). */
 int hc_make_dir(hc_cluster_t *c);
 /* Remove dir and everything under it; 0, or -1 with errno. */
@@ -85,6 +99,27 @@ int hc_start(hc_cluster_t *c);
 /* Everything stopped (SIGTERM, SIGKILL after a while) and reaped, the
  * directory removed. Safe to call twice and after a failed start. */
 void hc_stop(hc_cluster_t *c);
+
+/* Redis and haproxy alone (haproxy's servers pointing nowhere yet); then
+ * hc_instances_start and hc_instances_stop for each test, hc_stop at the
+ * end. */
+int hc_base_start(hc_cluster_t *c);
+/* The instances on a running Redis and haproxy (ours, or a base's when
+ * c->shared): Redis started again if it is ours and gone, emptied
+ * (FLUSHALL), every instance started with c->extra, haproxy's servers set
+ * to their ports and up. */
+int hc_instances_start(hc_cluster_t *c);
+/* Every instance stopped (SIGTERM, SIGKILL after a while) and reaped. */
+void hc_instances_stop(hc_cluster_t *c);
+
+/* A base another process started (pcsig-cluster-launch --base): its
+ * directory holds "base" (redis port, haproxy port, instances) and "lock".
+ * 0 with c->shared set and *lock_fd holding the lock (close it to let the
+ * next one in); -1 when there is none, it is busy (another launcher of
+ * this test holds it) or made for another number of instances. */
+int hc_base_attach(hc_cluster_t *c, const char *dir, int *lock_fd);
+/* Write dir/base for hc_base_attach. */
+int hc_base_publish(hc_cluster_t *c);
 
 /* Redis alone: start on c->redis_port (a new one when 0), await PING. */
 int hc_redis_start(hc_cluster_t *c);
@@ -112,8 +147,9 @@ int hc_lb_start(hc_cluster_t *c);
  * answer), the body in body (NUL-terminated, may be NULL). */
 int hc_http_get(uint16_t port, const char *path, char *body, size_t cap, int timeout_ms);
 
-/* Write the haproxy configuration for ports[0..n) listening on lb_port. */
+/* Write the haproxy configuration for ports[0..n) listening on lb_port,
+ * with an admin socket at admin_sock (NULL: none). */
 int hc_write_haproxy_cfg(const char *path, uint16_t lb_port, const uint16_t *ports, size_t n,
-                         unsigned maxconn);
+                         unsigned maxconn, const char *admin_sock);
 
 #endif

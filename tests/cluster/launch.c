@@ -16,15 +16,26 @@
  * When an instance ends by itself (GET /quit, a fatal error, or a start
  * refused with status 2), everything stops and its status is ours.
  * The instances' and haproxy's stderr is ours.
+ *
+ * pcsig-cluster-launch --base PROGRAM ARGS... starts Redis and haproxy
+ * alone, runs PROGRAM with PCSIG_CLUSTER_BASE naming their directory, and
+ * stops them when it exits (its status is ours). The launchers PROGRAM
+ * starts then use them, one at a time (a lock), and start only their
+ * instances: a test file's launchers share one Redis (emptied for each)
+ * and one haproxy instead of starting their own (most of a cluster's
+ * start-up CPU). A launcher that finds the base busy starts a whole
+ * cluster of its own, as without one.
  */
 #include "cluster.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char ports_path[128];
@@ -37,14 +48,16 @@ static void remove_ports(void)
 
 /* A child that outlives us by a moment: when we die, however (the harness
  * SIGKILLs a server a failed test left running), it removes the directory
- * and the ports file. The instances, Redis and haproxy die with us by
- * themselves (PR_SET_PDEATHSIG, cluster.c). */
-static void start_sweeper(const char *dir)
+ * (when dir; not a base's) and the ports file. The instances, Redis and
+ * haproxy die with us by themselves (PR_SET_PDEATHSIG, cluster.c). */
+static void start_sweeper(const char *dir, int lock_fd)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return; /* the parent; a failed fork only loses the sweeping */
+    if (lock_fd >= 0)
+        close(lock_fd); /* the base's lock is ours, not the sweeper's */
     /* Not holding our stdout and stderr (the harness's pipes) open. */
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (null >= 0) {
@@ -62,10 +75,61 @@ static void start_sweeper(const char *dir)
         int sig;
         sigwait(&one, &sig);
     }
-    if (!getenv("PCSIG_TEST_KEEP") && hc_remove_dir(dir) != 0)
+    if (dir && !getenv("PCSIG_TEST_KEEP") && hc_remove_dir(dir) != 0)
         _exit(1);
-    unlink(ports_path);
+    if (ports_path[0])
+        unlink(ports_path);
     _exit(0);
+}
+
+/* --base: Redis and haproxy for the launchers of prog (argv), which runs
+ * as our child (its CPU is counted in ours); its exit status. SIGTERM and
+ * SIGINT are passed on to it. */
+static int run_base(hc_cluster_t *c, char **argv, const sigset_t *stop)
+{
+    if (hc_make_dir(c) < 0) {
+        fprintf(stderr, "pcsig-cluster-launch --base: %s\n", c->why);
+        return 1;
+    }
+    start_sweeper(c->dir, -1);
+    if (hc_base_start(c) < 0 || hc_base_publish(c) < 0) {
+        fprintf(stderr, "pcsig-cluster-launch --base: %s\n", c->why);
+        hc_stop(c);
+        return 1;
+    }
+    setenv("PCSIG_CLUSTER_BASE", c->dir, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        sigprocmask(SIG_UNBLOCK, stop, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "pcsig-cluster-launch --base: cannot run %s\n", argv[0]);
+        _exit(127);
+    }
+    int code = 1;
+    if (pid < 0) {
+        fprintf(stderr, "pcsig-cluster-launch --base: fork failed\n");
+    } else {
+        for (;;) {
+            int sig = 0, st = 0;
+            sigwait(stop, &sig);
+            if (sig != SIGCHLD) {
+                kill(pid, sig);
+                continue;
+            }
+            /* Redis or haproxy ending is the test's to notice. */
+            pid_t w = waitpid(pid, &st, WNOHANG);
+            if (w == pid) {
+                code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                break;
+            }
+            if (w < 0 && errno != EINTR)
+                break;
+        }
+    }
+    hc_stop(c);
+    return code;
 }
 
 int main(int argc, char **argv)
@@ -89,6 +153,11 @@ int main(int argc, char **argv)
                 HC_MAX_INSTANCES);
         return 2;
     }
+    static hc_cluster_t c;
+    if (argc > 2 && strcmp(argv[1], "--base") == 0) {
+        hc_init(&c, hc_server_path(), NULL, n);
+        return run_base(&c, argv + 2, &stop);
+    }
     if (argc - 1 > HC_MAX_EXTRA) {
         fprintf(stderr, "pcsig-cluster-launch: more than %d options\n", HC_MAX_EXTRA);
         return 2;
@@ -108,7 +177,6 @@ int main(int argc, char **argv)
         extra[ne++] = argv[i];
     }
     extra[ne] = NULL;
-    static hc_cluster_t c;
     hc_init(&c, hc_server_path(), extra, n);
     c.err_fd = 2;
     /* PCSIG_CLUSTER_REDIS=0: the baseline of the benchmark, instances
@@ -121,12 +189,18 @@ int main(int argc, char **argv)
     /* The directory and the sweeper first: a launcher killed while it
      * starts the cluster leaves nothing behind either. */
     snprintf(ports_path, sizeof ports_path, "/tmp/pcsig-cluster-launch-%d.ports", (int)getpid());
-    if (hc_make_dir(&c) < 0) {
-        fprintf(stderr, "pcsig-cluster-launch: %s\n", c.why);
-        return 1;
+    const char *base = getenv("PCSIG_CLUSTER_BASE");
+    int lock_fd = -1; /* held until we exit */
+    if (base && *base && hc_base_attach(&c, base, &lock_fd) == 0) {
+        start_sweeper(NULL, lock_fd);
+    } else {
+        if (hc_make_dir(&c) < 0) {
+            fprintf(stderr, "pcsig-cluster-launch: %s\n", c.why);
+            return 1;
+        }
+        start_sweeper(c.dir, -1);
     }
-    start_sweeper(c.dir);
-    if (hc_start(&c) < 0) {
+    if ((c.shared ? hc_instances_start(&c) : hc_start(&c)) < 0) {
         int code = 1;
         for (size_t i = 0; i < c.n; i++)
             if (c.inst[i].p.pid == 0 && c.inst[i].p.exit_code > 0)
@@ -142,8 +216,10 @@ int main(int argc, char **argv)
     if (f) {
         for (size_t i = 0; i < c.n; i++)
             fprintf(f, "%u %d\n", (unsigned)c.inst[i].port, (int)c.inst[i].p.pid);
-        fprintf(f, "redis %u %d\n", (unsigned)c.redis_port, (int)c.redis.pid);
-        fprintf(f, "haproxy %u %d\n", (unsigned)c.lb_port, (int)c.lb.pid);
+        if (!c.shared) { /* a base's are not ours to list */
+            fprintf(f, "redis %u %d\n", (unsigned)c.redis_port, (int)c.redis.pid);
+            fprintf(f, "haproxy %u %d\n", (unsigned)c.lb_port, (int)c.lb.pid);
+        }
         fclose(f);
     }
     atexit(remove_ports);

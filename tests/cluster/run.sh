@@ -10,7 +10,8 @@
 # branch is not merged) or redis-server/haproxy are missing (make deps).
 #
 # With names (tests/cluster/run.sh test_cluster test_queue), only those run;
-# with one name, that test alone, as this process (no runner of its own):
+# with one name, that test alone, as this process (no runner of its own;
+# with several, each is a run of this script with its name):
 # make test lists each as a run of its own, so that its runner schedules
 # them beside the rest (longest first, its jobs per core) instead of a
 # second runner's jobs on top of its own.
@@ -59,39 +60,49 @@ if [ -n "${PCSIG_SANITIZE:-}" ] && [ -z "${PCSIG_CLUSTER_ITESTS:-}" ] && [ -n "$
     echo "cluster: sanitized build ($PCSIG_SANITIZE): test_cluster only; the protocol suites through haproxy run in make test"
     itests=""
 fi
+# Several: each a run of its own (of this script, with its name), as in
+# make test.
+# shellcheck disable=SC2086 # one word a name
+set -- $ctests $itests
+if [ $# -gt 1 ]; then
+    n=$#
+    for t in "$@"; do
+        set -- "$@" "$0 $t"
+    done
+    shift "$n"
+    # The runs here share names with make test's own runs of these
+    # binaries: their logs and times are kept apart.
+    if [ -n "${PCSIG_TEST_LOGS:-}" ]; then
+        PCSIG_TEST_LOGS=$PCSIG_TEST_LOGS/cluster
+        export PCSIG_TEST_LOGS
+    fi
+    if [ -n "${PCSIG_TEST_TIMES:-}" ]; then
+        PCSIG_TEST_TIMES=$PCSIG_TEST_TIMES.cluster
+        export PCSIG_TEST_TIMES
+    fi
+    exec tests/run-tests.sh "$@"
+fi
 # The launcher's ready line comes once Redis, three instances and haproxy are up.
 PCSIG_TEST_START_MS=${PCSIG_TEST_START_MS:-60000}
 export PCSIG_TEST_START_MS
-bins=""
-for t in $ctests; do
-    bins="$bins $build/tests/cluster/$t"
-done
-for t in $itests; do
-    bins="$bins $build/tests/integration/$t"
-done
-# shellcheck disable=SC2086 # one word a binary
-set -- $bins
-if [ $# -eq 0 ]; then
-    exit 0
-fi
+case ${1:-} in
+'') exit 0 ;;
+test_cluster*) bin=$build/tests/cluster/$1 ;;
+*) bin=$build/tests/integration/$1 ;;
+esac
 # test_quit_allowed (test_errors) checks one process's log after GET /quit:
 # through the launcher the other instances are stopped with SIGTERM.
-# The runs here share names with make test's own runs of these binaries:
-# their logs and times are kept apart.
-if [ -n "${PCSIG_TEST_LOGS:-}" ]; then
-    PCSIG_TEST_LOGS=$PCSIG_TEST_LOGS/cluster
-    export PCSIG_TEST_LOGS
-fi
-if [ -n "${PCSIG_TEST_TIMES:-}" ]; then
-    PCSIG_TEST_TIMES=$PCSIG_TEST_TIMES.cluster
-    export PCSIG_TEST_TIMES
-fi
 PCSIG_TEST_SKIP=${PCSIG_TEST_SKIP:-test_quit_allowed}
 PCSIG_CLUSTER_SERVER=$server
 PCSIG_SERVER=$launch
 PCSIG_TEST_CLUSTER=1
 export PCSIG_TEST_SKIP PCSIG_CLUSTER_SERVER PCSIG_SERVER PCSIG_TEST_CLUSTER
-if [ $# -eq 1 ]; then
-    exec "$1"
+# A protocol suite under one Redis and haproxy for all its tests
+# (pcsig-cluster-launch --base): each test's launcher starts only its
+# instances. PCSIG_CLUSTER_BASE=0: a whole cluster for each test.
+if [ -n "$itests" ] && [ "${PCSIG_CLUSTER_BASE:-}" != 0 ]; then
+    unset PCSIG_CLUSTER_BASE
+    exec "$launch" --base "$bin"
 fi
-exec tests/run-tests.sh "$@"
+unset PCSIG_CLUSTER_BASE
+exec "$bin"

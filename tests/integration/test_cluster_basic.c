@@ -10,6 +10,10 @@
  * Redis gone: /health 503 "degraded" and 503 answers, then back to normal.
  * (The three-instance haproxy suite lives in tests/cluster/.)
  *
+ * One Redis serves every test (starting it is most of a test's CPU): each
+ * test's setup empties it (FLUSHALL), starting it again first when a test
+ * left it dead or stopped.
+ *
  * Without redis-server installed (make deps installs it) the whole file is
  * skipped with a line saying so (exit 0). PCSIG_REDIS_SERVER names another
  * binary ("none": behave as if not installed).
@@ -123,10 +127,9 @@ static bool redis_spawn(uint16_t port)
     return false;
 }
 
+/* On a new port (in redis_dir, made by the group setup). */
 static void redis_start(void)
 {
-    snprintf(redis_dir, sizeof redis_dir, "/tmp/pcsig-redis-XXXXXX");
-    assert_non_null(mkdtemp(redis_dir));
     for (int i = 0; i < REDIS_START_TRIES; i++)
         if (redis_spawn(free_port())) {
             snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%u", (unsigned)redis_port);
@@ -144,11 +147,6 @@ static void redis_kill(void)
     redis_pid = -1;
 }
 
-static int setup(void **state)
-{
-    return h_setup(state);
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
@@ -157,13 +155,26 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path) < 0 ? -1 : 0;
 }
 
-static int teardown(void **state)
+static int group_teardown(void **state)
 {
+    (void)state;
     redis_kill();
     if (redis_dir[0])
         nftw(redis_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     redis_dir[0] = '\0';
-    return h_teardown(state);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(redis_dir, sizeof redis_dir, "/tmp/pcsig-redis-XXXXXX");
+    if (!mkdtemp(redis_dir)) {
+        redis_dir[0] = '\0';
+        fprintf(stderr, "mkdtemp: errno %d\n", errno);
+        return -1;
+    }
+    return 0;
 }
 
 /* One command to our redis-server in RESP (a test reaching under the
@@ -191,10 +202,27 @@ static void redis_cmd(const char *const *argv, size_t n, char *reply, size_t cap
     close(fd);
 }
 
+/* Each test on an empty Redis: the one of the test before, unless that
+ * one left it dead (started again) or stopped (SIGCONT). */
+static int setup(void **state)
+{
+    int rc = h_setup(state);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGCONT);
+        if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid)
+            redis_pid = -1;
+    }
+    if (redis_pid <= 0)
+        redis_start();
+    char reply[64];
+    redis_cmd((const char *const[]){"FLUSHALL"}, 1, reply, sizeof reply);
+    assert_string_equal(reply, "+OK\r\n");
+    return rc;
+}
+
 /* A and B on the same Redis, both connected. */
 static void start_pair(h_server_t *a, h_server_t *b, const char *member_timeout)
 {
-    redis_start();
     h_server_start(a, "--cluster", redis_url, "--instance-name", "A", "--member-timeout",
                    member_timeout, NULL);
     h_server_start(b, "--cluster", redis_url, "--instance-name", "B", "--member-timeout",
@@ -411,7 +439,6 @@ static void test_instance_killed_times_out(void **state)
 {
     (void)state;
     h_server_t a, b;
-    redis_start();
     h_server_start(&a, "--cluster", redis_url, "--instance-name", "A", "--member-timeout", "1",
                    NULL);
     h_server_start(&b, "--cluster", redis_url, "--instance-name", "B", "--member-timeout",
@@ -550,7 +577,6 @@ static void test_secure_ids_across(void **state)
 {
     (void)state;
     h_server_t a, b;
-    redis_start();
     h_server_start(&a, "--cluster", redis_url, "--instance-name", "A", "--secure-ids",
                    "--auth-token", "sesame", NULL);
     h_server_start(&b, "--cluster", redis_url, "--instance-name", "B", "--secure-ids",
@@ -604,7 +630,6 @@ static void test_accept_not_blocked_by_redis(void **state)
         return;
     }
     h_server_t a;
-    redis_start();
     h_server_start(&a, "--cluster", redis_url, "--instance-name", "A", "--cluster-timeout",
                    "3600", NULL);
     h_await_metric(&a, "pcsig_cluster_up", 1, H_TIMEOUT_MS);
@@ -636,7 +661,7 @@ static void test_accept_not_blocked_by_redis(void **state)
     h_pass();
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, h_teardown)
 
 int main(void)
 {
@@ -657,5 +682,5 @@ int main(void)
         T(test_secure_ids_across),
         T(test_accept_not_blocked_by_redis),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

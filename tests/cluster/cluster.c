@@ -469,6 +469,8 @@ static int instance_spawn(hc_cluster_t *c, size_t i)
     }
     for (size_t e = 0; c->extra[e]; e++)
         argv[k++] = (char *)c->extra[e];
+    for (size_t e = 0; in->extra && in->extra[e] && k < HC_MAX_EXTRA + 15; e++)
+        argv[k++] = (char *)in->extra[e];
     argv[k] = NULL;
     int lfd = log_fd_for(c, in->name);
     int rc = proc_spawn(&in->p, argv, &in->out_fd, lfd);

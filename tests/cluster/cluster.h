@@ -52,6 +52,7 @@ typedef struct hc_instance {
     uint16_t port;  /* 0 until ready */
     uint16_t want_port; /* the --port it is given (0: any; hc_start starts with 0, then keeps the port for restarts) */
     char name[32];  /* --instance-name */
+    const char *const *extra; /* its own options after the common ones, NULL-ended (NULL: none) */
 } hc_instance_t;
 
 typedef struct hc_cluster {

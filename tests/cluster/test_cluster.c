@@ -64,12 +64,21 @@ static int cl_teardown(void **state)
 
 #define CL_TEST(f) cmocka_unit_test_setup_teardown(f, h_setup, cl_teardown)
 
-/* The test's instances, with extra options (NULL-terminated). */
-static void cl_start(const char *const *extra)
+/* The test's instances, with extra options (NULL-terminated), and
+ * instance 2 with victim's after them (NULL: none). */
+static void cl_start_victim(const char *const *extra, const char *const *victim)
 {
     hc_set_extra(&C, extra);
-    if (hc_instances_start(&C) < 0)
+    C.inst[2].extra = victim;
+    int rc = hc_instances_start(&C);
+    C.inst[2].extra = NULL; /* the next test's is its own */
+    if (rc < 0)
         fail_msg("cluster start: %s", C.why);
+}
+
+static void cl_start(const char *const *extra)
+{
+    cl_start_victim(extra, NULL);
 }
 
 /* Instance i (or haproxy when i == SIZE_MAX) as a harness server. */
@@ -585,12 +594,15 @@ static void test_churn(void **state)
 static void test_kill9(void **state)
 {
     (void)state;
-    /* dave's leave comes --cluster-lease after the kill, then
-     * --member-timeout: 2 s (not 3) is four heartbeats, room for a loaded
-     * machine's late one (a live instance taken for dead would take its
-     * leases back at its next heartbeat anyway). */
+    /* dave's leave comes the victim's --cluster-lease after the kill (its
+     * heartbeat's key lapses), then --member-timeout. The survivors' 2 s
+     * (not 3) is four heartbeats, room for a loaded machine's late one;
+     * the victim's 1 s only needs to hold until the kill (a live instance
+     * taken for dead would take its leases back at its next heartbeat
+     * anyway). */
     const char *const extra[] = {"--member-timeout", "4", "--cluster-lease", "2", NULL};
-    cl_start(extra);
+    const char *const victim[] = {"--cluster-lease", "1", NULL};
+    cl_start_victim(extra, victim);
     h_server_t A = at(0), B = at(1), V = at(2), L = at(LB);
     char body[1024], e[64];
 

@@ -11,7 +11,7 @@
  *    out once;
  *  - Redis stopped and started again: /health 503 "degraded", 503 answers
  *    (no losses) while it is down, everything resumes after;
- *  - churn: 200 peers joining, messaging and leaving through haproxy; every
+ *  - churn: 100 peers joining, messaging and leaving through haproxy; every
  *    join/leave arrives once, in one order, every message exactly once and
  *    in order per sender.
  * Skipped (exit 77, with the reason) when the server has no --cluster or
@@ -483,10 +483,10 @@ static void pump_until_complete(peer_t *ps, size_t np, size_t only, const h_serv
 
 /* ---- churn ------------------------------------------------------------------ */
 
-#define CHURN_PEERS 200
-#define CHURN_WAVE 40
-#define CHURN_LEAVE 30
-#define CHURN_MSGS 200 /* per wave */
+#define CHURN_PEERS 100
+#define CHURN_WAVE 20
+#define CHURN_LEAVE 15
+#define CHURN_MSGS 100 /* per wave */
 
 static void test_churn(void **state)
 {

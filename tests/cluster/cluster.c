@@ -779,6 +779,37 @@ int hc_base_start(hc_cluster_t *c)
     return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
 }
 
+/* Await every instance's subscription to its wake-up channel
+ * ("pcsig:ch:NAME", PUBSUB NUMSUB 1 each): its /health says 200 once it
+ * reached Redis, but its subscriber connects on a thread of its own, and a
+ * wake-up published before it listens is lost (a test parking a wait
+ * there at once could then wait for nothing; seen once in test_queue's
+ * test_second_wait_displaces_first, its 409 never came). */
+static int await_subscribed(hc_cluster_t *c)
+{
+    char cmd[512], out[1024];
+    size_t len = (size_t)snprintf(cmd, sizeof cmd, "PUBSUB NUMSUB");
+    for (size_t i = 0; i < c->n && len < sizeof cmd; i++)
+        len += (size_t)snprintf(cmd + len, sizeof cmd - len, " pcsig:ch:%s", c->inst[i].name);
+    if (len >= sizeof cmd)
+        return fail(c, "PUBSUB NUMSUB: too many instances for one command");
+    uint64_t deadline = now_ms() + HC_READY_MS;
+    int pause = 1;
+    for (;;) {
+        /* *2n, then "$len name :count" for each: every count at least 1. */
+        size_t subscribed = 0;
+        if (hc_redis_cmd(c, cmd, out, sizeof out) == 0)
+            for (const char *p = strstr(out, "\r\n:"); p; p = strstr(p + 3, "\r\n:"))
+                subscribed += p[3] != '0';
+        if (subscribed == c->n)
+            return 0;
+        if (ms_left(deadline) == 0)
+            return fail(c, "instances not all subscribed to their channels within %d ms "
+                        "(Redis: %.200s)", HC_READY_MS, out);
+        backoff(&pause);
+    }
+}
+
 /* Start every instance: the first alone (options it refuses are said
  * once, as by one server: the tests of bad options count the lines), then
  * the others side by side. Each listens on a port of its own choosing
@@ -795,6 +826,8 @@ static int instances_up(hc_cluster_t *c)
     for (size_t i = 1; i < c->n; i++)
         if (instance_ready(c, i) < 0)
             return -1;
+    if (!c->no_redis && await_subscribed(c) < 0)
+        return -1;
     /* A restarted instance comes back on the port haproxy knows. */
     for (size_t i = 0; i < c->n; i++)
         c->inst[i].want_port = c->inst[i].port;

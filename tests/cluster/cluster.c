@@ -693,7 +693,10 @@ static bool lb_all_up(hc_cluster_t *c)
     if (lb_cmd(c, "show servers state pcsig_instances", out, sizeof out) < 0)
         return false;
     size_t up = 0;
-    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+    for (char *line = out, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
         /* be_id be_name srv_id srv_name srv_addr srv_op_state ... srv_port
          * (the 19th field) */
         char f[20][64];

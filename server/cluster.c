@@ -580,7 +580,6 @@ static void *sub_main(void *arg)
     struct cluster *c = arg;
     log_set_thread_role("cluster-sub");
     uint64_t backoff = BACKOFF_MIN_MS;
-    bool first = true;
     for (;;) {
         redisContext *ctx = conn_open(c);
         if (ctx) {
@@ -601,10 +600,12 @@ static void *sub_main(void *arg)
             freeReplyObject(r);
             if (ok) {
                 backoff = BACKOFF_MIN_MS;
-                /* Pokes published while we were not listening are lost. */
-                if (!first)
-                    reg_poke_all(c->reg);
-                first = false;
+                /* Pokes published while we were not listening are lost:
+                 * before a reconnection, and before the first subscription
+                 * too (the listener is open before this thread subscribes,
+                 * so a wait may already be parked here). Every parked wait
+                 * fetches again; with none parked this costs nothing. */
+                reg_poke_all(c->reg);
             }
             while (ok) {
                 void *v = NULL;
@@ -625,7 +626,6 @@ static void *sub_main(void *arg)
             redisFree(ctx);
             if (stopping)
                 break;
-            first = false;
         }
         if (nap(c, backoff))
             break;

@@ -539,12 +539,17 @@ int h_run_server_cmd(const char *const *args, char *err, size_t cap, int timeout
 
 /* PCSIG_TEST_SKIP=GLOB: cmocka skips the tests whose names match it. For
  * tests/cluster/run.sh, which runs whole test files through a cluster: a
- * test of one process's own life (GET /quit's log) is skipped there. */
+ * test of one process's own life (GET /quit's log) is skipped there.
+ * PCSIG_TEST_ONLY=GLOB runs only the tests whose names match it (to time
+ * or debug one case of a file by hand). */
 __attribute__((constructor)) static void h_skip_filter(void)
 {
     const char *p = getenv("PCSIG_TEST_SKIP");
     if (p && *p)
         cmocka_set_skip_filter(p);
+    const char *o = getenv("PCSIG_TEST_ONLY");
+    if (o && *o)
+        cmocka_set_test_filter(o);
 }
 
 int h_setup(void **state)

@@ -87,14 +87,13 @@ ITEST_BIN := $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 # test_batch, test_errors, test_queue), what does not touch the transport
 # (test_config, test_sdnotify, test_cli_exec, test_client_auth, test_media and
 # test_media_signaling: their media is DTLS either way), tests that skip in
-# TLS mode (test_flood, test_client_wire, test_cli_tty), and test_tls, which
-# tests TLS itself.
+# TLS mode (test_flood, test_client_wire, test_cli_tty), and test_tls and
+# test_client_tls, which start TLS servers of their own.
 ITEST_TLS :=
 ITEST_TLS += test_access         # per-address limits: the refusal comes after a handshake
 ITEST_TLS += test_biglist        # MB-sized answers written through TLS records
 ITEST_TLS += test_cli            # the CLI's --tls/--ca options end to end
 ITEST_TLS += test_client_lib     # the library's TLS connect, reads, writes, reconnects
-ITEST_TLS += test_client_tls     # untrusted CA, mutual TLS: TLS-only cases
 ITEST_TLS += test_cluster_basic  # instances over Redis: waits parked and woken through TLS
 ITEST_TLS += test_fd_limit       # handshakes and plain text to the TLS port without fds
 ITEST_TLS += test_garbage        # garbage inside TLS records and raw to the TLS port

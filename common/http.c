@@ -237,8 +237,11 @@ static int http_parse_version(const unsigned char *p, size_t n, bool complete, b
     static const char prefix[] = "HTTP/1.";
     size_t k = n < sizeof prefix - 1 ? n : sizeof prefix - 1;
 
-    if (k > 0 && memcmp(p, prefix, k) != 0) /* p may be NULL when k is 0 */
-        return http_fail(err, is_request, 400, "invalid HTTP version");
+    /* A loop, not memcmp: at most 7 bytes, once per parse (and per read of
+     * a head that arrives in pieces); p may be NULL when k is 0. */
+    for (size_t j = 0; j < k; j++)
+        if (p[j] != (unsigned char)prefix[j])
+            return http_fail(err, is_request, 400, "invalid HTTP version");
     if (n < sizeof prefix) /* the minor digit has not arrived */
         return complete ? http_fail(err, is_request, 400, "invalid HTTP version")
                         : HTTP_STEP_MORE;

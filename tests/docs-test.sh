@@ -20,7 +20,7 @@
 # Run by `make test`; standalone: tests/docs-test.sh from the top directory.
 set -eu
 gaps_file=$(mktemp)
-trap 'rm -f "$gaps_file" "$gaps_file.opts" "$gaps_file.page"' EXIT
+trap 'rm -rf "$gaps_file" "$gaps_file.opts" "$gaps_file.page" "$gaps_file.d"' EXIT
 cd "$(dirname "$0")/.."
 src="client/main.c client/cli_*.c" # the CLI (named so in the messages)
 src_text() { cat client/main.c client/cli_*.c; }
@@ -67,32 +67,80 @@ man_text() { sed 's/\\-/-/g; s/\\(dq/"/g; s/\\f[BIRP]//g; s/\\&//g' "$1"; }
 cman_src=$(man_text "$cman")
 cman_cmds=$(printf '%s\n' "$cman_src" | awk '/^\.SS Interactive commands/ { on = 1; next } /^\.S[SH]/ { on = 0 } on')
 cman_events=$(printf '%s\n' "$cman_src" | awk '/^Events, by their/ { on = 1; next } /^\.S[SH]/ { on = 0 } on')
-# A word set in bold by a man macro line (.B, .BR, .RB, .BI, .IB, .TP items).
-man_bold() {
-    printf '%s\n' "$1" | grep -qE "^\.(B|BR|RB|BI|IB) (.*[ \"])?$2([ \",.;:)]|\$)"
-}
 
-for c in $text_cmds; do
-    printf '%s\n' "$readme_client" | grep -qE "\`$c( |\`)" ||
-        gap "interactive command '$c' ($src) not in $readme, section '## The client' (as \`$c ...\`)"
-    man_bold "$cman_cmds" "$c" ||
-        gap "interactive command '$c' ($src) not in $cman, section 'Interactive commands'"
-done
-for c in $json_cmds; do
-    grep -qF "\"cmd\":\"$c\"" "$readme" || gap "--json command '$c' ($src) not in $readme as {\"cmd\":\"$c\"}"
-    grep -qF "\"cmd\":\"$c\"" "$cman" || gap "--json command '$c' ($src) not in $cman as {\"cmd\":\"$c\"}"
-done
-for e in $events; do
-    printf '%s\n' "$readme_events" | grep -qF "\`$e\`" ||
-        gap "event '$e' ($src) not in $readme's 'Events:' list (as \`$e\`)"
-    man_bold "$cman_events" "$e" ||
-        gap "event '$e' ($src) not in $cman's 'Events, by their event member' list"
-done
-printf '%s\n' "$says" | while IFS= read -r line; do
-    [ -n "$line" ] || continue
-    grep -qF -- "$line" "$readme" || echo "start-up/status line '$line' ($src) not in $readme"
-    printf '%s\n' "$cman_src" | grep -qF -- "$line" || echo "start-up/status line '$line' ($src) not in $cman"
-done >"$gaps_file"
+# Every look-up below in one awk (a grep per command, event and line was
+# most of this test's CPU): the texts and the lists go in as files, each
+# missing item comes out as one line, in the order of the checks.
+# A word set in bold by a man macro line (.B, .BR, .RB, .BI, .IB, .TP
+# items): ^\.(B|BR|RB|BI|IB) (.*[ "])?WORD([ ",.;:)]|$).
+w=$gaps_file.d
+mkdir "$w"
+printf '%s\n' "$text_cmds" >"$w/text_cmds"
+printf '%s\n' "$json_cmds" >"$w/json_cmds"
+printf '%s\n' "$events" >"$w/events"
+printf '%s\n' "$says" >"$w/says"
+printf '%s\n' "$readme_client" >"$w/readme_client"
+printf '%s\n' "$readme_events" >"$w/readme_events"
+printf '%s\n' "$cman_src" >"$w/cman_src"
+printf '%s\n' "$cman_cmds" >"$w/cman_cmds"
+printf '%s\n' "$cman_events" >"$w/cman_events"
+awk -v src="$src" -v readme="$readme" -v cman="$cman" -v w="$w/" -v sq="'" '
+    # has(f, s): a line of file f holds the string s; like(f, re): matches re.
+    function has(f, s,    i) {
+        for (i = 1; i <= n[f]; i++)
+            if (index(line[f, i], s))
+                return 1
+        return 0
+    }
+    function like(f, re,    i) {
+        for (i = 1; i <= n[f]; i++)
+            if (line[f, i] ~ re)
+                return 1
+        return 0
+    }
+    function bold(f, word) {
+        return like(f, "^\\.(B|BR|RB|BI|IB) (.*[ \"])?" word "([ \",.;:)]|$)")
+    }
+    {
+        f = FILENAME == readme ? "readme" : FILENAME == cman ? "cman" : substr(FILENAME, length(w) + 1)
+        line[f, ++n[f]] = $0
+    }
+    END {
+        q = "\""
+        for (i = 1; i <= n["text_cmds"]; i++) {
+            c = line["text_cmds", i]
+            if (c == "") continue
+            if (!like("readme_client", "`" c "( |`)"))
+                print "interactive command " sq c sq " (" src ") not in " readme ", section " sq "## The client" sq " (as `" c " ...`)"
+            if (!bold("cman_cmds", c))
+                print "interactive command " sq c sq " (" src ") not in " cman ", section " sq "Interactive commands" sq
+        }
+        for (i = 1; i <= n["json_cmds"]; i++) {
+            c = line["json_cmds", i]
+            if (c == "") continue
+            if (!has("readme", q "cmd" q ":" q c q))
+                print "--json command " sq c sq " (" src ") not in " readme " as {" q "cmd" q ":" q c q "}"
+            if (!has("cman", q "cmd" q ":" q c q))
+                print "--json command " sq c sq " (" src ") not in " cman " as {" q "cmd" q ":" q c q "}"
+        }
+        for (i = 1; i <= n["events"]; i++) {
+            e = line["events", i]
+            if (e == "") continue
+            if (!has("readme_events", "`" e "`"))
+                print "event " sq e sq " (" src ") not in " readme sq "s " sq "Events:" sq " list (as `" e "`)"
+            if (!bold("cman_events", e))
+                print "event " sq e sq " (" src ") not in " cman sq "s " sq "Events, by their event member" sq " list"
+        }
+        for (i = 1; i <= n["says"]; i++) {
+            l = line["says", i]
+            if (l == "") continue
+            if (!has("readme", l))
+                print "start-up/status line " sq l sq " (" src ") not in " readme
+            if (!has("cman_src", l))
+                print "start-up/status line " sq l sq " (" src ") not in " cman
+        }
+    }' "$w/text_cmds" "$w/json_cmds" "$w/events" "$w/says" "$w/readme_client" \
+    "$w/readme_events" "$w/cman_src" "$w/cman_cmds" "$w/cman_events" "$readme" "$cman" >"$gaps_file"
 while IFS= read -r g; do gap "$g"; done <"$gaps_file"
 
 # ---- every option of --help in the man page ------------------------------------

@@ -132,12 +132,14 @@ done
 ok
 
 # ---- the library: only its API exported, usable through pkg-config alone ---
-exported=$(nm -g --defined-only "$p/lib/libpcsig-client.a" | awk 'NF == 3 { print $3 }' |
-    grep -v '^pcsig_' || true)
+# One nm for both: its external symbols, defined ("ADDR T name") and
+# undefined ("U name").
+nm -g "$p/lib/libpcsig-client.a" >"$tmp/syms" || fail "nm libpcsig-client.a"
+exported=$(awk 'NF == 3 { print $3 }' "$tmp/syms" | grep -v '^pcsig_' || true)
 [ -z "$exported" ] || fail "libpcsig-client.a exports non-API symbols: $exported"
 # The CLI's libraries stay the CLI's: the archive needs no jansson or libedit
 # (its .pc file names only OpenSSL), and the installed client links them.
-needs=$(nm -u "$p/lib/libpcsig-client.a" | awk '{ print $2 }' |
+needs=$(awk 'NF == 2 && $1 ~ /^[Uw]$/ { print $2 }' "$tmp/syms" |
     grep -E '^(json_|rl_|el_|add_history|using_history)' || true)
 [ -z "$needs" ] || fail "libpcsig-client.a needs the CLI's libraries: $needs"
 grep -qE 'jansson|edit' "$p/lib/pkgconfig/pcsig-client.pc" && fail "pcsig-client.pc names jansson or libedit"
@@ -235,14 +237,23 @@ ok
 unit=$p/lib/systemd/system/pcsig-server.service
 grep -qx "ExecStart=$prefix/bin/pcsig-server --config /etc/pcsig/pcsig-server.conf" "$unit" ||
     fail "unit's ExecStart: $(grep ExecStart= "$unit")"
+docs=$(sed -n 's/^Documentation=//p' "$unit")
+[ -n "$docs" ] || fail "the unit has no Documentation="
+for ref in $docs; do
+    case $ref in
+    'man:pcsig-server(1)' | 'man:pcsig-client(1)') ;; # installed and found by man -w above
+    man:*) fail "the unit's Documentation= names $ref, not an installed page" ;;
+    esac
+done
 if command -v systemd-analyze >/dev/null; then
-    # verify checks that ExecStart's binary exists: point it into DESTDIR,
-    # and the man page of Documentation= resolves through MANPATH.
+    # verify checks that ExecStart's binary exists: point it into DESTDIR.
+    # Its man check (--man=yes: a man run of its own, most of its CPU) is
+    # the one above: Documentation= may name only the pages that man -w
+    # found in DESTDIR through MANPATH.
     mkdir "$tmp/unit"
     sed "s|^ExecStart=$prefix/bin/|ExecStart=$p/bin/|" "$unit" >"$tmp/unit/pcsig-server.service"
-    if command -v man >/dev/null; then man_opt=--man=yes; else man_opt=--man=no; fi
-    out=$(MANPATH=$p/share/man systemd-analyze verify "$man_opt" \
-        "$tmp/unit/pcsig-server.service" 2>&1) || fail "systemd-analyze verify: $out"
+    out=$(systemd-analyze verify --man=no "$tmp/unit/pcsig-server.service" 2>&1) ||
+        fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
     ok
 else

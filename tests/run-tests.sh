@@ -29,6 +29,12 @@
 # names its server's log).
 #
 # Exit status: 0 only when every run passed.
+#
+# The runner's own work is builtins wherever it can be (the clock from
+# /proc/uptime, the CPU time from `times`, one awk for every run's log name
+# and estimate): a process started per run costs as much as a small test
+# (88 runs of /bin/true took 7.2 s of CPU with date, awk, sed and rm per
+# run; 2.8 s now, most of it timeout, cat and the forks).
 limit=${PCSIG_TEST_TIMEOUT:-300}
 # Sanitized builds compute several times more per test: one per core there
 # (three per core under ASan left members timing out and calls unconnected).
@@ -57,7 +63,7 @@ trap cleanup EXIT
 # signal on to its test) by its pid.
 stop() {
     for f in "$tmp"/*.pid; do
-        [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null
+        [ -f "$f" ] && [ ! -f "${f%.pid}.end" ] && read -r pid <"$f" && kill -TERM "$pid" 2>/dev/null
     done
     exit "$1"
 }
@@ -69,14 +75,31 @@ trap 'stop 143' TERM
 mkfifo "$tmp/done" || exit 2
 exec 3<>"$tmp/done"
 
+tab=$(printf '\t')
+
+# Sets now: milliseconds since boot, in steps of 10 (no process started).
 now_ms() {
-    date +%s%3N
+    read -r up _ </proc/uptime
+    frac=${up#*.}
+    frac=${frac#0} # "07" is no octal number
+    now=$((${up%.*} * 1000 + ${frac:-0} * 10))
+}
+
+# Sets ms from a time `times` printed: 1m2.345678s -> 62345.
+times_ms() {
+    t_min=${1%%m*}
+    t_sec=${1#*m}
+    t_sec=${t_sec%s}
+    t_frac=${t_sec#*.}000
+    while [ ${#t_frac} -gt 3 ]; do t_frac=${t_frac%?}; done
+    while [ ${#t_frac} -gt 1 ] && [ "${t_frac#0}" != "$t_frac" ]; do t_frac=${t_frac#0}; done
+    ms=$(((t_min * 60 + ${t_sec%.*}) * 1000 + t_frac))
 }
 
 # The tests, numbered in command-line order, and the order to start them in.
 tls=0
 n=0
-: >"$tmp/order"
+: >"$tmp/tests"
 for t in "$@"; do
     if [ "$t" = "--tls" ]; then
         tls=1
@@ -84,20 +107,38 @@ for t in "$@"; do
     fi
     n=$((n + 1))
     label=$t
-    # Named after the whole command line (unit and integration tests share
-    # names): build/tests/unit/test_config -> build_tests_unit_test_config.
-    log=$(printf '%s\n' "$t" | sed 's|^\./||; s/[^A-Za-z0-9._-]/_/g')
-    if [ $tls -eq 1 ]; then
-        label="$t (TLS)"
-        log="$log.tls"
-    fi
-    eval "cmd_$n=\$t; tls_$n=\$tls; label_$n=\$label; log_$n=\$logs/\$log.log"
-    est=
-    [ -n "$times" ] && [ -f "$times" ] &&
-        est=$(awk -F '\t' -v l="$label" '$2 == l { t = $1 } END { print t }' "$times")
-    echo "${est:-999999999} $n" >>"$tmp/order"
+    [ $tls -eq 0 ] || label="$t (TLS)"
+    eval "cmd_$n=\$t; tls_$n=\$tls; label_$n=\$label"
+    printf '%s\t%s\t%s\n' "$n" "$tls" "$t" >>"$tmp/tests"
 done
-order=$(sort -k1,1nr -k2,2n "$tmp/order" | cut -d ' ' -f 2)
+# One awk for all: each run's log, named after the whole command line (unit
+# and integration tests share names): build/tests/unit/test_config ->
+# build_tests_unit_test_config.log; and its last wall time (the last line
+# of the times file that names it), 999999999 when it has none.
+tf=/dev/null
+[ -n "$times" ] && [ -f "$times" ] && tf=$times
+awk -F '\t' -v tf="$tf" -v logs="$logs" '
+    FILENAME == tf { est[$2] = $1; next }
+    {
+        label = $3
+        if ($2 == 1)
+            label = label " (TLS)"
+        name = $3
+        sub(/^\.\//, "", name)
+        gsub(/[^A-Za-z0-9._-]/, "_", name)
+        if ($2 == 1)
+            name = name ".tls"
+        printf "%s\t%s\t%s/%s.log\n", (label in est) ? est[label] : 999999999, $1, logs, name
+    }' "$tf" "$tmp/tests" >"$tmp/est" || exit 2
+sort -t "$tab" -k1,1nr -k2,2n "$tmp/est" >"$tmp/order" || exit 2
+order=
+while IFS=$tab read -r _ idx log; do
+    eval "log_$idx=\$log"
+    order="$order $idx"
+done <"$tmp/order"
+# shellcheck disable=SC2086 # numbers, one word each
+set -- $order
+[ $# -eq "$n" ] || { echo "run-tests: $n tests, $# of them ordered" >&2; exit 2; }
 
 passed=0
 failed=0
@@ -135,7 +176,8 @@ for idx in $order; do
     done
     eval "cmd=\$cmd_$idx; tls=\$tls_$idx; log=\$log_$idx"
     (
-        start=$(now_ms)
+        now_ms
+        start=$now
         set -f # a test is split at spaces, never globbed
         # shellcheck disable=SC2086
         PCSIG_TEST_TLS=$tls timeout --signal=KILL "$limit" $cmd \
@@ -143,16 +185,18 @@ for idx in $order; do
         echo $! >"$tmp/$idx.pid"
         wait $!
         rc=$?
-        rm -f "$tmp/$idx.pid"
-        end=$(now_ms)
+        : >"$tmp/$idx.end" # stop() leaves it alone now
+        now_ms
         # The CPU time (user + system) of the test and of the processes it
         # waited for (its servers and clients): "times" shows this
         # subshell's children's second (run here: in a $(...) it would
         # show the substitution's own, none).
         times >"$tmp/$idx.cpu"
-        cpu=$(awk 'function s(x) { sub(/s$/, "", x); split(x, a, "m"); return a[1] * 60 + a[2] }
-            NR == 2 { printf "%d", (s($1) + s($2)) * 1000 }' "$tmp/$idx.cpu")
-        echo "$idx $rc $((end - start)) ${cpu:-0}" >&3
+        { read -r _ _ && read -r cu cs; } <"$tmp/$idx.cpu"
+        times_ms "$cu"
+        cpu=$ms
+        times_ms "$cs"
+        echo "$idx $rc $((now - start)) $((cpu + ms))" >&3
     ) &
     running=$((running + 1))
 done

@@ -541,7 +541,8 @@ int h_run_server_cmd(const char *const *args, char *err, size_t cap, int timeout
  * tests/cluster/run.sh, which runs whole test files through a cluster: a
  * test of one process's own life (GET /quit's log) is skipped there.
  * PCSIG_TEST_ONLY=GLOB: only the tests whose names match it run (run.sh
- * runs test_queue as two runs, its timeout tests apart). */
+ * runs test_queue as two runs, its timeout tests apart; or to time or debug
+ * one case of a file by hand). */
 __attribute__((constructor)) static void h_skip_filter(void)
 {
     const char *p = getenv("PCSIG_TEST_SKIP");

@@ -73,9 +73,13 @@ bool h_tls_mode(void)
 }
 
 static char tls_ca_path[192];
+static void tls_prepare(void);
 
+/* Ready before any server is started: a test may point a client at a fake
+ * or closed port in TLS mode first. */
 const char *h_tls_ca(void)
 {
+    tls_prepare();
     return tls_ca_path;
 }
 

@@ -9,7 +9,8 @@ import { once } from 'node:events';
 export const root = resolve(new URL('../..', import.meta.url).pathname);
 export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-server');
 export const clientBin = process.env.PCSIG_CLIENT || join(root, 'build/pcsig-client');
-export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium';
+// Chromium's headless shell by default (run.sh says why).
+export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium-headless-shell';
 // Test artifacts (screenshots) under the build directory.
 export const artifacts = join(resolve(root, process.env.PCSIG_BUILD || 'build'), 'browser');
 mkdirSync(artifacts, { recursive: true });
@@ -80,11 +81,12 @@ export function devCerts() {
 // microphone granted without a prompt, host addresses in ICE candidates
 // (no mDNS here), and TLS trust for exactly our development key. The fake
 // camera at 10 frames a second: the tests check that media flows, and
-// encoding 30 frames a second cost each call a fifth more CPU. Each page is
-// a window of its own in this headless mode, and each window also built
-// the omnibox's WebUI popups (two renderers nobody sees): without them a
-// page costs about a third less CPU and opens sooner (unknown feature names
-// are ignored, so an older Chromium takes these flags too).
+// encoding 30 frames a second cost each call a fifth more CPU. With the
+// full browser (PCSIG_CHROMIUM=/usr/bin/chromium) each page is a window of
+// its own, and each window also built the omnibox's WebUI popups (two
+// renderers nobody sees): without them a page costs about a third less CPU
+// and opens sooner (the headless shell has no omnibox; unknown feature
+// names are ignored, so any Chromium takes these flags).
 const DISABLED_FEATURES = [
   'WebRtcHideLocalIpsWithMdns',
   'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup', 'WebUIOmniboxFullPopup', 'PreloadTopChromeWebUI',

@@ -102,6 +102,13 @@ export function chromiumArgs(spki) {
   ];
 }
 
+// The page as the tests open it: camera and synthetic canvas at 160x120,
+// 10 frames a second (the page's ?video=WxH@FPS). The calls check that
+// media flows, not how it looks: two pages in a call at the default sizes
+// (the canvas 320x240 at 30, the fake camera 640x480) cost 0.61 CPU
+// seconds a second, at these 0.44.
+export const PAGE_PATH = '/?video=160x120@10';
+
 // Await a condition inside the page, polled every 100 ms; a timeout fails.
 // The condition must be synchronous: waitForFunction takes the Promise an
 // async one returns for a true value at once (awaitMediaRising below polls

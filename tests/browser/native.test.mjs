@@ -8,7 +8,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 import {
-  startServer, chromiumArgs, chromiumBin, pageUntil, clientBin, awaitChat, awaitMediaRising,
+  startServer, chromiumArgs, chromiumBin, pageUntil, clientBin, awaitChat, awaitMediaRising, PAGE_PATH,
 } from './lib.mjs';
 
 const EVENT_TIMEOUT_MS = 20000;
@@ -36,7 +36,7 @@ async function openPage(base, name, { autoAnswer = false } = {}) {
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.errors = errors;
-  await page.goto(base + '/');
+  await page.goto(base + PAGE_PATH);
   await page.fill('#name', name);
   await page.check('#synthetic');
   if (autoAnswer) await page.check('#auto-answer');

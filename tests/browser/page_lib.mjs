@@ -5,7 +5,7 @@
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { devCerts, chromiumArgs, chromiumBin } from './lib.mjs';
+import { devCerts, chromiumArgs, chromiumBin, PAGE_PATH } from './lib.mjs';
 
 export let browser, certs;
 
@@ -31,7 +31,7 @@ export async function openPage(base, name, { synthetic = false, autoAnswer = fal
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.errors = errors;
-  await page.goto(base + '/');
+  await page.goto(base + PAGE_PATH);
   assert.equal(await page.inputValue('#server-url'), base); // its own origin by default
   await page.fill('#name', name);
   if (synthetic) await page.check('#synthetic');

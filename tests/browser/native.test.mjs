@@ -6,9 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
 import {
-  startServer, chromiumArgs, chromiumBin, pageUntil, clientBin, awaitChat, awaitMediaRising, PAGE_PATH,
+  startServer, launchChromium, pageUntil, clientBin, awaitChat, awaitMediaRising, PAGE_PATH,
 } from './lib.mjs';
 
 const EVENT_TIMEOUT_MS = 20000;
@@ -25,7 +24,7 @@ const skip = sanitizer ? `a sanitizer build (${sanitizer}): test_media covers th
 let browser;
 before(async () => {
   if (skip) return;
-  browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs() });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 

@@ -4,8 +4,7 @@
 // context (no shared state) per page.
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { devCerts, chromiumArgs, chromiumBin, PAGE_PATH } from './lib.mjs';
+import { devCerts, launchChromium, PAGE_PATH } from './lib.mjs';
 
 export let browser, certs;
 
@@ -15,7 +14,7 @@ export let browser, certs;
 export function usePageBrowser({ tls = false } = {}) {
   before(async () => {
     certs = tls ? devCerts() : null;
-    browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(certs?.spki) });
+    browser = await launchChromium(certs?.spki);
   });
   after(async () => { await browser?.close(); });
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { createHash, createPublicKey } from 'node:crypto';
 
 export const root = resolve(new URL('../..', import.meta.url).pathname);
 export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-server');
@@ -68,13 +69,18 @@ export async function runServer(args) {
   return { code, stderr: err };
 }
 
-// A fresh development CA and server certificate (certs/gen-certs.sh), and the
-// base64 SHA-256 of the server key's SPKI: what Chromium is told to trust.
+// A development CA and server certificate (certs/gen-certs.sh): the ones
+// make test made once for all its TLS runs (PCSIG_TEST_CERTS), else fresh
+// ones; and the base64 SHA-256 of the server key's SPKI: what Chromium is
+// told to trust. Read here, not by spawning openssl twice.
 export function devCerts() {
-  const dir = mkdtempSync(join(tmpdir(), 'pcsig-browser-certs-'));
-  execFileSync(join(root, 'certs/gen-certs.sh'), ['--force', dir], { stdio: 'ignore' });
-  const der = execFileSync('openssl', ['pkey', '-in', join(dir, 'server.key'), '-pubout', '-outform', 'DER']);
-  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+  let dir = process.env.PCSIG_TEST_CERTS;
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), 'pcsig-browser-certs-'));
+    execFileSync(join(root, 'certs/gen-certs.sh'), ['--force', dir], { stdio: 'ignore' });
+  }
+  const der = createPublicKey(readFileSync(join(dir, 'server.key'))).export({ type: 'spki', format: 'der' });
+  const spki = createHash('sha256').update(der).digest('base64');
   return { dir, cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: readFileSync(join(dir, 'ca.pem')), spki };
 }
 

@@ -294,12 +294,24 @@ function setCallState(st) {
   updateButtons();
 }
 
+// "?video=WxH@FPS" in the page's address (e.g. /?video=160x120@10): the
+// size and frame rate asked of the camera and drawn by the synthetic
+// canvas (default: the camera's own; the canvas 320x240 at 30). The
+// browser tests ask for a small one: their calls check that media flows,
+// and every pixel encoded and decoded is CPU they share with the others.
+const videoSize = (() => {
+  const m = /^(\d{2,4})x(\d{2,4})@(\d{1,2})$/.exec(new URLSearchParams(location.search).get('video') ?? '');
+  return m && Number(m[3]) > 0 ? { width: Number(m[1]), height: Number(m[2]), frameRate: Number(m[3]) } : null;
+})();
+
 // A canvas animation and an oscillator: a call without camera or microphone.
 function syntheticStream() {
   const canvas = document.createElement('canvas');
-  canvas.width = 320;
-  canvas.height = 240;
+  canvas.width = videoSize?.width ?? 320;
+  canvas.height = videoSize?.height ?? 240;
+  const fps = videoSize?.frameRate ?? 30;
   const g = canvas.getContext('2d');
+  g.scale(canvas.width / 320, canvas.height / 240); // drawn in 320x240 units
   const t0 = performance.now();
   const draw = () => {
     const t = (performance.now() - t0) / 1000;
@@ -313,8 +325,8 @@ function syntheticStream() {
     g.fillText(`pcsig ${t.toFixed(1)} s`, 12, 30);
   };
   draw();
-  const timer = setInterval(draw, 33); // timers, not rAF: keeps going in a hidden tab
-  const stream = canvas.captureStream(30);
+  const timer = setInterval(draw, 1000 / fps); // timers, not rAF: keeps going in a hidden tab
+  const stream = canvas.captureStream(fps);
   let audio = null;
   try {
     audio = new AudioContext();
@@ -334,7 +346,7 @@ function syntheticStream() {
 async function localStream() {
   if (!ui.synthetic.checked && navigator.mediaDevices?.getUserMedia) {
     try {
-      return await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+      return await navigator.mediaDevices.getUserMedia({ video: videoSize ?? true, audio: true });
     } catch (e) {
       logLine('info', '', `no camera or microphone (${e.name}): synthetic media instead`);
     }

@@ -5,11 +5,14 @@ import { mkdtempSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { createHash, createPublicKey } from 'node:crypto';
 
 export const root = resolve(new URL('../..', import.meta.url).pathname);
 export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-server');
 export const clientBin = process.env.PCSIG_CLIENT || join(root, 'build/pcsig-client');
-export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium';
+// Chromium's headless shell by default (run.sh says why).
+export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium-headless-shell';
 // Test artifacts (screenshots) under the build directory.
 export const artifacts = join(resolve(root, process.env.PCSIG_BUILD || 'build'), 'browser');
 mkdirSync(artifacts, { recursive: true });
@@ -66,13 +69,18 @@ export async function runServer(args) {
   return { code, stderr: err };
 }
 
-// A fresh development CA and server certificate (certs/gen-certs.sh), and the
-// base64 SHA-256 of the server key's SPKI: what Chromium is told to trust.
+// A development CA and server certificate (certs/gen-certs.sh): the ones
+// make test made once for all its TLS runs (PCSIG_TEST_CERTS), else fresh
+// ones; and the base64 SHA-256 of the server key's SPKI: what Chromium is
+// told to trust. Read here, not by spawning openssl twice.
 export function devCerts() {
-  const dir = mkdtempSync(join(tmpdir(), 'pcsig-browser-certs-'));
-  execFileSync(join(root, 'certs/gen-certs.sh'), ['--force', dir], { stdio: 'ignore' });
-  const der = execFileSync('openssl', ['pkey', '-in', join(dir, 'server.key'), '-pubout', '-outform', 'DER']);
-  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+  let dir = process.env.PCSIG_TEST_CERTS;
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), 'pcsig-browser-certs-'));
+    execFileSync(join(root, 'certs/gen-certs.sh'), ['--force', dir], { stdio: 'ignore' });
+  }
+  const der = createPublicKey(readFileSync(join(dir, 'server.key'))).export({ type: 'spki', format: 'der' });
+  const spki = createHash('sha256').update(der).digest('base64');
   return { dir, cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: readFileSync(join(dir, 'ca.pem')), spki };
 }
 
@@ -80,11 +88,12 @@ export function devCerts() {
 // microphone granted without a prompt, host addresses in ICE candidates
 // (no mDNS here), and TLS trust for exactly our development key. The fake
 // camera at 10 frames a second: the tests check that media flows, and
-// encoding 30 frames a second cost each call a fifth more CPU. Each page is
-// a window of its own in this headless mode, and each window also built
-// the omnibox's WebUI popups (two renderers nobody sees): without them a
-// page costs about a third less CPU and opens sooner (unknown feature names
-// are ignored, so an older Chromium takes these flags too).
+// encoding 30 frames a second cost each call a fifth more CPU. With the
+// full browser (PCSIG_CHROMIUM=/usr/bin/chromium) each page is a window of
+// its own, and each window also built the omnibox's WebUI popups (two
+// renderers nobody sees): without them a page costs about a third less CPU
+// and opens sooner (the headless shell has no omnibox; unknown feature
+// names are ignored, so any Chromium takes these flags).
 const DISABLED_FEATURES = [
   'WebRtcHideLocalIpsWithMdns',
   'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup', 'WebUIOmniboxFullPopup', 'PreloadTopChromeWebUI',
@@ -98,6 +107,23 @@ export function chromiumArgs(spki) {
     `--disable-features=${DISABLED_FEATURES.join(',')}`,
     ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
   ];
+}
+
+// The page as the tests open it: camera and synthetic canvas at 160x120,
+// 10 frames a second (the page's ?video=WxH@FPS). The calls check that
+// media flows, not how it looks: two pages in a call at the default sizes
+// (the canvas 320x240 at 30, the fake camera 640x480) cost 0.61 CPU
+// seconds a second, at these 0.44.
+export const PAGE_PATH = '/?video=160x120@10';
+
+// A headless Chromium with chromiumArgs(spki). playwright-core is loaded
+// here, with require() and only by the files that launch a browser:
+// imported as an ES module, its 7 MB CommonJS bundle was first scanned
+// whole for named exports, a quarter of a second of CPU per test file.
+const require = createRequire(import.meta.url);
+export function launchChromium(spki) {
+  const { chromium } = require('playwright-core');
+  return chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(spki) });
 }
 
 // Await a condition inside the page, polled every 100 ms; a timeout fails.

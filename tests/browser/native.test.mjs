@@ -6,9 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
 import {
-  startServer, chromiumArgs, chromiumBin, pageUntil, clientBin, awaitChat, awaitMediaRising,
+  startServer, launchChromium, pageUntil, clientBin, awaitChat, awaitMediaRising, PAGE_PATH,
 } from './lib.mjs';
 
 const EVENT_TIMEOUT_MS = 20000;
@@ -25,7 +24,7 @@ const skip = sanitizer ? `a sanitizer build (${sanitizer}): test_media covers th
 let browser;
 before(async () => {
   if (skip) return;
-  browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs() });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 
@@ -36,7 +35,7 @@ async function openPage(base, name, { autoAnswer = false } = {}) {
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.errors = errors;
-  await page.goto(base + '/');
+  await page.goto(base + PAGE_PATH);
   await page.fill('#name', name);
   await page.check('#synthetic');
   if (autoAnswer) await page.check('#auto-answer');

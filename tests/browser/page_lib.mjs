@@ -4,8 +4,7 @@
 // context (no shared state) per page.
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { devCerts, chromiumArgs, chromiumBin } from './lib.mjs';
+import { devCerts, launchChromium, PAGE_PATH } from './lib.mjs';
 
 export let browser, certs;
 
@@ -15,7 +14,7 @@ export let browser, certs;
 export function usePageBrowser({ tls = false } = {}) {
   before(async () => {
     certs = tls ? devCerts() : null;
-    browser = await chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(certs?.spki) });
+    browser = await launchChromium(certs?.spki);
   });
   after(async () => { await browser?.close(); });
 }
@@ -31,7 +30,7 @@ export async function openPage(base, name, { synthetic = false, autoAnswer = fal
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.errors = errors;
-  await page.goto(base + '/');
+  await page.goto(base + PAGE_PATH);
   assert.equal(await page.inputValue('#server-url'), base); // its own origin by default
   await page.fill('#name', name);
   if (synthetic) await page.check('#synthetic');

@@ -13,6 +13,9 @@ export const serverBin = process.env.PCSIG_SERVER || join(root, 'build/pcsig-ser
 export const clientBin = process.env.PCSIG_CLIENT || join(root, 'build/pcsig-client');
 // Chromium's headless shell by default (run.sh says why).
 export const chromiumBin = process.env.PCSIG_CHROMIUM || '/usr/bin/chromium-headless-shell';
+// The full browser (Debian's chromium), for the file that must show a call
+// works in what users run, not only in the headless shell (native.test.mjs).
+export const fullChromiumBin = process.env.PCSIG_CHROMIUM_FULL || '/usr/bin/chromium';
 // Test artifacts (screenshots) under the build directory.
 export const artifacts = join(resolve(root, process.env.PCSIG_BUILD || 'build'), 'browser');
 mkdirSync(artifacts, { recursive: true });
@@ -121,9 +124,10 @@ export const PAGE_PATH = '/?video=160x120@10';
 // imported as an ES module, its 7 MB CommonJS bundle was first scanned
 // whole for named exports, a quarter of a second of CPU per test file.
 const require = createRequire(import.meta.url);
-export function launchChromium(spki) {
+// full: Debian's full chromium (in its --headless mode) instead of the shell.
+export function launchChromium(spki, { full = false } = {}) {
   const { chromium } = require('playwright-core');
-  return chromium.launch({ executablePath: chromiumBin, headless: true, args: chromiumArgs(spki) });
+  return chromium.launch({ executablePath: full ? fullChromiumBin : chromiumBin, headless: true, args: chromiumArgs(spki) });
 }
 
 // Await a condition inside the page, polled every 100 ms; a timeout fails.

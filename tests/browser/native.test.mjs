@@ -24,7 +24,10 @@ const skip = sanitizer ? `a sanitizer build (${sanitizer}): test_media covers th
 let browser;
 before(async () => {
   if (skip) return;
-  browser = await launchChromium();
+  // The full browser here: one real call (the page against the native
+  // conductor) in the chromium users run; the page files use the cheaper
+  // headless shell, the same renderer and WebRTC.
+  browser = await launchChromium(undefined, { full: true });
 });
 after(async () => { await browser?.close(); });
 

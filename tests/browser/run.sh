@@ -4,7 +4,8 @@
 # headless shell, without the full browser's windows, tab strip and
 # omnibox, costs about a third less CPU per test file than chromium's own
 # --headless, and runs the same renderer, WebRTC and fake media devices;
-# PCSIG_CHROMIUM=/usr/bin/chromium runs the full browser instead;
+# PCSIG_CHROMIUM=/usr/bin/chromium runs the full browser instead; the
+# full browser, Debian's chromium, runs native.test.mjs in any case;
 # playwright-core with npm ci,
 # pinned by package-lock.json), then runs the tests with node's test runner
 # against $PCSIG_SERVER (default build/pcsig-server): all test files, or the
@@ -15,17 +16,26 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 chromium=${PCSIG_CHROMIUM:-/usr/bin/chromium-headless-shell}
+chromium_full=${PCSIG_CHROMIUM_FULL:-/usr/bin/chromium}
 
-if [ ! -x "$chromium" ]; then
+# Both: the headless shell for the page files, the full browser for
+# native.test.mjs (one real call in the browser users run).
+missing=
+[ -x "$chromium" ] || missing="$missing chromium-headless-shell"
+[ -x "$chromium_full" ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing: chromium-headless-shell"
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell) >/dev/null ||
-            { echo "error: could not install chromium-headless-shell; run: sudo apt-get install -y chromium-headless-shell" >&2; exit 1; }
+        echo "installing:$missing"
+        # shellcheck disable=SC2086
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null ||
+            { echo "error: could not install$missing; run: sudo apt-get install -y$missing" >&2; exit 1; }
     else
-        echo "error: no $chromium; run: sudo apt-get update && sudo apt-get install -y chromium-headless-shell" >&2
+        echo "error: no$missing; run: sudo apt-get update && sudo apt-get install -y$missing" >&2
         exit 1
     fi
 fi
+[ -x "$chromium" ] || { echo "error: no $chromium (PCSIG_CHROMIUM)" >&2; exit 1; }
+[ -x "$chromium_full" ] || { echo "error: no $chromium_full (PCSIG_CHROMIUM_FULL)" >&2; exit 1; }
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "error: the browser tests need Node.js 20.10 or later with npm" >&2
     exit 1
@@ -52,7 +62,7 @@ fi
 cd "$root"
 export PCSIG_SERVER="${PCSIG_SERVER:-$root/build/pcsig-server}"
 export PCSIG_CLIENT="${PCSIG_CLIENT:-$root/build/pcsig-client}"
-export PCSIG_CHROMIUM="$chromium"
+export PCSIG_CHROMIUM="$chromium" PCSIG_CHROMIUM_FULL="$chromium_full"
 # The files named (make test runs one file per run, so that they run in
 # parallel with each other and the rest), or all of them one after another.
 # One file runs in node itself (its tests run when it is the main module,

@@ -337,7 +337,7 @@ test: all browser-deps $(UNIT_BIN) $(ITEST_BIN) $(CTEST_BIN) $(CLUSTER_LAUNCH)
 	@PCSIG_SERVER=$(abspath $(SERVER)) PCSIG_CLIENT=$(abspath $(BUILD)/pcsig-client) \
 	  PCSIG_BENCH=$(abspath $(BENCH)) PCSIG_TEST_CERTS=$(abspath $(BUILD)/test-certs) \
 	  PCSIG_BUILD=$(BUILD) PCSIG_CC="$(CC)" PCSIG_SANITIZE=$(SANITIZE) \
-	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_LOGS=$(BUILD)/test-logs \
+	  PCSIG_TEST_TIMES=$(BUILD)/test-times PCSIG_TEST_TIMELINE=$(BUILD)/test-timeline PCSIG_TEST_LOGS=$(BUILD)/test-logs \
 	  tests/run-tests.sh $(BROWSER_RUNS) $(TEST_SCRIPTS) \
 	    $(ITEST_BIN) $(UNIT_BIN) --tls $(ITEST_TLS_BIN)
 

@@ -6,10 +6,17 @@
 # argument run in TLS mode (PCSIG_TEST_TLS=1: the harness starts TLS servers
 # and speaks TLS to them); the Makefile says why each of them is there.
 #
-# Up to PCSIG_TEST_JOBS tests (default: three per core, as most of them
+# Up to PCSIG_TEST_JOBS tests (default: six per core, as most of them
 # wait for a timeout or another process far more than they compute) run at
-# once:
-# the tests listen on port 0, log to files named after their own pid and make
+# once, and fewer while the ones running are known to compute: with
+# PCSIG_TEST_TIMES (below) each run's share of a core (its CPU time over
+# its wall time, last time) is known, and a run starts only while the
+# shares of those running, its own added, fit in the cores (a run of
+# unknown share counts as a third of a core, the old three per core; a run
+# starts anyway when none is running). A fixed count either left the cores idle while the runs that
+# wait out a timeout filled the slots, or overloaded them while the browser
+# and media runs computed.
+# The tests listen on port 0, log to files named after their own pid and make
 # their temporary files with mkstemp/mkdtemp, so two runs never share a port
 # or a path. Each run's output goes to a log file of its own and is shown
 # whole when the run ends, under a "=== name [seconds]" line, so outputs
@@ -21,6 +28,10 @@
 # processes it waited for) that each run rewrites; the next run starts the
 # tests that took longest first (and tests it has no time for before them),
 # so that the long poles do not start last and run alone at the end.
+#
+# PCSIG_TEST_TIMELINE names a file that each run rewrites with a line per
+# run, in start order: "start end cpu name" (milliseconds since the runner
+# began): how the runs packed onto the slots, and which ended last.
 #
 # PCSIG_TEST_LOGS: the directory for the runs' logs (build_tests_unit_test_buf.log,
 # build_tests_integration_test_access.tls.log ...),
@@ -38,9 +49,12 @@
 limit=${PCSIG_TEST_TIMEOUT:-300}
 # Sanitized builds compute several times more per test: one per core there
 # (three per core under ASan left members timing out and calls unconnected).
-per_core=3
+per_core=6
 [ -z "${PCSIG_SANITIZE:-}" ] || per_core=1
-jobs=${PCSIG_TEST_JOBS:-$((per_core * $(nproc 2>/dev/null || echo 1)))}
+cores=$(nproc 2>/dev/null || echo 1)
+jobs=${PCSIG_TEST_JOBS:-$((per_core * cores))}
+# The cores' worth of shares (in thousandths of a core) that may run at once.
+budget=$((cores * 1000))
 case $jobs in
 '' | *[!0-9]* | 0)
     echo "run-tests: PCSIG_TEST_JOBS must be a positive integer, not '$jobs'" >&2
@@ -118,7 +132,12 @@ done
 tf=/dev/null
 [ -n "$times" ] && [ -f "$times" ] && tf=$times
 awk -F '\t' -v tf="$tf" -v logs="$logs" '
-    FILENAME == tf { est[$2] = $1; next }
+    FILENAME == tf {
+        est[$2] = $1
+        if ($1 > 0 && $3 != "")
+            share[$2] = int($3 * 1000 / $1)
+        next
+    }
     {
         label = $3
         if ($2 == 1)
@@ -128,12 +147,13 @@ awk -F '\t' -v tf="$tf" -v logs="$logs" '
         gsub(/[^A-Za-z0-9._-]/, "_", name)
         if ($2 == 1)
             name = name ".tls"
-        printf "%s\t%s\t%s/%s.log\n", (label in est) ? est[label] : 999999999, $1, logs, name
+        printf "%s\t%s\t%s/%s.log\t%d\n", (label in est) ? est[label] : 999999999, $1, logs, name,
+            (label in share) ? share[label] : 333
     }' "$tf" "$tmp/tests" >"$tmp/est" || exit 2
 sort -t "$tab" -k1,1nr -k2,2n "$tmp/est" >"$tmp/order" || exit 2
 order=
-while IFS=$tab read -r _ idx log; do
-    eval "log_$idx=\$log"
+while IFS=$tab read -r _ idx log share; do
+    eval "log_$idx=\$log; share_$idx=\$share"
     order="$order $idx"
 done <"$tmp/order"
 # shellcheck disable=SC2086 # numbers, one word each
@@ -144,7 +164,11 @@ passed=0
 failed=0
 failures=""
 running=0
+load=0 # the shares of the runs running
 : >"$tmp/times"
+: >"$tmp/timeline"
+now_ms
+t0=$now
 
 # 12345 (milliseconds) -> 12.3
 secs() {
@@ -153,10 +177,11 @@ secs() {
 
 # Shows the run that finished next and counts it.
 reap() {
-    read -r fin rc ms cpu <&3 || exit 2
+    read -r fin rc ms cpu began <&3 || exit 2
     running=$((running - 1))
-    eval "label=\$label_$fin; log=\$log_$fin"
+    eval "label=\$label_$fin; log=\$log_$fin; load=\$((load - share_$fin))"
     printf '%s\t%s\t%s\n' "$ms" "$label" "$cpu" >>"$tmp/times"
+    printf '%s %s %s %s\n' "$began" "$((began + ms))" "$cpu" "$label" >>"$tmp/timeline"
     echo "=== $label [$(secs "$ms")s, cpu $(secs "$cpu")s]"
     cat "$log"
     if [ "$rc" -eq 0 ]; then
@@ -170,11 +195,10 @@ reap() {
   $label: $why; log $log"
 }
 
-for idx in $order; do
-    while [ "$running" -ge "$jobs" ]; do
-        reap
-    done
-    eval "cmd=\$cmd_$idx; tls=\$tls_$idx; log=\$log_$idx"
+# Starts run $1 in the background.
+start_run() {
+    idx=$1
+    eval "cmd=\$cmd_$idx; tls=\$tls_$idx; log=\$log_$idx; load=\$((load + share_$idx))"
     (
         now_ms
         start=$now
@@ -196,15 +220,33 @@ for idx in $order; do
         times_ms "$cu"
         cpu=$ms
         times_ms "$cs"
-        echo "$idx $rc $((now - start)) $((cpu + ms))" >&3
+        echo "$idx $rc $((now - start)) $((cpu + ms)) $((start - t0))" >&3
     ) &
     running=$((running + 1))
+}
+
+# Longest first, each as soon as a slot and its share of the cores are
+# free; a run that does not fit yet lets the ones after it that do go first.
+pending=$order
+while [ -n "$pending" ]; do
+    later=
+    for idx in $pending; do
+        eval "share=\$share_$idx"
+        if [ "$running" -lt "$jobs" ] && { [ "$running" -eq 0 ] || [ $((load + share)) -le "$budget" ]; }; then
+            start_run "$idx"
+        else
+            later="$later $idx"
+        fi
+    done
+    pending=$later
+    [ -z "$pending" ] || reap
 done
 while [ "$running" -gt 0 ]; do
     reap
 done
 wait
 
+[ -z "${PCSIG_TEST_TIMELINE:-}" ] || sort -n "$tmp/timeline" >"$PCSIG_TEST_TIMELINE"
 if [ -n "$times" ]; then
     # This run's times, and the old ones of tests it did not run.
     cp "$tmp/times" "$tmp/times.new"

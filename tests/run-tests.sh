@@ -226,16 +226,22 @@ start_run() {
 }
 
 # Longest first, each as soon as a slot and its share of the cores are
-# free; a run that does not fit yet lets the ones after it that do go first.
+# free. Once one does not fit, only runs that mostly wait (a share of at
+# most 15 %) go before it: letting every run that fits pass left the
+# computing ones (media, test_scale, bench-smoke) waiting until the end and
+# running there alone.
 pending=$order
 while [ -n "$pending" ]; do
     later=
+    held=0
     for idx in $pending; do
         eval "share=\$share_$idx"
-        if [ "$running" -lt "$jobs" ] && { [ "$running" -eq 0 ] || [ $((load + share)) -le "$budget" ]; }; then
+        if [ "$running" -lt "$jobs" ] && { [ "$held" -eq 0 ] || [ "$share" -le 150 ]; } &&
+            { [ "$running" -eq 0 ] || [ $((load + share)) -le "$budget" ]; }; then
             start_run "$idx"
         else
             later="$later $idx"
+            held=1
         fi
     done
     pending=$later

@@ -82,6 +82,10 @@ if [ $# -gt 1 ]; then
         PCSIG_TEST_TIMES=$PCSIG_TEST_TIMES.cluster
         export PCSIG_TEST_TIMES
     fi
+    if [ -n "${PCSIG_TEST_TIMELINE:-}" ]; then
+        PCSIG_TEST_TIMELINE=$PCSIG_TEST_TIMELINE.cluster
+        export PCSIG_TEST_TIMELINE
+    fi
     exec tests/run-tests.sh "$@"
 fi
 # The launcher's ready line comes once Redis, three instances and haproxy are up.

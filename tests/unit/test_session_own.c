@@ -150,10 +150,27 @@ static const struct conn_ops fake_ops = {.read = fake_read, .write = fake_write,
 
 /* ---- the fake poller ----------------------------------------------------- */
 
-/* One-shot hooks: the test's "meanwhile, on another thread". */
+/* "Meanwhile, on another thread": fn runs on a thread of its own (its own
+ * thread-local state, as a worker's or the poller's), joined at once. */
+static void *thread_body(void *arg)
+{
+    void (*const *fn)(void) = arg;
+    (*fn)();
+    return NULL;
+}
+
+static void on_other_thread(void (*fn)(void))
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, thread_body, &fn), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* One-shot hooks: the test's "meanwhile, on another thread", run there
+ * (on_other_thread) when ctl or the hand-over reaches their target. */
 static struct session *ctl_target, *handover_target;
-static void (*at_ctl)(struct session *s);
-static void (*at_handover)(struct session *s);
+static void (*at_ctl)(void);
+static void (*at_handover)(void);
 static int handovers;
 
 static int fake_ctl(int epfd, int op, int fd, struct epoll_event *ev)
@@ -192,9 +209,9 @@ static int fake_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     e->events = ev->events;
     e->s = ev->data.ptr;
     if (at_ctl && ctl_target == e->s) {
-        void (*hook)(struct session *) = at_ctl;
+        void (*hook)(void) = at_ctl;
         at_ctl = NULL;
-        hook(e->s);
+        on_other_thread(hook);
     }
     return 0;
 }
@@ -207,9 +224,9 @@ static void fake_handed_over(struct session *s)
     assert_true(st == SESSION_ARMED || st == SESSION_PARKED || st == SESSION_RUNNING);
     handovers++;
     if (at_handover && handover_target == s) {
-        void (*hook)(struct session *) = at_handover;
+        void (*hook)(void) = at_handover;
         at_handover = NULL;
-        hook(s);
+        on_other_thread(hook);
     }
 }
 
@@ -309,22 +326,6 @@ static void settle(void)
     int rounds = 0;
     while (run_queue() + poll_once() > 0)
         assert_true(++rounds < 100); /* a session that never rests: a bug */
-}
-
-/* "Meanwhile, on another thread": fn runs on a thread of its own (its own
- * thread-local state, as a worker's or the poller's), joined at once. */
-static void *thread_body(void *arg)
-{
-    void (*const *fn)(void) = arg;
-    (*fn)();
-    return NULL;
-}
-
-static void on_other_thread(void (*fn)(void))
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, thread_body, &fn), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
 }
 
 /* ---- clients ----------------------------------------------------------------- */
@@ -561,12 +562,6 @@ static void b_sends(void)
 }
 
 
-static void b_sends_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(b_sends);
-}
-
 /* A message for A woke its wait between the park and A's re-check, and was
  * answered on the sender's thread before that re-check ran. */
 static void test_message_during_park(void **state)
@@ -577,7 +572,7 @@ static void test_message_during_park(void **state)
     say_wait(a, ida);
     assert_int_equal(poll_once(), 1); /* A's /wait came: queued for a worker */
     handover_target = a->s;
-    at_handover = b_sends_on_other_thread;
+    at_handover = b_sends;
     assert_int_equal(run_queue(), 1); /* parks it; the message meanwhile */
     assert_null(at_handover);         /* the window was played */
     assert_true(handovers >= 3);      /* A parked, B and A re-armed: each pinned */
@@ -619,12 +614,6 @@ static void b_sends_and_a_goes(void)
     assert_ptr_equal(srv.grave, a->s); /* pinned: kept */
 }
 
-static void b_sends_and_a_goes_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(b_sends_and_a_goes);
-}
-
 static void test_message_and_close_during_park(void **state)
 {
     (void)state;
@@ -633,7 +622,7 @@ static void test_message_and_close_during_park(void **state)
     say_wait(a, ida);
     assert_int_equal(poll_once(), 1);
     handover_target = a->s;
-    at_handover = b_sends_and_a_goes_on_other_thread;
+    at_handover = b_sends_and_a_goes;
     assert_int_equal(run_queue(), 1);
     assert_null(at_handover);
     assert_int_equal(answers(a), 2);
@@ -689,12 +678,6 @@ static void a_hangs_up_and_poller_sees_it(void)
     assert_null(srv.wq_head); /* the loser queued nothing */
 }
 
-static void a_goes_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(a_hangs_up_and_poller_sees_it);
-}
-
 static void test_hangup_during_wake(void **state)
 {
     (void)state;
@@ -706,7 +689,7 @@ static void test_hangup_during_wake(void **state)
     say_message(b, idb, ida, "hello");
     /* B's worker: after B's answer, as B is handed back, A's hang-up. */
     handover_target = b->s;
-    at_handover = a_goes_on_other_thread;
+    at_handover = a_hangs_up_and_poller_sees_it;
     assert_int_equal(poll_once(), 1); /* B */
     assert_int_equal(run_queue(), 1); /* B, then A on the same thread */
     assert_null(at_handover);
@@ -736,12 +719,6 @@ static void a_waits_again_elsewhere(void)
     assert_int_equal(answers(a2), 0);
 }
 
-static void a_waits_again_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(a_waits_again_elsewhere);
-}
-
 static void test_displaced_wait_during_delivery(void **state)
 {
     (void)state;
@@ -751,7 +728,7 @@ static void test_displaced_wait_during_delivery(void **state)
     settle();
     say_message(b, idb, ida, "hello");
     handover_target = b->s;
-    at_handover = a_waits_again_on_other_thread;
+    at_handover = a_waits_again_elsewhere;
     assert_int_equal(poll_once(), 1);
     run_queue();
     settle();
@@ -772,12 +749,6 @@ static void a_hangs_up_now(void)
     poll_once(); /* A's claim for the hang-up loses: A is RUNNING, displaced */
 }
 
-static void a_hangs_up_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(a_hangs_up_now);
-}
-
 static void test_displaced_while_hanging_up(void **state)
 {
     (void)state;
@@ -787,7 +758,7 @@ static void test_displaced_while_hanging_up(void **state)
     a2 = client();
     say_wait(a2, ida);
     handover_target = a2->s; /* a2 parked, A claimed (displaced), not yet run */
-    at_handover = a_hangs_up_on_other_thread;
+    at_handover = a_hangs_up_now;
     session_run_here(a2->s);
     assert_null(at_handover);
     settle();
@@ -806,12 +777,6 @@ static void tick_past_wait_timeout(void)
     assert_non_null(srv.wq_head); /* A, claimed for a worker */
 }
 
-static void tick_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(tick_past_wait_timeout);
-}
-
 static void test_wait_timeout_during_park(void **state)
 {
     (void)state;
@@ -819,7 +784,7 @@ static void test_wait_timeout_during_park(void **state)
     say_wait(a, ida);
     assert_int_equal(poll_once(), 1);
     handover_target = a->s;
-    at_handover = tick_on_other_thread;
+    at_handover = tick_past_wait_timeout;
     assert_int_equal(run_queue(), 2); /* the /wait, then its timeout's answer */
     assert_null(at_handover);
     assert_int_equal(answers(a), 2);
@@ -842,12 +807,6 @@ static void a_signs_out(void)
     assert_ptr_equal(srv.grave, a->s); /* pinned: kept */
 }
 
-static void sign_out_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(a_signs_out);
-}
-
 static void test_sign_out_during_park(void **state)
 {
     (void)state;
@@ -855,7 +814,7 @@ static void test_sign_out_during_park(void **state)
     say_wait(a, ida);
     assert_int_equal(poll_once(), 1);
     handover_target = a->s;
-    at_handover = sign_out_on_other_thread;
+    at_handover = a_signs_out;
     assert_int_equal(run_queue(), 1);
     assert_null(at_handover);
     assert_int_equal(answers(a), 2);
@@ -964,12 +923,6 @@ static void hangup_seen(void)
     assert_true(atomic_load(&a->s->wake_bits) & SESSION_WAKE_IO);
 }
 
-static void hangup_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(hangup_seen);
-}
-
 static void test_hangup_before_park(void **state)
 {
     (void)state;
@@ -977,7 +930,7 @@ static void test_hangup_before_park(void **state)
     say_wait(a, ida);
     assert_int_equal(poll_once(), 1);
     ctl_target = a->s;
-    at_ctl = hangup_on_other_thread;
+    at_ctl = hangup_seen;
     assert_int_equal(run_queue(), 1);
     assert_null(at_ctl);
     assert_int_equal(a->destroyed, 1);
@@ -994,12 +947,6 @@ static void more_arrives(void)
     assert_int_equal(poll_once(), 1);
 }
 
-static void more_arrives_on_other_thread(struct session *s)
-{
-    (void)s;
-    on_other_thread(more_arrives);
-}
-
 static void test_ready_before_publication(void **state)
 {
     (void)state;
@@ -1008,7 +955,7 @@ static void test_ready_before_publication(void **state)
     say_message(a, ida, idb, "first");
     assert_int_equal(poll_once(), 1);
     ctl_target = a->s;
-    at_ctl = more_arrives_on_other_thread;
+    at_ctl = more_arrives;
     assert_int_equal(run_queue(), 1);
     assert_null(at_ctl);
     assert_int_equal(answers(a), 3); /* sign-in, first, second: nothing lost */

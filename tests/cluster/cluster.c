@@ -651,18 +651,26 @@ static size_t running_ports(hc_cluster_t *c, uint16_t *ports)
     return n;
 }
 
-int hc_lb_start(hc_cluster_t *c)
+/* haproxy for ports[0..n), started again on a new frontend port while
+ * ready() says it exited (0: its port was most likely taken meanwhile). */
+static int lb_start_with(hc_cluster_t *c, const uint16_t *ports, size_t n,
+                         int (*ready)(hc_cluster_t *c, size_t n))
 {
-    uint16_t ports[HC_MAX_INSTANCES];
-    size_t n = running_ports(c, ports);
     for (int attempt = 0; attempt < HC_PORT_TRIES; attempt++) {
         if (lb_spawn(c, ports, n) < 0)
             return -1;
-        int r = lb_ready(c, n);
+        int r = ready(c, n);
         if (r != 0)
             return r > 0 ? 0 : -1;
     }
     return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
+}
+
+int hc_lb_start(hc_cluster_t *c)
+{
+    uint16_t ports[HC_MAX_INSTANCES];
+    size_t n = running_ports(c, ports);
+    return lb_start_with(c, ports, n, lb_ready);
 }
 
 /* One line of commands (';' between them) to haproxy's admin socket; its
@@ -689,7 +697,7 @@ static int lb_cmd(hc_cluster_t *c, const char *cmd, char *out, size_t cap)
  * on its instance's port and running (srv_op_state 2). */
 static bool lb_all_up(hc_cluster_t *c)
 {
-    static char out[1 << 14];
+    char out[1 << 14];
     if (lb_cmd(c, "show servers state pcsig_instances", out, sizeof out) < 0)
         return false;
     size_t up = 0;
@@ -745,8 +753,9 @@ static int lb_point(hc_cluster_t *c)
 /* Await haproxy answering on its admin socket (it listens on its frontend
  * port before it serves anything): 1 ready, 0 it exited (its port was
  * most likely taken meanwhile), -1 failed. */
-static int lb_base_ready(hc_cluster_t *c)
+static int lb_base_ready(hc_cluster_t *c, size_t n)
 {
+    (void)n; /* its servers point nowhere yet */
     uint64_t deadline = now_ms() + HC_READY_MS;
     int pause = 1;
     char out[256];
@@ -772,14 +781,7 @@ int hc_base_start(hc_cluster_t *c)
     uint16_t nowhere[HC_MAX_INSTANCES];
     for (size_t i = 0; i < c->n; i++)
         nowhere[i] = 1;
-    for (int attempt = 0; attempt < HC_PORT_TRIES; attempt++) {
-        if (lb_spawn(c, nowhere, c->n) < 0)
-            return -1;
-        int r = lb_base_ready(c);
-        if (r != 0)
-            return r > 0 ? 0 : -1;
-    }
-    return fail(c, "haproxy did not start in %d tries (%s/haproxy.cfg)", HC_PORT_TRIES, c->dir);
+    return lb_start_with(c, nowhere, c->n, lb_base_ready);
 }
 
 /* Await every instance's subscription to its wake-up channel

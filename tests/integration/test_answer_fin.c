@@ -32,6 +32,18 @@ static unsigned segs_in(h_conn_t *c)
     return ti.tcpi_segs_in;
 }
 
+/* c's whole answer has been read (the connection closes after it): its
+ * FIN came with it, not in a segment of its own. who: the client, named
+ * in the failure. */
+static void assert_fin_with_answer(h_conn_t *c, const char *who)
+{
+    h_expect_eof(c, H_TIMEOUT_MS);
+    unsigned n = segs_in(c);
+    if (n > 3)
+        fail_msg("%s received %u segments (SYN-ACK, ACK, answer+FIN: 3): "
+                 "the FIN came apart from the answer", who, n);
+}
+
 /* A stock request answered at once (on the accepting thread). */
 static void test_answer_and_fin_one_segment(void **state)
 {
@@ -45,13 +57,9 @@ static void test_answer_and_fin_one_segment(void **state)
     h_resp_t *r = h_read(c);
     assert_int_equal(r->status, 200);
     h_resp_free(r);
-    h_expect_eof(c, H_TIMEOUT_MS);
-    unsigned n = segs_in(c);
-    if (n > 3)
-        fail_msg("the client received %u segments (SYN-ACK, ACK, answer+FIN: 3): "
-                 "the FIN came apart from the answer", n);
+    assert_fin_with_answer(c, "the client");
     h_close(c);
-    h_server_stop(&srv);
+    assert_int_equal(h_server_stop(&srv), 0);
     h_pass();
 }
 
@@ -75,13 +83,9 @@ static void test_parked_wait_answer_and_fin_one_segment(void **state)
     assert_int_equal(r->status, 200);
     assert_int_equal(r->body_len, 5);
     h_resp_free(r);
-    h_expect_eof(c, H_TIMEOUT_MS);
-    unsigned n = segs_in(c);
-    if (n > 3)
-        fail_msg("the waiting client received %u segments (SYN-ACK, ACK, answer+FIN: 3): "
-                 "the FIN came apart from the answer", n);
+    assert_fin_with_answer(c, "the waiting client");
     h_close(c);
-    h_server_stop(&srv);
+    assert_int_equal(h_server_stop(&srv), 0);
     h_pass();
 }
 

@@ -120,13 +120,8 @@ for b in pcsig-server pcsig-client; do
         [ "$found" = "$page" ] || fail "man -w $b found $found"
     fi
     grep -q "^\.TH [A-Z-]* 1 .*\"pcsig $version\"" "$page" || fail "$b.1 is not for pcsig $version"
-    # Every option of --help is documented (as \-\-name in the source): the
-    # page's --words against those of --help, whole words both (--port is
-    # not found in --port-file), in one pass rather than a grep each.
-    "$p/bin/$b" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$tmp/opts"
-    sed 's/\\-/-/g' "$page" | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$tmp/documented"
-    [ -s "$tmp/opts" ] || fail "$b --help lists no option"
-    missing=$(comm -23 "$tmp/opts" "$tmp/documented")
+    # Every option of --help is documented in the installed page.
+    missing=$(tests/undocumented-options.sh "$p/bin/$b" "$page") || fail "$b --help lists no option"
     [ -z "$missing" ] || fail "$b.1 does not document $(printf '%s\n' "$missing" | tr '\n' ' ')(listed by $b --help)"
 done
 ok

@@ -13,7 +13,10 @@
 # its wall time, last time) is known, and a run starts only while the
 # shares of those running, its own added, fit in the cores (a run of
 # unknown share counts as a third of a core, the old three per core; a run
-# starts anyway when none is running). A fixed count either left the cores idle while the runs that
+# starts anyway when none is running). A share measured in a crowded run
+# errs low (its wall time was stretched by the others), so the next run
+# admits more at once: the cap on the count is what bounds that.
+# A fixed count either left the cores idle while the runs that
 # wait out a timeout filled the slots, or overloaded them while the browser
 # and media runs computed.
 # The tests listen on port 0, log to files named after their own pid and make

@@ -92,7 +92,8 @@ export function devCerts() {
 // (no mDNS here), and TLS trust for exactly our development key. The fake
 // camera at 10 frames a second: the tests check that media flows, and
 // encoding 30 frames a second cost each call a fifth more CPU. With the
-// full browser (PCSIG_CHROMIUM=/usr/bin/chromium) each page is a window of
+// full browser (native.test.mjs, or every file with
+// PCSIG_CHROMIUM=/usr/bin/chromium) each page is a window of
 // its own, and each window also built the omnibox's WebUI popups (two
 // renderers nobody sees): without them a page costs about a third less CPU
 // and opens sooner (the headless shell has no omnibox; unknown feature

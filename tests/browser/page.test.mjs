@@ -2,19 +2,13 @@
 // server restart, hostile names and messages, the page and the native
 // client. The calls are in page_call.test.mjs, --auth-token in
 // page_auth.test.mjs (each file runs as a test of its own in make test).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { statSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import {
-  startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin, awaitChat,
-  awaitMediaRising,
-} from './lib.mjs';
-import { browser, certs, usePageBrowser, openPage, peerId, selectPeer, chatLines } from './page_lib.mjs';
+import { startServer, pageUntil, clientBin, awaitChat } from './lib.mjs';
+import { usePageBrowser, openPage, peerId, selectPeer } from './page_lib.mjs';
 
 usePageBrowser();
 

@@ -1,19 +1,13 @@
 // --auth-token(-file) in the page served by pcsig-server, in headless
 // Chromium: 401 messages, sign-in and chat with the token, restarts, and
 // another origin's preflight.
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { statSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin, awaitChat,
-  awaitMediaRising,
-} from './lib.mjs';
-import { browser, certs, usePageBrowser, openPage, peerId, selectPeer, chatLines } from './page_lib.mjs';
+import { startServer, pageUntil, awaitChat } from './lib.mjs';
+import { browser, usePageBrowser, openPage, peerId, selectPeer } from './page_lib.mjs';
 
 usePageBrowser();
 

@@ -1,19 +1,12 @@
 // A real call between two pages served by pcsig-server, in headless
 // Chromium: plain (with a screenshot), over TLS with the development CA,
 // and auto-answer against --secure-ids.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { statSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import {
-  startServer, devCerts, chromiumArgs, chromiumBin, pageUntil, artifacts, clientBin, awaitChat,
-  awaitMediaRising,
-} from './lib.mjs';
+import { startServer, pageUntil, artifacts, awaitChat, awaitMediaRising } from './lib.mjs';
 import { browser, certs, usePageBrowser, openPage, peerId, selectPeer, chatLines } from './page_lib.mjs';
 
 usePageBrowser({ tls: true });
